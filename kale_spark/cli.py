@@ -1,0 +1,180 @@
+"""The `kale` command.
+
+    kale sample  --rows 200 --out data/sample --bad-fraction 0.1
+    kale ingest  --config conf/local.yaml --input data/sample/metadata
+    kale sql     "SELECT count(*) FROM kale.samples VERSION AS OF 0"
+    kale history samples
+    kale demo    --config conf/local.yaml
+
+Every command takes `--config FILE` and any number of `--set a.b=value` overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from kale_spark.config import Config, ConfigError, load_config
+
+log = logging.getLogger("kale")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="pipeline profile YAML (default: built-in local defaults)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set lake.root=/tmp/lake (repeatable)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kale", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sample", help="write a DataComp-format sample with its images")
+    _common(p)
+    p.add_argument("--rows", type=int, help="rows to generate (default: sample.rows)")
+    p.add_argument("--out", help="output folder (default: sample.out)")
+    p.add_argument("--bad-fraction", type=float, help="share of deliberately broken rows")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--base-url", help="serve images from this http base instead of file://")
+
+    p = sub.add_parser("ingest", help="DataComp metadata parquet → samples (+ quarantine)")
+    _common(p)
+    p.add_argument("--input", help="parquet file, folder or glob (default: ingest.input)")
+
+    p = sub.add_parser("sql", help="run Spark SQL against the lake's tables")
+    _common(p)
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=50, help="rows to print")
+
+    p = sub.add_parser("history", help="print a table's Delta history")
+    _common(p)
+    p.add_argument("table")
+    p.add_argument("--limit", type=int, default=20)
+
+    p = sub.add_parser("summary", help="rows and versions of every table in the lake")
+    _common(p)
+
+    p = sub.add_parser("demo", help="generate the sample and run every stage on it")
+    _common(p)
+    p.add_argument("--rows", type=int, help="sample rows (default: sample.rows)")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides = list(args.overrides)
+    return load_config(args.config, overrides)
+
+
+def _session(cfg: Config):
+    from kale_spark.session import get_session
+
+    return get_session(cfg.spark)
+
+
+def cmd_sample(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark.sources.sample import generate_sample
+
+    result = generate_sample(
+        args.out or cfg.sample.out,
+        args.rows or cfg.sample.rows,
+        bad_fraction=cfg.sample.bad_fraction if args.bad_fraction is None else args.bad_fraction,
+        seed=cfg.sample.seed if args.seed is None else args.seed,
+        base_url=args.base_url,
+        max_side=cfg.sample.max_side,
+    )
+    print(
+        f"wrote {result.rows} rows ({len(result.defects)} with defects) to {result.out}\n"
+        f"metadata: {result.metadata_dir}"
+    )
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark.stages import ingest
+
+    run = ingest.run(_session(cfg), cfg, args.input)
+    print(run.summary())
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark.lake import Lake
+
+    spark = _session(cfg)
+    Lake(spark, cfg.lake).register_all()
+    _udfs_for_sql(spark, cfg)
+    spark.sql(args.query).show(args.limit, truncate=80)
+    return 0
+
+
+def _udfs_for_sql(spark, cfg: Config) -> None:
+    """Register the model UDFs for SQL when the model layer is installed."""
+    try:
+        from kale_spark import udf
+    except ImportError:
+        return
+    register = getattr(udf, "register_sql_functions", None)
+    if register is not None:
+        register(spark, cfg)
+
+
+def cmd_history(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark.lake import Lake
+
+    lake = Lake(_session(cfg), cfg.lake)
+    lake.history(args.table, args.limit).select(
+        "version", "timestamp", "operation", "userMetadata", "operationMetrics"
+    ).show(args.limit, truncate=100)
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark.report import lake_summary
+
+    print(lake_summary(_session(cfg), cfg))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark.pipeline import run_demo
+
+    print(run_demo(cfg, rows=args.rows))
+    return 0
+
+
+COMMANDS = {
+    "sample": cmd_sample,
+    "ingest": cmd_ingest,
+    "sql": cmd_sql,
+    "history": cmd_history,
+    "summary": cmd_summary,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        print(f"kale: config error: {exc}", file=sys.stderr)
+        return 2
+    return COMMANDS[args.command](args, cfg)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

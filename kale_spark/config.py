@@ -1,0 +1,240 @@
+"""Pipeline configuration: frozen dataclasses, loaded from YAML, with dotted overrides.
+
+    cfg = load_config("conf/local.yaml", ["lake.root=/tmp/x", "spark.master=local[2]"])
+
+Every section is a frozen dataclass; `build()` turns a plain dict into one, naming
+the dotted key of anything unknown or of the wrong type. Sections owned by other
+modules (fetching, images, models) are nested here by field name, so one YAML file
+describes a whole run and its hash is the run's config identity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, missing or invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    root: str = "./lake"
+    database: str = "kale"
+
+    def __post_init__(self) -> None:
+        if not self.root:
+            raise ConfigError("lake.root must not be empty")
+        if not self.database.isidentifier():
+            raise ConfigError(f"lake.database must be an identifier, got {self.database!r}")
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str = "local[*]"
+    app_name: str = "kale-spark"
+    shuffle_partitions: int = 8
+    arrow_batch_size: int = 64
+    ui: bool = False
+    # Resolve Delta's jar through spark.jars.packages (local, plain clusters). Off on
+    # Databricks and on clusters whose images already carry Delta.
+    delta_packages: bool = True
+    log_level: str = "WARN"
+    # Extra Spark properties, applied last (e.g. spark.executor.memory).
+    conf: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.shuffle_partitions < 1:
+            raise ConfigError("spark.shuffle_partitions must be >= 1")
+        if self.arrow_batch_size < 1:
+            raise ConfigError("spark.arrow_batch_size must be >= 1")
+        if self.log_level.upper() not in {"ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"}:
+            raise ConfigError(f"spark.log_level: unknown level {self.log_level!r}")
+        object.__setattr__(self, "conf", types.MappingProxyType(dict(self.conf)))
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    rows: int = 120
+    seed: int = 0
+    bad_fraction: float = 0.1
+    out: str = "./data/sample"
+    max_side: int = 2400
+
+    def __post_init__(self) -> None:
+        if self.rows < 1:
+            raise ConfigError("sample.rows must be >= 1")
+        if not 0.0 <= self.bad_fraction < 1.0:
+            raise ConfigError("sample.bad_fraction must be in [0, 1)")
+        if self.max_side < 32:
+            raise ConfigError("sample.max_side must be >= 32")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    # A parquet file, folder (recursive; a DataComp download's metadata/) or glob.
+    input: str = "./data/sample/metadata"
+    # Alt-texts longer than this are quarantined (DataComp's are short; a megabyte of
+    # text is a scrape error, and it would blow the fusion prompt's token budget).
+    max_text_chars: int = 2000
+    url_schemes: tuple[str, ...] = ("http", "https", "file")
+
+    def __post_init__(self) -> None:
+        if self.max_text_chars < 1:
+            raise ConfigError("ingest.max_text_chars must be >= 1")
+        if not self.url_schemes:
+            raise ConfigError("ingest.url_schemes must not be empty")
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str = "local"
+    lake: LakeConfig = field(default_factory=LakeConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+    def config_hash(self) -> str:
+        """A stable identity of the run's settings, stored in the runs table."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def build(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a plain mapping, checking keys and types."""
+    data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown config key {where}{unknown[0]!r} (known: {', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for name, raw in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _coerce(hints[name], raw, key)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{prefix or 'config'}: {exc}") from exc
+
+
+def _coerce(tp: Any, raw: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if raw is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], raw, key)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, raw, key)
+    if tp is Any:
+        return raw
+    if tp is bool:
+        if isinstance(raw, bool):
+            return raw
+        raise ConfigError(f"{key}: expected true/false, got {raw!r}")
+    if tp is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        raise ConfigError(f"{key}: expected an integer, got {raw!r}")
+    if tp is float:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            return float(raw)
+        raise ConfigError(f"{key}: expected a number, got {raw!r}")
+    if tp is str:
+        if isinstance(raw, (str, int, float)) and not isinstance(raw, bool):
+            return str(raw)
+        raise ConfigError(f"{key}: expected a string, got {raw!r}")
+    if origin is tuple:
+        if isinstance(raw, str) or not isinstance(raw, Sequence):
+            raise ConfigError(f"{key}: expected a list, got {raw!r}")
+        item = args[0] if args else Any
+        return tuple(_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(raw))
+    if origin in (Mapping, dict) or tp in (dict, Mapping):
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {raw!r}")
+        return {str(k): str(v) for k, v in raw.items()}
+    raise ConfigError(f"{key}: unsupported config type {tp!r}")
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> dict[str, Any]:
+    """Return a copy of `data` with one `a.b.c=value` override applied.
+
+    The value is parsed as YAML (`true`, `3`, `[a, b]`), falling back to the raw
+    string, so `spark.master=local[2]` stays a string.
+    """
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    dotted, _, text = assignment.partition("=")
+    parts = [p for p in dotted.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set has an empty key: {assignment!r}")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    if isinstance(value, str) or value is None:
+        value = text if value is not None else None
+    out = _deep_copy(data)
+    node = out
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {part!r} is not a section")
+        node[part] = child = _deep_copy(child)
+        node = child
+    node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in d.items()}
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load a profile YAML (or the built-in defaults) and apply `--set` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file not found: {p}")
+        loaded = yaml.safe_load(p.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: top level must be a mapping")
+        data = loaded or {}
+    for assignment in overrides:
+        data = apply_override(data, assignment)
+    return build(Config, data)

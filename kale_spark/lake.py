@@ -1,0 +1,215 @@
+"""The lakehouse: the one module that touches Delta.
+
+Tables are path-based Delta tables under `lake.root` and are also registered in the
+Spark catalog as `<database>.<name>` (external tables at those paths), so both
+`spark.read.format("delta").load(path)` and `SELECT ... FROM kale.samples VERSION AS
+OF 3` work. Every commit a stage makes carries `{"run_id", "stage"}` as Delta commit
+user metadata, so `DESCRIBE HISTORY` links each table version to its run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kale_spark.config import LakeConfig
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+log = logging.getLogger(__name__)
+
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    version: int
+    rows_inserted: int
+    rows_updated: int = 0
+
+
+class Lake:
+    """Delta tables of one lake root, registered under one catalog database."""
+
+    def __init__(self, spark: SparkSession, cfg: LakeConfig) -> None:
+        self.spark = spark
+        self.database = cfg.database
+        root = cfg.root
+        # Local paths are made absolute so the catalog entry does not depend on the cwd;
+        # URIs (s3://, abfss://, dbfs:/) are used as they are.
+        self.root = root if "://" in root or root.startswith("dbfs:") else str(Path(root).resolve())
+        self._registered: set[str] = set()
+        self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+
+    # ----------------------------------------------------------------- paths, catalog
+
+    def path(self, name: str) -> str:
+        return f"{self.root.rstrip('/')}/{name}"
+
+    def qualified(self, name: str) -> str:
+        return f"{self.database}.{name}"
+
+    def exists(self, name: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return DeltaTable.isDeltaTable(self.spark, self.path(name))
+
+    def tables(self) -> list[str]:
+        """Names of the Delta tables under the lake root (local roots only)."""
+        root = Path(self.root)
+        if "://" in self.root or not root.exists():
+            return sorted(self._registered)
+        return sorted(p.name for p in root.iterdir() if (p / "_delta_log").is_dir())
+
+    def register(self, name: str) -> None:
+        """Make `<database>.<name>` point at this lake's table (re-pointing if needed)."""
+        if name in self._registered:
+            return
+        qualified = self.qualified(name)
+        location = self.path(name)
+        if self.spark.catalog.tableExists(qualified):
+            current = self.spark.sql(f"DESCRIBE DETAIL {qualified}").first()["location"]
+            if _same_location(current, location):
+                self._registered.add(name)
+                return
+            self.spark.sql(f"DROP TABLE {qualified}")  # external: the files stay
+        self.spark.sql(f"CREATE TABLE {qualified} USING DELTA LOCATION '{location}'")
+        self._registered.add(name)
+
+    def register_all(self) -> list[str]:
+        names = self.tables()
+        for name in names:
+            self.register(name)
+        return names
+
+    def ensure_table(
+        self, name: str, schema: StructType, partition_by: Sequence[str] = ()
+    ) -> None:
+        """Create an empty Delta table with `schema` if none exists, and register it."""
+        from delta.tables import DeltaTable
+
+        if not self.exists(name):
+            builder = DeltaTable.createIfNotExists(self.spark).location(self.path(name))
+            builder = builder.addColumns(schema)
+            if partition_by:
+                builder = builder.partitionedBy(*partition_by)
+            with self._commit_metadata({"stage": "create", "table": name}):
+                builder.execute()
+            log.info("created Delta table %s at %s", name, self.path(name))
+        self.register(name)
+
+    # -------------------------------------------------------------------- reading
+
+    def read(
+        self, name: str, version: int | None = None, timestamp: str | None = None
+    ) -> DataFrame:
+        """A table as of now, a version, or a timestamp (Delta time travel)."""
+        if version is not None and timestamp is not None:
+            raise ValueError("give a version or a timestamp, not both")
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", int(version))
+        if timestamp is not None:
+            reader = reader.option("timestampAsOf", timestamp)
+        return reader.load(self.path(name))
+
+    def version(self, name: str) -> int | None:
+        if not self.exists(name):
+            return None
+        from delta.tables import DeltaTable
+
+        row = DeltaTable.forPath(self.spark, self.path(name)).history(1).first()
+        return int(row["version"])
+
+    def history(self, name: str, limit: int | None = None) -> DataFrame:
+        from delta.tables import DeltaTable
+
+        if not self.exists(name):
+            raise LookupError(f"no table {name!r} under {self.root}")
+        table = DeltaTable.forPath(self.spark, self.path(name))
+        return table.history(limit) if limit else table.history()
+
+    def count(self, name: str) -> int:
+        return self.read(name).count() if self.exists(name) else 0
+
+    # -------------------------------------------------------------------- writing
+
+    def merge_new(
+        self,
+        name: str,
+        source: DataFrame,
+        keys: Sequence[str],
+        commit: dict[str, str],
+        update_condition: str | None = None,
+    ) -> WriteResult:
+        """MERGE `source` into table `name` on `keys`: insert rows whose key is new.
+
+        With `update_condition` (an SQL predicate over `t.` and `s.`), matched rows
+        for which it holds are replaced by the source row (e.g. a retried fetch).
+        Idempotent: merging the same source twice inserts nothing the second time.
+        """
+        from delta.tables import DeltaTable
+
+        target = DeltaTable.forPath(self.spark, self.path(name))
+        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        merge = target.alias("t").merge(source.alias("s"), on)
+        if update_condition:
+            merge = merge.whenMatchedUpdateAll(condition=update_condition)
+        merge = merge.whenNotMatchedInsertAll()
+        with self._commit_metadata(commit):
+            merge.execute()
+        last = target.history(1).first()
+        metrics = last["operationMetrics"] or {}
+        result = WriteResult(
+            table=name,
+            version=int(last["version"]),
+            rows_inserted=int(metrics.get("numTargetRowsInserted", 0)),
+            rows_updated=int(metrics.get("numTargetRowsUpdated", 0)),
+        )
+        log.info(
+            "merged into %s: +%d rows, %d updated (version %d)",
+            name,
+            result.rows_inserted,
+            result.rows_updated,
+            result.version,
+        )
+        return result
+
+    def append(self, name: str, source: DataFrame, commit: dict[str, str]) -> WriteResult:
+        with self._commit_metadata(commit):
+            source.write.format("delta").mode("append").save(self.path(name))
+        self.register(name)
+        from delta.tables import DeltaTable
+
+        last = DeltaTable.forPath(self.spark, self.path(name)).history(1).first()
+        metrics = last["operationMetrics"] or {}
+        return WriteResult(name, int(last["version"]), int(metrics.get("numOutputRows", 0)))
+
+    @contextlib.contextmanager
+    def _commit_metadata(self, metadata: dict[str, str]) -> Iterator[None]:
+        """Attach `metadata` (JSON) to the Delta commits made inside the block."""
+        conf = self.spark.conf
+        previous = conf.get(USER_METADATA_CONF, None)
+        conf.set(USER_METADATA_CONF, json.dumps(metadata, sort_keys=True))
+        try:
+            yield
+        finally:
+            if previous is None:
+                conf.unset(USER_METADATA_CONF)
+            else:
+                conf.set(USER_METADATA_CONF, previous)
+
+
+def _same_location(a: str, b: str) -> bool:
+    def norm(p: str) -> str:
+        return p.removeprefix("file:").rstrip("/")
+
+    return norm(a) == norm(b)

@@ -1,0 +1,133 @@
+"""Dense captions from a VLM: image bytes in, ``Generated`` out.
+
+The prompt (``spec.prompt_id``, e.g. ``dense_v1``) goes through the processor's
+chat template with one image part, so any chat VLM with a transformers processor
+(LLaVA, Qwen2-VL, ...) and the tiny local model run the same code. A prompt with
+an ``alt_text`` slot (the Stage 2 student prompt) takes one alt-text per image.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from kale_spark.models.batching import Generated, generate_and_decode, run_with_oom_split
+from kale_spark.models.fusion import count_tokens, normalize_space, truncate_tokens
+from kale_spark.models.spec import ModelSpec
+from kale_spark.prompts import get_prompt
+
+__all__ = ["Captioner", "decode_image"]
+
+
+def decode_image(data: bytes, index: int = 0) -> Any:
+    """JPEG/PNG/... bytes → RGB ``PIL.Image``; ``ValueError`` naming the item otherwise."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.convert("RGB")
+    except Exception as exc:
+        raise ValueError(f"image {index}: cannot decode ({type(exc).__name__}: {exc})") from exc
+
+
+class Captioner:
+    """Captions images with a VLM; build with ``Captioner.from_spec`` to reuse a loaded model."""
+
+    def __init__(self, model: Any, processor: Any, spec: ModelSpec) -> None:
+        self.model = model
+        self.processor = processor
+        self.spec = spec
+        self.template = get_prompt(spec.prompt_id)
+        if self.template.kind != "vlm":
+            raise ValueError(f"prompt {spec.prompt_id!r} is a {self.template.kind} prompt, not vlm")
+        unknown = set(self.template.slots) - {"alt_text"}
+        if unknown:
+            raise ValueError(
+                f"prompt {spec.prompt_id!r} has slots {sorted(unknown)} a captioner cannot fill"
+            )
+        self.tokenizer = processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        image_token = getattr(processor, "image_token", None)
+        self._suppress: tuple[int, ...] = ()
+        if image_token is not None:
+            image_token_id = self.tokenizer.convert_tokens_to_ids(image_token)
+            if image_token_id is not None and image_token_id != self.tokenizer.unk_token_id:
+                self._suppress = (image_token_id,)
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: ModelSpec,
+        *,
+        device: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> Captioner:
+        """A captioner over the model for ``spec``, loaded once per Python worker."""
+        from kale_spark.models.batching import pick_device
+        from kale_spark.models.cache import get_or_load
+        from kale_spark.models.loading import load_vlm, model_cache_key
+
+        device = device or pick_device(spec)
+        key = model_cache_key("vlm", spec, device, cache_dir)
+        model, processor = get_or_load(key, lambda: load_vlm(spec, device, cache_dir))
+        return cls(model, processor, spec)
+
+    @property
+    def needs_alt_text(self) -> bool:
+        return "alt_text" in self.template.slots
+
+    def prompt_text(self, alt_text: str | None = None) -> str:
+        """The chat-templated prompt for one image (before image-token expansion).
+
+        With an ``alt_text`` slot, the alt-text is whitespace-normalised and cut so
+        the prompt's *text* tokens fit ``spec.max_input_tokens`` (the image tokens
+        are not counted: their number is fixed by the model).
+        """
+        if not self.needs_alt_text:
+            return self._templated({})
+        empty = count_tokens(self._templated({"alt_text": ""}), self.tokenizer)
+        budget = max(0, self.spec.max_input_tokens - empty)
+        alt = truncate_tokens(normalize_space(alt_text), self.tokenizer, budget)
+        return self._templated({"alt_text": alt})
+
+    def _templated(self, slots: dict[str, str]) -> str:
+        messages = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image"},
+                    {"type": "text", "text": self.template.render(**slots)},
+                ],
+            }
+        ]
+        return self.processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+
+    def caption(
+        self, images: Sequence[bytes], alt_texts: Sequence[str] | None = None
+    ) -> list[Generated]:
+        """One ``Generated`` per image, in order; batches of ``spec.batch_size``, split on OOM."""
+        if self.needs_alt_text:
+            if alt_texts is None or len(alt_texts) != len(images):
+                raise ValueError(f"prompt {self.spec.prompt_id!r} needs one alt_text per image")
+        elif alt_texts is not None:
+            raise ValueError(f"prompt {self.spec.prompt_id!r} takes no alt_text")
+        items = list(
+            zip(range(len(images)), images, alt_texts or [None] * len(images), strict=True)
+        )
+        return run_with_oom_split(self._caption_batch, items, self.spec.batch_size)
+
+    def _caption_batch(self, items: list[tuple[int, bytes, str | None]]) -> list[Generated]:
+        pil_images = [decode_image(data, index) for index, data, _ in items]
+        prompts = [self.prompt_text(alt) for _, _, alt in items]
+        inputs = self.processor(images=pil_images, text=prompts, padding=True, return_tensors="pt")
+        return generate_and_decode(
+            self.model,
+            self.tokenizer,
+            dict(inputs),
+            self.spec.generation,
+            suppress_token_ids=self._suppress,
+        )

@@ -1,0 +1,220 @@
+"""Knowledge fusion: an LLM merges a web alt-text with a dense caption (KALE Stage 1b).
+
+The prompt (``fuse_capsfusion_v1``) follows CapsFusion: Sentence 1 = alt-text,
+Sentence 2 = dense caption, rendered through the LM's chat template with a
+generation prompt.
+
+Token budget (``spec.max_input_tokens``, CapsFusion: 256) covers the whole
+templated prompt. The instruction is never cut. The dense caption is kept whole
+when it fits in what the instruction leaves; the alt-text gets the rest and is
+cut at a token boundary (CapsFusion truncates the alt-text). Only when the dense
+caption alone overflows is it cut too, and the alt-text is then dropped. Inputs
+are whitespace-normalised first. Cuts are made on the original text at token
+offsets, so kept text is reproduced exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from kale_spark.models.batching import Generated, generate_and_decode, run_with_oom_split
+from kale_spark.models.spec import ModelSpec
+from kale_spark.prompts import get_prompt
+
+__all__ = ["FusionRewriter", "normalize_space", "postprocess", "split_budget", "truncate_tokens"]
+
+
+def normalize_space(text: str | None) -> str:
+    """Collapse runs of whitespace (newlines, tabs) to one space; ``None`` → ``""``."""
+    return " ".join((text or "").split())
+
+
+def split_budget(n_alt: int, n_dense: int, budget: int) -> tuple[int, int]:
+    """How many ``(alt, dense)`` tokens to keep within ``budget`` tokens.
+
+    The dense caption comes first (it carries the sentence structure the output
+    builds on); the alt-text gets what is left.
+
+    >>> split_budget(10, 5, 12)
+    (7, 5)
+    >>> split_budget(10, 20, 12)
+    (0, 12)
+    """
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0, got {budget}")
+    keep_dense = min(n_dense, budget)
+    keep_alt = min(n_alt, budget - keep_dense)
+    return keep_alt, keep_dense
+
+
+def _token_ends(text: str, tokenizer: Any) -> list[int] | None:
+    """End character offset of each token of ``text`` (``None`` if offsets are unsupported)."""
+    try:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    except (NotImplementedError, TypeError, ValueError):
+        return None
+    offsets = enc.get("offset_mapping") if hasattr(enc, "get") else None
+    if offsets is None:
+        return None
+    return [end for _, end in offsets]
+
+
+def count_tokens(text: str, tokenizer: Any) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def truncate_tokens(text: str, tokenizer: Any, max_tokens: int) -> str:
+    """The longest prefix of ``text`` that is at most ``max_tokens`` tokens, right-stripped.
+
+    Cuts at the end offset of the last kept token (falls back to decoding the kept
+    ids for tokenizers without offsets).
+    """
+    if max_tokens <= 0:
+        return ""
+    ends = _token_ends(text, tokenizer)
+    if ends is not None:
+        if len(ends) <= max_tokens:
+            return text
+        return text[: ends[max_tokens - 1]].rstrip()
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) <= max_tokens:
+        return text
+    return tokenizer.decode(ids[:max_tokens], skip_special_tokens=True).strip()
+
+
+# Scaffolding an LLM echoes at the start of its answer.
+_ECHO_PREFIX = re.compile(
+    r"""^\s*(?:
+        (?:sure|certainly|okay|ok)\s*[,.!]\s*
+    )?(?:
+        (?:sentence\s*3|new\s+sentence|new\s+description|new\s+caption
+          |(?:merged|combined|refined|fused|final)\s+(?:sentence|caption|description|text)
+          |caption|description|answer|output)\s*:
+      | here(?:\s+is|\s+are|'s)\b[^:\n]{0,100}?
+          \b(?:sentence|caption|description|version|text|result|merge\w*|combin\w*|refine\w*)
+          \b[^:\n]{0,40}:
+    )\s*""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "`": "`"}
+
+
+def postprocess(text: str) -> str:
+    """Strip echoed scaffolding (``Sentence 3:``, ``Merged caption:``, ``Here is the
+    merged description:``) and surrounding quotes from a fusion answer.
+
+    Quotes are removed only when they wrap the whole answer and do not occur inside
+    it (``"Abbey Road" by "The Beatles"`` is left alone).
+    """
+    out = text.strip()
+    for _ in range(5):
+        before = out
+        out = _ECHO_PREFIX.sub("", out, count=1).strip()
+        if len(out) >= 2 and out[0] in _QUOTES and out[-1] == _QUOTES[out[0]]:
+            inner = out[1:-1]
+            if out[0] not in inner and _QUOTES[out[0]] not in inner:
+                out = inner.strip()
+        if out == before:
+            break
+    return out
+
+
+class FusionRewriter:
+    """Fuses (alt-text, dense caption) pairs with an instruction LM."""
+
+    def __init__(self, model: Any, tokenizer: Any, spec: ModelSpec) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        self.spec = spec
+        self.template = get_prompt(spec.prompt_id)
+        if set(self.template.slots) != {"alt_text", "dense_caption"}:
+            raise ValueError(
+                f"prompt {spec.prompt_id!r} is not a fusion prompt "
+                f"(slots {list(self.template.slots)}, need alt_text and dense_caption)"
+            )
+        self._overhead: int | None = None
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: ModelSpec,
+        *,
+        device: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> FusionRewriter:
+        """A rewriter over the model for ``spec``, loaded once per Python worker."""
+        from kale_spark.models.batching import pick_device
+        from kale_spark.models.cache import get_or_load
+        from kale_spark.models.loading import load_lm, model_cache_key
+
+        device = device or pick_device(spec)
+        key = model_cache_key("lm", spec, device, cache_dir)
+        model, tokenizer = get_or_load(key, lambda: load_lm(spec, device, cache_dir))
+        return cls(model, tokenizer, spec)
+
+    def _templated(self, alt_text: str, dense_caption: str) -> str:
+        content = self.template.render(alt_text=alt_text, dense_caption=dense_caption)
+        messages = [{"role": "user", "content": content}]
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+
+    @property
+    def instruction_tokens(self) -> int:
+        """Tokens of the templated prompt with both slots empty."""
+        if self._overhead is None:
+            self._overhead = count_tokens(self._templated("", ""), self.tokenizer)
+        return self._overhead
+
+    def build_prompt(self, alt_text: str, dense_caption: str) -> str:
+        """The chat-templated fusion prompt, truncated to ``spec.max_input_tokens`` tokens."""
+        limit = self.spec.max_input_tokens
+        budget = limit - self.instruction_tokens
+        if budget < 0:
+            raise ValueError(
+                f"the fusion instruction alone is {self.instruction_tokens} tokens, over "
+                f"max_input_tokens={limit}"
+            )
+        alt = normalize_space(alt_text)
+        dense = normalize_space(dense_caption)
+        keep_alt, keep_dense = split_budget(
+            count_tokens(alt, self.tokenizer), count_tokens(dense, self.tokenizer), budget
+        )
+        # Tokens at the slot boundaries can merge differently in context; shrink
+        # (alt-text first) until the whole prompt fits.
+        while True:
+            prompt = self._templated(
+                truncate_tokens(alt, self.tokenizer, keep_alt),
+                truncate_tokens(dense, self.tokenizer, keep_dense),
+            )
+            over = count_tokens(prompt, self.tokenizer) - limit
+            if over <= 0:
+                return prompt
+            if keep_alt > 0:
+                keep_alt = max(0, keep_alt - over)
+            elif keep_dense > 0:
+                keep_dense = max(0, keep_dense - over)
+            else:  # pragma: no cover - budget >= 0 makes empty slots fit
+                raise ValueError("fusion prompt does not fit max_input_tokens with empty slots")
+
+    def fuse(self, alt_texts: Sequence[str], dense_captions: Sequence[str]) -> list[Generated]:
+        """One ``Generated`` per pair (raw model text; see ``postprocess``), in order."""
+        if len(alt_texts) != len(dense_captions):
+            raise ValueError(f"{len(alt_texts)} alt-texts but {len(dense_captions)} dense captions")
+        prompts = [self.build_prompt(a, d) for a, d in zip(alt_texts, dense_captions, strict=True)]
+        return run_with_oom_split(self._fuse_batch, prompts, self.spec.batch_size)
+
+    def _fuse_batch(self, prompts: list[str]) -> list[Generated]:
+        # The chat template already holds the special tokens (BOS etc.).
+        inputs = self.tokenizer(
+            prompts, add_special_tokens=False, padding=True, return_tensors="pt"
+        )
+        return generate_and_decode(self.model, self.tokenizer, dict(inputs), self.spec.generation)
+
+    @staticmethod
+    def postprocess(text: str) -> str:
+        return postprocess(text)

@@ -1,0 +1,36 @@
+"""Human-readable summaries of the lake: rows and versions per table, recent runs."""
+
+from __future__ import annotations
+
+from kale_spark import schema
+from kale_spark.config import Config
+from kale_spark.lake import Lake
+
+
+def lake_summary(spark, cfg: Config) -> str:
+    lake = Lake(spark, cfg.lake)
+    names = lake.register_all()
+    lines = [f"lake: {lake.root}  (catalog database `{lake.database}`)", ""]
+    lines.append(f"  {'table':<18}{'rows':>10}{'version':>9}")
+    for name in names:
+        lines.append(f"  {name:<18}{lake.count(name):>10}{lake.version(name):>9}")
+    if schema.QUARANTINE in names:
+        reasons = (
+            lake.read(schema.QUARANTINE).groupBy("stage", "reason").count()
+            .orderBy("stage", "reason").collect()
+        )
+        if reasons:
+            lines += ["", "  quarantine by reason:"]
+            lines += [f"    {r['stage']}/{r['reason']}: {r['count']}" for r in reasons]
+    if schema.RUNS in names:
+        runs = lake.read(schema.RUNS).orderBy("started_at").collect()[-8:]
+        lines += ["", "  recent runs:"]
+        for r in runs:
+            counts = ", ".join(f"{k}={v}" for k, v in sorted((r["counts"] or {}).items()))
+            lines.append(f"    {r['stage']:<8} {r['status']:<6} {r['duration_s']:6.1f}s  {counts}")
+    lines += [
+        "",
+        "  try:  .venv/bin/kale sql \"SELECT count(*) FROM kale.samples VERSION AS OF 1\"",
+        "        .venv/bin/kale history samples",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,107 @@
+"""Table names, column names and StructTypes of every table in the lake.
+
+One place defines them; stages and tests import from here.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    ArrayType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+# Table names (Delta folders under lake.root, tables under the `kale` database).
+SAMPLES = "samples"
+QUARANTINE = "quarantine"
+RUNS = "runs"
+IMAGES = "images"
+DENSE_CAPTIONS = "dense_captions"
+STAGE1_CAPTIONS = "stage1_captions"
+
+UID = "uid"
+
+# DataComp metadata columns we carry (the parquet has more; they are ignored).
+DATACOMP_COLUMNS = (
+    "uid",
+    "url",
+    "text",
+    "original_width",
+    "original_height",
+    "sha256",
+    "clip_b32_similarity_score",
+    "clip_l14_similarity_score",
+    "face_bboxes",
+)
+
+FACE_BBOXES_TYPE = ArrayType(ArrayType(DoubleType()))
+
+SAMPLES_SCHEMA = StructType(
+    [
+        StructField("uid", StringType(), False),
+        StructField("url", StringType(), False),
+        StructField("text", StringType(), False),
+        StructField("original_width", IntegerType(), True),
+        StructField("original_height", IntegerType(), True),
+        StructField("sha256", StringType(), True),
+        StructField("clip_b32_similarity_score", DoubleType(), True),
+        StructField("clip_l14_similarity_score", DoubleType(), True),
+        StructField("face_bboxes", FACE_BBOXES_TYPE, True),
+        StructField("source_file", StringType(), False),
+        StructField("ingested_at", TimestampType(), False),
+        StructField("run_id", StringType(), False),
+    ]
+)
+
+# A quarantined input row: the raw values as text (they failed to parse), why, and where
+# it came from. Keyed by (source_file, source_row) so a rerun adds no duplicates.
+QUARANTINE_SCHEMA = StructType(
+    [
+        StructField("stage", StringType(), False),
+        StructField("source_file", StringType(), False),
+        StructField("source_row", LongType(), False),
+        StructField("uid", StringType(), True),
+        StructField("reason", StringType(), False),
+        StructField("raw", MapType(StringType(), StringType()), True),
+        StructField("quarantined_at", TimestampType(), False),
+        StructField("run_id", StringType(), False),
+    ]
+)
+QUARANTINE_KEY = ("stage", "source_file", "source_row")
+
+RUNS_SCHEMA = StructType(
+    [
+        StructField("run_id", StringType(), False),
+        StructField("stage", StringType(), False),
+        StructField("status", StringType(), False),
+        StructField("started_at", TimestampType(), False),
+        StructField("finished_at", TimestampType(), False),
+        StructField("duration_s", DoubleType(), False),
+        StructField("config_hash", StringType(), False),
+        StructField("input_versions", MapType(StringType(), LongType()), True),
+        StructField("output_versions", MapType(StringType(), LongType()), True),
+        StructField("counts", MapType(StringType(), LongType()), True),
+        StructField("error", StringType(), True),
+        StructField("kale_version", StringType(), False),
+    ]
+)
+
+# Reasons a row goes to quarantine at ingest (stable strings, queried by users).
+REASON_MISSING_UID = "missing_uid"
+REASON_BAD_UID = "bad_uid"
+REASON_MISSING_URL = "missing_url"
+REASON_BAD_URL = "bad_url"
+REASON_EMPTY_TEXT = "empty_text"
+REASON_TEXT_TOO_LONG = "text_too_long"
+REASON_BAD_WIDTH = "bad_original_width"
+REASON_BAD_HEIGHT = "bad_original_height"
+REASON_BAD_SHA256 = "bad_sha256"
+REASON_BAD_SCORE = "bad_similarity_score"
+REASON_BAD_FACE_BBOXES = "bad_face_bboxes"
+REASON_DUPLICATE_UID = "duplicate_uid_in_input"

@@ -1,0 +1,1 @@
+"""Where rows come from: DataComp metadata, img2dataset shards, the sample generator."""

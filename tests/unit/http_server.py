@@ -1,0 +1,133 @@
+"""A real threaded HTTP server on 127.0.0.1 for fetch tests.
+
+Tests register routes, each a :class:`Route` (status, body, headers, and
+behaviours such as a slow drip or failing the first N requests), then fetch
+``server.url(path)``. Every request is logged so a test can assert that a
+blocked URL was never requested.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "image/jpeg"
+    fail_first: int = 0  # answer 500 to the first N requests
+    drip_interval_s: float = 0.0  # > 0: send the body one byte at a time
+    send_length: bool = True  # False: no Content-Length, body ends when the connection closes
+    delay_s: float = 0.0  # sleep before answering
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default 5 drops SYNs under concurrent fetches (1 s retransmit)
+
+
+class LocalHTTPServer:
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.log: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self.spans: list[
+            tuple[str, float, float]
+        ] = []  # (path, start, end) of each answered request
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                path = self.path.split("?", 1)[0]
+                with server._lock:
+                    server.log.append(("GET", self.path, dict(self.headers.items())))
+                    server.counts[path] += 1
+                    count = server.counts[path]
+                start = time.monotonic()
+                try:
+                    self._answer(server.routes.get(path), count)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    with server._lock:
+                        server.spans.append((path, start, time.monotonic()))
+
+            def _answer(self, route: Route | None, count: int) -> None:
+                if route is None:
+                    route = Route(
+                        body=b"<html>not found</html>", status=404, content_type="text/html"
+                    )
+                if route.delay_s:
+                    time.sleep(route.delay_s)
+                if count <= route.fail_first:
+                    route = Route(
+                        body=b"<html>try again</html>", status=500, content_type="text/html"
+                    )
+                self.send_response(route.status)
+                self.send_header("Content-Type", route.content_type)
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
+                if route.send_length:
+                    self.send_header("Content-Length", str(len(route.body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if route.drip_interval_s:
+                    for i in range(len(route.body)):
+                        self.wfile.write(route.body[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(route.drip_interval_s)
+                else:
+                    self.wfile.write(route.body)
+                self.close_connection = True
+
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="test-http", daemon=True
+        )
+
+    def start(self) -> LocalHTTPServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def add(self, path: str, route: Route) -> str:
+        self.routes[path] = route
+        return self.url(path)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def max_concurrent(self, prefix: str) -> int:
+        """Most requests to paths starting with ``prefix`` that were being answered at once."""
+        with self._lock:
+            events = sorted(
+                (t, delta)
+                for path, start, end in self.spans
+                if path.startswith(prefix)
+                for t, delta in ((start, 1), (end, -1))
+            )
+        current = peak = 0
+        for _t, delta in events:
+            current += delta
+            peak = max(peak, current)
+        return peak
+
+    def requests_to(self, path: str) -> int:
+        with self._lock:
+            return self.counts[path]

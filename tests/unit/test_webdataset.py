@@ -1,0 +1,205 @@
+"""kale_spark.sources.webdataset: img2dataset shards indexed by uid and read by process_batch."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kale_spark.fetch_batch import IMAGES_COLUMNS, FetchStageOptions, process_batch
+from kale_spark.images import Status
+from kale_spark.sources.webdataset import (
+    ShardEntry,
+    build_shard_index,
+    find_shards,
+    iter_shard_entries,
+    read_entry,
+)
+
+
+def _uid(i: int) -> str:
+    return hashlib.md5(str(i).encode()).hexdigest()  # DataComp uids are 32 hex characters
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_img2dataset_shard(
+    directory: Path,
+    shard: str,
+    rows: list[dict],
+    *,
+    parquet: bool = True,
+    uid_in_parquet: bool = True,
+    uid_in_json: bool = True,
+) -> Path:
+    """An img2dataset output shard: <shard>.tar with <key>.jpg/.txt/.json, and <shard>.parquet.
+
+    Each row: key, uid, url, caption, image (bytes or None for a failed download).
+    """
+    tar_path = directory / f"{shard}.tar"
+    meta = []
+    with tarfile.open(tar_path, "w") as tar:
+        for row in rows:
+            ok = row["image"] is not None
+            record = {
+                "url": row["url"],
+                "caption": row["caption"],
+                "key": row["key"],
+                "status": "success" if ok else "failed_to_download",
+                "error_message": None if ok else "HTTP Error 404",
+                "width": 64 if ok else None,
+                "height": 48 if ok else None,
+                "original_width": 640 if ok else None,
+                "original_height": 480 if ok else None,
+                "exif": None,
+                "sha256": row.get("sha256") if ok else None,
+            }
+            if uid_in_json:
+                record["uid"] = row["uid"]
+            if ok:
+                _add(tar, f"{row['key']}.jpg", row["image"])
+                _add(tar, f"{row['key']}.txt", row["caption"].encode())
+                _add(tar, f"{row['key']}.json", json.dumps(record).encode())
+            meta.append(
+                {**record, "uid": row["uid"]}
+                if uid_in_parquet
+                else {k: v for k, v in record.items() if k != "uid"}
+            )
+    if parquet:
+        pq.write_table(pa.Table.from_pylist(meta), directory / f"{shard}.parquet")
+    return tar_path
+
+
+@pytest.fixture
+def shard_dir(tmp_path: Path, image_bytes) -> tuple[Path, list[dict]]:
+    rows = []
+    for i in range(5):
+        image = image_bytes("JPEG", size=(64, 48), color=(40 * i, 10, 10)) if i != 3 else None
+        rows.append(
+            {
+                "key": f"{i:09d}",
+                "uid": _uid(i),
+                "url": f"https://example.com/{i}.jpg",
+                "caption": f"caption {i}",
+                "image": image,
+                "sha256": hashlib.sha256(b"original-%d" % i).hexdigest(),
+            }
+        )
+    write_img2dataset_shard(tmp_path, "00000", rows[:3])
+    write_img2dataset_shard(tmp_path, "00001", rows[3:])
+    return tmp_path, rows
+
+
+def test_index_maps_uids_to_members(shard_dir) -> None:
+    directory, rows = shard_dir
+    index = build_shard_index(str(directory))
+    assert sorted(index) == sorted(r["uid"] for r in rows if r["image"] is not None)
+    entry = index[_uid(4)]
+    assert entry.key == "000000004"
+    assert entry.tar_path == str(directory / "00001.tar")
+    assert (entry.original_width, entry.original_height) == (640, 480)
+    assert entry.sha256 == rows[4]["sha256"]
+    assert entry.url == "https://example.com/4.jpg"
+    for r in rows:
+        if r["image"] is not None:
+            assert read_entry(index[r["uid"]]) == r["image"]
+
+
+def test_process_batch_reads_shards_without_fetching(shard_dir) -> None:
+    directory, rows = shard_dir
+    index = build_shard_index([str(directory)])
+    pdf = pd.DataFrame(
+        {
+            "uid": [r["uid"] for r in rows] + ["f" * 32],
+            # Loopback URLs would be blocked if they were fetched: the shard wins.
+            "url": ["http://127.0.0.1:9/never"] * 6,
+            "sha256": [rows[0]["sha256"], "0" * 64, None, None, None, None],
+        }
+    )
+    out = process_batch(pdf, FetchStageOptions(), run_id="wds", shard_index=index)
+    assert list(out.columns) == IMAGES_COLUMNS
+    assert list(out["uid"]) == list(pdf["uid"])
+    assert list(out["status"]) == [
+        Status.OK,
+        Status.OK,
+        Status.OK,
+        Status.NOT_FOUND_IN_SHARDS,
+        Status.OK,
+    ] + [Status.NOT_FOUND_IN_SHARDS]
+    assert list(out["source"]) == ["webdataset"] * 6
+    ok = out[out["status"] == Status.OK]
+    assert list(ok["sha256"]) == [
+        rows[i]["sha256"] for i in (0, 1, 2, 4)
+    ]  # img2dataset's hash of the original
+    assert list(ok["sha256_match"].astype(object)) == [True, False, pd.NA, pd.NA]
+    assert list(ok["original_width"]) == [640] * 4
+    assert list(ok["width"]) == [64] * 4
+    assert list(ok["attempts"]) == [1] * 4
+    assert out.loc[3, "error"] == "uid not in the img2dataset shards"
+    assert out["http_status"].isna().all()
+
+
+def test_uid_from_json_when_parquet_lacks_it(tmp_path: Path, image_bytes) -> None:
+    rows = [
+        {
+            "key": "000000007",
+            "uid": _uid(7),
+            "url": "u",
+            "caption": "c",
+            "image": image_bytes("JPEG"),
+        }
+    ]
+    tar = write_img2dataset_shard(tmp_path, "00000", rows, uid_in_parquet=False)
+    assert [e.uid for e in iter_shard_entries(str(tar))] == [_uid(7)]
+    tar.with_suffix(".parquet").unlink()
+    assert [e.uid for e in iter_shard_entries(str(tar))] == [_uid(7)]
+
+
+def test_key_is_uid_without_metadata(tmp_path: Path, image_bytes) -> None:
+    rows = [
+        {
+            "key": "000000007",
+            "uid": _uid(7),
+            "url": "u",
+            "caption": "c",
+            "image": image_bytes("JPEG"),
+        }
+    ]
+    tar = write_img2dataset_shard(tmp_path, "00000", rows, parquet=False, uid_in_json=False)
+    assert [e.uid for e in iter_shard_entries(str(tar))] == ["000000007"]
+
+
+def test_changed_shard_is_a_row_error(tmp_path: Path) -> None:
+    (tmp_path / "x.tar").write_bytes(b"short")
+    entry = ShardEntry(
+        _uid(1), str(tmp_path / "x.tar"), "000000001", 512, 100, None, None, None, None
+    )
+    with pytest.raises(OSError, match="short read"):
+        read_entry(entry)
+    pdf = pd.DataFrame({"uid": [_uid(1)], "url": [None], "sha256": [None]})
+    out = process_batch(pdf, FetchStageOptions(), run_id="r", shard_index={_uid(1): entry})
+    assert out.loc[0, "status"] == Status.CONNECTION_ERROR
+    assert out.loc[0, "error"].startswith("shard read failed: ")
+
+
+def test_find_shards(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    for name in ("a/00001.tar", "00000.tar", "00000.parquet", "a/00001_stats.json"):
+        (tmp_path / name).write_bytes(b"")
+    assert find_shards(str(tmp_path)) == [
+        str(tmp_path / "00000.tar"),
+        str(tmp_path / "a" / "00001.tar"),
+    ]
+    with pytest.raises(ValueError, match="not a .tar shard"):
+        find_shards(str(tmp_path / "00000.parquet"))
