@@ -22,6 +22,10 @@ from typing import Any, Union
 
 import yaml
 
+from kale_spark.fetching import FetchOptions
+from kale_spark.images import ImageOptions
+from kale_spark.models.spec import ModelSpec
+
 
 class ConfigError(ValueError):
     """A configuration value is unknown, missing or invalid; the message names the key."""
@@ -97,12 +101,62 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class FetchConfig:
+    """The fetch stage: network and decode options, and the rerun policy."""
+
+    fetch: FetchOptions = field(default_factory=FetchOptions)
+    image: ImageOptions = field(default_factory=ImageOptions)
+    hash_policy: str = "flag"  # ignore | flag | reject (see fetch_batch.FetchStageOptions)
+    # Rows whose status is retryable are fetched again on a rerun, up to this many
+    # attempts in all; after that the status is final.
+    max_attempts_total: int = 6
+    # img2dataset / WebDataset output to read images from instead of the network.
+    webdataset: tuple[str, ...] = ()
+    # Rows per Spark task (a task fetches its rows with fetch.concurrency threads).
+    rows_per_task: int = 256
+
+    def __post_init__(self) -> None:
+        if self.hash_policy not in ("ignore", "flag", "reject"):
+            raise ConfigError(f"fetch.hash_policy: unknown policy {self.hash_policy!r}")
+        if self.max_attempts_total < 1:
+            raise ConfigError("fetch.max_attempts_total must be >= 1")
+        if self.rows_per_task < 1:
+            raise ConfigError("fetch.rows_per_task must be >= 1")
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Where models run: shared by the caption, augment and student stages."""
+
+    # Cache for the tiny locally-built models ("" = $KALE_MODEL_CACHE or ~/.cache).
+    cache_dir: str = ""
+    # torch threads per Python worker; 0 = executor cores / concurrent tasks.
+    torch_threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.torch_threads < 0:
+            raise ConfigError("models.torch_threads must be >= 0")
+
+
+def _tiny_vlm() -> ModelSpec:
+    return ModelSpec(id="tiny:vlm", prompt_id="dense_v1", batch_size=8)
+
+
+def _tiny_lm() -> ModelSpec:
+    return ModelSpec(id="tiny:lm", prompt_id="fuse_capsfusion_v1", batch_size=8)
+
+
+@dataclass(frozen=True)
 class Config:
     profile: str = "local"
     lake: LakeConfig = field(default_factory=LakeConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    fetch: FetchConfig = field(default_factory=FetchConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    caption: ModelSpec = field(default_factory=_tiny_vlm)
+    augment: ModelSpec = field(default_factory=_tiny_lm)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
@@ -134,11 +188,16 @@ def build(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
     if unknown:
         where = f"{prefix}." if prefix else ""
         raise ConfigError(
-            f"unknown config key {where}{unknown[0]!r} (known: {', '.join(sorted(names))})"
+            f"unknown config key '{where}{unknown[0]}' (known: {', '.join(sorted(names))})"
         )
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, raw in data.items():
         key = f"{prefix}.{name}" if prefix else name
+        default = _field_default(fields[name])
+        if dataclasses.is_dataclass(default) and isinstance(raw, Mapping):
+            # A section in YAML or --set overrides only the keys it names.
+            raw = _deep_merge(_plain(default), raw)
         kwargs[name] = _coerce(hints[name], raw, key)
     try:
         return cls(**kwargs)
@@ -146,6 +205,24 @@ def build(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{prefix or 'config'}: {exc}") from exc
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
 
 
 def _coerce(tp: Any, raw: Any, key: str) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,16 +165,9 @@ class Lake:
         if update_condition:
             merge = merge.whenMatchedUpdateAll(condition=update_condition)
         merge = merge.whenNotMatchedInsertAll()
-        with self._commit_metadata(commit):
+        with self._commit_metadata(commit) as stamp:
             merge.execute()
-        last = target.history(1).first()
-        metrics = last["operationMetrics"] or {}
-        result = WriteResult(
-            table=name,
-            version=int(last["version"]),
-            rows_inserted=int(metrics.get("numTargetRowsInserted", 0)),
-            rows_updated=int(metrics.get("numTargetRowsUpdated", 0)),
-        )
+        result = self._last_write(name, stamp, "numTargetRowsInserted", "numTargetRowsUpdated")
         log.info(
             "merged into %s: +%d rows, %d updated (version %d)",
             name,
@@ -184,23 +178,42 @@ class Lake:
         return result
 
     def append(self, name: str, source: DataFrame, commit: dict[str, str]) -> WriteResult:
-        with self._commit_metadata(commit):
+        with self._commit_metadata(commit) as stamp:
             source.write.format("delta").mode("append").save(self.path(name))
         self.register(name)
+        return self._last_write(name, stamp, "numOutputRows")
+
+    def _last_write(
+        self, name: str, stamp: str, inserted_metric: str, updated_metric: str | None = None
+    ) -> WriteResult:
+        """The commit our write just made, read back from the history.
+
+        A MERGE that changes nothing makes no commit at all; the commit stamp (a
+        unique token in the user metadata) tells our commit from an older one.
+        """
         from delta.tables import DeltaTable
 
         last = DeltaTable.forPath(self.spark, self.path(name)).history(1).first()
+        if stamp not in (last["userMetadata"] or ""):
+            return WriteResult(name, int(last["version"]), 0, 0)
         metrics = last["operationMetrics"] or {}
-        return WriteResult(name, int(last["version"]), int(metrics.get("numOutputRows", 0)))
+        return WriteResult(
+            table=name,
+            version=int(last["version"]),
+            rows_inserted=int(metrics.get(inserted_metric, 0)),
+            rows_updated=int(metrics.get(updated_metric, 0)) if updated_metric else 0,
+        )
 
     @contextlib.contextmanager
-    def _commit_metadata(self, metadata: dict[str, str]) -> Iterator[None]:
-        """Attach `metadata` (JSON) to the Delta commits made inside the block."""
+    def _commit_metadata(self, metadata: dict[str, str]) -> Iterator[str]:
+        """Attach `metadata` (JSON, plus a unique commit stamp) to the Delta commits
+        made inside the block; yields the stamp."""
         conf = self.spark.conf
         previous = conf.get(USER_METADATA_CONF, None)
-        conf.set(USER_METADATA_CONF, json.dumps(metadata, sort_keys=True))
+        stamp = uuid.uuid4().hex
+        conf.set(USER_METADATA_CONF, json.dumps({**metadata, "commit": stamp}, sort_keys=True))
         try:
-            yield
+            yield stamp
         finally:
             if previous is None:
                 conf.unset(USER_METADATA_CONF)

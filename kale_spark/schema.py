@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pyspark.sql.types import (
     ArrayType,
+    BinaryType,
+    BooleanType,
     DoubleType,
     IntegerType,
     LongType,
@@ -105,3 +107,64 @@ REASON_BAD_SHA256 = "bad_sha256"
 REASON_BAD_SCORE = "bad_similarity_score"
 REASON_BAD_FACE_BBOXES = "bad_face_bboxes"
 REASON_DUPLICATE_UID = "duplicate_uid_in_input"
+
+
+# The fetch stage's output, one row per samples uid (kale_spark/fetch_batch.py fills it).
+IMAGES_SCHEMA = StructType(
+    [
+        StructField("uid", StringType(), False),
+        StructField("status", StringType(), False),
+        StructField("error", StringType(), True),
+        StructField("http_status", IntegerType(), True),
+        StructField("attempts", IntegerType(), False),
+        StructField("original_width", IntegerType(), True),
+        StructField("original_height", IntegerType(), True),
+        StructField("width", IntegerType(), True),
+        StructField("height", IntegerType(), True),
+        StructField("mime", StringType(), True),
+        StructField("sha256", StringType(), True),
+        StructField("sha256_match", BooleanType(), True),
+        StructField("image", BinaryType(), True),
+        StructField("source", StringType(), True),
+        StructField("fetched_at", TimestampType(), True),
+        StructField("run_id", StringType(), False),
+    ]
+)
+IMAGE_OK = "ok"
+
+# Lineage every generated row carries (see models/spec.py ModelSpec.lineage()).
+LINEAGE_FIELDS = [
+    StructField("model", StringType(), False),
+    StructField("model_revision", StringType(), False),
+    StructField("prompt_id", StringType(), False),
+    StructField("gen_params", StringType(), False),  # canonical JSON of GenerationParams
+    StructField("source_versions", MapType(StringType(), LongType()), True),
+    StructField("run_id", StringType(), False),
+    StructField("created_at", TimestampType(), False),
+]
+# A rerun generates only what is missing for this model and prompt.
+GENERATED_KEY = ("uid", "model", "prompt_id")
+
+DENSE_CAPTIONS_SCHEMA = StructType(
+    [
+        StructField("uid", StringType(), False),
+        StructField("dense_caption", StringType(), False),
+        StructField("prompt_tokens", IntegerType(), False),
+        StructField("new_tokens", IntegerType(), False),
+        *LINEAGE_FIELDS,
+    ]
+)
+
+STAGE1_CAPTIONS_SCHEMA = StructType(
+    [
+        StructField("uid", StringType(), False),
+        StructField("alt_text", StringType(), False),
+        StructField("dense_caption", StringType(), False),
+        StructField("dense_model", StringType(), False),
+        StructField("dense_prompt_id", StringType(), False),
+        StructField("caption_raw", StringType(), False),
+        StructField("prompt_tokens", IntegerType(), False),
+        StructField("new_tokens", IntegerType(), False),
+        *LINEAGE_FIELDS,
+    ]
+)

@@ -208,7 +208,8 @@ def generate_sample(
         if defect == "duplicate_uid" and not clean_uids:
             defect = None  # nothing to duplicate yet
         uid = f"{rng.getrandbits(128):032x}"
-        width = rng.choice([rng.randint(200, 900), rng.randint(900, max_side)])
+        mid = max(64, min(900, max_side // 2))
+        width = rng.choice([rng.randint(64, mid), rng.randint(mid, max_side)])
         height = max(64, int(width * rng.uniform(0.5, 1.5)))
         height = min(height, max_side)
         fmt = rng.choices(["jpg", "png", "webp"], weights=[6, 2, 2])[0]
@@ -240,7 +241,7 @@ def generate_sample(
         elif defect == "malformed_url":
             row["url"] = rng.choice(["htp//broken-link", "not a url", "http://", "ftp://x.org/a.jpg"])
         elif defect == "bad_uid":
-            row["uid"] = rng.choice(["XYZ-123", uid[:20], "g" * 32])
+            row["uid"] = rng.choice([f"XYZ-{i}", uid[:20], "g" * 28 + f"{i:04d}"])
             key = row["uid"]
         elif defect == "duplicate_uid":
             row["uid"] = clean_uids[rng.randrange(len(clean_uids))]

@@ -1,0 +1,146 @@
+"""Shared fixtures.
+
+- a real local HTTP server (tests/http_server.py) and tiny images, for the fetch tests;
+- one local Spark session per test session (Delta on, UI off, few partitions) and a
+  fresh lake root per test, for tests/spark (marker `spark`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import io
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+
+def _load_http_server():
+    """tests/unit/http_server.py, whether or not tests/ is a package."""
+    name = "kale_tests_http_server"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).with_name("http_server.py")
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+http_server_module = _load_http_server()
+Route = http_server_module.Route
+
+
+@pytest.fixture(scope="session")
+def http_server() -> Iterator:
+    """One real threaded HTTP server on 127.0.0.1 (ephemeral port) for the session."""
+    server = http_server_module.LocalHTTPServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def route_cls() -> type:
+    return Route
+
+
+def make_image_bytes(
+    fmt: str = "JPEG",
+    size: tuple[int, int] = (64, 48),
+    mode: str = "RGB",
+    color: object = (200, 30, 30),
+    **save_kwargs: object,
+) -> bytes:
+    img = Image.new(mode, size, color)  # type: ignore[arg-type]
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **save_kwargs)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def image_bytes() -> Callable[..., bytes]:
+    """Factory: ``image_bytes(fmt, size, mode, color, **save_kwargs) -> bytes``."""
+    return make_image_bytes
+
+
+# --------------------------------------------------------------------------- Spark tier
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark by folder; skip `gpu` tests on machines without CUDA."""
+    has_cuda = _has_cuda()
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "spark" in parts:
+            item.add_marker(pytest.mark.spark)
+        if "models" in parts:
+            item.add_marker(pytest.mark.models)
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory):
+    """One local Spark session with Delta for the whole test run (as delta's own tests do)."""
+    from kale_spark.config import SparkConfig
+    from kale_spark.session import get_session
+
+    warehouse = tmp_path_factory.mktemp("warehouse")
+    cfg = SparkConfig(
+        master="local[2]",
+        app_name="kale-tests",
+        shuffle_partitions=2,
+        arrow_batch_size=8,
+        conf={
+            "spark.sql.warehouse.dir": str(warehouse),
+            "spark.databricks.delta.snapshotPartitions": "2",
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
+            "spark.default.parallelism": "2",
+        },
+    )
+    session = get_session(cfg)
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def lake_root(tmp_path: Path) -> Path:
+    return tmp_path / "lake"
+
+
+@pytest.fixture
+def make_config(lake_root: Path, tmp_path: Path):
+    """Build a Config for one test: fresh lake, test Spark settings, `--set` overrides."""
+    from kale_spark.config import load_config
+
+    def make(*overrides: str):
+        return load_config(
+            None,
+            [
+                f"lake.root={lake_root}",
+                "spark.master=local[2]",
+                "spark.shuffle_partitions=2",
+                f"sample.out={tmp_path / 'sample'}",
+                f"models.cache_dir={tmp_path.parent / 'kale-model-cache'}",
+                *overrides,
+            ],
+        )
+
+    return make
