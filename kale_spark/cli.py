@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--input", help="parquet file, folder or glob (default: ingest.input)")
 
+    p = sub.add_parser("fetch", help="samples → images: download, decode, resize")
+    _common(p)
+
     p = sub.add_parser("sql", help="run Spark SQL against the lake's tables")
     _common(p)
     p.add_argument("query")
@@ -106,6 +109,14 @@ def cmd_ingest(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def cmd_fetch(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark.stages import fetch
+
+    run = fetch.run(_session(cfg), cfg)
+    print(run.summary())
+    return 0
+
+
 def cmd_sql(args: argparse.Namespace, cfg: Config) -> int:
     from kale_spark.lake import Lake
 
@@ -154,6 +165,7 @@ def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
 COMMANDS = {
     "sample": cmd_sample,
     "ingest": cmd_ingest,
+    "fetch": cmd_fetch,
     "sql": cmd_sql,
     "history": cmd_history,
     "summary": cmd_summary,

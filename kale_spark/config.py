@@ -138,6 +138,38 @@ class ModelsConfig:
             raise ConfigError("models.torch_threads must be >= 0")
 
 
+@dataclass(frozen=True)
+class FilterConfig:
+    """The filter stage: leaked-prompt removal, then reject captions that end too short."""
+
+    # A cleaned caption with fewer words than this is rejected (`too_short`).
+    min_words: int = 5
+
+    def __post_init__(self) -> None:
+        if self.min_words < 0:
+            raise ConfigError("filter.min_words must be >= 0")
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """The publish stage: the gold `kale` table and its exports."""
+
+    # Rows per exported Parquet shard (and WebDataset tar); the last shard holds the rest.
+    rows_per_shard: int = 10000
+    # Also write WebDataset tars (<uid>.jpg/.txt/.json) from the `images` table.
+    webdataset: bool = False
+    # Export the release right after publishing it.
+    export: bool = True
+    # Shards read from Spark per job when exporting (bounds driver memory).
+    shards_per_read: int = 16
+
+    def __post_init__(self) -> None:
+        if self.rows_per_shard < 1:
+            raise ConfigError("publish.rows_per_shard must be >= 1")
+        if self.shards_per_read < 1:
+            raise ConfigError("publish.shards_per_read must be >= 1")
+
+
 def _tiny_vlm() -> ModelSpec:
     return ModelSpec(id="tiny:vlm", prompt_id="dense_v1", batch_size=8)
 
@@ -157,6 +189,8 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     caption: ModelSpec = field(default_factory=_tiny_vlm)
     augment: ModelSpec = field(default_factory=_tiny_lm)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)

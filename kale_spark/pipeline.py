@@ -12,9 +12,9 @@ log = logging.getLogger(__name__)
 
 def stages() -> list:
     """The stage modules, in pipeline order; each has `run(spark, cfg)`."""
-    from kale_spark.stages import ingest
+    from kale_spark.stages import fetch, ingest
 
-    return [ingest]
+    return [ingest, fetch]
 
 
 def run_demo(cfg: Config, rows: int | None = None) -> str:

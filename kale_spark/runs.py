@@ -85,7 +85,7 @@ def stage_run(lake: Lake, cfg: Config, stage: str) -> Iterator[StageRun]:
             _log_run(lake, run)
         except Exception:  # logging the run must never hide the stage's own error
             log.exception("could not write the runs row for %s", run.run_id)
-        log.info("%s", run.summary())
+        log.info("[%s] %s in %.1fs", stage, run.status, run.duration_s)
 
 
 def _log_run(lake: Lake, run: StageRun) -> None:

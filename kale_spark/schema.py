@@ -168,3 +168,95 @@ STAGE1_CAPTIONS_SCHEMA = StructType(
         *LINEAGE_FIELDS,
     ]
 )
+
+
+# ======================================================================================
+# filter / publish (kale_spark/stages/filter.py, kale_spark/stages/publish.py)
+# ======================================================================================
+
+# The student's captions; same columns as STAGE1_CAPTIONS_SCHEMA (it may not exist yet).
+STAGE2_CAPTIONS = "stage2_captions"
+FILTERED_CAPTIONS = "filtered_captions"
+KALE = "kale"
+RELEASES = "releases"
+
+# Values of the `stage` column: which caption table a row came from.
+CAPTION_STAGES = {"stage1": STAGE1_CAPTIONS, "stage2": STAGE2_CAPTIONS}
+
+# A rerun of filter processes only captions it has not seen under this key.
+FILTERED_KEY = ("uid", "stage", "model", "prompt_id")
+
+# Why filter rejects a caption (stable strings; null when the caption is kept).
+REJECT_EMPTY = "empty_after_cleaning"
+REJECT_TOO_SHORT = "too_short"
+
+FILTERED_CAPTIONS_SCHEMA = StructType(
+    [
+        StructField("uid", StringType(), False),
+        StructField("stage", StringType(), False),
+        StructField("alt_text", StringType(), False),
+        StructField("dense_caption", StringType(), False),
+        StructField("dense_model", StringType(), False),
+        StructField("caption_raw", StringType(), False),
+        StructField("caption", StringType(), False),
+        StructField("removed_sentences", ArrayType(StringType(), False), False),
+        StructField("removal_reasons", ArrayType(StringType(), False), False),
+        StructField("rejected", BooleanType(), False),
+        StructField("reject_reason", StringType(), True),
+        StructField("word_count", IntegerType(), False),
+        StructField("knowledge_retention", DoubleType(), True),
+        StructField("novel_share", DoubleType(), False),
+        StructField("model", StringType(), False),
+        StructField("model_revision", StringType(), False),
+        StructField("prompt_id", StringType(), False),
+        StructField("gen_params", StringType(), False),
+        # The caption row's own run (augment / student-caption) and the versions it read.
+        StructField("caption_run_id", StringType(), False),
+        StructField("source_versions", MapType(StringType(), LongType()), True),
+        StructField("run_id", StringType(), False),
+        StructField("created_at", TimestampType(), False),
+    ]
+)
+
+# The gold table: one row per uid. Every column is a plain type (string, int, double,
+# array<string>) so exports load in any Parquet reader as they are.
+KALE_SCHEMA = StructType(
+    [
+        StructField("uid", StringType(), False),
+        StructField("url", StringType(), False),
+        StructField("alt_text", StringType(), False),
+        StructField("dense_caption", StringType(), False),
+        StructField("caption", StringType(), False),
+        StructField("stage", StringType(), False),
+        StructField("model", StringType(), False),
+        StructField("model_revision", StringType(), False),
+        StructField("prompt_id", StringType(), False),
+        StructField("gen_params", StringType(), False),
+        StructField("dense_model", StringType(), False),
+        StructField("word_count", IntegerType(), False),
+        StructField("knowledge_retention", DoubleType(), True),
+        StructField("novel_share", DoubleType(), False),
+        StructField("removed_sentences", ArrayType(StringType(), False), False),
+        StructField("caption_run_id", StringType(), False),
+        StructField("filter_run_id", StringType(), False),
+    ]
+)
+KALE_KEY = ("uid",)
+
+# One row per published release of `kale`: `version` is the kale table version that
+# holds it (query it with VERSION AS OF, re-export it with `kale export --version`).
+RELEASES_SCHEMA = StructType(
+    [
+        StructField("release", IntegerType(), False),
+        StructField("version", LongType(), False),
+        StructField("published_at", TimestampType(), False),
+        StructField("rows", LongType(), False),
+        StructField("rows_added", LongType(), False),
+        StructField("rows_updated", LongType(), False),
+        StructField("rows_removed", LongType(), False),
+        StructField("source_versions", MapType(StringType(), LongType()), True),
+        StructField("config_hash", StringType(), False),
+        StructField("run_id", StringType(), False),
+        StructField("export_path", StringType(), True),
+    ]
+)
