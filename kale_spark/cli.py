@@ -4,6 +4,9 @@
     kale ingest  --config conf/local.yaml --input data/sample/metadata
     kale sql     "SELECT count(*) FROM kale.samples VERSION AS OF 0"
     kale history samples
+    kale filter  && kale publish
+    kale diff    kale --from 3 --to 5
+    kale export  --version 3
     kale demo    --config conf/local.yaml
 
 Every command takes `--config FILE` and any number of `--set a.b=value` overrides.
@@ -52,6 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fetch", help="samples → images: download, decode, resize")
     _common(p)
+
+    p = sub.add_parser("filter", help="captions → filtered_captions: drop leaked-prompt sentences")
+    _common(p)
+
+    p = sub.add_parser("publish", help="kept captions → the gold `kale` table, a release, exports")
+    _common(p)
+
+    p = sub.add_parser("diff", help="rows added, removed and changed between two table versions")
+    _common(p)
+    p.add_argument("table")
+    p.add_argument("--from", dest="from_version", type=int, required=True, metavar="V1")
+    p.add_argument("--to", dest="to_version", type=int, help="V2 (default: the latest version)")
+    p.add_argument("--limit", type=int, default=20, help="uids to print per kind of change")
+
+    p = sub.add_parser("export", help="(re-)export a version of `kale`: Parquet shards + card")
+    _common(p)
+    p.add_argument("--version", type=int, help="kale table version (default: the latest)")
+    p.add_argument("--out", help="folder (default: <lake.root>/exports/kale/v<version>)")
 
     p = sub.add_parser("sql", help="run Spark SQL against the lake's tables")
     _common(p)
@@ -117,6 +138,50 @@ def cmd_fetch(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def cmd_filter(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark.stages import filter as filter_stage
+
+    run = filter_stage.run(_session(cfg), cfg)
+    print(run.summary())
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark.stages import publish
+
+    run = publish.run(_session(cfg), cfg)
+    print(run.summary())
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark.lake import Lake
+    from kale_spark.versioning import diff_versions
+
+    lake = Lake(_session(cfg), cfg.lake)
+    to_version = lake.version(args.table) if args.to_version is None else args.to_version
+    if to_version is None:
+        print(f"kale: no table {args.table!r} under {lake.root}", file=sys.stderr)
+        return 1
+    result = diff_versions(lake, args.table, args.from_version, to_version)
+    print(result.summary(args.limit))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark import schema
+    from kale_spark.export import export_release
+    from kale_spark.lake import Lake
+
+    lake = Lake(_session(cfg), cfg.lake)
+    version = lake.version(schema.KALE) if args.version is None else args.version
+    if version is None:
+        print(f"kale: no {schema.KALE} table under {lake.root}; run publish", file=sys.stderr)
+        return 1
+    print(export_release(lake, cfg, version, out=args.out))
+    return 0
+
+
 def cmd_sql(args: argparse.Namespace, cfg: Config) -> int:
     from kale_spark.lake import Lake
 
@@ -166,6 +231,10 @@ COMMANDS = {
     "sample": cmd_sample,
     "ingest": cmd_ingest,
     "fetch": cmd_fetch,
+    "filter": cmd_filter,
+    "publish": cmd_publish,
+    "diff": cmd_diff,
+    "export": cmd_export,
     "sql": cmd_sql,
     "history": cmd_history,
     "summary": cmd_summary,

@@ -108,6 +108,11 @@ REASON_BAD_SCORE = "bad_similarity_score"
 REASON_BAD_FACE_BBOXES = "bad_face_bboxes"
 REASON_DUPLICATE_UID = "duplicate_uid_in_input"
 
+# Reasons a row goes to quarantine at the model stages (caption, augment).
+REASON_GENERATION_ERROR = "generation_error"  # the model call raised on this row
+REASON_EMPTY_OUTPUT = "empty_output"  # the model generated no text
+REASON_MISSING_INPUT = "missing_input"  # no image bytes / no dense caption to work from
+
 
 # The fetch stage's output, one row per samples uid (kale_spark/fetch_batch.py fills it).
 IMAGES_SCHEMA = StructType(

@@ -1,0 +1,263 @@
+"""Filter: caption tables → `filtered_captions` (leaked-prompt sentences removed, scored).
+
+Reads `stage1_captions` (and `stage2_captions` once the student has written it) and,
+for every caption it has not seen yet, removes the sentences that leak the fusion
+prompt (:func:`kale_spark.artifacts.clean_caption`, given the template of the row's
+own `prompt_id`), scores the cleaned caption (:mod:`kale_spark.quality`) and decides:
+
+    kept       reject_reason null
+    rejected   reject_reason `empty_after_cleaning` | `too_short` (< filter.min_words)
+
+A rejected caption stays in the table with its reason; nothing vanishes. Every caption
+row ends in exactly one filtered row (key: uid, stage, model, prompt_id), so
+
+    input = already_filtered + inserted,   inserted = kept + rejected
+
+and a rerun on the same input inserts nothing. Scores and the decision live side by
+side (score, then decide): publish takes the rows with `rejected = false`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from kale_spark import quality, schema
+from kale_spark.artifacts import clean_caption
+from kale_spark.config import Config
+from kale_spark.lake import Lake
+from kale_spark.prompts import get_prompt
+from kale_spark.runs import StageRun, stage_run
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+STAGE = "filter"
+
+# Columns the pure batch function reads ...
+BATCH_INPUT = ("uid", "stage", "model", "prompt_id", "alt_text", "dense_caption", "caption_raw")
+# ... and the columns it adds.
+BATCH_OUTPUT = (
+    "caption",
+    "removed_sentences",
+    "removal_reasons",
+    "rejected",
+    "reject_reason",
+    quality.WORD_COUNT,
+    quality.KNOWLEDGE_RETENTION,
+    quality.NOVEL_SHARE,
+)
+
+
+def _prompt_template(prompt_id: str) -> str | None:
+    """The template a caption was generated from; None for an unknown prompt id (the
+    structural cues of clean_caption still apply, only the n-gram overlap is lost)."""
+    try:
+        return get_prompt(prompt_id).template
+    except KeyError:
+        return None
+
+
+def decide(caption: str, words: int, min_words: int) -> str | None:
+    """The reject reason of a cleaned caption, or None to keep it."""
+    if not caption.strip():
+        return schema.REJECT_EMPTY
+    if words < min_words:
+        return schema.REJECT_TOO_SHORT
+    return None
+
+
+def filter_batch(pdf: pd.DataFrame, min_words: int) -> pd.DataFrame:
+    """Clean, score and decide one pandas batch (pure; no Spark, no model).
+
+    Takes a frame with at least :data:`BATCH_INPUT` and returns a copy with
+    :data:`BATCH_OUTPUT` added. Missing caption text counts as empty.
+    """
+    import pandas as pd
+
+    templates: dict[str, str | None] = {}
+    captions, removed, reasons = [], [], []
+    for raw, prompt_id in zip(pdf["caption_raw"], pdf["prompt_id"], strict=True):
+        if prompt_id not in templates:
+            templates[prompt_id] = _prompt_template(prompt_id)
+            if templates[prompt_id] is None:
+                log.warning("unknown prompt id %r: n-gram overlap check is off", prompt_id)
+        cleaned = clean_caption(raw if isinstance(raw, str) else "", templates[prompt_id])
+        captions.append(cleaned.text.strip())
+        removed.append(list(cleaned.removed))
+        reasons.append(list(cleaned.reasons))
+    out = pdf.copy()
+    out["caption"] = pd.Series(captions, index=pdf.index, dtype="object")
+    out["removed_sentences"] = pd.Series(removed, index=pdf.index, dtype="object")
+    out["removal_reasons"] = pd.Series(reasons, index=pdf.index, dtype="object")
+    out = quality.score_frame(out, "caption", "dense_caption", "alt_text")
+    verdicts = [
+        decide(c, int(w), min_words)
+        for c, w in zip(out["caption"], out[quality.WORD_COUNT], strict=True)
+    ]
+    out["reject_reason"] = pd.Series(verdicts, index=pdf.index, dtype="object")
+    out["rejected"] = out["reject_reason"].notna()
+    return out
+
+
+def _caption_sources(lake: Lake, run: StageRun) -> DataFrame | None:
+    """The caption tables that exist, pinned to their current versions, with `stage`."""
+    from pyspark.sql import functions as F
+
+    frames = []
+    for stage_name, table in schema.CAPTION_STAGES.items():
+        if not lake.exists(table):
+            log.info("filter: no %s table yet; skipping it", table)
+            continue
+        version = lake.version(table)
+        run.input_versions[table] = version
+        upstream = F.coalesce(F.col("source_versions"), F.create_map().cast("map<string,bigint>"))
+        frames.append(
+            lake.read(table, version=version).select(
+                "uid",
+                F.lit(stage_name).alias("stage"),
+                "alt_text",
+                "dense_caption",
+                "dense_model",
+                "caption_raw",
+                "model",
+                "model_revision",
+                "prompt_id",
+                "gen_params",
+                F.col("run_id").alias("caption_run_id"),
+                F.map_concat(
+                    upstream, F.create_map(F.lit(table), F.lit(version).cast("bigint"))
+                ).alias("source_versions"),
+            )
+        )
+    if not frames:
+        return None
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+def filtered_rows(source: DataFrame, min_words: int, run_id: str) -> DataFrame:
+    """`source` (caption rows with `stage`) cleaned, scored and decided, as
+    FILTERED_CAPTIONS_SCHEMA rows."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StructField, StructType
+
+    # The map column travels through pandas as JSON (Arrow maps round-trip poorly).
+    staged = source.withColumn("source_versions_json", F.to_json("source_versions")).drop(
+        "source_versions"
+    )
+    target = {f.name: f for f in schema.FILTERED_CAPTIONS_SCHEMA.fields}
+    out_schema = StructType(
+        [
+            *staged.schema.fields,
+            *[StructField(name, target[name].dataType, True) for name in BATCH_OUTPUT],
+        ]
+    )
+    names = out_schema.fieldNames()
+
+    def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for pdf in batches:
+            yield filter_batch(pdf, min_words)[names]
+
+    result = staged.mapInPandas(apply, out_schema)
+    columns = []
+    for name, field in target.items():
+        if name == "source_versions":
+            col = F.from_json("source_versions_json", field.dataType)
+        elif name == "run_id":
+            col = F.lit(run_id)
+        elif name == "created_at":
+            col = F.current_timestamp()
+        else:
+            col = F.col(name).cast(field.dataType)
+        columns.append(col.alias(name))
+    return result.select(*columns)
+
+
+def table_stats(df: DataFrame) -> dict[str, float | int]:
+    """Whole-table figures of `filtered_captions` (or any frame of its rows)."""
+    from pyspark.sql import functions as F
+
+    kept = ~F.col("rejected")
+    row = df.agg(
+        F.count("*").alias("rows"),
+        F.sum(F.col("rejected").cast("int")).alias("rejected"),
+        F.avg(F.when(kept, F.col("word_count"))).alias("mean_words_kept"),
+        F.avg(F.when(kept, F.col("knowledge_retention"))).alias("mean_retention_kept"),
+        F.avg(F.when(kept, F.col("novel_share"))).alias("mean_novel_share_kept"),
+        F.sum((F.size("removed_sentences") > 0).cast("int")).alias("rows_with_removals"),
+    ).first()
+    stats: dict[str, float | int] = {k: row[k] or 0 for k in row.asDict()}
+    stats["share_rejected"] = stats["rejected"] / stats["rows"] if stats["rows"] else 0.0
+    return stats
+
+
+def _count_by(df: DataFrame, column: str, explode: bool = False) -> dict[str, int]:
+    from pyspark.sql import functions as F
+
+    col = F.explode(column) if explode else F.col(column)
+    rows = df.select(col.alias("k")).where(F.col("k").isNotNull()).groupBy("k").count()
+    return {r["k"]: int(r["count"]) for r in rows.collect()}
+
+
+def run(spark: SparkSession, cfg: Config) -> StageRun:
+    """Filter every caption not yet in `filtered_captions`."""
+    from pyspark.sql import functions as F
+
+    lake = Lake(spark, cfg.lake)
+    with stage_run(lake, cfg, STAGE) as run:
+        lake.ensure_table(schema.FILTERED_CAPTIONS, schema.FILTERED_CAPTIONS_SCHEMA)
+        run.input_versions[schema.FILTERED_CAPTIONS] = lake.version(schema.FILTERED_CAPTIONS)
+        source = _caption_sources(lake, run)
+        if source is None:
+            run.counts.update(input=0, inserted=0, already_filtered=0)
+            run.notes.append("no caption tables yet (run caption and augment first)")
+            return run
+
+        key = list(schema.FILTERED_KEY)
+        done = lake.read(schema.FILTERED_CAPTIONS).select(*key)
+        todo = source.join(done, key, "left_anti")
+        total = source.count()
+        written = lake.merge_new(
+            schema.FILTERED_CAPTIONS,
+            filtered_rows(todo, cfg.filter.min_words, run.run_id),
+            key,
+            run.commit(),
+        )
+        run.output_versions[schema.FILTERED_CAPTIONS] = written.version
+
+        table = lake.read(schema.FILTERED_CAPTIONS, version=written.version)
+        this_run = table.where(F.col("run_id") == run.run_id)
+        new_rejected = _count_by(this_run, "reject_reason")
+        run.counts.update(
+            input=total,
+            already_filtered=total - written.rows_inserted,
+            inserted=written.rows_inserted,
+            kept=written.rows_inserted - sum(new_rejected.values()),
+            rejected=sum(new_rejected.values()),
+        )
+        for reason, n in sorted(new_rejected.items()):
+            run.counts[f"rejected.{reason}"] = n
+        for reason, n in sorted(_count_by(this_run, "removal_reasons", explode=True).items()):
+            run.counts[f"removed.{reason}"] = n
+
+        stats = table_stats(table)
+        removed = _count_by(table, "removal_reasons", explode=True)
+        run.notes += [
+            f"input {total} = already filtered {total - written.rows_inserted} "
+            f"+ inserted {written.rows_inserted}",
+            f"table: {stats['rows']} rows, {stats['share_rejected']:.1%} rejected, "
+            f"{stats['rows_with_removals']} with sentences removed; kept captions: "
+            f"mean {stats['mean_words_kept']:.1f} words, "
+            f"knowledge retention {stats['mean_retention_kept']:.2f}, "
+            f"novel share {stats['mean_novel_share_kept']:.2f}",
+            "table sentences removed by reason: "
+            + (", ".join(f"{k}={v}" for k, v in sorted(removed.items())) or "none"),
+        ]
+    return run

@@ -1,0 +1,397 @@
+"""The Spark glue of the model layer: iterator pandas UDFs that caption and fuse.
+
+Spark streams a task's rows into one Python worker as Arrow batches of
+``spark.sql.execution.arrow.maxRecordsPerBatch`` rows (``cfg.spark.arrow_batch_size``).
+Each UDF is an *iterator* pandas UDF: on its first batch the worker takes the model
+from ``models.cache.get_or_load`` (loaded once per Python worker process; with
+``spark.python.worker.reuse=true`` the worker and its model survive across tasks and
+stages), then runs every batch through ``Captioner`` / ``FusionRewriter``, whose own
+model batches (``spec.batch_size``) halve on a CUDA out-of-memory. On a GPU,
+``pick_device`` takes the GPU Spark assigned to the task.
+
+A row never fails the task. Each UDF returns a struct per row (``RESULT_TYPE``:
+text, token counts, and a ``reason`` + ``error`` when the row produced nothing);
+the stages keep the good rows and quarantine the others. When a batch raises, its
+rows are retried one by one so only the rows that fail are lost to quarantine.
+
+Closures capture a ``UdfContext`` only (the ``ModelSpec``, cache dir, thread count
+and log paths: small and picklable), never a model.
+
+Load and batch logs. ``KALE_MODEL_LOAD_LOG`` (models/cache.py) and
+``KALE_UDF_BATCH_LOG`` are read *on the driver when a UDF is built* and travel in
+the closure; the worker sets them in its own environment before loading. An
+environment variable set on the driver later does not reach the Python workers of
+a running session: in local mode they fork from a daemon whose environment was
+fixed when it started, and ``spark.executorEnv.*`` is only read at SparkContext
+start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from kale_spark import schema
+from kale_spark.config import Config
+from kale_spark.models.cache import LOAD_LOG_ENV
+from kale_spark.models.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+__all__ = [
+    "ARROW_BATCH_CONF",
+    "BATCH_LOG_ENV",
+    "RESULT_TYPE",
+    "UdfContext",
+    "arrow_batch_size",
+    "auto_torch_threads",
+    "caption_batch",
+    "caption_udf",
+    "fuse_batch",
+    "fuse_udf",
+    "read_batch_log",
+    "register_sql_functions",
+    "udf_context",
+]
+
+log = logging.getLogger(__name__)
+
+ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
+BATCH_LOG_ENV = "KALE_UDF_BATCH_LOG"
+ERROR_CHARS = 1000  # error messages kept per row
+
+# What a model UDF returns per row. `reason` is null when `text` is a good output.
+RESULT_DDL = "text string, prompt_tokens int, new_tokens int, reason string, error string"
+RESULT_COLUMNS = ["text", "prompt_tokens", "new_tokens", "reason", "error"]
+
+
+def _result_type():
+    from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+
+    return StructType(
+        [
+            StructField("text", StringType(), True),
+            StructField("prompt_tokens", IntegerType(), True),
+            StructField("new_tokens", IntegerType(), True),
+            StructField("reason", StringType(), True),
+            StructField("error", StringType(), True),
+        ]
+    )
+
+
+RESULT_TYPE = _result_type()
+
+
+# ----------------------------------------------------------------------- worker context
+
+
+@dataclass(frozen=True)
+class UdfContext:
+    """Everything a model UDF needs in the worker; small and picklable."""
+
+    spec: ModelSpec
+    cache_dir: str | None = None
+    torch_threads: int = 1
+    load_log: str | None = None
+    batch_log: str | None = None
+
+    def enter_worker(self) -> None:
+        """Per task: log paths into the worker's environment, torch threads capped."""
+        from kale_spark.models.batching import set_torch_threads
+
+        if self.load_log:
+            os.environ[LOAD_LOG_ENV] = self.load_log
+        set_torch_threads(self.torch_threads)
+
+    def log_batch(self, udf: str, rows: int, seconds: float) -> None:
+        log.info("%s: %d rows in %.2fs (pid %d)", udf, rows, seconds, os.getpid())
+        if not self.batch_log:
+            return
+        line = json.dumps(
+            {
+                "pid": os.getpid(),
+                "udf": udf,
+                "model": self.spec.id,
+                "rows": rows,
+                "seconds": round(seconds, 3),
+            }
+        )
+        fd = os.open(self.batch_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+
+def read_batch_log(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The batch events in a ``KALE_UDF_BATCH_LOG`` file (``[]`` if it does not exist)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+_LOCAL_MASTER = re.compile(r"^local\[(\d+|\*)(?:,\d+)?\]$")
+_LOCAL_CLUSTER = re.compile(r"^local-cluster\[\d+,\s*(\d+),\s*\d+\]$")
+
+
+def _executor_cores(master: str, conf: Mapping[str, str]) -> int | None:
+    if master == "local":
+        return 1
+    m = _LOCAL_MASTER.match(master)
+    if m:
+        return (os.cpu_count() or 1) if m.group(1) == "*" else int(m.group(1))
+    m = _LOCAL_CLUSTER.match(master)
+    if m:
+        return int(m.group(1))
+    cores = conf.get("spark.executor.cores")
+    return int(cores) if cores else None
+
+
+def auto_torch_threads(master: str, conf: Mapping[str, str]) -> int:
+    """torch threads per task so that concurrent tasks × threads <= executor cores.
+
+    An executor runs ``cores // spark.task.cpus`` tasks at once; each gets an equal
+    share of the cores. Unknown executor cores (e.g. YARN without
+    ``spark.executor.cores``) fall back to ``spark.task.cpus``.
+
+    >>> auto_torch_threads("local[2]", {})
+    1
+    >>> auto_torch_threads("yarn", {"spark.executor.cores": "8", "spark.task.cpus": "8"})
+    8
+    """
+    task_cpus = max(1, int(conf.get("spark.task.cpus", "1") or 1))
+    cores = _executor_cores(master, conf)
+    if cores is None:
+        return task_cpus
+    concurrent = max(1, cores // task_cpus)
+    return max(1, cores // concurrent)
+
+
+def _spark_conf(spark: SparkSession) -> tuple[str, dict[str, str]]:
+    try:
+        sc = spark.sparkContext
+        return sc.master, dict(sc.getConf().getAll())
+    except Exception:  # Spark Connect / serverless: no SparkContext on the driver
+        keys = ("spark.master", "spark.executor.cores", "spark.task.cpus")
+        conf = {k: v for k in keys if (v := spark.conf.get(k, None)) is not None}
+        return conf.get("spark.master", ""), conf
+
+
+def udf_context(spark: SparkSession, cfg: Config, spec: ModelSpec) -> UdfContext:
+    """The context a model UDF for ``spec`` captures (threads resolved, logs read)."""
+    threads = cfg.models.torch_threads
+    if threads == 0:
+        master, conf = _spark_conf(spark)
+        threads = auto_torch_threads(master, conf)
+    return UdfContext(
+        spec=spec,
+        cache_dir=cfg.models.cache_dir or None,
+        torch_threads=threads,
+        load_log=os.environ.get(LOAD_LOG_ENV) or None,
+        batch_log=os.environ.get(BATCH_LOG_ENV) or None,
+    )
+
+
+@contextlib.contextmanager
+def arrow_batch_size(spark: SparkSession, rows: int) -> Iterator[None]:
+    """Run the block with ``rows`` records per Arrow batch (the UDFs' batch size)."""
+    previous = spark.conf.get(ARROW_BATCH_CONF, None)
+    spark.conf.set(ARROW_BATCH_CONF, str(rows))
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(ARROW_BATCH_CONF)
+        else:
+            spark.conf.set(ARROW_BATCH_CONF, previous)
+
+
+# ------------------------------------------------------------------ pure batch functions
+
+
+def _generate_isolated(fn: Callable[[list], list], items: list) -> list:
+    """``fn(items)``; if it raises, ``fn`` row by row, an exception standing for a failed row."""
+    if not items:
+        return []
+    try:
+        return list(fn(items))
+    except Exception as exc:
+        if len(items) == 1:
+            return [exc]
+        log.warning("a batch of %d failed (%s); retrying row by row", len(items), exc)
+    out: list = []
+    for item in items:
+        try:
+            out.extend(fn([item]))
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
+def _error_row(reason: str, error: str) -> dict[str, Any]:
+    return {
+        "text": None,
+        "prompt_tokens": None,
+        "new_tokens": None,
+        "reason": reason,
+        "error": error[:ERROR_CHARS],
+    }
+
+
+def _result_row(result: Any, clean: Callable[[str], str] = str.strip) -> dict[str, Any]:
+    if isinstance(result, BaseException):
+        return _error_row(schema.REASON_GENERATION_ERROR, f"{type(result).__name__}: {result}")
+    text = clean(result.text)
+    if not text:
+        return _error_row(
+            schema.REASON_EMPTY_OUTPUT, f"no text after {result.new_tokens} new tokens"
+        )
+    return {
+        "text": text,
+        "prompt_tokens": int(result.prompt_tokens),
+        "new_tokens": int(result.new_tokens),
+        "reason": None,
+        "error": None,
+    }
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    for name in ("prompt_tokens", "new_tokens"):
+        frame[name] = frame[name].astype("Int32")
+    return frame
+
+
+def caption_batch(captioner: Any, images: pd.Series) -> pd.DataFrame:
+    """Dense captions for a batch of image bytes: one ``RESULT_COLUMNS`` row per image."""
+    rows: list[dict[str, Any] | None] = [None] * len(images)
+    todo: list[int] = []
+    for i, data in enumerate(images):
+        if data is None or len(data) == 0:
+            rows[i] = _error_row(schema.REASON_MISSING_INPUT, "no image bytes")
+        else:
+            todo.append(i)
+    results = _generate_isolated(captioner.caption, [bytes(images.iloc[i]) for i in todo])
+    for i, result in zip(todo, results, strict=True):
+        rows[i] = _result_row(result)
+    return _frame(rows)  # type: ignore[arg-type]
+
+
+def fuse_batch(rewriter: Any, alt_texts: pd.Series, dense_captions: pd.Series) -> pd.DataFrame:
+    """Fused captions for (alt-text, dense caption) pairs; answers are ``postprocess``-ed."""
+    from kale_spark.models.fusion import postprocess
+
+    rows: list[dict[str, Any] | None] = [None] * len(alt_texts)
+    todo: list[int] = []
+    for i, dense in enumerate(dense_captions):
+        if dense is None or not str(dense).strip():
+            rows[i] = _error_row(schema.REASON_MISSING_INPUT, "no dense caption")
+        else:
+            todo.append(i)
+    pairs = [
+        (alt_texts.iloc[i] if isinstance(alt_texts.iloc[i], str) else "", dense_captions.iloc[i])
+        for i in todo
+    ]
+
+    def fuse(items: list[tuple[str, str]]) -> list:
+        return rewriter.fuse([a for a, _ in items], [d for _, d in items])
+
+    results = _generate_isolated(fuse, pairs)
+    for i, result in zip(todo, results, strict=True):
+        rows[i] = _result_row(result, clean=lambda t: postprocess(t).strip())
+    return _frame(rows)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------ the UDFs
+
+
+def _batches(ctx: UdfContext, kind: str, batches: Iterator[Sequence[pd.Series]]):
+    """The loop every model UDF runs in a worker: model on first batch, then each batch."""
+    model = None
+    for columns in batches:
+        if model is None:
+            ctx.enter_worker()
+            if kind == "caption":
+                from kale_spark.models.captioner import Captioner
+
+                model = Captioner.from_spec(ctx.spec, cache_dir=ctx.cache_dir)
+            else:
+                from kale_spark.models.fusion import FusionRewriter
+
+                model = FusionRewriter.from_spec(ctx.spec, cache_dir=ctx.cache_dir)
+        start = time.monotonic()
+        if kind == "caption":
+            frame = caption_batch(model, *columns)
+        else:
+            frame = fuse_batch(model, *columns)
+        ctx.log_batch(kind, len(frame), time.monotonic() - start)
+        yield frame
+
+
+def _text_only(frame: pd.DataFrame) -> pd.Series:
+    return frame["text"].where(frame["reason"].isna(), None)
+
+
+def caption_udf(ctx: UdfContext, *, text_only: bool = False):
+    """``image binary -> RESULT_TYPE`` (or ``-> string``, null on failure, with text_only)."""
+    from pyspark.sql.functions import pandas_udf
+
+    if text_only:
+
+        def kale_caption(images: Iterator[pd.Series]) -> Iterator[pd.Series]:
+            for frame in _batches(ctx, "caption", ((s,) for s in images)):
+                yield _text_only(frame)
+
+        return pandas_udf(kale_caption, "string")  # type: ignore[call-overload]
+
+    def caption(images: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        yield from _batches(ctx, "caption", ((s,) for s in images))
+
+    return pandas_udf(caption, RESULT_TYPE)  # type: ignore[call-overload]
+
+
+def fuse_udf(ctx: UdfContext, *, text_only: bool = False):
+    """``(alt_text, dense_caption) -> RESULT_TYPE`` (or ``-> string`` with text_only)."""
+    from pyspark.sql.functions import pandas_udf
+
+    if text_only:
+
+        def kale_fuse(pairs: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
+            for frame in _batches(ctx, "fuse", pairs):
+                yield _text_only(frame)
+
+        return pandas_udf(kale_fuse, "string")  # type: ignore[call-overload]
+
+    def fuse(pairs: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        yield from _batches(ctx, "fuse", pairs)
+
+    return pandas_udf(fuse, RESULT_TYPE)  # type: ignore[call-overload]
+
+
+def register_sql_functions(spark: SparkSession, cfg: Config) -> list[str]:
+    """Register ``kale_caption(image)`` and ``kale_fuse(alt_text, dense_caption)`` for SQL.
+
+    Both return the generated text (null where generation failed), with the models
+    of ``cfg.caption`` / ``cfg.augment``:
+
+        SELECT kale_fuse(s.text, d.dense_caption)
+        FROM kale.samples s JOIN kale.dense_captions d USING (uid)
+
+    Arrow batch size is the session's ``spark.sql.execution.arrow.maxRecordsPerBatch``.
+    """
+    spark.udf.register(
+        "kale_caption", caption_udf(udf_context(spark, cfg, cfg.caption), text_only=True)
+    )
+    spark.udf.register("kale_fuse", fuse_udf(udf_context(spark, cfg, cfg.augment), text_only=True))
+    return ["kale_caption", "kale_fuse"]
