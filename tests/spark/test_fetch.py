@@ -116,3 +116,54 @@ def test_fetch_before_ingest_is_a_clear_error(spark, tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     with pytest.raises(LookupError, match="run `kale ingest` first"):
         fetch.run(spark, cfg)
+
+
+def _wds_writer():
+    """tests/unit/test_webdataset.py's img2dataset shard writer (tests/ is not a package)."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "unit" / "test_webdataset.py"
+    spec = importlib.util.spec_from_file_location("kale_tests_wds", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_img2dataset_shard
+
+
+def test_datacomp_download_layout_reads_images_from_shards(spark, tmp_path: Path) -> None:
+    """A DataComp download folder: metadata/*.parquet plus img2dataset shards/*.tar with
+    their own *.parquet logs. Ingest reads only metadata/; fetch reads images from the tars
+    (the file:// URLs point nowhere, so any network/file fetch would fail)."""
+    import pyarrow.parquet as pq
+
+    sample = generate_sample(tmp_path / "dl", 8, seed=21, max_side=200)
+    table = pq.read_table(sample.metadata_dir / "part-00000.parquet").to_pylist()
+    shards = tmp_path / "dl" / "shards"
+    shards.mkdir()
+    write = _wds_writer()
+    rows = []
+    for i, r in enumerate(table[:6]):  # the last two uids are not in any shard
+        path = Path(r["url"].removeprefix("file://"))
+        rows.append({"key": f"{i:09d}", "uid": r["uid"], "url": r["url"], "caption": r["text"],
+                     "image": path.read_bytes(), "sha256": r["sha256"]})
+    write(shards, "00000", rows[:3])
+    write(shards, "00001", rows[3:])
+    for f in (tmp_path / "dl" / "images").iterdir():
+        f.unlink()  # prove nothing is read through the URLs
+
+    cfg = load_config(
+        None,
+        [f"lake.root={tmp_path / 'lake'}", "fetch.image.resolution=64",
+         f"fetch.webdataset=[{shards}]"],
+    )
+    ing = ingest.run(spark, cfg, str(tmp_path / "dl"))
+    assert ing.counts["input"] == 8  # shards/*.parquet were not read as metadata
+    run = fetch.run(spark, cfg)
+    rows_out = {r["uid"]: r for r in Lake(spark, cfg.lake).read(schema.IMAGES).collect()}
+    assert len(rows_out) == 8
+    in_shards = {r["uid"] for r in rows}
+    for uid, r in rows_out.items():
+        if uid in in_shards:
+            assert (r["status"], r["source"]) == ("ok", "webdataset"), r["error"]
+        else:
+            assert r["status"] == "not_found_in_shards"
+    assert run.counts["status.ok"] == 6
