@@ -91,9 +91,7 @@ class Lake:
             self.register(name)
         return names
 
-    def ensure_table(
-        self, name: str, schema: StructType, partition_by: Sequence[str] = ()
-    ) -> None:
+    def ensure_table(self, name: str, schema: StructType, partition_by: Sequence[str] = ()) -> None:
         """Create an empty Delta table with `schema` if none exists, and register it."""
         from delta.tables import DeltaTable
 

@@ -16,8 +16,11 @@ def lake_summary(spark, cfg: Config) -> str:
         lines.append(f"  {name:<18}{lake.count(name):>10}{lake.version(name):>9}")
     if schema.QUARANTINE in names:
         reasons = (
-            lake.read(schema.QUARANTINE).groupBy("stage", "reason").count()
-            .orderBy("stage", "reason").collect()
+            lake.read(schema.QUARANTINE)
+            .groupBy("stage", "reason")
+            .count()
+            .orderBy("stage", "reason")
+            .collect()
         )
         if reasons:
             lines += ["", "  quarantine by reason:"]
@@ -30,7 +33,7 @@ def lake_summary(spark, cfg: Config) -> str:
             lines.append(f"    {r['stage']:<8} {r['status']:<6} {r['duration_s']:6.1f}s  {counts}")
     lines += [
         "",
-        "  try:  .venv/bin/kale sql \"SELECT count(*) FROM kale.samples VERSION AS OF 1\"",
+        '  try:  .venv/bin/kale sql "SELECT count(*) FROM kale.samples VERSION AS OF 1"',
         "        .venv/bin/kale history samples",
     ]
     return "\n".join(lines)

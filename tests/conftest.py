@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import io
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path

@@ -56,7 +56,9 @@ def resolve_inputs(path: str) -> list[str]:
             files = sorted(str(f) for f in root.rglob("*.parquet"))
         else:
             raise InputError(f"input not found: {path}")
-    files = [f for f in files if f.endswith(".parquet") and not Path(f).with_suffix(".tar").exists()]
+    files = [
+        f for f in files if f.endswith(".parquet") and not Path(f).with_suffix(".tar").exists()
+    ]
     if not files:
         raise InputError(f"no parquet files under {path}")
     return [str(Path(f).resolve()) for f in files]

@@ -126,8 +126,10 @@ def draw_scene(rng: random.Random, width: int, height: int):
     for _ in range(rng.randint(0, 4)):
         tx = rng.randint(0, width)
         th = int(height * rng.uniform(0.08, 0.2))
-        draw.polygon([(tx, horizon - th), (tx - th // 3, horizon), (tx + th // 3, horizon)],
-                     fill=(20, rng.randint(90, 140), 40))
+        draw.polygon(
+            [(tx, horizon - th), (tx - th // 3, horizon), (tx + th // 3, horizon)],
+            fill=(20, rng.randint(90, 140), 40),
+        )
     return img
 
 
@@ -192,7 +194,7 @@ def generate_sample(
     kinds = INGEST_DEFECTS + FETCH_DEFECTS
     bad_kinds = [kinds[i % len(kinds)] for i in range(n_bad)]
     rng.shuffle(bad_kinds)
-    bad_at = dict(zip(rng.sample(range(rows), n_bad), bad_kinds))
+    bad_at = dict(zip(rng.sample(range(rows), n_bad), bad_kinds, strict=False))
 
     def url_for(name: str) -> str:
         if base_url:
@@ -239,7 +241,9 @@ def generate_sample(
         if defect == "null_url":
             row["url"] = None
         elif defect == "malformed_url":
-            row["url"] = rng.choice(["htp//broken-link", "not a url", "http://", "ftp://x.org/a.jpg"])
+            row["url"] = rng.choice(
+                ["htp//broken-link", "not a url", "http://", "ftp://x.org/a.jpg"]
+            )
         elif defect == "bad_uid":
             row["uid"] = rng.choice([f"XYZ-{i}", uid[:20], "g" * 28 + f"{i:04d}"])
             key = row["uid"]
@@ -277,7 +281,9 @@ def generate_sample(
     )
     for shard, start in enumerate(range(0, len(good_rows), shard_rows)):
         path = meta_dir / f"part-{shard:05d}.parquet"
-        pq.write_table(pa.Table.from_pylist(good_rows[start : start + shard_rows], table_schema), path)
+        pq.write_table(
+            pa.Table.from_pylist(good_rows[start : start + shard_rows], table_schema), path
+        )
         files.append(path)
     if typed_rows:
         # DataComp shards are typed; a shard written by another tool with text columns is

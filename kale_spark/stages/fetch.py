@@ -84,9 +84,7 @@ def _shard_entries(spark: SparkSession, paths: tuple[str, ...]) -> DataFrame:
     )
     entries = spark.createDataFrame(rdd, entry_schema)
     first = Window.partitionBy("uid").orderBy("tar_path", "key")
-    return (
-        entries.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
-    )
+    return entries.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
 
 
 def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool):

@@ -103,8 +103,9 @@ def classify(raw: DataFrame, cfg: IngestConfig) -> DataFrame:
     rank = F.when(F.col("reason").isNull(), F.row_number().over(w))
     return df.withColumn(
         "reason",
-        F.when(F.col("reason").isNull() & (rank > 1), F.lit(schema.REASON_DUPLICATE_UID))
-        .otherwise(F.col("reason")),
+        F.when(F.col("reason").isNull() & (rank > 1), F.lit(schema.REASON_DUPLICATE_UID)).otherwise(
+            F.col("reason")
+        ),
     )
 
 
@@ -165,8 +166,7 @@ def run(spark: SparkSession, cfg: Config, input_path: str | None = None) -> Stag
         )
         try:
             by_reason = {
-                r["reason"]: r["count"]
-                for r in classified.groupBy("reason").count().collect()
+                r["reason"]: r["count"] for r in classified.groupBy("reason").count().collect()
             }
             total = sum(by_reason.values())
             valid = by_reason.pop(None, 0)

@@ -43,8 +43,11 @@ def test_file_sample_every_uid_has_one_images_row(spark, tmp_path: Path) -> None
     images = lake.read(schema.IMAGES).collect()
     assert sorted(r["uid"] for r in images) == sorted(samples)
     by_uid = {r["uid"]: r for r in images}
-    expected = {"missing_file": "http_error", "not_an_image": "not_an_image",
-                "truncated_image": "decode_error"}
+    expected = {
+        "missing_file": "http_error",
+        "not_an_image": "not_an_image",
+        "truncated_image": "decode_error",
+    }
     for uid, defect in sample.defects.items():
         if defect in expected and uid in by_uid:
             assert by_uid[uid]["status"] == expected[defect], (uid, defect)
@@ -143,8 +146,16 @@ def test_datacomp_download_layout_reads_images_from_shards(spark, tmp_path: Path
     rows = []
     for i, r in enumerate(table[:6]):  # the last two uids are not in any shard
         path = Path(r["url"].removeprefix("file://"))
-        rows.append({"key": f"{i:09d}", "uid": r["uid"], "url": r["url"], "caption": r["text"],
-                     "image": path.read_bytes(), "sha256": r["sha256"]})
+        rows.append(
+            {
+                "key": f"{i:09d}",
+                "uid": r["uid"],
+                "url": r["url"],
+                "caption": r["text"],
+                "image": path.read_bytes(),
+                "sha256": r["sha256"],
+            }
+        )
     write(shards, "00000", rows[:3])
     write(shards, "00001", rows[3:])
     for f in (tmp_path / "dl" / "images").iterdir():
@@ -152,8 +163,11 @@ def test_datacomp_download_layout_reads_images_from_shards(spark, tmp_path: Path
 
     cfg = load_config(
         None,
-        [f"lake.root={tmp_path / 'lake'}", "fetch.image.resolution=64",
-         f"fetch.webdataset=[{shards}]"],
+        [
+            f"lake.root={tmp_path / 'lake'}",
+            "fetch.image.resolution=64",
+            f"fetch.webdataset=[{shards}]",
+        ],
     )
     ing = ingest.run(spark, cfg, str(tmp_path / "dl"))
     assert ing.counts["input"] == 8  # shards/*.parquet were not read as metadata

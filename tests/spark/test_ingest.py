@@ -146,7 +146,7 @@ def test_grown_input_adds_only_new_rows(spark, tmp_path: Path) -> None:
     sample = generate_sample(tmp_path / "s", 30, seed=11, max_side=128)
     cfg = load_config(None, [f"lake.root={tmp_path / 'lake'}"])
     first = ingest.run(spark, cfg, str(sample.metadata_dir))
-    more = generate_sample(tmp_path / "more", 10, seed=12, max_side=128)
+    generate_sample(tmp_path / "more", 10, seed=12, max_side=128)
     both = f"{tmp_path}/*/metadata/*.parquet"
     second = ingest.run(spark, cfg, both)
     assert first.counts["inserted"] == 30
