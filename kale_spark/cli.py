@@ -4,6 +4,7 @@
     kale ingest  --config conf/local.yaml --input data/sample/metadata
     kale sql     "SELECT count(*) FROM kale.samples VERSION AS OF 0"
     kale history samples
+    kale caption && kale augment
     kale filter  && kale publish
     kale diff    kale --from 3 --to 5
     kale export  --version 3
@@ -54,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="parquet file, folder or glob (default: ingest.input)")
 
     p = sub.add_parser("fetch", help="samples → images: download, decode, resize")
+    _common(p)
+
+    p = sub.add_parser("caption", help="images → dense_captions: the dense-caption VLM")
+    _common(p)
+
+    p = sub.add_parser("augment", help="alt-text + dense caption → stage1_captions: fusion LLM")
     _common(p)
 
     p = sub.add_parser("filter", help="captions → filtered_captions: drop leaked-prompt sentences")
@@ -138,6 +145,22 @@ def cmd_fetch(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def cmd_caption(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark.stages import caption
+
+    run = caption.run(_session(cfg), cfg)
+    print(run.summary())
+    return 0
+
+
+def cmd_augment(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark.stages import augment
+
+    run = augment.run(_session(cfg), cfg)
+    print(run.summary())
+    return 0
+
+
 def cmd_filter(args: argparse.Namespace, cfg: Config) -> int:
     from kale_spark.stages import filter as filter_stage
 
@@ -184,23 +207,15 @@ def cmd_export(args: argparse.Namespace, cfg: Config) -> int:
 
 def cmd_sql(args: argparse.Namespace, cfg: Config) -> int:
     from kale_spark.lake import Lake
+    from kale_spark.udf import register_sql_functions
 
     spark = _session(cfg)
     Lake(spark, cfg.lake).register_all()
-    _udfs_for_sql(spark, cfg)
+    # kale_caption(image) and kale_fuse(alt_text, dense_caption); models load lazily,
+    # only if the query calls them.
+    register_sql_functions(spark, cfg)
     spark.sql(args.query).show(args.limit, truncate=80)
     return 0
-
-
-def _udfs_for_sql(spark, cfg: Config) -> None:
-    """Register the model UDFs for SQL when the model layer is installed."""
-    try:
-        from kale_spark import udf
-    except ImportError:
-        return
-    register = getattr(udf, "register_sql_functions", None)
-    if register is not None:
-        register(spark, cfg)
 
 
 def cmd_history(args: argparse.Namespace, cfg: Config) -> int:
@@ -231,6 +246,8 @@ COMMANDS = {
     "sample": cmd_sample,
     "ingest": cmd_ingest,
     "fetch": cmd_fetch,
+    "caption": cmd_caption,
+    "augment": cmd_augment,
     "filter": cmd_filter,
     "publish": cmd_publish,
     "diff": cmd_diff,
@@ -255,6 +272,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kale: config error: {exc}", file=sys.stderr)
         return 2
     return COMMANDS[args.command](args, cfg)
+
+
+def job_main(stage, argv: Sequence[str] | None = None) -> int:
+    """A spark-submit job (jobs/<stage>.py): parse args, load config, get the session,
+    run the stage, print its summary."""
+    name = stage.__name__.rsplit(".", 1)[-1]
+    doc = (stage.__doc__ or "").strip().split("\n")[0]
+    parser = argparse.ArgumentParser(prog=f"jobs/{name}.py", description=doc)
+    _common(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        print(f"{name}: config error: {exc}", file=sys.stderr)
+        return 2
+    run = stage.run(_session(cfg), cfg)
+    print(run.summary())
+    return 0 if run.status == "ok" else 1
 
 
 if __name__ == "__main__":

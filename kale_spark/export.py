@@ -177,11 +177,13 @@ def _card_figures(df: DataFrame) -> dict:
         "int"
     )
     hist = [0] * card.N_BINS
-    for r in df.groupBy(bucket.alias("b")).count().collect():
-        hist[max(int(r["b"]), 0)] = int(r["count"])
-
-    def counts_by(col: str) -> dict[str, int]:
-        return {r[col]: int(r["count"]) for r in df.groupBy(col).count().collect()}
+    by_stage: dict[str, int] = {}
+    by_model: dict[str, int] = {}
+    for r in df.groupBy(bucket.alias("b"), "stage", "model").count().collect():
+        n = int(r["count"])
+        hist[max(int(r["b"]), 0)] += n
+        by_stage[r["stage"]] = by_stage.get(r["stage"], 0) + n
+        by_model[r["model"]] = by_model.get(r["model"], 0) + n
 
     return {
         "rows": int(agg["rows"]),
@@ -192,8 +194,8 @@ def _card_figures(df: DataFrame) -> dict:
         "rows_with_removals": int(agg["rows_with_removals"] or 0),
         "sentences_removed": int(agg["sentences_removed"] or 0),
         "histogram": hist,
-        "rows_by_stage": counts_by("stage"),
-        "rows_by_model": counts_by("model"),
+        "rows_by_stage": by_stage,
+        "rows_by_model": by_model,
     }
 
 

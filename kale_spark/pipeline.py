@@ -12,11 +12,10 @@ log = logging.getLogger(__name__)
 
 def stages() -> list:
     """The stage modules, in pipeline order; each has `run(spark, cfg)`."""
-    from kale_spark.stages import fetch, ingest, publish
+    from kale_spark.stages import augment, caption, fetch, ingest, publish
     from kale_spark.stages import filter as filter_stage
 
-    # caption and augment go between fetch and filter (their module is being written).
-    return [ingest, fetch, filter_stage, publish]
+    return [ingest, fetch, caption, augment, filter_stage, publish]
 
 
 def run_demo(cfg: Config, rows: int | None = None) -> str:

@@ -11,6 +11,15 @@ def lake_summary(spark, cfg: Config) -> str:
     lake = Lake(spark, cfg.lake)
     names = lake.register_all()
     lines = [f"lake: {lake.root}  (catalog database `{lake.database}`)", ""]
+    tiny = [s.id for s in (cfg.caption, cfg.augment) if s.id.startswith("tiny:")]
+    if tiny:
+        lines += [
+            f"  NOTE: {' and '.join(tiny)} are tiny random-weight models: captions come from "
+            "untrained smoke-test models",
+            "  (they exercise the pipeline, not caption quality; see conf/small.yaml for real "
+            "models).",
+            "",
+        ]
     lines.append(f"  {'table':<18}{'rows':>10}{'version':>9}")
     for name in names:
         lines.append(f"  {name:<18}{lake.count(name):>10}{lake.version(name):>9}")
@@ -35,5 +44,7 @@ def lake_summary(spark, cfg: Config) -> str:
         "",
         '  try:  .venv/bin/kale sql "SELECT count(*) FROM kale.samples VERSION AS OF 1"',
         "        .venv/bin/kale history samples",
+        '        .venv/bin/kale sql "SELECT kale_fuse(s.text, d.dense_caption) '
+        'FROM kale.samples s JOIN kale.dense_captions d USING (uid) LIMIT 3"',
     ]
     return "\n".join(lines)

@@ -180,35 +180,66 @@ def filtered_rows(source: DataFrame, min_words: int, run_id: str) -> DataFrame:
     return result.select(*columns)
 
 
-def table_stats(df: DataFrame) -> dict[str, float | int]:
-    """Whole-table figures of `filtered_captions` (or any frame of its rows)."""
+def filter_stats(df: DataFrame, run_id: str) -> tuple[dict[str, float], dict[str, int]]:
+    """Figures of a `filtered_captions` version in two Spark jobs: whole-table stats,
+    and this run's counts (rejects and removed sentences by reason)."""
     from pyspark.sql import functions as F
 
     kept = ~F.col("rejected")
-    row = df.agg(
-        F.count("*").alias("rows"),
-        F.sum(F.col("rejected").cast("int")).alias("rejected"),
-        F.avg(F.when(kept, F.col("word_count"))).alias("mean_words_kept"),
-        F.avg(F.when(kept, F.col("knowledge_retention"))).alias("mean_retention_kept"),
-        F.avg(F.when(kept, F.col("novel_share"))).alias("mean_novel_share_kept"),
-        F.sum((F.size("removed_sentences") > 0).cast("int")).alias("rows_with_removals"),
-    ).first()
-    stats: dict[str, float | int] = {k: row[k] or 0 for k in row.asDict()}
-    stats["share_rejected"] = stats["rejected"] / stats["rows"] if stats["rows"] else 0.0
-    return stats
+    mine = (F.col("run_id") == run_id).alias("mine")
+    groups = (
+        df.groupBy(mine, "reject_reason")
+        .agg(
+            F.count("*").alias("rows"),
+            F.sum(F.when(kept, F.col("word_count"))).alias("words"),
+            F.sum(F.when(kept, F.col("knowledge_retention"))).alias("retention"),
+            F.count(F.when(kept, F.col("knowledge_retention"))).alias("with_retention"),
+            F.sum(F.when(kept, F.col("novel_share"))).alias("novel"),
+            F.sum((F.size("removed_sentences") > 0).cast("long")).alias("with_removals"),
+        )
+        .collect()
+    )
+    removed = (
+        df.select(mine, F.explode("removal_reasons").alias("reason"))
+        .groupBy("mine", "reason")
+        .count()
+        .collect()
+    )
+    rows = sum(g["rows"] for g in groups)
+    n_kept = sum(g["rows"] for g in groups if g["reject_reason"] is None)
+    n_ret = sum(g["with_retention"] for g in groups)
 
+    def mean(total: float | None, n: int) -> float:
+        return float(total or 0) / n if n else float("nan")
 
-def _count_by(df: DataFrame, column: str, explode: bool = False) -> dict[str, int]:
-    from pyspark.sql import functions as F
-
-    col = F.explode(column) if explode else F.col(column)
-    rows = df.select(col.alias("k")).where(F.col("k").isNotNull()).groupBy("k").count()
-    return {r["k"]: int(r["count"]) for r in rows.collect()}
+    stats: dict[str, float] = {
+        "rows": rows,
+        "rejected": rows - n_kept,
+        "share_rejected": (rows - n_kept) / rows if rows else 0.0,
+        "rows_with_removals": sum(g["with_removals"] or 0 for g in groups),
+        "mean_words_kept": mean(sum(g["words"] or 0 for g in groups), n_kept),
+        "mean_retention_kept": mean(sum(g["retention"] or 0 for g in groups), n_ret),
+        "mean_novel_share_kept": mean(sum(g["novel"] or 0 for g in groups), n_kept),
+    }
+    for r in removed:
+        stats[f"removed.{r['reason']}"] = stats.get(f"removed.{r['reason']}", 0) + r["count"]
+    counts: dict[str, int] = {"kept": 0, "rejected": 0}
+    for g in groups:
+        if not g["mine"]:
+            continue
+        if g["reject_reason"] is None:
+            counts["kept"] += g["rows"]
+        else:
+            counts["rejected"] += g["rows"]
+            counts[f"rejected.{g['reject_reason']}"] = g["rows"]
+    for r in removed:
+        if r["mine"]:
+            counts[f"removed.{r['reason']}"] = r["count"]
+    return stats, dict(sorted(counts.items()))
 
 
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     """Filter every caption not yet in `filtered_captions`."""
-    from pyspark.sql import functions as F
 
     lake = Lake(spark, cfg.lake)
     with stage_run(lake, cfg, STAGE) as run:
@@ -233,22 +264,14 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         run.output_versions[schema.FILTERED_CAPTIONS] = written.version
 
         table = lake.read(schema.FILTERED_CAPTIONS, version=written.version)
-        this_run = table.where(F.col("run_id") == run.run_id)
-        new_rejected = _count_by(this_run, "reject_reason")
+        stats, counts = filter_stats(table, run.run_id)
         run.counts.update(
             input=total,
             already_filtered=total - written.rows_inserted,
             inserted=written.rows_inserted,
-            kept=written.rows_inserted - sum(new_rejected.values()),
-            rejected=sum(new_rejected.values()),
+            **counts,
         )
-        for reason, n in sorted(new_rejected.items()):
-            run.counts[f"rejected.{reason}"] = n
-        for reason, n in sorted(_count_by(this_run, "removal_reasons", explode=True).items()):
-            run.counts[f"removed.{reason}"] = n
-
-        stats = table_stats(table)
-        removed = _count_by(table, "removal_reasons", explode=True)
+        removed = {k.split(".", 1)[1]: v for k, v in stats.items() if k.startswith("removed.")}
         run.notes += [
             f"input {total} = already filtered {total - written.rows_inserted} "
             f"+ inserted {written.rows_inserted}",

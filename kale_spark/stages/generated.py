@@ -53,8 +53,7 @@ def already_done(lake: Lake, table: str, spec: ModelSpec) -> DataFrame:
     return (
         lake.read(table)
         .where((F.col("model") == spec.id) & (F.col("prompt_id") == spec.prompt_id))
-        .select(schema.UID)
-        .distinct()
+        .select(schema.UID)  # unique: (uid, model, prompt_id) is the table's key
     )
 
 
@@ -145,13 +144,19 @@ def generate(
     from pyspark.sql import functions as F
 
     lake.ensure_table(target.table, target.table_schema)
-    lake.ensure_table(schema.QUARANTINE, schema.QUARANTINE_SCHEMA)
     run.input_versions[target.table] = lake.version(target.table)
 
-    n_candidates = candidates.count()
-    todo = candidates.join(already_done(lake, target.table, spec), schema.UID, "left_anti")
-    n_todo = todo.count()
-    run.counts.update(candidates=n_candidates, already_done=n_candidates - n_todo)
+    done = already_done(lake, target.table, spec)
+    # One job counts both (the model columns are pruned away; no model runs here).
+    flagged = candidates.select(schema.UID).join(
+        done.withColumn("_done", F.lit(True)), schema.UID, "left"
+    )
+    by_done = {r["_done"]: r["count"] for r in flagged.groupBy("_done").count().collect()}
+    n_done = by_done.get(True, 0)
+    n_candidates = n_done + by_done.get(None, 0)
+    n_todo = n_candidates - n_done
+    todo = candidates.join(done, schema.UID, "left_anti")
+    run.counts.update(candidates=n_candidates, already_done=n_done)
     if n_todo == 0:
         run.counts.update(generated=0, failed=0, quarantine_new=0)
         run.output_versions[target.table] = lake.version(target.table)
@@ -190,23 +195,25 @@ def generate(
             list(schema.GENERATED_KEY),
             run.commit(),
         )
-        q_written = lake.merge_new(
-            schema.QUARANTINE,
-            quarantine_rows(results.where(~ok), target, spec, source_versions, run.run_id),
-            list(schema.QUARANTINE_KEY),
-            run.commit(),
-        )
+        n_failed = sum(by_reason.values())
+        quarantined = 0
+        if n_failed:
+            lake.ensure_table(schema.QUARANTINE, schema.QUARANTINE_SCHEMA)
+            q_written = lake.merge_new(
+                schema.QUARANTINE,
+                quarantine_rows(results.where(~ok), target, spec, source_versions, run.run_id),
+                list(schema.QUARANTINE_KEY),
+                run.commit(),
+            )
+            quarantined = q_written.rows_inserted
+            run.output_versions[schema.QUARANTINE] = q_written.version
     finally:
         results.unpersist()
 
-    n_failed = sum(by_reason.values())
-    run.counts.update(
-        generated=written.rows_inserted, failed=n_failed, quarantine_new=q_written.rows_inserted
-    )
+    run.counts.update(generated=written.rows_inserted, failed=n_failed, quarantine_new=quarantined)
     for reason, n in sorted(by_reason.items()):
         run.counts[f"failed.{reason}"] = n
     run.output_versions[target.table] = written.version
-    run.output_versions[schema.QUARANTINE] = q_written.version
     if written.rows_inserted != n_good:
         run.notes.append(
             f"{n_good - written.rows_inserted} generated rows were already in {target.table} "

@@ -6,7 +6,8 @@ then model and prompt id in name order - so the choice is deterministic.
 
     1. MERGE the gold rows into `kale` by uid: new uids are inserted, rows whose
        content changed are updated, uids that no longer have a kept caption are
-       deleted. A MERGE that changes nothing makes no commit.
+       deleted. Only the changes go into the MERGE (a hash join against the table
+       finds them); with nothing to change there is no MERGE and no commit.
     2. OPTIMIZE (bin-packing compaction) the table.
     3. If the table version is not a recorded release yet: export it
        (kale_spark/export.py) and append a row to `releases` (release number, the
@@ -90,24 +91,58 @@ def _last_release(lake: Lake) -> tuple[int, int | None]:
     return (0, None) if row is None else (int(row["release"]), int(row["version"]))
 
 
-def _merge(lake: Lake, source: DataFrame, commit: dict[str, str]) -> dict[str, int]:
-    """MERGE `source` into `kale` by uid; the commit's row metrics (zeros when the
-    MERGE changed nothing and so made no commit)."""
-    from delta.tables import DeltaTable
+def changes(lake: Lake, source: DataFrame) -> DataFrame:
+    """What a MERGE of `source` into `kale` must do, as `source` rows plus `_delete`:
+    rows that are new or differ from the table (`_delete` false), and uids the table
+    has that `source` lacks (`_delete` true, other columns null)."""
+    from pyspark.sql import functions as F
+
+    from kale_spark.versioning import row_hash
 
     content = [c for c in schema.KALE_SCHEMA.fieldNames() if c != "uid"]
-    differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in content)
-    target = DeltaTable.forPath(lake.spark, lake.path(schema.KALE))
-    merge = (
-        target.alias("t")
-        .merge(source.alias("s"), "t.uid = s.uid")
-        .whenMatchedUpdateAll(condition=differs)
-        .whenNotMatchedInsertAll()
-        .whenNotMatchedBySourceDelete()
+    target = lake.read(schema.KALE)
+    current = target.select("uid", row_hash(content).alias("_h"))
+    upserts = (
+        source.withColumn("_h", row_hash(content))
+        .join(current, ["uid", "_h"], "left_anti")
+        .drop("_h")
+        .withColumn("_delete", F.lit(False))
     )
-    # Lake has no public MERGE with updates and deletes; its commit stamping is reused.
-    with lake._commit_metadata(commit) as stamp:
-        merge.execute()
+    deletes = target.select("uid").join(source.select("uid"), "uid", "left_anti")
+    deletes = deletes.select(
+        *[
+            F.col("uid") if f.name == "uid" else F.lit(None).cast(f.dataType).alias(f.name)
+            for f in schema.KALE_SCHEMA.fields
+        ],
+        F.lit(True).alias("_delete"),
+    )
+    return upserts.unionByName(deletes)
+
+
+def _merge(lake: Lake, source: DataFrame, commit: dict[str, str]) -> dict[str, int]:
+    """MERGE the changes `source` implies into `kale` by uid; the commit's row
+    metrics. Nothing to change: no MERGE, no commit, zeros."""
+    from delta.tables import DeltaTable
+    from pyspark import StorageLevel
+
+    todo = changes(lake, source).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        if todo.isEmpty():
+            return {"inserted": 0, "updated": 0, "deleted": 0}
+        columns = {c: f"s.`{c}`" for c in schema.KALE_SCHEMA.fieldNames()}
+        target = DeltaTable.forPath(lake.spark, lake.path(schema.KALE))
+        merge = (
+            target.alias("t")
+            .merge(todo.alias("s"), "t.uid = s.uid")
+            .whenMatchedDelete(condition="s._delete")
+            .whenMatchedUpdate(set=columns)
+            .whenNotMatchedInsert(condition="NOT s._delete", values=columns)
+        )
+        # Lake has no public MERGE with updates and deletes; its commit stamping is reused.
+        with lake._commit_metadata(commit) as stamp:
+            merge.execute()
+    finally:
+        todo.unpersist()
     last = lake.history(schema.KALE, 1).first()
     if stamp not in (last["userMetadata"] or ""):
         return {"inserted": 0, "updated": 0, "deleted": 0}

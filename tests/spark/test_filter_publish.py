@@ -26,6 +26,7 @@ from kale_spark.config import load_config
 from kale_spark.export import export_release
 from kale_spark.lake import Lake
 from kale_spark.prompts import FUSE_CAPSFUSION_V1
+from kale_spark.quality import word_count
 from kale_spark.sources.sample import generate_sample
 from kale_spark.stages import fetch, ingest, publish
 from kale_spark.stages import filter as filter_stage
@@ -201,7 +202,7 @@ def test_filter_removes_leaks_with_reasons(pipeline):
             schema.DENSE_CAPTIONS: 1,
             schema.STAGE1_CAPTIONS: pipeline["stage1_version"],
         }
-        assert row["word_count"] == len(want["caption"].split())
+        assert row["word_count"] == word_count(want["caption"])
 
 
 def test_filter_rejects_keep_their_reason(pipeline):
@@ -292,11 +293,11 @@ def test_export_loads_with_datasets(pipeline):
     assert ds.features["novel_share"].dtype == "float64"
     assert ds.features["removed_sentences"].feature.dtype == "string"
     manifest = json.loads((export / "manifest.json").read_text())
-    assert [f["rows"] for f in manifest["files"] if f["file"].endswith(".parquet")] == [
-        3,
-        3,
-        len(kept) - 6,
+    shard_rows = [f["rows"] for f in manifest["files"] if f["file"].endswith(".parquet")]
+    assert shard_rows == [
+        min(ROWS_PER_SHARD, len(kept) - i) for i in range(0, len(kept), ROWS_PER_SHARD)
     ]
+    assert manifest["version"] == pipeline["v1"] and manifest["release"] == 1
     card = (export / "README.md").read_text()
     assert f"| rows | {len(kept)} |" in card and "release 1" in card
     from PIL import Image

@@ -226,9 +226,7 @@ def test_a_row_whose_generation_fails_goes_to_quarantine(spark, tmp_path) -> Non
         (uid, "ok", None, 200, 1, 40, 30, 40, 30, "image/jpeg", None, None, data, "file", now, "t")
         for uid, data in zip(uids, payloads, strict=True)
     ]
-    lake.append(
-        schema.IMAGES, spark.createDataFrame(rows, schema.IMAGES_SCHEMA), {"stage": "test"}
-    )
+    lake.append(schema.IMAGES, spark.createDataFrame(rows, schema.IMAGES_SCHEMA), {"stage": "test"})
 
     first = caption.run(spark, cfg)
     assert first.counts["candidates"] == 3

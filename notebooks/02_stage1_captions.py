@@ -1,0 +1,71 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # kale-spark 02 — Stage 1: dense captions and knowledge fusion
+# MAGIC
+# MAGIC `images` → **caption** (the VLM, e.g. CogVLM-17B) → `dense_captions` →
+# MAGIC **augment** (alt-text + dense caption → Mistral-7B-Instruct, CapsFusion prompt) →
+# MAGIC `stage1_captions`. The same `stages.*.run` as `spark-submit jobs/<stage>.py`, on
+# MAGIC this notebook's session. Use a GPU cluster (one GPU per task:
+# MAGIC `spark.task.resource.gpu.amount 1`, see conf/spark/databricks.conf) and run
+# MAGIC notebook 01 first. Pin the model revisions in conf/paper.yaml before use.
+
+# COMMAND ----------
+
+import logging
+
+from kale_spark.config import load_config
+from kale_spark.stages import augment, caption
+from kale_spark.udf import register_sql_functions
+
+logging.basicConfig(level=logging.INFO)
+
+cfg = load_config(
+    "conf/paper.yaml",
+    [
+        "lake.root=/Volumes/main/kale/lake",
+        "spark.delta_packages=false",  # Delta ships with Databricks runtimes
+    ],
+)
+
+# COMMAND ----------
+
+run = caption.run(spark, cfg)  # noqa: F821 - `spark` is the notebook's session
+print(run.summary())
+
+# COMMAND ----------
+
+# MAGIC %sql
+# MAGIC SELECT model, model_revision, prompt_id, gen_params, count(*) AS n,
+# MAGIC        avg(new_tokens) AS avg_new_tokens
+# MAGIC FROM kale.dense_captions GROUP BY ALL
+
+# COMMAND ----------
+
+run = augment.run(spark, cfg)  # noqa: F821
+print(run.summary())
+
+# COMMAND ----------
+
+# MAGIC %sql
+# MAGIC SELECT uid, alt_text, dense_caption, caption_raw FROM kale.stage1_captions LIMIT 20
+
+# COMMAND ----------
+
+# MAGIC %sql
+# MAGIC SELECT stage, reason, count(*) AS n FROM kale.quarantine
+# MAGIC WHERE stage IN ('caption', 'augment') GROUP BY ALL
+
+# COMMAND ----------
+
+# The models as SQL functions: kale_caption(image) and kale_fuse(alt_text, dense_caption).
+# Each Python worker loads the model once, on the first batch it gets.
+register_sql_functions(spark, cfg)  # noqa: F821
+display(  # noqa: F821 - Databricks builtin
+    spark.sql(  # noqa: F821
+        """
+        SELECT uid, s.text AS alt_text, kale_fuse(s.text, d.dense_caption) AS fused
+        FROM kale.samples s JOIN kale.dense_captions d USING (uid)
+        LIMIT 10
+        """
+    )
+)

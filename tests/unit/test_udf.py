@@ -1,0 +1,94 @@
+"""The pure parts of udf.py: torch thread budget, and per-row failure isolation in the
+batch functions (fake models, no Spark, no torch)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from kale_spark import schema
+from kale_spark.models.batching import Generated
+from kale_spark.udf import RESULT_COLUMNS, auto_torch_threads, caption_batch, fuse_batch
+
+
+@pytest.mark.parametrize(
+    ("master", "conf", "expected"),
+    [
+        ("local[2]", {}, 1),
+        ("local[8]", {"spark.task.cpus": "4"}, 4),
+        ("local", {}, 1),
+        ("local-cluster[2, 4, 1024]", {"spark.task.cpus": "2"}, 2),
+        ("yarn", {"spark.executor.cores": "8", "spark.task.cpus": "8"}, 8),
+        ("yarn", {"spark.executor.cores": "8", "spark.task.cpus": "3"}, 4),  # 2 tasks x 4
+        ("yarn", {"spark.task.cpus": "2"}, 2),  # executor cores unknown
+        ("spark://host:7077", {"spark.executor.cores": "16"}, 1),
+    ],
+)
+def test_auto_torch_threads(master, conf, expected) -> None:
+    threads = auto_torch_threads(master, conf)
+    assert threads == expected
+    cores = int(conf.get("spark.executor.cores", 0)) or None
+    if cores:
+        tasks = cores // int(conf.get("spark.task.cpus", 1))
+        assert tasks * threads <= cores
+
+
+class FakeCaptioner:
+    """Captions b"ok..." bytes, raises on anything else; returns "" for b"ok-empty"."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def caption(self, images: list[bytes]) -> list[Generated]:
+        self.calls.append(len(images))
+        out = []
+        for data in images:
+            if not data.startswith(b"ok"):
+                raise ValueError(f"cannot decode {data[:8]!r}")
+            text = "" if data == b"ok-empty" else f"  caption of {data.decode()} "
+            out.append(Generated(text=text, prompt_tokens=5, new_tokens=3))
+        return out
+
+
+def test_caption_batch_isolates_the_failing_rows() -> None:
+    model = FakeCaptioner()
+    images = pd.Series([b"ok-1", b"broken", None, b"ok-empty", b"ok-2"])
+    frame = caption_batch(model, images)
+    assert list(frame.columns) == RESULT_COLUMNS
+    assert frame["text"].tolist() == ["caption of ok-1", None, None, None, "caption of ok-2"]
+    assert frame["reason"].tolist() == [
+        None,
+        schema.REASON_GENERATION_ERROR,
+        schema.REASON_MISSING_INPUT,
+        schema.REASON_EMPTY_OUTPUT,
+        None,
+    ]
+    assert "ValueError: cannot decode" in frame["error"][1]
+    assert frame["prompt_tokens"].tolist() == [5, pd.NA, pd.NA, pd.NA, 5]
+    # One call for the batch (4 images with bytes), then one per row after it raised.
+    assert model.calls == [4, 1, 1, 1, 1]
+
+
+def test_caption_batch_calls_the_model_once_when_nothing_fails() -> None:
+    model = FakeCaptioner()
+    frame = caption_batch(model, pd.Series([b"ok-1", b"ok-2", b"ok-3"]))
+    assert frame["reason"].isna().all()
+    assert model.calls == [3]
+
+
+class FakeRewriter:
+    def fuse(self, alt_texts: list[str], dense: list[str]) -> list[Generated]:
+        return [
+            Generated(text=f'Sentence 3: "{a} / {d}"', prompt_tokens=9, new_tokens=4)
+            for a, d in zip(alt_texts, dense, strict=True)
+        ]
+
+
+def test_fuse_batch_postprocesses_and_flags_missing_captions() -> None:
+    frame = fuse_batch(
+        FakeRewriter(),
+        pd.Series(["Eiffel Tower, 1999", None, "x"]),
+        pd.Series(["a tall tower", "a dog", " "]),
+    )
+    assert frame["text"].tolist() == ["Eiffel Tower, 1999 / a tall tower", "/ a dog", None]
+    assert frame["reason"].tolist() == [None, None, schema.REASON_MISSING_INPUT]
