@@ -1,0 +1,14 @@
+"""spark-submit entry point: stage-1/2 captions → filtered_captions (leaked-prompt sentences removed).
+
+    spark-submit --properties-file conf/spark/gpu-cluster.conf jobs/filter.py \
+        --config conf/paper.yaml --set lake.root=s3://bucket/kale
+
+kale_spark must be importable on the driver and the executors (installed in their
+Python environment, or shipped with --py-files).
+"""
+
+from kale_spark.cli import job_main
+from kale_spark.stages import filter
+
+if __name__ == "__main__":
+    raise SystemExit(job_main(filter))
