@@ -129,52 +129,14 @@ def cmd_sample(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-def cmd_ingest(args: argparse.Namespace, cfg: Config) -> int:
-    from kale_spark.stages import ingest
+def cmd_stage(args: argparse.Namespace, cfg: Config) -> int:
+    """ingest, fetch, caption, augment, filter, publish: run the stage, print its summary."""
+    import importlib
 
-    run = ingest.run(_session(cfg), cfg, args.input)
+    stage = importlib.import_module(f"kale_spark.stages.{args.command}")
+    run = stage.run(_session(cfg), cfg)
     print(run.summary())
-    return 0
-
-
-def cmd_fetch(args: argparse.Namespace, cfg: Config) -> int:
-    from kale_spark.stages import fetch
-
-    run = fetch.run(_session(cfg), cfg)
-    print(run.summary())
-    return 0
-
-
-def cmd_caption(args: argparse.Namespace, cfg: Config) -> int:
-    from kale_spark.stages import caption
-
-    run = caption.run(_session(cfg), cfg)
-    print(run.summary())
-    return 0
-
-
-def cmd_augment(args: argparse.Namespace, cfg: Config) -> int:
-    from kale_spark.stages import augment
-
-    run = augment.run(_session(cfg), cfg)
-    print(run.summary())
-    return 0
-
-
-def cmd_filter(args: argparse.Namespace, cfg: Config) -> int:
-    from kale_spark.stages import filter as filter_stage
-
-    run = filter_stage.run(_session(cfg), cfg)
-    print(run.summary())
-    return 0
-
-
-def cmd_publish(args: argparse.Namespace, cfg: Config) -> int:
-    from kale_spark.stages import publish
-
-    run = publish.run(_session(cfg), cfg)
-    print(run.summary())
-    return 0
+    return 0 if run.status == "ok" else 1
 
 
 def cmd_diff(args: argparse.Namespace, cfg: Config) -> int:
@@ -219,12 +181,16 @@ def cmd_sql(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_history(args: argparse.Namespace, cfg: Config) -> int:
+    from pyspark.sql import functions as F
+
     from kale_spark.lake import Lake
 
     lake = Lake(_session(cfg), cfg.lake)
+    # Row counts only: the full operationMetrics map is two dozen timings and byte counts.
+    rows = F.map_filter("operationMetrics", lambda k, v: k.rlike("^num(Output|Target)Rows"))
     lake.history(args.table, args.limit).select(
-        "version", "timestamp", "operation", "userMetadata", "operationMetrics"
-    ).show(args.limit, truncate=100)
+        "version", "timestamp", "operation", "userMetadata", rows.alias("rows")
+    ).show(args.limit, truncate=False)
     return 0
 
 
@@ -244,12 +210,12 @@ def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
 
 COMMANDS = {
     "sample": cmd_sample,
-    "ingest": cmd_ingest,
-    "fetch": cmd_fetch,
-    "caption": cmd_caption,
-    "augment": cmd_augment,
-    "filter": cmd_filter,
-    "publish": cmd_publish,
+    "ingest": cmd_stage,
+    "fetch": cmd_stage,
+    "caption": cmd_stage,
+    "augment": cmd_stage,
+    "filter": cmd_stage,
+    "publish": cmd_stage,
     "diff": cmd_diff,
     "export": cmd_export,
     "sql": cmd_sql,
@@ -266,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if args.command == "ingest" and args.input:
+        args.overrides.append(f"ingest.input={args.input}")
     try:
         cfg = _config(args)
     except ConfigError as exc:
