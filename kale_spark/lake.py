@@ -35,6 +35,7 @@ class WriteResult:
     version: int
     rows_inserted: int
     rows_updated: int = 0
+    rows_deleted: int = 0
 
 
 class Lake:
@@ -100,7 +101,7 @@ class Lake:
             builder = builder.addColumns(schema)
             if partition_by:
                 builder = builder.partitionedBy(*partition_by)
-            with self._commit_metadata({"stage": "create", "table": name}):
+            with self.commit_metadata({"stage": "create", "table": name}):
                 builder.execute()
             log.info("created Delta table %s at %s", name, self.path(name))
         self.register(name)
@@ -163,9 +164,9 @@ class Lake:
         if update_condition:
             merge = merge.whenMatchedUpdateAll(condition=update_condition)
         merge = merge.whenNotMatchedInsertAll()
-        with self._commit_metadata(commit) as stamp:
+        with self.commit_metadata(commit) as stamp:
             merge.execute()
-        result = self._last_write(name, stamp, "numTargetRowsInserted", "numTargetRowsUpdated")
+        result = self.last_write(name, stamp)
         log.info(
             "merged into %s: +%d rows, %d updated (version %d)",
             name,
@@ -176,15 +177,13 @@ class Lake:
         return result
 
     def append(self, name: str, source: DataFrame, commit: dict[str, str]) -> WriteResult:
-        with self._commit_metadata(commit) as stamp:
+        with self.commit_metadata(commit) as stamp:
             source.write.format("delta").mode("append").save(self.path(name))
         self.register(name)
-        return self._last_write(name, stamp, "numOutputRows")
+        return self.last_write(name, stamp)
 
-    def _last_write(
-        self, name: str, stamp: str, inserted_metric: str, updated_metric: str | None = None
-    ) -> WriteResult:
-        """The commit our write just made, read back from the history.
+    def last_write(self, name: str, stamp: str) -> WriteResult:
+        """The commit a write inside `commit_metadata(...)` made, read from the history.
 
         A MERGE that changes nothing makes no commit at all; the commit stamp (a
         unique token in the user metadata) tells our commit from an older one.
@@ -193,19 +192,23 @@ class Lake:
 
         last = DeltaTable.forPath(self.spark, self.path(name)).history(1).first()
         if stamp not in (last["userMetadata"] or ""):
-            return WriteResult(name, int(last["version"]), 0, 0)
-        metrics = last["operationMetrics"] or {}
+            return WriteResult(name, int(last["version"]), 0)
+        m = last["operationMetrics"] or {}
+        # MERGE reports numTargetRows*; a plain append reports numOutputRows.
+        inserted = m.get("numTargetRowsInserted", m.get("numOutputRows", 0))
         return WriteResult(
             table=name,
             version=int(last["version"]),
-            rows_inserted=int(metrics.get(inserted_metric, 0)),
-            rows_updated=int(metrics.get(updated_metric, 0)) if updated_metric else 0,
+            rows_inserted=int(inserted),
+            rows_updated=int(m.get("numTargetRowsUpdated", 0)),
+            rows_deleted=int(m.get("numTargetRowsDeleted", 0)),
         )
 
     @contextlib.contextmanager
-    def _commit_metadata(self, metadata: dict[str, str]) -> Iterator[str]:
+    def commit_metadata(self, metadata: dict[str, str]) -> Iterator[str]:
         """Attach `metadata` (JSON, plus a unique commit stamp) to the Delta commits
-        made inside the block; yields the stamp."""
+        made inside the block; yields the stamp for `last_write`. Stages whose MERGE
+        needs more than `merge_new` (updates, deletes) write inside this block."""
         conf = self.spark.conf
         previous = conf.get(USER_METADATA_CONF, None)
         stamp = uuid.uuid4().hex

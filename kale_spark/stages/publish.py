@@ -76,7 +76,7 @@ def _ensure_kale(lake: Lake) -> None:
         for r in lake.spark.sql(f"SHOW TBLPROPERTIES delta.`{lake.path(schema.KALE)}`").collect()
     }
     if props.get(CDF_PROPERTY, "false").lower() != "true":
-        with lake._commit_metadata({"stage": "create", "table": schema.KALE}):
+        with lake.commit_metadata({"stage": "create", "table": schema.KALE}):
             lake.spark.sql(
                 f"ALTER TABLE delta.`{lake.path(schema.KALE)}` "
                 f"SET TBLPROPERTIES ({CDF_PROPERTY} = true)"
@@ -138,26 +138,22 @@ def _merge(lake: Lake, source: DataFrame, commit: dict[str, str]) -> dict[str, i
             .whenMatchedUpdate(set=columns)
             .whenNotMatchedInsert(condition="NOT s._delete", values=columns)
         )
-        # Lake has no public MERGE with updates and deletes; its commit stamping is reused.
-        with lake._commit_metadata(commit) as stamp:
+        with lake.commit_metadata(commit) as stamp:
             merge.execute()
     finally:
         todo.unpersist()
-    last = lake.history(schema.KALE, 1).first()
-    if stamp not in (last["userMetadata"] or ""):
-        return {"inserted": 0, "updated": 0, "deleted": 0}
-    m = last["operationMetrics"] or {}
+    written = lake.last_write(schema.KALE, stamp)
     return {
-        "inserted": int(m.get("numTargetRowsInserted", 0)),
-        "updated": int(m.get("numTargetRowsUpdated", 0)),
-        "deleted": int(m.get("numTargetRowsDeleted", 0)),
+        "inserted": written.rows_inserted,
+        "updated": written.rows_updated,
+        "deleted": written.rows_deleted,
     }
 
 
 def _optimize(lake: Lake, commit: dict[str, str]) -> None:
     from delta.tables import DeltaTable
 
-    with lake._commit_metadata(commit):
+    with lake.commit_metadata(commit):
         DeltaTable.forPath(lake.spark, lake.path(schema.KALE)).optimize().executeCompaction()
 
 
