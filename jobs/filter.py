@@ -1,4 +1,4 @@
-"""spark-submit entry point: stage-1/2 captions → filtered_captions (leaked-prompt sentences removed).
+"""spark-submit entry point: stage-1/2 captions → filtered_captions (leaks removed).
 
     spark-submit --properties-file conf/spark/gpu-cluster.conf jobs/filter.py \
         --config conf/paper.yaml --set lake.root=s3://bucket/kale
