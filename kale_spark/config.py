@@ -116,7 +116,9 @@ class FetchConfig:
     rows_per_task: int = 256
 
     def __post_init__(self) -> None:
-        if self.hash_policy not in ("ignore", "flag", "reject"):
+        from kale_spark.fetch_batch import HASH_POLICIES  # the one list of policies
+
+        if self.hash_policy not in HASH_POLICIES:
             raise ConfigError(f"fetch.hash_policy: unknown policy {self.hash_policy!r}")
         if self.max_attempts_total < 1:
             raise ConfigError("fetch.max_attempts_total must be >= 1")
