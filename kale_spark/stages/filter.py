@@ -255,7 +255,7 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         done = lake.read(schema.FILTERED_CAPTIONS).select(*key)
         todo = source.join(done, key, "left_anti")
         total = source.count()
-        written = lake.merge_new(
+        written = lake.insert_new(
             schema.FILTERED_CAPTIONS,
             filtered_rows(todo, cfg.filter.min_words, run.run_id),
             key,

@@ -11,6 +11,7 @@ from kale_spark.config import load_config
 from kale_spark.lake import Lake
 from kale_spark.sources.sample import generate_sample
 from kale_spark.stages import fetch, ingest
+from tests.img2dataset_shards import write_img2dataset_shard
 
 
 def _lake_with_samples(spark, root: Path, rows: int, base_url: str | None = None, **kw):
@@ -121,17 +122,6 @@ def test_fetch_before_ingest_is_a_clear_error(spark, tmp_path: Path) -> None:
         fetch.run(spark, cfg)
 
 
-def _wds_writer():
-    """tests/unit/test_webdataset.py's img2dataset shard writer (tests/ is not a package)."""
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "unit" / "test_webdataset.py"
-    spec = importlib.util.spec_from_file_location("kale_tests_wds", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.write_img2dataset_shard
-
-
 def test_datacomp_download_layout_reads_images_from_shards(spark, tmp_path: Path) -> None:
     """A DataComp download folder: metadata/*.parquet plus img2dataset shards/*.tar with
     their own *.parquet logs. Ingest reads only metadata/; fetch reads images from the tars
@@ -142,7 +132,6 @@ def test_datacomp_download_layout_reads_images_from_shards(spark, tmp_path: Path
     table = pq.read_table(sample.metadata_dir / "part-00000.parquet").to_pylist()
     shards = tmp_path / "dl" / "shards"
     shards.mkdir()
-    write = _wds_writer()
     rows = []
     for i, r in enumerate(table[:6]):  # the last two uids are not in any shard
         path = Path(r["url"].removeprefix("file://"))
@@ -156,8 +145,8 @@ def test_datacomp_download_layout_reads_images_from_shards(spark, tmp_path: Path
                 "sha256": r["sha256"],
             }
         )
-    write(shards, "00000", rows[:3])
-    write(shards, "00001", rows[3:])
+    write_img2dataset_shard(shards, "00000", rows[:3])
+    write_img2dataset_shard(shards, "00001", rows[3:])
     for f in (tmp_path / "dl" / "images").iterdir():
         f.unlink()  # prove nothing is read through the URLs
 
