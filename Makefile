@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   set up, generate the sample, run every pipeline stage on local Spark + Delta
 #   make test   set up, run the whole test suite
+#   make lint   ruff check + ruff format --check (CI runs it before the tests)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -28,9 +29,11 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
-lint: setup
-	$(BIN)/ruff check kale_spark jobs tests bench notebooks
-	$(BIN)/ruff format --check kale_spark jobs tests bench notebooks
+LINT_PATHS := kale_spark jobs tests bench notebooks
+
+lint: $(STAMPS)/venv
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 clean-lake:
 	rm -rf lake data/sample

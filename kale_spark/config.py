@@ -11,7 +11,6 @@ describes a whole run and its hash is the run's config identity.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import types
 import typing
@@ -23,6 +22,7 @@ from typing import Any, Union
 import yaml
 
 from kale_spark.fetching import FetchOptions
+from kale_spark.hashing import sha256_hex
 from kale_spark.images import ImageOptions
 from kale_spark.models.spec import ModelSpec
 
@@ -195,21 +195,22 @@ class Config:
     publish: PublishConfig = field(default_factory=PublishConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
+        return _to_builtins(self)
 
     def config_hash(self) -> str:
         """A stable identity of the run's settings, stored in the runs table."""
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return sha256_hex(blob.encode())[:16]
 
 
-def _plain(value: Any) -> Any:
+def _to_builtins(value: Any) -> Any:
+    """`value` as dicts, lists and scalars (dataclasses and mappings unpacked, tuples listed)."""
     if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: _to_builtins(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _to_builtins(v) for k, v in value.items()}
     if isinstance(value, tuple):
-        return [_plain(v) for v in value]
+        return [_to_builtins(v) for v in value]
     return value
 
 
@@ -233,7 +234,7 @@ def build(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
         default = _field_default(fields[name])
         if dataclasses.is_dataclass(default) and isinstance(raw, Mapping):
             # A section in YAML or --set overrides only the keys it names.
-            raw = _deep_merge(_plain(default), raw)
+            raw = _deep_merge(_to_builtins(default), raw)
         kwargs[name] = _coerce(hints[name], raw, key)
     try:
         return cls(**kwargs)

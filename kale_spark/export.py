@@ -110,7 +110,7 @@ def _local(path: str) -> Path:
     return Path(path)
 
 
-def _to_plain(table: pa.Table, target: pa.Schema) -> pa.Table:
+def _to_export_types(table: pa.Table, target: pa.Schema) -> pa.Table:
     """`table` (from Spark) with exactly the export schema: names, order, types, no
     Spark field metadata, one chunk per column."""
     import pyarrow as pa
@@ -174,7 +174,7 @@ def _write_shards(
         lo = bounds[g]
         hi = bounds[g + spr] if g + spr < n_shards else None
         piece = _range(df, lo, hi).orderBy("uid").toArrow()
-        piece = _to_plain(piece, target) if piece.num_rows else target.empty_table()
+        piece = _to_export_types(piece, target) if piece.num_rows else target.empty_table()
         image_map = _image_map(images, df, lo, hi) if images is not None else {}
         for i in range(g, min(g + spr, n_shards)):
             rows = piece.slice((i - g) * rps, rps)
