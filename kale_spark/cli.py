@@ -166,6 +166,9 @@ def stage(name: str, help: str, *args: Arg) -> Command:
     return Command(name, help, cmd_stage, args, stage=name.replace("-", "_"))
 
 
+# Adding a command is one entry here: a pipeline stage is `stage("name", "help", *args)`
+# (it runs kale_spark.stages.name); anything else is `Command(name, help, cmd_x, args)`
+# with a handler `cmd_x(args, cfg) -> exit code`.
 COMMANDS: tuple[Command, ...] = (
     Command(
         "sample",

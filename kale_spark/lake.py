@@ -304,6 +304,8 @@ class Lake:
         session (same SparkContext, catalog and cache, a copy of its SQL conf) with the
         value set there: the caller's session conf is never written, so concurrent
         writers in one shared notebook session cannot stamp each other's commits.
+        (`cloneSession` is Spark-internal, `private[sql]` in Scala, reached via py4j;
+        the public `newSession()` would drop the caller's runtime settings.)
         """
         text, stamp = _commit_info(metadata)
         jsession = getattr(self.spark, "_jsparkSession", None)
