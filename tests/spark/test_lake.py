@@ -83,7 +83,9 @@ def test_apply_changes_deletes_updates_and_inserts(spark, lake) -> None:
     written = lake.apply_changes("t", changes, ["k"], {"step": "sync"}, delete_flag="_gone")
     assert (written.rows_inserted, written.rows_updated, written.rows_deleted) == (1, 1, 1)
     assert _table(lake) == {"b": 22, "c": 3, "z": 26}
-    lake.optimize("t", {"step": "optimize"})  # 2 files -> 1: a commit with our metadata
+    for k, v in (("x", 7), ("y", 8)):  # two more small files: something to compact
+        lake.append("t", _df(spark, [(k, v)]).coalesce(1), {"step": "more"})
+    lake.optimize("t", {"step": "optimize"})
     op, meta = _commits(lake)[-1]
     assert op == "OPTIMIZE" and meta["step"] == "optimize"
-    assert _table(lake) == {"b": 22, "c": 3, "z": 26}
+    assert _table(lake) == {"b": 22, "c": 3, "x": 7, "y": 8, "z": 26}
