@@ -26,6 +26,7 @@ import re
 from typing import Any
 
 __all__ = [
+    "KALE_MEAN_CAPTION_WORDS",
     "KNOWLEDGE_RETENTION",
     "NOVEL_SHARE",
     "SCORE_COLUMNS",
@@ -38,6 +39,9 @@ __all__ = [
     "score_frame",
     "word_count",
 ]
+
+# KALE's captions average 67.26 words (BLIP3-KALE, arXiv 2411.07461, Table 1).
+KALE_MEAN_CAPTION_WORDS = 67.26
 
 WORD_COUNT = "word_count"
 KNOWLEDGE_RETENTION = "knowledge_retention"
