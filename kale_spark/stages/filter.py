@@ -23,7 +23,7 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from kale_spark import quality, schema
+from kale_spark import caption_stats, quality, schema
 from kale_spark.artifacts import clean_caption
 from kale_spark.config import Config
 from kale_spark.lake import Lake
@@ -283,4 +283,6 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             "table sentences removed by reason: "
             + (", ".join(f"{k}={v}" for k, v in sorted(removed.items())) or "none"),
         ]
+        words = quality.word_stats_lines(caption_stats.word_stats(table.where("NOT rejected")))
+        run.notes += [f"kept captions, {words[0]}", *words[1:]]
     return run

@@ -268,6 +268,25 @@ def test_publish_gold_table_and_release(pipeline, spark):
     assert spark.sql(sql).first()["n"] == len(kept)
 
 
+def test_word_stats_in_run_summaries_and_card(pipeline):
+    from kale_spark.quality import word_stats, word_stats_lines
+
+    lake, v1 = pipeline["lake"], pipeline["v1"]
+    gold = [r.asDict() for r in lake.read(schema.KALE, version=v1).collect()]
+    stats = word_stats(gold)  # the pure reference over the published rows
+    expected = word_stats_lines(stats)
+    assert expected[1].startswith("  stage1: caption ")
+    notes = pipeline["publish1"].notes
+    at = notes.index(f"kale v{v1}, {expected[0]}")
+    assert notes[at + 1 : at + len(expected)] == expected[1:]
+    filter_notes = pipeline["filter1"].notes
+    assert f"kept captions, {expected[0]}" in filter_notes
+    card_text = (pipeline["export1"] / "README.md").read_text()
+    row = next(s for s in stats if (s.stage, s.field) == ("stage1", "caption"))
+    assert f"| stage1 | `caption` | {row.n} | {row.mean:.1f} | {row.median:.1f} |" in card_text
+    assert "| KALE (paper) | `caption` | n/a | 67.26 | n/a |" in card_text
+
+
 def test_publish_rerun_adds_nothing(pipeline):
     rerun = pipeline["publish_rerun"]
     assert pipeline["v1_after_rerun"] == pipeline["v1"]
