@@ -303,9 +303,7 @@ def word_stats_lines(stats: Sequence[WordStats]) -> list[str]:
     """Plain-text lines of ``stats`` for run summaries and ``kale summary``."""
     if not stats:
         return ["words per text: no rows"]
-    lines = [
-        f"words per text (mean / median; KALE: {KALE_MEAN_CAPTION_WORDS} mean caption words):"
-    ]
+    lines = [f"words per text (mean / median; KALE: {KALE_MEAN_CAPTION_WORDS} mean caption words):"]
     for stage in dict.fromkeys(s.stage for s in stats):
         parts = [
             f"{s.field} {_num(s.mean)} / {_num(s.median)} (n={s.n})"
