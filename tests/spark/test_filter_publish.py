@@ -377,6 +377,20 @@ def test_cli_diff_prints_counts(pipeline, capsys):
     assert f"{n} added, 0 removed, 0 changed" in out
 
 
+def test_cli_summary_prints_word_stats(pipeline, capsys):
+    from kale_spark.quality import word_stats, word_stats_lines
+
+    lake, v2 = pipeline["lake"], pipeline["v2"]
+    rc = cli.main(["summary", "--set", f"lake.root={lake.root}"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    gold = [r.asDict() for r in lake.read(schema.KALE, version=v2).collect()]
+    expected = word_stats_lines(word_stats(gold))
+    assert f"  kale v{v2}, {expected[0]}" in out.splitlines()
+    for line in expected[1:]:
+        assert f"  {line}" in out.splitlines()
+
+
 def test_export_old_version_reproduces_it(pipeline, tmp_path):
     lake, cfg, v1 = pipeline["lake"], pipeline["cfg"], pipeline["v1"]
     again = Path(export_release(lake, cfg, v1, out=str(tmp_path / "again")))
