@@ -286,7 +286,7 @@ def test_holdout_is_frozen_and_apart_from_dev() -> None:
     digest = hashlib.sha256(HOLDOUT_PATH.read_bytes()).hexdigest()
     assert digest == "549a7ee8703f4ac3d603b806b5c704e6a01c1e76b67473e2ed0248789a01263c"
     holdout, dev = _load(HOLDOUT_PATH), _load(EVAL_PATH)
-    assert len(holdout) >= 200
+    assert len(holdout) == 244 and sum(r["leak"] for r in holdout) == 120
     assert len({r["sentence"] for r in holdout}) == len(holdout)
     assert not {r["sentence"] for r in holdout} & {r["sentence"] for r in dev}
     assert 0.45 <= sum(r["leak"] for r in holdout) / len(holdout) <= 0.55
@@ -301,7 +301,7 @@ def test_holdout_is_frozen_and_apart_from_dev() -> None:
 
 def test_dev_set_shape() -> None:
     rows = _load(EVAL_PATH)
-    assert len(rows) >= 300
+    assert len(rows) == 398 and sum(r["leak"] for r in rows) == 192
     assert len({r["sentence"] for r in rows}) == len(rows)
     assert 0.4 <= sum(r["leak"] for r in rows) / len(rows) <= 0.6
 
@@ -316,11 +316,18 @@ def test_leak_removal_on_the_holdout_beats_kales_keyword_rule() -> None:
     assert recall >= 0.95
     assert precision > base_precision
     assert recall > base_recall
+    # The figures README.md reports (update both together).
+    assert (round(precision, 3), round(recall, 3)) == (0.983, 0.967)
+    assert (round(base_precision, 3), round(base_recall, 3)) == (0.762, 0.267)
+    no_prompt = _rates(lambda text, row: clean_caption(text), rows)
+    assert (round(no_prompt[0], 3), round(no_prompt[1], 3)) == (0.983, 0.942)
 
 
 def test_leak_removal_on_dev() -> None:
     rows = _load(EVAL_PATH)
     precision, recall = _rates(_with_row_prompt, rows)
     assert precision >= 0.95 and recall >= 0.95
+    assert (round(precision, 3), round(recall, 3)) == (1.0, 0.995)  # README's dev figure
+    assert _rates(_baseline, rows) == pytest.approx((0.511, 0.125), abs=5e-4)
     no_prompt = _rates(lambda text, row: clean_caption(text), rows)
     assert no_prompt[0] >= 0.95 and no_prompt[1] >= 0.95
