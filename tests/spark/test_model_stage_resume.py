@@ -99,7 +99,7 @@ def test_sigkilled_caption_resumes_without_duplicates_or_regeneration(spark, tmp
     killed_commits = [
         h
         for h in history
-        if h["userMetadata"] and json.loads(h["userMetadata"])["run_id"] == killed
+        if h["userMetadata"] and json.loads(h["userMetadata"]).get("run_id") == killed
     ]
     assert len(killed_commits) >= KILL_AFTER_COMMITS
     committed = {
