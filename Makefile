@@ -14,7 +14,7 @@ setup: $(STAMPS)/venv jars
 $(STAMPS)/venv: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,spark]"
 	mkdir -p $(STAMPS) && touch $@
 
 # Delta's jars: fetched with mvn into ~/.m2 unless they are already there.

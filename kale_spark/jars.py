@@ -61,8 +61,6 @@ SPARK_PROVIDED_EXCLUDES: tuple[str, ...] = (
 # support matrix for the exact Spark patch version before upgrading Spark.
 RAPIDS_VERSION = "26.08.1"
 RAPIDS_COORDINATE = f"com.nvidia:rapids-4-spark_2.13:{RAPIDS_VERSION}"
-# The properties in conf/spark/*.conf that this module owns.
-MANAGED_KEYS = ("spark.jars.packages", "spark.jars.excludes")
 
 
 def delta_packages() -> str:
@@ -99,12 +97,12 @@ def _conf_wants_rapids(lines: list[str]) -> bool:
 def render_conf(text: str) -> str:
     """``text`` (a properties file) with its jar lines rewritten from this module.
 
-    A file whose ``spark.plugins`` is the RAPIDS SQL plugin gets the RAPIDS jar too.
-    Lines keep their column; missing managed keys are appended.
+    Only the ``spark.jars.*`` lines a file already has are rewritten (a Databricks
+    file has none: the runtime brings Delta). A file whose ``spark.plugins`` is the
+    RAPIDS SQL plugin gets the RAPIDS jar too. Lines keep their value column.
     """
     lines = text.splitlines()
     wanted = managed_conf(rapids=_conf_wants_rapids(lines))
-    seen = set()
     out = []
     for line in lines:
         parts = line.split(None, 1)
@@ -112,12 +110,8 @@ def render_conf(text: str) -> str:
             key = parts[0]
             width = max(len(key) + 1, len(line) - len(line[len(key) :].lstrip()))
             out.append(f"{key.ljust(width)}{wanted[key]}")
-            seen.add(key)
         else:
             out.append(line)
-    for key in MANAGED_KEYS:
-        if key not in seen:
-            out.append(f"{key.ljust(48)}{wanted[key]}")
     return "\n".join(out) + "\n"
 
 
