@@ -2,7 +2,10 @@
 
 Both daemons come from pyspark's own distribution (`bin/spark-class`), so the test
 needs nothing but the project's virtual environment and a JDK. The worker is small
-(2 cores, 2 GiB) and keeps its executors' work dirs, which the tests read.
+(2 cores, 2 GiB) and keeps its executors' work dirs, which the tests read. It also
+advertises one GPU, found by a stand-in discovery script (this machine has none), so
+stage-level scheduling can be exercised: Spark hands the address to the tasks that ask
+for a GPU, as it would a real one.
 """
 
 from __future__ import annotations
@@ -45,8 +48,14 @@ class Cluster:
             return json.load(resp)
 
 
+FAKE_GPUS = '#!/usr/bin/env bash\necho \'{"name": "gpu", "addresses": ["0"]}\'\n'
+
+
 def _daemon_env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
+    script = tmp / "fake_gpus.sh"
+    script.write_text(FAKE_GPUS)
+    script.chmod(0o755)
     env.pop("PYTHONPATH", None)  # the cluster ships kale_spark itself (--py-files)
     conf_dir = tmp / "conf"
     conf_dir.mkdir()
@@ -56,6 +65,8 @@ def _daemon_env(tmp: Path) -> dict[str, str]:
         SPARK_LOG_DIR=str(tmp / "logs"),
         SPARK_DAEMON_MEMORY="256m",
         SPARK_LOCAL_IP="127.0.0.1",
+        SPARK_WORKER_OPTS="-Dspark.worker.resource.gpu.amount=1 "
+        f"-Dspark.worker.resource.gpu.discoveryScript={script}",
         HF_HUB_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",
     )

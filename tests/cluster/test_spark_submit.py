@@ -120,3 +120,38 @@ def test_submitted_master_wins_and_executors_ran_on_the_worker(submitted, standa
         assert sorted(p.name for p in d.glob("*.zip")) == ["kale_spark-0.1.0.zip"]
     executor_logs = "".join((d / "stderr").read_text() for d in executor_dirs)
     assert "CoarseGrainedExecutorBackend" in executor_logs
+
+
+def test_model_stage_profile_gets_one_gpu_per_task_on_the_cluster(
+    standalone_cluster, dist_zip, tmp_path
+):
+    """kale_spark.resources.model_stage_profile on a real cluster: tasks of the profiled
+    stage each get the worker's GPU and the configured CPUs; default tasks get one CPU and
+    no GPU, so they run two at a time beside it."""
+    import json
+
+    cmd = [
+        str(Path(standalone_cluster.env["SPARK_HOME"]) / "bin" / "spark-submit"),
+        "--master", standalone_cluster.url,
+        "--py-files", str(dist_zip),
+        "--name", "kale-profile-test",
+        "--driver-memory", "512m",
+        "--executor-memory", "512m",
+        "--conf", "spark.executor.cores=2",
+        "--conf", "spark.cores.max=2",
+        "--conf", "spark.executor.resource.gpu.amount=1",
+        "--conf", "spark.kale.model.task.cpus=2",
+        "--conf", f"spark.pyspark.python={sys.executable}",
+        "--conf", f"spark.pyspark.driver.python={sys.executable}",
+        "--conf", "spark.ui.enabled=false",
+        str(Path(__file__).with_name("profile_job.py")),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, env=standalone_cluster.env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    result = json.loads(line[len("RESULT ") :])
+    assert result["profile_id"] not in (None, 0)  # not the default profile (id 0)
+    assert result["model"] == [[i, "0", 2] for i in range(8)]
+    assert result["default"] == [[i, "", 1] for i in range(8)]
