@@ -30,7 +30,8 @@ DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 # Set by spark-submit (and notebook kernels) when the JVM was started before Python.
 GATEWAY_ENV = "PYSPARK_GATEWAY_PORT"
 # Which Python the workers run is the launcher's business on a cluster
-# (--archives venv + spark.pyspark.python, or the nodes' image).
+# (--archives venv + spark.pyspark.python, or the nodes' image); in local mode they
+# run this interpreter.
 _LOCAL_ONLY = ("spark.pyspark.python", "spark.pyspark.driver.python")
 
 
@@ -145,8 +146,9 @@ def get_session(cfg: SparkConfig):
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     if "spark.app.name" not in submitted:
         builder = builder.appName(cfg.app_name)
+    remote_workers = bool(submitted) and not master.startswith("local")
     for key, value in session_conf(cfg).items():
-        if key in submitted or (submitted and key in _LOCAL_ONLY):
+        if key in submitted or (remote_workers and key in _LOCAL_ONLY):
             continue  # spark-submit / spark-defaults / --conf win
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -149,6 +149,7 @@ def build_qwen2_vl(out: Path) -> Path:
         Qwen2VLForConditionalGeneration,
         Qwen2VLImageProcessorPil,
         Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
     )
 
     specials = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>")
@@ -156,13 +157,9 @@ def build_qwen2_vl(out: Path) -> Path:
     template = CHATML.replace("{{ IMAGE }}", "<|vision_start|><|image_pad|><|vision_end|>")
     tok = _tokenizer(specials, template)
     ids = tok.convert_tokens_to_ids
-    head_dim = HIDDEN // 4
-    text = _text_config(
-        "Qwen2VLTextConfig",
-        tok,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-    )
-    assert sum(text.rope_parameters["mrope_section"]) * 2 == head_dim
+    # M-RoPE splits each head's rotary half (head_dim 16 / 2 = 8) over (time, height, width).
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
+    text = _text_config("Qwen2VLTextConfig", tok, rope_parameters=rope)
     vision = dict(depth=2, embed_dim=32, hidden_size=HIDDEN, num_heads=2, mlp_ratio=2)
     vision.update(patch_size=tiny.PATCH_SIZE, spatial_merge_size=2, temporal_patch_size=2)
     vision.update(initializer_range=tiny.INIT_RANGE)
@@ -184,8 +181,6 @@ def build_qwen2_vl(out: Path) -> Path:
     )
     # The processor insists on a video processor too (transformers' video processors
     # need torchvision); captioning never sends it a video.
-    from transformers import Qwen2VLVideoProcessor
-
     video_processor = Qwen2VLVideoProcessor(
         patch_size=tiny.PATCH_SIZE,
         merge_size=2,
