@@ -209,6 +209,17 @@ class Config:
     filter: FilterConfig = field(default_factory=FilterConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
 
+    def __post_init__(self) -> None:
+        from kale_spark.models.loading import check_pinned  # light: no torch import
+
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, ModelSpec):
+                try:
+                    check_pinned(value, f.name)
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
+
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
 
