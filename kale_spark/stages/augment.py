@@ -72,6 +72,7 @@ def pairs(lake: Lake, cfg: Config, samples_version: int):
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     """Fuse alt-text and dense caption for every sample with a `cfg.caption` caption."""
     from kale_spark import udf
+    from kale_spark.resources import model_stage_profile
 
     lake = Lake(spark, cfg.lake)
     spec = cfg.augment
@@ -93,6 +94,8 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             source_versions=versions,
             passthrough=PASSTHROUGH,
             progress_interval_s=cfg.progress.interval_s,
+            # One GPU per model task on a GPU cluster (stage-level scheduling); None locally.
+            resource_profile=model_stage_profile(spark),
         )
         run_model_stage(lake, run, stage, udf.udf_context(spark, cfg, spec))
         if spec.is_tiny:

@@ -48,6 +48,7 @@ def ok_images(images: DataFrame) -> DataFrame:
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     """Caption every `ok` image that has no dense caption from `cfg.caption` yet."""
     from kale_spark import udf
+    from kale_spark.resources import model_stage_profile
 
     lake = Lake(spark, cfg.lake)
     spec = cfg.caption
@@ -64,6 +65,8 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             prepare=ok_images,
             source_versions={schema.IMAGES: images_version},
             progress_interval_s=cfg.progress.interval_s,
+            # One GPU per model task on a GPU cluster (stage-level scheduling); None locally.
+            resource_profile=model_stage_profile(spark),
         )
         run_model_stage(lake, run, stage, udf.udf_context(spark, cfg, spec))
         if spec.is_tiny:
