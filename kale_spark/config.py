@@ -141,6 +141,20 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class ProgressConfig:
+    """The progress reporter every long stage uses (kale_spark/progress.py)."""
+
+    # Seconds between progress lines (and `runs` figures); at most 30.
+    interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        from kale_spark.progress import MAX_INTERVAL_S
+
+        if not 0 < self.interval_s <= MAX_INTERVAL_S:
+            raise ConfigError(f"progress.interval_s must be in (0, {MAX_INTERVAL_S:g}]")
+
+
+@dataclass(frozen=True)
 class FilterConfig:
     """The filter stage: leaked-prompt removal, then reject captions that end too short."""
 
@@ -189,10 +203,22 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     fetch: FetchConfig = field(default_factory=FetchConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    progress: ProgressConfig = field(default_factory=ProgressConfig)
     caption: ModelSpec = field(default_factory=_tiny_vlm)
     augment: ModelSpec = field(default_factory=_tiny_lm)
     filter: FilterConfig = field(default_factory=FilterConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+
+    def __post_init__(self) -> None:
+        from kale_spark.models.loading import check_pinned  # light: no torch import
+
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, ModelSpec):
+                try:
+                    check_pinned(value, f.name)
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return _to_builtins(self)

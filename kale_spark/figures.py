@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from kale_spark import card
+from kale_spark import caption_stats, card
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -19,7 +19,8 @@ __all__ = ["card_figures"]
 
 def card_figures(df: DataFrame) -> dict[str, Any]:
     """`card.CardInfo` keyword arguments: row count, means, median, removals, the
-    caption-length histogram and rows by stage and by model, of `kale` rows `df`."""
+    caption-length histogram, rows by stage and by model, and words per text by stage
+    (kale_spark/caption_stats.py), of `kale` rows `df`."""
     from pyspark.sql import functions as F
 
     agg = df.agg(
@@ -50,4 +51,5 @@ def card_figures(df: DataFrame) -> dict[str, Any]:
         "histogram": card.histogram(by_words),
         "rows_by_stage": dict(by_stage),
         "rows_by_model": dict(by_model),
+        "word_stats": caption_stats.word_stats(df),
     }

@@ -122,9 +122,15 @@ class Lake:
 
     # -------------------------------------------------------------------- reading
 
-    def read(self, name: str, version: int | None = None) -> DataFrame:
-        """A table as of now, or as of `version` (Delta time travel)."""
-        reader = self.spark.read.format("delta")
+    def read(
+        self, name: str, version: int | None = None, session: SparkSession | None = None
+    ) -> DataFrame:
+        """A table as of now, or as of `version` (Delta time travel).
+
+        `session`: read in another session of the same context (a foreachBatch
+        micro-batch lives in a clone of the query's session, and SQL over both
+        needs them in one)."""
+        reader = (session or self.spark).read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", int(version))
         return reader.load(self.path(name))
@@ -139,6 +145,17 @@ class Lake:
             .option("endingVersion", int(end))
             .load(self.path(name))
         )
+
+    def read_stream(self, name: str, options: dict[str, str] | None = None) -> DataFrame:
+        """A table as a Structured Streaming source (Delta's streaming reader)."""
+        reader = self.spark.readStream.format("delta")
+        for key, value in (options or {}).items():
+            reader = reader.option(key, value)
+        return reader.load(self.path(name))
+
+    def checkpoint_path(self, *parts: str) -> str:
+        """Where a streaming query over this lake keeps its checkpoint."""
+        return self.path("/".join(["_checkpoints", *parts]))
 
     def version(self, name: str) -> int | None:
         if not self.exists(name):
@@ -228,9 +245,19 @@ class Lake:
             ),
         )
 
-    def append(self, name: str, source: DataFrame, commit: dict[str, str]) -> WriteResult:
+    def append(
+        self,
+        name: str,
+        source: DataFrame,
+        commit: dict[str, str],
+        merge_schema: bool = False,
+    ) -> WriteResult:
+        """Append `source` to table `name` (`merge_schema`: add the columns it has and
+        the table lacks, e.g. a new `runs` column)."""
         metadata, stamp = _commit_info(commit)
         writer = source.write.format("delta").mode("append").option(USER_METADATA_OPTION, metadata)
+        if merge_schema:
+            writer = writer.option("mergeSchema", "true")
         writer.save(self.path(name))
         self.register(name)
         return self.last_write(name, stamp)

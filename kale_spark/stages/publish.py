@@ -26,7 +26,7 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING
 
-from kale_spark import schema
+from kale_spark import caption_stats, quality, schema
 from kale_spark.config import Config
 from kale_spark.export import ReleaseInfo, default_dir, export_release
 from kale_spark.lake import Lake
@@ -238,9 +238,14 @@ def _release_notes(
     path: str | None,
 ) -> list[str]:
     since = "nothing" if last_version is None else f"v{last_version}"
+    words = quality.word_stats_lines(
+        caption_stats.word_stats(lake.read(schema.KALE, version=info.version))
+    )
     notes = [
         f"release {info.release} = kale v{info.version}: {rows} rows (+{change[ADDED]} "
         f"~{change[CHANGED]} -{change[REMOVED]} since {since})",
+        f"kale v{info.version}, {words[0]}",
+        *words[1:],
         f"export: {path or 'off (publish.export: false)'}",
     ]
     if path is None:

@@ -94,3 +94,32 @@ def test_card_text_without_release_or_figures():
 
 def test_every_gold_column_is_documented():
     assert set(schema.KALE_SCHEMA.fieldNames()) == set(card.COLUMN_DOCS)
+
+
+def test_card_words_per_text_section():
+    from kale_spark.quality import WordStats
+
+    stats = [
+        WordStats("stage1", "caption", 5, 61.2, 60.0),
+        WordStats("stage1", "dense_caption", 5, 80.4, 79.0),
+        WordStats("stage1", "alt_text", 5, 9.8, 8.0),
+        WordStats("stage2", "caption", 2, 55.0, 55.0),
+        WordStats("stage2", "dense_caption", 0, None, None),
+    ]
+    text = card.card_text(_info(word_stats=stats))
+    section = text.split("## Words per text\n", 1)[1].split("\n## ", 1)[0]
+    assert section.splitlines() == [
+        "",
+        "KALE's captions average 67.26 words (BLIP3-KALE, Table 1). "
+        "Stage 2 rows have no dense caption; they are left out of its figures.",
+        "",
+        "| stage | text | rows | mean words | median words |",
+        "|---|---|---|---|---|",
+        "| stage1 | `caption` | 5 | 61.2 | 60.0 |",
+        "| stage1 | `dense_caption` | 5 | 80.4 | 79.0 |",
+        "| stage1 | `alt_text` | 5 | 9.8 | 8.0 |",
+        "| stage2 | `caption` | 2 | 55.0 | 55.0 |",
+        "| stage2 | `dense_caption` | 0 | n/a | n/a |",
+        "| KALE (paper) | `caption` | n/a | 67.26 | n/a |",
+    ]
+    assert "## Words per text" not in card.card_text(_info())

@@ -47,3 +47,29 @@ def test_filter_batch():
         "dense_caption",
         "caption_raw",
     ]  # input untouched
+
+
+def test_filter_batch_checks_against_the_instruction_actually_sent():
+    """A sentence echoing the system turn is a leak only for the rows whose
+    gen_params say that system turn was sent (ModelSpec.lineage records it)."""
+    body = "The Eiffel Tower in Paris rises against an orange sunset sky above the trees."
+    echo = "It gives a factual caption only, without any introduction, notes or comments."
+    pdf = pd.DataFrame(
+        {
+            "uid": ["a", "b"],
+            "stage": ["stage1"] * 2,
+            "model": ["m"] * 2,
+            "prompt_id": [FUSE_CAPSFUSION_V1.id] * 2,
+            "alt_text": ["Eiffel Tower at sunset"] * 2,
+            "dense_caption": ["a tall iron tower against an orange sky"] * 2,
+            "caption_raw": [f"{body} {echo}"] * 2,
+            "gen_params": [
+                '{"do_sample":false,"max_new_tokens":64,"num_beams":1}',
+                '{"do_sample":false,"max_new_tokens":64,"num_beams":1,'
+                '"system_prompt_id":"system_captioner_v1"}',
+            ],
+        }
+    )
+    out = filter_batch(pdf, min_words=5)
+    assert list(out["caption"]) == [f"{body} {echo}", body]
+    assert [list(r) for r in out["removal_reasons"]] == [[], ["prompt_overlap"]]
