@@ -248,7 +248,7 @@ class ChunkWriter:
             }
             n_good = by_reason.pop(None, 0)
             ok = F.col("reason").isNull()
-            written = self.lake.merge_new(
+            written = self.lake.insert_new(
                 stage.target.table,
                 output_rows(results.where(ok), stage, run.run_id),
                 list(schema.GENERATED_KEY),
@@ -256,7 +256,7 @@ class ChunkWriter:
             )
             if by_reason:
                 self.lake.ensure_table(schema.QUARANTINE, schema.QUARANTINE_SCHEMA)
-                q = self.lake.merge_new(
+                q = self.lake.insert_new(
                     schema.QUARANTINE,
                     quarantine_rows(results.where(~ok), stage, run.run_id),
                     list(schema.QUARANTINE_KEY),
