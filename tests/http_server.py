@@ -4,6 +4,12 @@ Tests register routes, each a :class:`Route` (status, body, headers, and
 behaviours such as a slow drip or failing the first N requests), then fetch
 ``server.url(path)``. Every request is logged so a test can assert that a
 blocked URL was never requested.
+
+A route with ``raw`` set writes raw bytes to the socket instead of a well-formed
+response: a hostile server (dripping the head a byte at a time, flooding
+``100 Continue`` or chunked trailers). ``raw`` is a callable given a ``write(bytes)``
+function and a ``stopped()`` check; :func:`drip`, :func:`repeat` and
+:func:`chunked_then` build the common ones.
 """
 
 from __future__ import annotations
@@ -11,8 +17,38 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+RawWriter = Callable[[Callable[[bytes], None], Callable[[], bool]], None]
+RAW_LIMIT_S = 20.0  # a raw handler never writes for longer than this (the test server is bounded)
+
+
+def drip(data: bytes, interval_s: float) -> RawWriter:
+    """Send ``data`` one byte every ``interval_s`` seconds."""
+
+    def write_all(write: Callable[[bytes], None], stopped: Callable[[], bool]) -> None:
+        for i in range(len(data)):
+            if stopped():
+                return
+            write(data[i : i + 1])
+            time.sleep(interval_s)
+
+    return write_all
+
+
+def repeat(head: bytes, unit: bytes, interval_s: float = 0.0) -> RawWriter:
+    """Send ``head`` then ``unit`` again and again (every ``interval_s``) until stopped."""
+
+    def write_all(write: Callable[[bytes], None], stopped: Callable[[], bool]) -> None:
+        write(head)
+        while not stopped():
+            write(unit)
+            if interval_s:
+                time.sleep(interval_s)
+
+    return write_all
 
 
 @dataclass
@@ -21,10 +57,12 @@ class Route:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "image/jpeg"
-    fail_first: int = 0  # answer 500 to the first N requests
+    fail_first: int = 0  # answer fail_status to the first N requests
+    fail_status: int = 500
     drip_interval_s: float = 0.0  # > 0: send the body one byte at a time
     send_length: bool = True  # False: no Content-Length, body ends when the connection closes
     delay_s: float = 0.0  # sleep before answering
+    raw: RawWriter | None = None  # hostile: write raw bytes instead of a response
 
 
 class _Server(ThreadingHTTPServer):
@@ -71,9 +109,14 @@ class LocalHTTPServer:
                     )
                 if route.delay_s:
                     time.sleep(route.delay_s)
+                if route.raw is not None:
+                    self._raw(route.raw)
+                    return
                 if count <= route.fail_first:
                     route = Route(
-                        body=b"<html>try again</html>", status=500, content_type="text/html"
+                        body=b"<html>try again</html>",
+                        status=route.fail_status,
+                        content_type="text/html",
                     )
                 self.send_response(route.status)
                 self.send_header("Content-Type", route.content_type)
@@ -90,6 +133,21 @@ class LocalHTTPServer:
                         time.sleep(route.drip_interval_s)
                 else:
                     self.wfile.write(route.body)
+                self.close_connection = True
+
+            def _raw(self, writer: RawWriter) -> None:
+                """Write until the writer ends, the client hangs up, or RAW_LIMIT_S passes."""
+                ends = time.monotonic() + RAW_LIMIT_S
+                gone = threading.Event()
+
+                def write(data: bytes) -> None:
+                    try:
+                        self.wfile.write(data)
+                        self.wfile.flush()
+                    except OSError:
+                        gone.set()
+
+                writer(write, lambda: gone.is_set() or time.monotonic() > ends)
                 self.close_connection = True
 
         self._httpd = _Server(("127.0.0.1", 0), Handler)

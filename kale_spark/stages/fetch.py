@@ -1,13 +1,14 @@
 """Fetch: `samples` → `images` (silver), one row per uid: the image or a status + reason.
 
-Each Spark task takes `fetch.rows_per_task` rows and fetches them with a bounded
-thread pool (`fetch.fetch.concurrency`); decoding, resizing and hashing are the pure
-functions of images.py, run by fetch_batch.process_batch. With `fetch.webdataset`
+Each Spark task takes about `fetch.rows_per_task` rows and streams them through one
+bounded thread pool (`fetch.concurrency`); decoding, resizing and hashing are the pure
+functions of images.py, run by fetch_batch.process_partition. With `fetch.webdataset`
 set, images are read from img2dataset shards instead of the network.
 
 Idempotent: a rerun fetches only uids with no row yet, or with a retryable status
-(timeout, connection error, 5xx/429) and fewer than `fetch.max_attempts_total`
-attempts so far; a retried row replaces its old one and its attempts add up.
+(images.is_retryable: timeout, connection error, 5xx/429 — the same rule a run uses
+between its own attempts) and fewer than `fetch.max_attempts_total` attempts so far;
+a retried row replaces its old one and its attempts add up.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from kale_spark import schema
 from kale_spark.config import Config, FetchConfig
 from kale_spark.fetch_batch import FetchStageOptions
+from kale_spark.images import RETRYABLE_HTTP_CODES, RETRYABLE_HTTP_RANGE, RETRYABLE_STATUSES
 from kale_spark.lake import Lake
 from kale_spark.runs import StageRun, stage_run
 
@@ -31,12 +33,29 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGE = "fetch"
-RETRYABLE_STATUSES = ("timeout", "connection_error")
 PROGRESS_EVERY_S = 10.0
+OUT_ROWS = 64  # images rows per frame handed back to Spark (bounds a task's memory)
 
 
 def stage_options(cfg: FetchConfig) -> FetchStageOptions:
-    return FetchStageOptions(fetch=cfg.fetch, image=cfg.image, hash_policy=cfg.hash_policy)
+    """The options a task needs: FetchConfig less the stage's own keys (small to ship)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(FetchStageOptions)}
+    return FetchStageOptions(**{n: getattr(cfg, n) for n in names})
+
+
+def retryable_condition():  # -> pyspark Column
+    """images.is_retryable as a Spark condition on (status, http_status): the one policy."""
+    from pyspark.sql import functions as F
+
+    low, high = RETRYABLE_HTTP_RANGE
+    code = F.col("http_status")
+    return F.col("status").isin(*RETRYABLE_STATUSES) | (
+        (F.col("status") == "http_error")
+        & code.isNotNull()
+        & (code.isin(*RETRYABLE_HTTP_CODES) | code.between(low, high))
+    )
 
 
 def candidates(lake: Lake, cfg: FetchConfig) -> DataFrame:
@@ -45,10 +64,7 @@ def candidates(lake: Lake, cfg: FetchConfig) -> DataFrame:
 
     samples = lake.read(schema.SAMPLES).select("uid", "url", "sha256")
     images = lake.read(schema.IMAGES).select("uid", "status", "http_status", "attempts")
-    retryable = F.col("status").isin(*RETRYABLE_STATUSES) | (
-        (F.col("status") == "http_error")
-        & ((F.col("http_status") >= 500) | (F.col("http_status") == 429))
-    )
+    retryable = retryable_condition()
     todo = samples.join(images, "uid", "left").where(
         F.col("status").isNull() | (retryable & (F.col("attempts") < cfg.max_attempts_total))
     )
@@ -91,35 +107,46 @@ def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool):
     """The mapInPandas function; captures only small picklable options."""
 
     def fetch_partition(batches):
-        import pandas as pd
+        from kale_spark.fetch_batch import process_partition
 
-        from kale_spark.fetch_batch import process_batch
-        from kale_spark.sources.webdataset import ShardEntry
+        prev: dict[str, int] = {}
 
-        for pdf in batches:
-            shard_index = None
-            if webdataset:
-                shard_index = {
-                    r.uid: ShardEntry(
-                        r.uid,
-                        r.tar_path,
-                        r.key,
-                        int(r.offset),
-                        int(r.size),
-                        r.wds_sha256,
-                        None if pd.isna(r.wds_original_width) else int(r.wds_original_width),
-                        None if pd.isna(r.wds_original_height) else int(r.wds_original_height),
-                        r.wds_url,
-                    )
-                    for r in pdf.itertuples()
-                    if isinstance(r.tar_path, str)
-                }
-            out = process_batch(pdf, opts, run_id, shard_index)
-            prev = pdf.set_index("uid")["prev_attempts"]
+        def inputs():
+            for pdf in batches:
+                prev.update(zip(pdf["uid"].astype(str), pdf["prev_attempts"].astype(int)))
+                yield pdf, _shard_index(pdf) if webdataset else None
+
+        for out in process_partition(inputs(), opts, run_id, webdataset, OUT_ROWS):
             out["attempts"] = (out["attempts"] + out["uid"].map(prev).fillna(0)).astype("int32")
             yield out
 
     return fetch_partition
+
+
+def _shard_index(pdf) -> dict:
+    """uid -> ShardEntry for the rows of ``pdf`` found in the shards."""
+    import pandas as pd
+
+    from kale_spark.sources.webdataset import ShardEntry
+
+    def size(value) -> int | None:
+        return None if pd.isna(value) else int(value)
+
+    return {
+        r.uid: ShardEntry(
+            r.uid,
+            r.tar_path,
+            r.key,
+            int(r.offset),
+            int(r.size),
+            r.wds_sha256,
+            size(r.wds_original_width),
+            size(r.wds_original_height),
+            r.wds_url,
+        )
+        for r in pdf.itertuples()
+        if isinstance(r.tar_path, str)
+    }
 
 
 class _Progress:
