@@ -113,7 +113,9 @@ def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool):
 
         def inputs():
             for pdf in batches:
-                prev.update(zip(pdf["uid"].astype(str), pdf["prev_attempts"].astype(int)))
+                prev.update(
+                    zip(pdf["uid"].astype(str), pdf["prev_attempts"].astype(int), strict=True)
+                )
                 yield pdf, _shard_index(pdf) if webdataset else None
 
         for out in process_partition(inputs(), opts, run_id, webdataset, OUT_ROWS):
