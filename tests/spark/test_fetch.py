@@ -8,8 +8,8 @@ import pytest
 
 from kale_spark import schema
 from kale_spark.config import load_config
-from kale_spark.lake import Lake
 from kale_spark.images import is_retryable
+from kale_spark.lake import Lake
 from kale_spark.sources.sample import FETCH_DEFECTS, generate_sample
 from kale_spark.stages import fetch, ingest
 
