@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMPS := .stamps
 SAMPLE_ROWS ?= 120
 
-.PHONY: setup demo test lint clean-lake
+.PHONY: setup demo test lint clean-lake bench-fetch
 
 setup: $(STAMPS)/venv jars
 
@@ -27,6 +27,12 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# kale fetch vs img2dataset on the same URLs from a local server (prints one JSON line).
+BENCH_FETCH_IMAGES ?= 1000
+bench-fetch: setup
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python bench/fetch_throughput.py --images $(BENCH_FETCH_IMAGES) --workdir /tmp/kale-fetch-bench
 
 lint: setup
 	$(BIN)/ruff check kale_spark jobs tests bench notebooks

@@ -197,6 +197,7 @@ class _Progress:
 
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
     lake = Lake(spark, cfg.lake)
     opts = stage_options(cfg.fetch)
@@ -213,7 +214,10 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         if webdataset:
             todo = todo.join(_shard_entries(spark, cfg.fetch.webdataset), "uid", "left")
         todo = todo.persist(StorageLevel.MEMORY_AND_DISK)
-        n_todo = todo.count()
+        n_todo, n_retry = todo.agg(
+            F.count(F.lit(1)),
+            F.coalesce(F.sum((F.col("prev_attempts") > 0).cast("long")), F.lit(0)),
+        ).first()
         n_samples = lake.count(schema.SAMPLES)
         run.counts.update(samples=n_samples, candidates=n_todo)
         if n_todo == 0:
@@ -223,7 +227,9 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             run.notes.append("nothing to fetch: every sample has a final images row")
             return run
 
-        parts = max(1, math.ceil(n_todo / cfg.fetch.rows_per_task))
+        # Enough tasks to keep every core busy, none much bigger than rows_per_task.
+        cores = spark.sparkContext.defaultParallelism
+        parts = max(cores, math.ceil(n_todo / cfg.fetch.rows_per_task))
         progress = _Progress(spark, n_todo)
         acc = progress.acc
         fetch_partition = _fetch_fn(opts, run.run_id, webdataset)
@@ -233,27 +239,21 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
                 acc.add(Counter(out["status"].tolist()))
                 yield out
 
-        fetched = (
-            todo.repartition(parts, "uid")
-            .mapInPandas(counted, schema=schema.IMAGES_SCHEMA)
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
+        fetched = todo.repartition(parts, "uid").mapInPandas(counted, schema=schema.IMAGES_SCHEMA)
         try:
             with progress:
-                by_status = {
-                    r["status"]: r["count"] for r in fetched.groupBy("status").count().collect()
-                }
+                written = _write(lake, fetched, n_retry, run.commit())
             log.info("%s", progress.line())
-            written = lake.merge_new(
-                schema.IMAGES,
-                fetched,
-                ["uid"],
-                run.commit(),
-                update_condition=f"t.status <> '{schema.IMAGE_OK}'",
-            )
         finally:
-            fetched.unpersist()
             todo.unpersist()
+        by_status = {
+            r["status"]: r["count"]
+            for r in lake.read(schema.IMAGES)
+            .where(F.col("run_id") == run.run_id)
+            .groupBy("status")
+            .count()
+            .collect()
+        }
 
         run.counts["fetched"] = sum(by_status.values())
         run.counts["retried"] = written.rows_updated
@@ -263,3 +263,25 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         ok = by_status.get(schema.IMAGE_OK, 0)
         run.notes.append(f"{ok}/{n_todo} fetched rows ok; {n_samples} samples in all")
     return run
+
+
+def _write(lake: Lake, fetched: DataFrame, n_retry: int, commit: dict[str, str]):
+    """Write the fetched rows: a plain append when every uid is new (one pass, the image
+    bytes never cached or joined), else a MERGE that replaces retried rows."""
+    from pyspark import StorageLevel
+
+    if n_retry == 0:
+        return lake.append(schema.IMAGES, fetched, commit)
+    # MERGE reads its source twice: cache it so that no URL is fetched twice.
+    fetched = fetched.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        fetched.count()
+        return lake.merge_new(
+            schema.IMAGES,
+            fetched,
+            ["uid"],
+            commit,
+            update_condition=f"t.status <> '{schema.IMAGE_OK}'",
+        )
+    finally:
+        fetched.unpersist()
