@@ -539,3 +539,18 @@ def test_https_verifies_certificates(self_signed_https) -> None:
     assert "CERTIFICATE_VERIFY_FAILED" in result.error
     # one retry policy: a connection error is retried, in a run as on a rerun
     assert result.attempts == 3
+
+
+def test_process_partition_streams_batches_into_fixed_frames(served) -> None:
+    from kale_spark.fetch_batch import process_partition
+
+    batches = [
+        (pd.DataFrame({"uid": [f"b{b}r{r}" for r in range(3)], "url": [served["png"]] * 3}), None)
+        for b in range(4)
+    ]
+    frames = list(process_partition(iter(batches), STAGE, "run-p", False, out_rows=5))
+    assert [len(f) for f in frames] == [5, 5, 2]  # 12 rows across 4 input batches
+    out = pd.concat(frames)
+    assert list(out["uid"]) == [f"b{b}r{r}" for b in range(4) for r in range(3)]
+    assert set(out["status"]) == {Status.OK}
+    assert all({c: str(t) for c, t in f.dtypes.items()} == IMAGES_DTYPES for f in frames)
