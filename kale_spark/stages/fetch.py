@@ -38,11 +38,9 @@ OUT_ROWS = 64  # images rows per frame handed back to Spark (bounds a task's mem
 
 
 def stage_options(cfg: FetchConfig) -> FetchStageOptions:
-    """The options a task needs: FetchConfig less the stage's own keys (small to ship)."""
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(FetchStageOptions)}
-    return FetchStageOptions(**{n: getattr(cfg, n) for n in names})
+    """The options a task needs: the `fetch` section itself (a FetchStageOptions,
+    validated once when the config was built; never rebuilt)."""
+    return cfg
 
 
 def retryable_condition():  # -> pyspark Column

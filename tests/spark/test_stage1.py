@@ -36,6 +36,7 @@ def _config(root, *extra: str):
             f"spark.arrow_batch_size={ARROW_BATCH}",
             f"sample.out={root / 'sample'}",
             f"ingest.input={root / 'sample' / 'metadata'}",
+            f"fetch.file_root={root / 'sample'}",
             # A cache dir of this module's own: the model key is new to every worker,
             # so each worker that runs a batch must load (and log) the model itself.
             f"models.cache_dir={root / 'model-cache'}",
