@@ -244,14 +244,7 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             log.info("%s", progress.line())
         finally:
             todo.unpersist()
-        by_status = {
-            r["status"]: r["count"]
-            for r in lake.read(schema.IMAGES)
-            .where(F.col("run_id") == run.run_id)
-            .groupBy("status")
-            .count()
-            .collect()
-        }
+        by_status = _status_counts(lake, run.run_id)
 
         run.counts["fetched"] = sum(by_status.values())
         run.counts["retried"] = written.rows_updated
@@ -261,6 +254,14 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         ok = by_status.get(schema.IMAGE_OK, 0)
         run.notes.append(f"{ok}/{n_todo} fetched rows ok; {n_samples} samples in all")
     return run
+
+
+def _status_counts(lake: Lake, run_id: str) -> dict[str, int]:
+    """Rows this run wrote, by status (the status column only: no image bytes read)."""
+    from pyspark.sql import functions as F
+
+    rows = lake.read(schema.IMAGES).where(F.col("run_id") == run_id).groupBy("status").count()
+    return {r["status"]: r["count"] for r in rows.collect()}
 
 
 def _write(lake: Lake, fetched: DataFrame, n_retry: int, commit: dict[str, str]):
