@@ -185,12 +185,13 @@ def test_read_timeout_is_retried(served) -> None:
     fetch = FetchOptions(
         allow_networks=("127.0.0.0/8",),
         read_timeout_s=0.3,
-        deadline_s=0.75,
+        deadline_s=1.9,  # room for both 0.3 s attempts on a busy machine; the server waits 2 s
         retries=1,
         backoff_s=0.01,
     )
     result = fetch_url(served["slow-headers"], fetch)
     assert (result.status, result.attempts) == (Status.TIMEOUT, 2)
+    assert result.error == "TimeoutError: timed out"  # the read timeout, not the deadline
 
 
 def test_connection_refused_is_retried() -> None:
