@@ -56,19 +56,26 @@ def retryable_condition():  # -> pyspark Column
     )
 
 
-def candidates(lake: Lake, cfg: FetchConfig) -> DataFrame:
-    """Samples still to fetch, with the attempts their earlier rows already spent."""
+def _samples_to_fetch(lake: Lake, cfg: FetchConfig) -> DataFrame:
+    """Every sample with `_todo` (fetch it now) and the attempts its images row spent."""
     from pyspark.sql import functions as F
 
     samples = lake.read(schema.SAMPLES).select("uid", "url", "sha256")
     images = lake.read(schema.IMAGES).select("uid", "status", "http_status", "attempts")
     retryable = retryable_condition()
-    todo = samples.join(images, "uid", "left").where(
-        F.col("status").isNull() | (retryable & (F.col("attempts") < cfg.max_attempts_total))
+    todo = F.col("status").isNull() | (retryable & (F.col("attempts") < cfg.max_attempts_total))
+    return samples.join(images, "uid", "left").select(
+        "uid",
+        "url",
+        "sha256",
+        F.coalesce("attempts", F.lit(0)).alias("prev_attempts"),
+        F.coalesce(todo, F.lit(False)).alias("_todo"),
     )
-    return todo.select(
-        "uid", "url", "sha256", F.coalesce("attempts", F.lit(0)).alias("prev_attempts")
-    )
+
+
+def candidates(lake: Lake, cfg: FetchConfig) -> DataFrame:
+    """Samples still to fetch, with the attempts their earlier rows already spent."""
+    return _samples_to_fetch(lake, cfg).where("_todo").drop("_todo")
 
 
 def _shard_entries(spark: SparkSession, paths: tuple[str, ...]) -> DataFrame:
@@ -207,16 +214,20 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             schema.SAMPLES: lake.version(schema.SAMPLES),
             schema.IMAGES: lake.version(schema.IMAGES),
         }
-        todo = candidates(lake, cfg.fetch)
-        webdataset = bool(cfg.fetch.webdataset)
-        if webdataset:
-            todo = todo.join(_shard_entries(spark, cfg.fetch.webdataset), "uid", "left")
-        todo = todo.persist(StorageLevel.MEMORY_AND_DISK)
-        n_todo, n_retry = todo.agg(
+        # One job counts samples, candidates and retries; the write job reads the join
+        # again (cheaper than caching every candidate, and only one pass writes).
+        every = _samples_to_fetch(lake, cfg.fetch)
+        todo_flag = F.col("_todo").cast("long")
+        n_samples, n_todo, n_retry = every.agg(
             F.count(F.lit(1)),
-            F.coalesce(F.sum((F.col("prev_attempts") > 0).cast("long")), F.lit(0)),
+            F.coalesce(F.sum(todo_flag), F.lit(0)),
+            F.coalesce(F.sum(todo_flag * (F.col("prev_attempts") > 0).cast("long")), F.lit(0)),
         ).first()
-        n_samples = lake.count(schema.SAMPLES)
+        todo = every.where("_todo").drop("_todo")
+        webdataset = bool(cfg.fetch.webdataset)
+        if webdataset:  # indexing the tars is costly: do it once
+            todo = todo.join(_shard_entries(spark, cfg.fetch.webdataset), "uid", "left")
+            todo = todo.persist(StorageLevel.MEMORY_AND_DISK)
         run.counts.update(samples=n_samples, candidates=n_todo)
         if n_todo == 0:
             todo.unpersist()
