@@ -119,7 +119,7 @@ class FetchOptions:
     opt_out_directives: tuple[str, ...] = DEFAULT_OPT_OUT_DIRECTIVES
     allow_networks: tuple[str, ...] = ()
     file_root: str = ""
-    concurrency: int = 16
+    concurrency: int = 32
 
     def __post_init__(self) -> None:
         for name in ("connect_timeout_s", "read_timeout_s", "dns_timeout_s", "deadline_s"):
