@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMPS := .stamps
 SAMPLE_ROWS ?= 120
 
-.PHONY: setup demo test lint clean-lake dist conf
+.PHONY: setup demo test lint clean-lake dist conf bench-fetch
 
 setup: $(STAMPS)/venv jars
 
@@ -52,6 +52,13 @@ LINT_PATHS := kale_spark jobs tests bench notebooks
 lint: $(STAMPS)/venv
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
+
+# kale fetch vs img2dataset on the same URLs from a local server (prints one JSON line).
+BENCH_FETCH_IMAGES ?= 1000
+bench-fetch: setup
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python bench/fetch_throughput.py --images $(BENCH_FETCH_IMAGES) --workdir /tmp/kale-fetch-bench
+
 
 clean-lake:
 	rm -rf lake data/sample

@@ -21,9 +21,8 @@ from typing import Any, Union
 
 import yaml
 
-from kale_spark.fetching import FetchOptions
+from kale_spark.fetch_batch import FetchStageOptions
 from kale_spark.hashing import sha256_hex
-from kale_spark.images import ImageOptions
 from kale_spark.models.spec import ModelSpec
 
 
@@ -101,25 +100,29 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
-class FetchConfig:
-    """The fetch stage: network and decode options, and the rerun policy."""
+class FetchConfig(FetchStageOptions):
+    """The fetch stage: every `fetch.*` key.
 
-    fetch: FetchOptions = field(default_factory=FetchOptions)
-    image: ImageOptions = field(default_factory=ImageOptions)
-    hash_policy: str = "flag"  # ignore | flag | reject (see fetch_batch.FetchStageOptions)
+    The network and decode options (`fetch.allow_networks`, `fetch.deadline_s`,
+    `fetch.max_bytes`, `fetch.concurrency`, `fetch.file_root`,
+    `fetch.opt_out_directives`, ..., `fetch.image.*`, `fetch.hash_policy`) are
+    fetching.FetchOptions and fetch_batch.FetchStageOptions, validated there, once;
+    this adds the rerun policy and the task sizing.
+    """
+
     # Rows whose status is retryable are fetched again on a rerun, up to this many
     # attempts in all; after that the status is final.
     max_attempts_total: int = 6
     # img2dataset / WebDataset output to read images from instead of the network.
     webdataset: tuple[str, ...] = ()
     # Rows per Spark task (a task fetches its rows with fetch.concurrency threads).
-    rows_per_task: int = 256
+    rows_per_task: int = 1000
 
     def __post_init__(self) -> None:
-        from kale_spark.fetch_batch import HASH_POLICIES  # the one list of policies
-
-        if self.hash_policy not in HASH_POLICIES:
-            raise ConfigError(f"fetch.hash_policy: unknown policy {self.hash_policy!r}")
+        try:
+            super().__post_init__()
+        except ValueError as exc:  # the message starts with the field's name
+            raise ConfigError(f"fetch.{exc}") from None
         if self.max_attempts_total < 1:
             raise ConfigError("fetch.max_attempts_total must be >= 1")
         if self.rows_per_task < 1:

@@ -205,21 +205,6 @@ class Lake:
             lambda m: m.whenMatchedUpdateAll(condition=update_when).whenNotMatchedInsertAll(),
         )
 
-    def merge_new(
-        self,
-        name: str,
-        source: DataFrame,
-        keys: Sequence[str],
-        commit: dict[str, str],
-        update_condition: str | None = None,
-    ) -> WriteResult:
-        """Deprecated spelling of :meth:`insert_new` / :meth:`upsert` (with
-        `update_condition`), kept only until stages/generated.py and stages/fetch.py
-        call those; remove it then."""
-        if update_condition:
-            return self.upsert(name, source, keys, commit, update_when=update_condition)
-        return self.insert_new(name, source, keys, commit)
-
     def apply_changes(
         self,
         name: str,

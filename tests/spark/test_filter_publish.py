@@ -144,6 +144,7 @@ def pipeline(spark, tmp_path_factory):
             "spark.shuffle_partitions=2",
             f"ingest.input={root / 'sample1' / 'metadata'}",
             "fetch.image.resolution=64",
+            f"fetch.file_root={root}",
             f"publish.rows_per_shard={ROWS_PER_SHARD}",
             "publish.shards_per_read=2",
             "publish.webdataset=true",

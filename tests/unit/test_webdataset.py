@@ -136,6 +136,22 @@ def test_changed_shard_is_a_row_error(tmp_path: Path) -> None:
     assert out.loc[0, "error"].startswith("shard read failed: ")
 
 
+def test_shard_entry_byte_cap(shard_dir) -> None:
+    directory, rows = shard_dir
+    index = build_shard_index([str(directory)])
+    entry = index[rows[0]["uid"]]
+    cap = entry.size - 1
+    with pytest.raises(ValueError, match=f"bytes > max_bytes {cap}"):
+        read_entry(entry, cap)
+    pdf = pd.DataFrame({"uid": [rows[0]["uid"]], "url": [None]})
+    out = process_batch(pdf, FetchStageOptions(max_bytes=cap), run_id="r", shard_index=index)
+    assert (out.loc[0, "status"], out.loc[0, "error"]) == (
+        Status.TOO_LARGE,
+        f"shard entry of {entry.size} bytes > max_bytes {cap}",
+    )
+    assert out.loc[0, "image"] is None
+
+
 def test_find_shards(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     for name in ("a/00001.tar", "00000.tar", "00000.parquet", "a/00001_stats.json"):
