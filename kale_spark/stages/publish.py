@@ -30,6 +30,7 @@ from kale_spark import caption_stats, quality, schema
 from kale_spark.config import Config
 from kale_spark.export import ReleaseInfo, default_dir, export_release
 from kale_spark.lake import Lake
+from kale_spark.progress import Progress
 from kale_spark.runs import StageRun, stage_run
 from kale_spark.versioning import ADDED, CHANGED, REMOVED, diff_counts
 
@@ -193,40 +194,57 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
 
         filtered = lake.read(schema.FILTERED_CAPTIONS, version=sources[schema.FILTERED_CAPTIONS])
         samples = lake.read(schema.SAMPLES, version=sources[schema.SAMPLES])
-        merged = _merge_gold(lake, gold_rows(filtered, samples), commit)
-        version = lake.version(schema.KALE)
-        run.output_versions[schema.KALE] = version
-        run.counts.update({f"merged_{k}": v for k, v in merged.items()})
-        rows = lake.read(schema.KALE, version=version).count()
-        if version == last_version:
-            run.counts.update(rows=rows, release=0)
-            run.notes.append(f"no changes: release {last_release} (kale v{version}) is current")
-            return run
-
-        info = ReleaseInfo(
-            release=release,
-            version=version,
-            published_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
-            config_hash=cfg.config_hash(),
-            run_id=run.run_id,
-            source_versions=sources,
-        )
-        path = export_release(lake, cfg, version, release=info) if cfg.publish.export else None
-        change = _change_counts(lake, last_version, version, rows)
-        run.output_versions[schema.RELEASES] = _record_release(
-            lake, info, rows, change, path, commit
-        )
-        kept = filtered.where("NOT rejected").select("uid").distinct().count()
-        run.counts.update(
-            rows=rows,
-            release=release,
-            added=change[ADDED],
-            updated=change[CHANGED],
-            removed=change[REMOVED],
-            kept_uids_without_sample=kept - rows,
-        )
-        run.notes += _release_notes(lake, info, rows, change, last_version, path)
+        # Steps, not rows, are what takes long here: the reporter shows each as it ends.
+        progress = Progress(STAGE, interval_s=cfg.progress.interval_s)
+        with progress:
+            merged = _merge_gold(lake, gold_rows(filtered, samples), commit)
+            run.counts.update({f"merged_{k}": v for k, v in merged.items()})
+            progress.add({f"merged_{k}": v for k, v in merged.items()})
+            published = _publish_release(lake, cfg, run, (release, last_release, last_version))
+            progress.add(published)
+        run.counts.update(progress.counts())
+        run.metrics.update(progress.metrics())
     return run
+
+
+def _publish_release(
+    lake: Lake, cfg: Config, run: StageRun, releases: tuple[int, int, int | None]
+) -> dict[str, int]:
+    """Export and record the release the merge made (nothing if it changed nothing)."""
+    release, last_release, last_version = releases
+    sources = run.input_versions
+    commit = {**run.commit(), "release": str(release)}
+    filtered = lake.read(schema.FILTERED_CAPTIONS, version=sources[schema.FILTERED_CAPTIONS])
+    version = lake.version(schema.KALE)
+    run.output_versions[schema.KALE] = version
+    rows = lake.read(schema.KALE, version=version).count()
+    if version == last_version:
+        run.counts.update(rows=rows, release=0)
+        run.notes.append(f"no changes: release {last_release} (kale v{version}) is current")
+        return {}
+
+    info = ReleaseInfo(
+        release=release,
+        version=version,
+        published_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+        config_hash=cfg.config_hash(),
+        run_id=run.run_id,
+        source_versions=sources,
+    )
+    path = export_release(lake, cfg, version, release=info) if cfg.publish.export else None
+    change = _change_counts(lake, last_version, version, rows)
+    run.output_versions[schema.RELEASES] = _record_release(lake, info, rows, change, path, commit)
+    kept = filtered.where("NOT rejected").select("uid").distinct().count()
+    run.counts.update(
+        rows=rows,
+        release=release,
+        added=change[ADDED],
+        updated=change[CHANGED],
+        removed=change[REMOVED],
+        kept_uids_without_sample=kept - rows,
+    )
+    run.notes += _release_notes(lake, info, rows, change, last_version, path)
+    return {"exported_rows": rows if path else 0}
 
 
 def _release_notes(
