@@ -8,7 +8,9 @@ img2dataset shards), decoded, oriented, resized and re-encoded; every row comes
 back with a status, never an exception.
 
 The ``images`` columns are defined once, by ``schema.IMAGES_SCHEMA``; the column
-list, the pandas dtypes and the Arrow schema here are derived from it.
+list and the pandas dtypes here are derived from it, and the frames convert to its
+Arrow schema, ``schema.arrow_schema(schema.IMAGES_SCHEMA)`` (uid, status, attempts
+and run_id are never null).
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ import pandas as pd
 
 from kale_spark import schema
 from kale_spark.fetching import FetchOptions, FetchResult, fetch_url, map_bounded
+from kale_spark.hashing import sha256_hex
 from kale_spark.images import (
     ImageOptions,
     ImageResult,
     Status,
     cut_error,
     decode_and_resize,
-    sha256_hex,
     sha256_matches,
 )
 from kale_spark.sources.webdataset import ShardEntry, read_entry
@@ -56,13 +58,6 @@ def _pandas_dtype(spark_field) -> str:
 IMAGES_DTYPES: dict[str, str] = {f.name: _pandas_dtype(f) for f in schema.IMAGES_SCHEMA.fields}
 
 INPUT_COLUMNS = ("uid", "url", "sha256")
-
-
-def images_arrow_schema():  # -> pyarrow.Schema (pyarrow imported lazily)
-    """Arrow schema of process_batch's output, derived from ``schema.IMAGES_SCHEMA``."""
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    return to_arrow_schema(schema.IMAGES_SCHEMA, timezone="UTC")
 
 
 HASH_POLICIES = ("ignore", "flag", "reject")
@@ -108,6 +103,9 @@ def _row(uid: str, source: str, fetched: FetchResult | None = None, **values: ob
             attempts=fetched.attempts,
         )
     row.update(values)
+    if not row["status"]:  # a bug; process_row turns it into an internal-error row
+        raise ValueError(f"images row for uid {uid} has no status")
+    row["attempts"] = row["attempts"] or 0
     row["error"] = cut_error(row["error"])
     row["fetched_at"] = _now()
     return row
@@ -236,6 +234,8 @@ def empty_images_frame() -> pd.DataFrame:
 
 def images_frame(rows: list[dict], run_id: str) -> pd.DataFrame:
     """Rows from process_row as a frame with exactly IMAGES_COLUMNS, typed as IMAGES_DTYPES."""
+    if not isinstance(run_id, str) or not run_id:
+        raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
     if not rows:
         return empty_images_frame()
     out = pd.DataFrame(rows, columns=IMAGES_COLUMNS)

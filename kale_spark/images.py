@@ -10,7 +10,6 @@ Row statuses of the ``images`` table are defined once, in :class:`Status`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import struct
@@ -19,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from PIL import Image
+
+from kale_spark.hashing import sha256_hex
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +153,6 @@ class ImageResult:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "error", cut_error(self.error))
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_matches(actual: str | None, expected: str | None) -> bool | None:

@@ -15,13 +15,14 @@ Layout written under `out`:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from kale_spark.hashing import sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -188,28 +189,55 @@ def generate_sample(
     shard_rows: int = 1000,
 ) -> SampleResult:
     """Write `rows` DataComp-format metadata rows (and their images) under `out`."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     rng = random.Random(seed)
-    out = Path(out).resolve()
-    img_dir = out / "images"
-    meta_dir = out / "metadata"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    meta_dir.mkdir(parents=True, exist_ok=True)
-    for old in meta_dir.glob("*.parquet"):
-        old.unlink()
+    layout = _prepare_layout(Path(out).resolve(), base_url)
+    bad_at = _assign_defects(rng, rows, bad_fraction)
+    good_rows, typed_rows, defects = _build_rows(rng, rows, bad_at, layout, max_side)
+    files = _write_metadata(layout.meta_dir, good_rows, typed_rows, shard_rows)
+    _write_manifest(layout.out, rows, seed, bad_fraction, defects)
+    log.info("sample: %d rows (%d with defects) in %s", rows, len(defects), layout.out)
+    return SampleResult(
+        out=layout.out, metadata_dir=layout.meta_dir, rows=rows, defects=defects, files=files
+    )
 
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a sample goes: the root, its image and metadata folders, and the URL base."""
+
+    out: Path
+    img_dir: Path
+    meta_dir: Path
+    base_url: str | None
+
+    def url_for(self, name: str) -> str:
+        if self.base_url:
+            return f"{self.base_url.rstrip('/')}/images/{name}"
+        return (self.img_dir / name).as_uri()
+
+
+def _prepare_layout(out: Path, base_url: str | None) -> _Layout:
+    """Create the folders; remove metadata shards a previous run left."""
+    layout = _Layout(out=out, img_dir=out / "images", meta_dir=out / "metadata", base_url=base_url)
+    layout.img_dir.mkdir(parents=True, exist_ok=True)
+    layout.meta_dir.mkdir(parents=True, exist_ok=True)
+    for old in layout.meta_dir.glob("*.parquet"):
+        old.unlink()
+    return layout
+
+
+def _assign_defects(rng: random.Random, rows: int, bad_fraction: float) -> dict[int, str]:
+    """Row index -> defect kind, kinds handed out round-robin over DEFECT_ORDER."""
     n_bad = int(round(rows * bad_fraction))
     bad_kinds = [DEFECT_ORDER[i % len(DEFECT_ORDER)] for i in range(n_bad)]
     rng.shuffle(bad_kinds)
-    bad_at = dict(zip(rng.sample(range(rows), n_bad), bad_kinds, strict=False))
+    return dict(zip(rng.sample(range(rows), n_bad), bad_kinds, strict=False))
 
-    def url_for(name: str) -> str:
-        if base_url:
-            return f"{base_url.rstrip('/')}/images/{name}"
-        return (img_dir / name).as_uri()
 
+def _build_rows(
+    rng: random.Random, rows: int, bad_at: dict[int, str], layout: _Layout, max_side: int
+) -> tuple[list[dict], list[dict], dict[str, str]]:
+    """Draw every row (writing its image): typed rows, wrong-typed rows, row key -> defect."""
     good_rows: list[dict] = []
     typed_rows: list[dict] = []
     defects: dict[str, str] = {}
@@ -218,64 +246,84 @@ def generate_sample(
         defect = bad_at.get(i)
         if defect == "duplicate_uid" and not clean_uids:
             defect = None  # nothing to duplicate yet
-        uid = f"{rng.getrandbits(128):032x}"
-        mid = max(64, min(900, max_side // 2))
-        width = rng.choice([rng.randint(64, mid), rng.randint(mid, max_side)])
-        height = max(64, int(width * rng.uniform(0.5, 1.5)))
-        height = min(height, max_side)
-        fmt = rng.choices(["jpg", "png", "webp"], weights=[6, 2, 2])[0]
-        name = f"{uid}.{fmt}"
-        data = b""
-        if defect not in ("null_url", "malformed_url", "missing_file"):
-            img = draw_scene(rng, width, height)
-            data = _encode(img, fmt)
-            if defect == "not_an_image":
-                name = f"{uid}.jpg"
-                data = b"<!doctype html><html><body><h1>404 Not Found</h1></body></html>"
-            elif defect == "truncated_image":
-                data = data[: max(64, len(data) // 5)]
-            (img_dir / name).write_bytes(data)
-        row = {
-            "uid": uid,
-            "url": url_for(name),
-            "text": alt_text(rng),
-            "original_width": width,
-            "original_height": height,
-            "sha256": hashlib.sha256(data).hexdigest() if data else None,
-            "clip_b32_similarity_score": round(rng.uniform(0.2, 0.4), 4),
-            "clip_l14_similarity_score": round(rng.uniform(0.2, 0.4), 4),
-            "face_bboxes": [[0.1, 0.1, 0.3, 0.4]] if rng.random() < 0.2 else [],
-        }
-        key = uid
-        if defect == "null_url":
-            row["url"] = None
-        elif defect == "malformed_url":
-            row["url"] = rng.choice(
-                ["htp//broken-link", "not a url", "http://", "ftp://x.org/a.jpg"]
-            )
-        elif defect == "bad_uid":
-            row["uid"] = rng.choice([f"XYZ-{i}", uid[:20], "g" * 28 + f"{i:04d}"])
-            key = row["uid"]
-        elif defect == "duplicate_uid":
-            row["uid"] = clean_uids[rng.randrange(len(clean_uids))]
-            key = f"{row['uid']}#dup{i}"
-        elif defect == "empty_text":
-            row["text"] = rng.choice(["", "   "])
-        elif defect == "huge_text":
-            row["text"] = "buy cheap " * 6000
+        row = _draw_row(rng, defect, layout, max_side)
+        key = _apply_defect(rng, row, i, defect, clean_uids)
         if defect:
             defects[key] = defect
         else:
-            clean_uids.append(uid)
-        if defect == "wrong_types":
-            row["original_width"] = rng.choice(["wide", "n/a"])
-            row["clip_b32_similarity_score"] = "high"
-            typed_rows.append(row)
-        else:
-            good_rows.append(row)
+            clean_uids.append(row["uid"])
+        (typed_rows if defect == "wrong_types" else good_rows).append(row)
+    return good_rows, typed_rows, defects
 
-    files = []
-    table_schema = pa.schema(
+
+def _draw_row(rng: random.Random, defect: str | None, layout: _Layout, max_side: int) -> dict:
+    """One DataComp row and, unless the defect leaves none, its image file."""
+    uid = f"{rng.getrandbits(128):032x}"
+    mid = max(64, min(900, max_side // 2))
+    width = rng.choice([rng.randint(64, mid), rng.randint(mid, max_side)])
+    height = max(64, int(width * rng.uniform(0.5, 1.5)))
+    height = min(height, max_side)
+    fmt = rng.choices(["jpg", "png", "webp"], weights=[6, 2, 2])[0]
+    name = f"{uid}.{fmt}"
+    data = b""
+    if defect not in ("null_url", "malformed_url", "missing_file"):
+        name, data = _image_file(rng, uid, fmt, width, height, defect)
+        (layout.img_dir / name).write_bytes(data)
+    return {
+        "uid": uid,
+        "url": layout.url_for(name),
+        "text": alt_text(rng),
+        "original_width": width,
+        "original_height": height,
+        "sha256": sha256_hex(data) if data else None,
+        "clip_b32_similarity_score": round(rng.uniform(0.2, 0.4), 4),
+        "clip_l14_similarity_score": round(rng.uniform(0.2, 0.4), 4),
+        "face_bboxes": [[0.1, 0.1, 0.3, 0.4]] if rng.random() < 0.2 else [],
+    }
+
+
+def _image_file(
+    rng: random.Random, uid: str, fmt: str, width: int, height: int, defect: str | None
+) -> tuple[str, bytes]:
+    """The image's file name and bytes: a drawn scene, or a broken stand-in for one."""
+    data = _encode(draw_scene(rng, width, height), fmt)
+    if defect == "not_an_image":
+        return f"{uid}.jpg", b"<!doctype html><html><body><h1>404 Not Found</h1></body></html>"
+    if defect == "truncated_image":
+        return f"{uid}.{fmt}", data[: max(64, len(data) // 5)]
+    return f"{uid}.{fmt}", data
+
+
+def _apply_defect(
+    rng: random.Random, row: dict, i: int, defect: str | None, clean_uids: list[str]
+) -> str:
+    """Break `row` in place the way `defect` says; return the row's key in the manifest."""
+    uid = row["uid"]
+    if defect == "null_url":
+        row["url"] = None
+    elif defect == "malformed_url":
+        row["url"] = rng.choice(["htp//broken-link", "not a url", "http://", "ftp://x.org/a.jpg"])
+    elif defect == "bad_uid":
+        row["uid"] = rng.choice([f"XYZ-{i}", uid[:20], "g" * 28 + f"{i:04d}"])
+        return row["uid"]
+    elif defect == "duplicate_uid":
+        row["uid"] = clean_uids[rng.randrange(len(clean_uids))]
+        return f"{row['uid']}#dup{i}"
+    elif defect == "empty_text":
+        row["text"] = rng.choice(["", "   "])
+    elif defect == "huge_text":
+        row["text"] = "buy cheap " * 6000
+    elif defect == "wrong_types":
+        row["original_width"] = rng.choice(["wide", "n/a"])
+        row["clip_b32_similarity_score"] = "high"
+    return uid
+
+
+def _metadata_schema():
+    """The DataComp metadata parquet schema."""
+    import pyarrow as pa
+
+    return pa.schema(
         [
             ("uid", pa.string()),
             ("url", pa.string()),
@@ -288,6 +336,17 @@ def generate_sample(
             ("face_bboxes", pa.list_(pa.list_(pa.float64()))),
         ]
     )
+
+
+def _write_metadata(
+    meta_dir: Path, good_rows: list[dict], typed_rows: list[dict], shard_rows: int
+) -> list[Path]:
+    """Typed rows in `shard_rows`-row shards, wrong-typed rows in part-types.parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = []
+    table_schema = _metadata_schema()
     for shard, start in enumerate(range(0, len(good_rows), shard_rows)):
         path = meta_dir / f"part-{shard:05d}.parquet"
         pq.write_table(
@@ -307,7 +366,13 @@ def generate_sample(
         path = meta_dir / "part-types.parquet"
         pq.write_table(pa.Table.from_pylist(typed_rows, text_schema), path)
         files.append(path)
+    return files
 
+
+def _write_manifest(
+    out: Path, rows: int, seed: int, bad_fraction: float, defects: dict[str, str]
+) -> None:
+    """manifest.json: the settings, per-row defect labels and their counts by family."""
     manifest = {
         "rows": rows,
         "seed": seed,
@@ -317,5 +382,3 @@ def generate_sample(
         "fetch_defects": sum(1 for d in defects.values() if d in FETCH_DEFECTS),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    log.info("sample: %d rows (%d with defects) in %s", rows, len(defects), out)
-    return SampleResult(out=out, metadata_dir=meta_dir, rows=rows, defects=defects, files=files)

@@ -24,7 +24,6 @@ repeated runs incremental as new rows arrive; correctness rests on the anti-join
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kale_spark import schema
+from kale_spark.hashing import sha256_hex
 from kale_spark.lake import Lake
 from kale_spark.models.spec import ModelSpec
 from kale_spark.progress import Progress, counter_accumulator
@@ -171,7 +171,7 @@ def checkpoint_name(stage: ModelStage) -> str:
     spec = stage.spec
     key = f"{stage.source}|{spec.id}|{spec.prompt_id}".encode()
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{spec.id}-{spec.prompt_id}").strip("_")[:80]
-    return f"{slug}-{hashlib.sha256(key).hexdigest()[:10]}"
+    return f"{slug}-{sha256_hex(key)[:10]}"
 
 
 class ChunkWriter:

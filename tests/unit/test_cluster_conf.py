@@ -48,6 +48,23 @@ def test_jar_coordinates_in_conf_files_come_from_jars_py():
         assert not re.search(r"io\.delta:|com\.nvidia:rapids", "\n".join(body)), path.name
 
 
+def test_delta_session_settings_live_only_in_session_py():
+    """session_conf is the one home of Delta's extension and catalog: kale applies them
+    when it builds the session (spark-submit included), so no conf file repeats them."""
+    from kale_spark.config import SparkConfig
+    from kale_spark.session import session_conf
+
+    conf = session_conf(SparkConfig())
+    assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert conf["spark.sql.catalog.spark_catalog"] == (
+        "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+    )
+    for path in SPARK_CONFS:
+        props = _props(path)
+        assert "spark.sql.extensions" not in props, path.name
+        assert "spark.sql.catalog.spark_catalog" not in props, path.name
+
+
 def test_render_conf_rewrites_stale_jar_lines_only():
     stale = (
         "spark.plugins  com.nvidia.spark.SQLPlugin\n"

@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from kale_spark import schema
 from kale_spark.fetch_batch import (
     IMAGES_COLUMNS,
     IMAGES_DTYPES,
     FetchStageOptions,
-    images_arrow_schema,
     process_batch,
 )
 from kale_spark.fetching import (
@@ -403,7 +403,7 @@ def test_batch_contract(served) -> None:
     import pyarrow as pa
 
     table = pa.Table.from_pandas(
-        out, schema=images_arrow_schema(), preserve_index=False, safe=False
+        out, schema=schema.arrow_schema(schema.IMAGES_SCHEMA), preserve_index=False, safe=False
     )
     assert table.schema.names == IMAGES_COLUMNS
     assert table.column("image").type == pa.binary()
@@ -419,6 +419,20 @@ def test_every_route_returns_a_status(served) -> None:
     assert set(out["status"]) <= Status.ALL
     assert out.loc[out["status"] == Status.OK, "image"].notna().all()
     assert out.loc[out["status"] != Status.OK, "image"].isna().all()
+    # Every route's row fits the images table's Arrow schema: pyarrow refuses a null in
+    # the non-nullable columns (uid, status, attempts, run_id).
+    import pyarrow as pa
+
+    arrow = schema.arrow_schema(schema.IMAGES_SCHEMA)
+    assert [f.name for f in arrow if not f.nullable] == ["uid", "status", "attempts", "run_id"]
+    table = pa.Table.from_pandas(out, schema=arrow, preserve_index=False, safe=False)
+    assert table.num_rows == len(out) > 10
+
+
+def test_images_frame_refuses_a_missing_run_id() -> None:
+    pdf = pd.DataFrame({"uid": ["a"], "url": ["ftp://x"], "sha256": [None]})
+    with pytest.raises(ValueError, match="run_id"):
+        process_batch(pdf, STAGE, run_id="")
 
 
 def test_concurrency_is_bounded(http_server, route_cls, image_bytes) -> None:
