@@ -31,6 +31,7 @@ def _overrides(root: Path) -> list[str]:
         "spark.shuffle_partitions=2",
         f"sample.out={root / 'sample'}",
         f"ingest.input={root / 'sample' / 'metadata'}",
+        f"fetch.file_root={root / 'sample'}",  # the sample's images are local files
         f"models.cache_dir={root.parent / 'kale-model-cache'}",
         "caption.batch_size=2",
         "caption.generation.max_new_tokens=8",

@@ -48,6 +48,7 @@ CHUNKED_HEAD = OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
 @pytest.fixture(scope="module")
 def hostile(http_server, route_cls, image_bytes) -> dict[str, str]:
     from tests import http_server as hs
+
     jpeg = image_bytes("JPEG", size=(64, 48))
     routes = {
         "drip-head": route_cls(raw=hs.drip(OK_HEAD + b"X-Pad: " + b"a" * 4000, 0.02)),
