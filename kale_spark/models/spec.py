@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
+    "CACHE_IMPLEMENTATIONS",
     "DTYPES",
     "TINY_IDS",
     "TINY_REVISION",
@@ -22,6 +23,7 @@ __all__ = [
 ]
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
+CACHE_IMPLEMENTATIONS = (None, "dynamic", "static")
 TINY_IDS = ("tiny:vlm", "tiny:lm")
 # Fingerprint of the tiny-model recipe in models/tiny.py; bump with the recipe.
 TINY_REVISION = "tiny-v1"
@@ -35,6 +37,7 @@ class GenerationParams:
     """Decoding parameters passed to ``model.generate`` (and recorded as lineage)."""
 
     max_new_tokens: int = 64
+    min_new_tokens: int | None = None  # = max_new_tokens: every row generates exactly that
     num_beams: int = 1
     do_sample: bool = False
     temperature: float | None = None
@@ -46,6 +49,14 @@ class GenerationParams:
             raise ValueError(f"max_new_tokens must be an int, got {self.max_new_tokens!r}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.min_new_tokens is not None and (
+            isinstance(self.min_new_tokens, bool)
+            or not isinstance(self.min_new_tokens, int)
+            or not 0 <= self.min_new_tokens <= self.max_new_tokens
+        ):
+            raise ValueError(
+                f"min_new_tokens must be an int in [0, max_new_tokens], got {self.min_new_tokens!r}"
+            )
         if isinstance(self.num_beams, bool) or not isinstance(self.num_beams, int):
             raise ValueError(f"num_beams must be an int, got {self.num_beams!r}")
         if self.num_beams < 1:
@@ -79,6 +90,14 @@ class ModelSpec:
     commit; with ``trust_remote_code`` it must be a full 40-hex commit sha, so the
     remote code that runs is fixed. ``max_input_tokens`` is the prompt token budget
     (the fusion prompt is truncated to fit it).
+
+    Throughput (none of these changes the output of greedy decoding):
+    ``max_batch_tokens`` bounds a generation batch by tokens, rows x (longest prompt
+    + max_new_tokens), with ``batch_size`` still the row cap (``None``: rows only).
+    ``cache_implementation`` is passed to ``generate`` (``static``: a fixed-shape KV
+    cache, which lets ``compile`` reuse its graphs); ``compile`` wraps the model's
+    forward in ``torch.compile``. Both pay on a GPU, where a measurement says so
+    (bench/); leave them off on a CPU.
     """
 
     id: str
@@ -90,6 +109,9 @@ class ModelSpec:
     trust_remote_code: bool = False
     batch_size: int = 8
     max_input_tokens: int = 256
+    max_batch_tokens: int | None = None
+    cache_implementation: str | None = None
+    compile: bool = False
     generation: GenerationParams = field(default_factory=GenerationParams)
 
     def __post_init__(self) -> None:
@@ -134,6 +156,21 @@ class ModelSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.max_batch_tokens is not None and (
+            isinstance(self.max_batch_tokens, bool)
+            or not isinstance(self.max_batch_tokens, int)
+            or self.max_batch_tokens < 1
+        ):
+            raise ValueError(
+                f"max_batch_tokens must be an int >= 1 or null, got {self.max_batch_tokens!r}"
+            )
+        if self.cache_implementation not in CACHE_IMPLEMENTATIONS:
+            raise ValueError(
+                f"cache_implementation must be one of {CACHE_IMPLEMENTATIONS}, "
+                f"got {self.cache_implementation!r}"
+            )
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be a bool, got {self.compile!r}")
         if not isinstance(self.generation, GenerationParams):
             raise ValueError(f"generation must be GenerationParams, got {self.generation!r}")
 
