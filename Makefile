@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMPS := .stamps
 SAMPLE_ROWS ?= 120
 
-.PHONY: setup demo test lint clean-lake
+.PHONY: setup demo test lint bench clean-lake
 
 setup: $(STAMPS)/venv jars
 
@@ -27,6 +27,14 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Throughput: kale's caption stage vs the raw PyTorch loop, Ray Data and Daft (a few
+# minutes on 2 cores), then the fusion LLM (tokens/s). Writes bench/figures/<device>.json.
+BENCH_IMAGES ?= 256
+bench: setup
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python bench/caption_throughput.py --images $(BENCH_IMAGES) --workdir bench/work
+	$(BIN)/python bench/fusion_throughput.py --workdir bench/work
 
 lint: setup
 	$(BIN)/ruff check kale_spark jobs tests bench notebooks

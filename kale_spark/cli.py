@@ -9,6 +9,7 @@
     kale diff    kale --from 3 --to 5
     kale export  --version 3
     kale demo    --config conf/local.yaml
+    kale plan    --images 218000000 --gpus 64 --gpu-type nvidia-h200
 
 Every command takes `--config FILE` and any number of `--set a.b=value` overrides.
 """
@@ -97,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="generate the sample and run every stage on it")
     _common(p)
     p.add_argument("--rows", type=int, help="sample rows (default: sample.rows)")
+
+    p = sub.add_parser("plan", help="wall time and GPU-hours per model stage, from measured rates")
+    _common(p)
+    p.add_argument("--images", type=int, required=True, help="images (rows) to process")
+    p.add_argument("--gpus", type=int, default=1, help="devices running the stage at once")
+    p.add_argument("--gpu-type", default="cpu", help="a device with bench/figures/<type>.json")
+    p.add_argument("--figures", help="figures folder (default: $KALE_FIGURES_DIR or bench/figures)")
     return parser
 
 
@@ -208,6 +216,21 @@ def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
+    from pathlib import Path
+
+    from kale_spark.planning import format_plan, plan
+
+    figures = Path(args.figures) if args.figures else None
+    try:
+        plans = plan(args.images, args.gpus, args.gpu_type, figures)
+    except (LookupError, ValueError) as exc:
+        print(f"kale plan: {exc}", file=sys.stderr)
+        return 2
+    print(format_plan(plans, args.gpu_type))
+    return 0
+
+
 COMMANDS = {
     "sample": cmd_sample,
     "ingest": cmd_stage,
@@ -222,6 +245,7 @@ COMMANDS = {
     "history": cmd_history,
     "summary": cmd_summary,
     "demo": cmd_demo,
+    "plan": cmd_plan,
 }
 
 
