@@ -118,6 +118,7 @@ class UdfContext:
     spec: ModelSpec
     cache_dir: str | None = None
     torch_threads: int = 1
+    prepare_threads: int = 1  # batches decoded/tokenized at once (GPU: the task's cpus)
     load_log: str | None = None
     batch_log: str | None = None
 
@@ -214,6 +215,8 @@ def udf_context(spark: SparkSession, cfg: Config, spec: ModelSpec) -> UdfContext
         spec=spec,
         cache_dir=cfg.models.cache_dir or None,
         torch_threads=threads,
+        # On a CPU the task's cores run torch; on a GPU they are free to decode.
+        prepare_threads=1 if spec.device == "cpu" else threads,
         load_log=os.environ.get(LOAD_LOG_ENV) or None,
         batch_log=os.environ.get(BATCH_LOG_ENV) or None,
     )
@@ -321,6 +324,7 @@ def model_partition_fn(
             batch_size=ctx.spec.batch_size,
             max_batch_tokens=ctx.spec.max_batch_tokens,
             new_tokens=ctx.spec.generation.max_new_tokens,
+            prepare_threads=ctx.prepare_threads,
             on_batch=lambda rows, seconds: ctx.log_batch(kind, rows, seconds),
         )
 

@@ -32,7 +32,6 @@ from typing import Any
 
 import pandas as pd
 
-from kale_spark import schema
 from kale_spark.models.batching import Generated, is_oom_error, token_batches
 from kale_spark.models.spec import ModelSpec
 
@@ -57,6 +56,12 @@ WINDOW_BATCHES = 4  # rows sorted together by length: this many batches' worth
 # ------------------------------------------------------------------ result rows
 
 
+def _schema():
+    from kale_spark import schema  # pyspark's types: imported on first use only
+
+    return schema
+
+
 def error_row(reason: str, error: str) -> dict[str, Any]:
     return {
         "text": None,
@@ -69,6 +74,7 @@ def error_row(reason: str, error: str) -> dict[str, Any]:
 
 def result_row(result: Any, clean: Callable[[str], str] = str.strip) -> dict[str, Any]:
     """A ``RESULT_COLUMNS`` row for a ``Generated`` (or the exception that replaced it)."""
+    schema = _schema()
     if isinstance(result, BaseException):
         return error_row(schema.REASON_GENERATION_ERROR, f"{type(result).__name__}: {result}")
     text = clean(result.text)
@@ -129,7 +135,7 @@ class CaptionEngine:
         ok, items, costs, errors = [], [], [], {}
         for i, data in enumerate(images):
             if _is_blank(data):
-                errors[i] = error_row(schema.REASON_MISSING_INPUT, "no image bytes")
+                errors[i] = error_row(_schema().REASON_MISSING_INPUT, "no image bytes")
                 continue
             if self._prompt is not None:
                 prompt, cost = self._prompt, self._cost
@@ -179,7 +185,7 @@ class FuseEngine:
         ok, prompts, errors = [], [], {}
         for i, d in enumerate(dense):
             if not isinstance(d, str) or not d.strip():
-                errors[i] = error_row(schema.REASON_MISSING_INPUT, "no dense caption")
+                errors[i] = error_row(_schema().REASON_MISSING_INPUT, "no dense caption")
                 continue
             alt = alts[i] if isinstance(alts[i], str) else ""
             try:
@@ -231,8 +237,10 @@ def engine_for(kind: str, spec: ModelSpec, cache_dir: str | None = None) -> Any:
 @dataclass
 class _Work:
     keep: pd.DataFrame  # the rows' passthrough columns
-    prepared: Any = None  # model input; None: ``rows`` are final already
+    items: list[Any] | None = None  # model work; None: ``rows`` are final already
     rows: list[dict[str, Any]] | None = None
+    prepared: Any = None
+    future: Any = None  # the prepare() running in the pool
 
 
 class _Failed:
@@ -293,13 +301,15 @@ def _cut(engine, keep_parts, items, costs, batch_size, max_batch_tokens, new_tok
     if not final and len(batches) > 1 and len(batches[-1]) < batch_size:
         carry = batches.pop()
     for batch in batches:
-        yield _Work(keep.iloc[batch], prepared=engine.prepare([items[i] for i in batch]))
+        yield _Work(keep.iloc[batch], items=[items[i] for i in batch])
     return [keep.iloc[carry]], [items[i] for i in carry], [costs[i] for i in carry]
 
 
 def _finish(engine: Any, work: _Work) -> pd.DataFrame:
     rows = work.rows
     if rows is None:
+        if work.future is not None:
+            work.prepared = work.future.result()
         rows = [result_row(r, engine.clean) for r in engine.run(work.prepared)]
     keep = work.keep.reset_index(drop=True)
     return pd.concat([keep, result_frame(rows)], axis=1)
@@ -313,11 +323,20 @@ def run_partition(
     max_batch_tokens: int | None = None,
     new_tokens: int = 0,
     prefetch: int = 2,
+    prepare_threads: int = 1,
     on_batch: Callable[[int, float], None] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Run ``engine`` over ``frames``; preparation runs ``prefetch`` batches ahead in a
-    thread. Yields one frame per model batch (and per group of rows with no input)."""
-    q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    thread. Yields one frame per model batch (and per group of rows with no input).
+
+    ``prepare_threads`` > 1 prepares that many batches at once in a pool (JPEG decode
+    and resize release the GIL): on a GPU one thread cannot decode as fast as the
+    model captions; on a CPU the cores belong to torch, so 1.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(prepare_threads, "kale-prepare") if prepare_threads > 1 else None
+    q: queue.Queue = queue.Queue(maxsize=max(1, prefetch) + max(0, prepare_threads - 1))
     stop = threading.Event()
 
     def put(item: Any) -> bool:
@@ -338,6 +357,11 @@ def run_partition(
                 max_batch_tokens=max_batch_tokens,
                 new_tokens=new_tokens,
             ):
+                if work.items is not None:
+                    if pool is not None:
+                        work.future = pool.submit(engine.prepare, work.items)
+                    else:
+                        work.prepared = engine.prepare(work.items)
                 if not put(work):
                     return
             put(_DONE)
@@ -355,9 +379,11 @@ def run_partition(
                 raise work.exc
             start = time.monotonic()
             frame = _finish(engine, work)
-            if on_batch is not None and work.prepared is not None:
+            if on_batch is not None and work.items is not None:
                 on_batch(len(frame), time.monotonic() - start)
             yield frame
     finally:
         stop.set()
         thread.join(timeout=5)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
