@@ -141,6 +141,20 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class ProgressConfig:
+    """The progress reporter every long stage uses (kale_spark/progress.py)."""
+
+    # Seconds between progress lines (and `runs` figures); at most 30.
+    interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        from kale_spark.progress import MAX_INTERVAL_S
+
+        if not 0 < self.interval_s <= MAX_INTERVAL_S:
+            raise ConfigError(f"progress.interval_s must be in (0, {MAX_INTERVAL_S:g}]")
+
+
+@dataclass(frozen=True)
 class FilterConfig:
     """The filter stage: leaked-prompt removal, then reject captions that end too short."""
 
@@ -189,6 +203,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     fetch: FetchConfig = field(default_factory=FetchConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    progress: ProgressConfig = field(default_factory=ProgressConfig)
     caption: ModelSpec = field(default_factory=_tiny_vlm)
     augment: ModelSpec = field(default_factory=_tiny_lm)
     filter: FilterConfig = field(default_factory=FilterConfig)

@@ -91,6 +91,8 @@ RUNS_SCHEMA = StructType(
         StructField("counts", MapType(StringType(), LongType()), True),
         StructField("error", StringType(), True),
         StructField("kale_version", StringType(), False),
+        # Non-integer figures: rows/s, elapsed seconds, losses (progress.py, training).
+        StructField("metrics", MapType(StringType(), DoubleType()), True),
     ]
 )
 

@@ -357,6 +357,47 @@ def _batches(ctx: UdfContext, kind: str, batches: Iterator[Sequence[pd.Series]])
         yield frame
 
 
+# Input columns each model kind reads from a mapInPandas frame (the rest pass through).
+MODEL_INPUTS = {"caption": ("image",), "fuse": ("alt_text", "dense_caption")}
+# Inputs too heavy to carry into the output frame.
+DROPPED_INPUTS = ("image",)
+
+
+def model_partition_fn(ctx: UdfContext, kind: str, progress: Any = None):
+    """The function a model stage hands to ``DataFrame.mapInPandas``.
+
+    Input frames carry ``uid``, the model's input columns (``MODEL_INPUTS[kind]``)
+    and any pass-through columns; each output frame is its input frame without
+    ``image``, plus ``RESULT_COLUMNS``: exactly one output row per input row. With
+    ``progress`` (a Counter accumulator, progress.counter_accumulator), each batch
+    adds its ``generated``/``failed`` counts so the driver can report them live.
+    """
+    if kind not in MODEL_INPUTS:
+        raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(MODEL_INPUTS)})")
+    inputs = MODEL_INPUTS[kind]
+
+    def model_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from collections import Counter
+
+        kept = []
+
+        def columns(frames: Iterator[pd.DataFrame]):
+            for frame in frames:
+                kept.append(frame.drop(columns=[c for c in DROPPED_INPUTS if c in frame]))
+                yield tuple(frame[c] for c in inputs)
+
+        for result in _batches(ctx, kind, columns(frames)):
+            out = kept.pop(0).reset_index(drop=True)
+            for name in RESULT_COLUMNS:
+                out[name] = result[name].reset_index(drop=True)
+            if progress is not None:
+                failed = int(result["reason"].notna().sum())
+                progress.add(Counter(generated=len(result) - failed, failed=failed))
+            yield out
+
+    return model_partition
+
+
 def _text_only(frame: pd.DataFrame) -> pd.Series:
     return frame["text"].where(frame["reason"].isna(), None)
 

@@ -113,6 +113,11 @@ class ModelSpec:
     cache_implementation: str | None = None
     compile: bool = False
     generation: GenerationParams = field(default_factory=GenerationParams)
+    # How the model stage runs (not lineage: they never change an output row).
+    # Rows one Delta commit carries; a crash redoes at most the chunks in flight.
+    rows_per_commit: int = 256
+    # Source files per streaming micro-batch (Delta's maxFilesPerTrigger).
+    files_per_trigger: int = 8
 
     def __post_init__(self) -> None:
         if isinstance(self.generation, dict):  # built from YAML without the nested type
@@ -152,7 +157,7 @@ class ModelSpec:
                 f"trust_remote_code for {self.id!r} needs revision pinned to a full 40-hex "
                 f"commit sha, got {self.revision!r}"
             )
-        for name in ("batch_size", "max_input_tokens"):
+        for name in ("batch_size", "max_input_tokens", "rows_per_commit", "files_per_trigger"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kale_spark import quality, schema
 from kale_spark.artifacts import clean_caption
 from kale_spark.config import Config
 from kale_spark.lake import Lake
+from kale_spark.progress import Progress, counter_accumulator
 from kale_spark.prompts import get_prompt
 from kale_spark.runs import StageRun, stage_run
 
@@ -142,9 +143,12 @@ def _caption_sources(lake: Lake, run: StageRun) -> DataFrame | None:
     return out
 
 
-def filtered_rows(source: DataFrame, min_words: int, run_id: str) -> DataFrame:
+def filtered_rows(
+    source: DataFrame, min_words: int, run_id: str, progress: Any = None
+) -> DataFrame:
     """`source` (caption rows with `stage`) cleaned, scored and decided, as
-    FILTERED_CAPTIONS_SCHEMA rows."""
+    FILTERED_CAPTIONS_SCHEMA rows. `progress`: a Counter accumulator that each
+    batch adds its kept/rejected counts to."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructField, StructType
 
@@ -162,8 +166,14 @@ def filtered_rows(source: DataFrame, min_words: int, run_id: str) -> DataFrame:
     names = out_schema.fieldNames()
 
     def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from collections import Counter
+
         for pdf in batches:
-            yield filter_batch(pdf, min_words)[names]
+            out = filter_batch(pdf, min_words)[names]
+            if progress is not None:
+                rejected = int(out["rejected"].sum())
+                progress.add(Counter(kept=len(out) - rejected, rejected=rejected))
+            yield out
 
     result = staged.mapInPandas(apply, out_schema)
     columns = []
@@ -255,12 +265,18 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         done = lake.read(schema.FILTERED_CAPTIONS).select(*key)
         todo = source.join(done, key, "left_anti")
         total = source.count()
-        written = lake.merge_new(
-            schema.FILTERED_CAPTIONS,
-            filtered_rows(todo, cfg.filter.min_words, run.run_id),
-            key,
-            run.commit(),
-        )
+        acc = counter_accumulator(spark)
+        progress = Progress(STAGE, interval_s=cfg.progress.interval_s, poll=lambda: acc.value)
+        with progress:
+            progress.set_total(todo.count())
+            written = lake.merge_new(
+                schema.FILTERED_CAPTIONS,
+                filtered_rows(todo, cfg.filter.min_words, run.run_id, progress=acc),
+                key,
+                run.commit(),
+            )
+        run.counts.update(progress.counts())
+        run.metrics.update(progress.metrics())
         run.output_versions[schema.FILTERED_CAPTIONS] = written.version
 
         table = lake.read(schema.FILTERED_CAPTIONS, version=written.version)
