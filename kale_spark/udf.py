@@ -66,7 +66,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BATCH_LOG_ENV",
+    "DROPPED_INPUTS",
     "ERROR_CHARS",
+    "MODEL_INPUTS",
     "RESULT_COLUMNS",
     "RESULT_DDL",
     "RESULT_TYPE",
@@ -292,8 +294,18 @@ def fuse_batch(rewriter: Any, alt_texts: pd.Series, dense_captions: pd.Series) -
 # ------------------------------------------------------------------------ mapInPandas
 
 
+# Input columns each model kind reads from a mapInPandas frame (the rest pass through).
+MODEL_INPUTS = {
+    "caption": ("image",),
+    "student": ("image", "alt_text"),
+    "fuse": ("alt_text", "dense_caption"),
+}
+# Inputs too heavy to carry into the output frame.
+DROPPED_INPUTS = ("image",)
+
+
 def model_partition_fn(
-    ctx: UdfContext, kind: str
+    ctx: UdfContext, kind: str, progress: Any = None
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """The function a model stage runs with ``DataFrame.mapInPandas``.
 
@@ -305,6 +317,10 @@ def model_partition_fn(
     budget whatever the Arrow batch size, and the next batch is decoded/tokenized
     in a thread while the model generates (models/pipeline.py). The model loads on
     the first row, once per Python worker; an empty partition loads nothing.
+
+    With ``progress`` (a Counter accumulator, progress.counter_accumulator), each
+    output frame adds its ``generated``/``failed`` counts so the driver reports them
+    live.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}")
@@ -318,7 +334,7 @@ def model_partition_fn(
             return
         ctx.enter_worker()
         engine = engine_for(kind, ctx.spec, ctx.cache_dir)
-        yield from run_partition(
+        frames_out = run_partition(
             engine,
             itertools.chain([first], frames),
             batch_size=ctx.spec.batch_size,
@@ -327,6 +343,13 @@ def model_partition_fn(
             prepare_threads=ctx.prepare_threads,
             on_batch=lambda rows, seconds: ctx.log_batch(kind, rows, seconds),
         )
+        for out in frames_out:
+            if progress is not None:
+                from collections import Counter
+
+                failed = int(out["reason"].notna().sum())
+                progress.add(Counter(generated=len(out) - failed, failed=failed))
+            yield out
 
     return partition
 
@@ -355,47 +378,6 @@ def _batches(ctx: UdfContext, kind: str, batches: Iterator[Sequence[pd.Series]])
             frame = fuse_batch(model, *columns)
         ctx.log_batch(kind, len(frame), time.monotonic() - start)
         yield frame
-
-
-# Input columns each model kind reads from a mapInPandas frame (the rest pass through).
-MODEL_INPUTS = {"caption": ("image",), "fuse": ("alt_text", "dense_caption")}
-# Inputs too heavy to carry into the output frame.
-DROPPED_INPUTS = ("image",)
-
-
-def model_partition_fn(ctx: UdfContext, kind: str, progress: Any = None):
-    """The function a model stage hands to ``DataFrame.mapInPandas``.
-
-    Input frames carry ``uid``, the model's input columns (``MODEL_INPUTS[kind]``)
-    and any pass-through columns; each output frame is its input frame without
-    ``image``, plus ``RESULT_COLUMNS``: exactly one output row per input row. With
-    ``progress`` (a Counter accumulator, progress.counter_accumulator), each batch
-    adds its ``generated``/``failed`` counts so the driver can report them live.
-    """
-    if kind not in MODEL_INPUTS:
-        raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(MODEL_INPUTS)})")
-    inputs = MODEL_INPUTS[kind]
-
-    def model_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from collections import Counter
-
-        kept = []
-
-        def columns(frames: Iterator[pd.DataFrame]):
-            for frame in frames:
-                kept.append(frame.drop(columns=[c for c in DROPPED_INPUTS if c in frame]))
-                yield tuple(frame[c] for c in inputs)
-
-        for result in _batches(ctx, kind, columns(frames)):
-            out = kept.pop(0).reset_index(drop=True)
-            for name in RESULT_COLUMNS:
-                out[name] = result[name].reset_index(drop=True)
-            if progress is not None:
-                failed = int(result["reason"].notna().sum())
-                progress.add(Counter(generated=len(result) - failed, failed=failed))
-            yield out
-
-    return model_partition
 
 
 def _text_only(frame: pd.DataFrame) -> pd.Series:
