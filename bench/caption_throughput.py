@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--workdir", default=os.environ.get("KALE_BENCH_DIR", "bench/work"))
-    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--contestants", default=",".join(CONTESTANTS))

@@ -150,3 +150,16 @@ def test_model_partition_fn_loads_nothing_for_an_empty_partition():
     assert list(model_partition_fn(ctx, "caption")(iter([]))) == []
     with pytest.raises(ValueError, match="unknown model kind"):
         model_partition_fn(ctx, "painter")
+
+
+def test_prepare_threads_prepare_batches_in_a_pool_and_keep_rows_with_results():
+    texts = [f"row{i}" for i in range(20)]
+    engine = FakeEngine()
+    frames = _frames(texts, [7, 13])
+    out = pd.concat(
+        list(run_partition(engine, frames, batch_size=3, prepare_threads=3)), ignore_index=True
+    )
+    assert sorted(out["uid"]) == [f"u{i:02d}" for i in range(20)]
+    assert (out["text"] == out["alt"].str.upper()).all()
+    assert {name.rsplit("_", 1)[0] for name in engine.prepared_in} == {"kale-prepare"}
+    assert sum(len(b) for b in engine.ran) == 20
