@@ -315,6 +315,59 @@ def _finish(engine: Any, work: _Work) -> pd.DataFrame:
     return pd.concat([keep, result_frame(rows)], axis=1)
 
 
+class _Prefetcher:
+    """The producer thread: batches from ``works`` prepared ahead into a bounded queue."""
+
+    def __init__(self, engine: Any, works: Iterator[_Work], prefetch: int, threads: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.engine = engine
+        self.works = works
+        self.pool = ThreadPoolExecutor(threads, "kale-prepare") if threads > 1 else None
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch) + max(0, threads - 1))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._produce, name="kale-prefetch", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for work in self.works:
+                if work.items is not None:
+                    if self.pool is not None:
+                        work.future = self.pool.submit(self.engine.prepare, work.items)
+                    else:
+                        work.prepared = self.engine.prepare(work.items)
+                if not self._put(work):
+                    return
+            self._put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(_Failed(exc))
+
+    def __iter__(self) -> Iterator[_Work]:
+        while True:
+            work = self.queue.get()
+            if work is _DONE:
+                return
+            if isinstance(work, _Failed):
+                raise work.exc
+            yield work
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 def run_partition(
     engine: Any,
     frames: Iterable[pd.DataFrame],
@@ -333,57 +386,20 @@ def run_partition(
     and resize release the GIL): on a GPU one thread cannot decode as fast as the
     model captions; on a CPU the cores belong to torch, so 1.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(prepare_threads, "kale-prepare") if prepare_threads > 1 else None
-    q: queue.Queue = queue.Queue(maxsize=max(1, prefetch) + max(0, prepare_threads - 1))
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for work in _batches_of(
-                engine,
-                frames,
-                batch_size=batch_size,
-                max_batch_tokens=max_batch_tokens,
-                new_tokens=new_tokens,
-            ):
-                if work.items is not None:
-                    if pool is not None:
-                        work.future = pool.submit(engine.prepare, work.items)
-                    else:
-                        work.prepared = engine.prepare(work.items)
-                if not put(work):
-                    return
-            put(_DONE)
-        except BaseException as exc:  # handed to the consumer, raised there
-            put(_Failed(exc))
-
-    thread = threading.Thread(target=produce, name="kale-prefetch", daemon=True)
-    thread.start()
+    works = _batches_of(
+        engine,
+        frames,
+        batch_size=batch_size,
+        max_batch_tokens=max_batch_tokens,
+        new_tokens=new_tokens,
+    )
+    prefetcher = _Prefetcher(engine, works, prefetch, prepare_threads)
     try:
-        while True:
-            work = q.get()
-            if work is _DONE:
-                return
-            if isinstance(work, _Failed):
-                raise work.exc
+        for work in prefetcher:
             start = time.monotonic()
             frame = _finish(engine, work)
             if on_batch is not None and work.items is not None:
                 on_batch(len(frame), time.monotonic() - start)
             yield frame
     finally:
-        stop.set()
-        thread.join(timeout=5)
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        prefetcher.close()
