@@ -84,6 +84,8 @@ def caption_images(model, processor, prompt: str, blobs: list[bytes], new_tokens
     import torch
     from PIL import Image
 
+    if not blobs:  # an engine may hand over an empty batch
+        return []
     images = [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs]
     inputs = processor(
         images=images, text=[prompt] * len(images), padding=True, return_tensors="pt"
