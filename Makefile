@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMPS := .stamps
 SAMPLE_ROWS ?= 120
 
-.PHONY: setup demo test lint clean-lake dist conf bench-fetch
+.PHONY: setup demo test lint bench clean-lake dist conf bench-fetch
 
 setup: $(STAMPS)/venv jars
 
@@ -58,6 +58,14 @@ BENCH_FETCH_IMAGES ?= 1000
 bench-fetch: setup
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/fetch_throughput.py --images $(BENCH_FETCH_IMAGES) --workdir /tmp/kale-fetch-bench
+
+# Throughput: kale's caption stage vs the raw PyTorch loop, Ray Data and Daft (a few
+# minutes on 2 cores), then the fusion LLM (tokens/s). Writes bench/figures/<device>.json.
+BENCH_IMAGES ?= 256
+bench: setup
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python bench/caption_throughput.py --images $(BENCH_IMAGES) --workdir bench/work
+	$(BIN)/python bench/fusion_throughput.py --workdir bench/work
 
 
 clean-lake:

@@ -9,6 +9,7 @@
     kale diff    kale --from 3 --to 5
     kale export  --version 3
     kale demo    --config conf/local.yaml
+    kale plan    --images 218000000 --gpus 64 --gpu-type nvidia-h200
 
 Every command takes `--config FILE` and any number of `--set a.b=value` overrides.
 """
@@ -132,6 +133,21 @@ def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
+    from pathlib import Path
+
+    from kale_spark.planning import format_plan, plan
+
+    figures = Path(args.figures) if args.figures else None
+    try:
+        plans = plan(args.images, args.gpus, args.gpu_type, figures)
+    except (LookupError, ValueError) as exc:
+        print(f"kale plan: {exc}", file=sys.stderr)
+        return 2
+    print(format_plan(plans, args.gpu_type))
+    return 0
+
+
 # ------------------------------------------------------------------------- commands
 
 
@@ -230,6 +246,17 @@ COMMANDS: tuple[Command, ...] = (
         "generate the sample and run every stage on it",
         cmd_demo,
         (arg("--rows", type=int, help="sample rows (default: sample.rows)"),),
+    ),
+    Command(
+        "plan",
+        "wall time and GPU-hours per model stage, from measured rates",
+        cmd_plan,
+        (
+            arg("--images", type=int, required=True, help="images (rows) to process"),
+            arg("--gpus", type=int, default=1, help="devices running the stage at once"),
+            arg("--gpu-type", default="cpu", help="a device with bench/figures/<type>.json"),
+            arg("--figures", help="figures folder (default: $KALE_FIGURES_DIR or bench/figures)"),
+        ),
     ),
 )
 

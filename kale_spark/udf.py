@@ -1,8 +1,16 @@
-"""The Spark glue of the model layer: iterator pandas UDFs that caption and fuse.
+"""The Spark glue of the model layer: the model stages' mapInPandas function, and the
+iterator pandas UDFs behind the SQL functions ``kale_caption`` / ``kale_fuse``.
+
+The stages run ``model_partition_fn(ctx, kind)`` with ``DataFrame.mapInPandas``: it
+regroups the partition's rows into model batches by token budget (whatever the
+Arrow batch size) and decodes / tokenizes the next batch in a thread while the
+model generates (models/pipeline.py). Tasks x ``torch_threads`` = executor cores
+(``auto_torch_threads``).
 
 Spark streams a task's rows into one Python worker as Arrow batches of
-``spark.sql.execution.arrow.maxRecordsPerBatch`` rows (``cfg.spark.arrow_batch_size``).
-Each UDF is an *iterator* pandas UDF: on its first batch the worker takes the model
+``spark.sql.execution.arrow.maxRecordsPerBatch`` rows (``cfg.spark.arrow_batch_size``,
+set when the session is built, never changed by a stage).
+Each SQL UDF is an *iterator* pandas UDF: on its first batch the worker takes the model
 from ``models.cache.get_or_load`` (loaded once per Python worker process; with
 ``spark.python.worker.reuse=true`` the worker and its model survive across tasks and
 stages), then runs every batch through ``Captioner`` / ``FusionRewriter``, whose own
@@ -28,7 +36,7 @@ start.
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import json
 import logging
 import os
@@ -43,22 +51,34 @@ import pandas as pd
 from kale_spark import schema
 from kale_spark.config import Config
 from kale_spark.models.cache import LOAD_LOG_ENV
+from kale_spark.models.pipeline import (
+    ERROR_CHARS,
+    KINDS,
+    RESULT_COLUMNS,
+    error_row,
+    result_frame,
+    result_row,
+)
 from kale_spark.models.spec import ModelSpec
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 __all__ = [
-    "ARROW_BATCH_CONF",
     "BATCH_LOG_ENV",
+    "DROPPED_INPUTS",
+    "ERROR_CHARS",
+    "MODEL_INPUTS",
+    "RESULT_COLUMNS",
+    "RESULT_DDL",
     "RESULT_TYPE",
     "UdfContext",
-    "arrow_batch_size",
     "auto_torch_threads",
     "caption_batch",
     "caption_udf",
     "fuse_batch",
     "fuse_udf",
+    "model_partition_fn",
     "read_batch_log",
     "register_sql_functions",
     "udf_context",
@@ -66,13 +86,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
 BATCH_LOG_ENV = "KALE_UDF_BATCH_LOG"
-ERROR_CHARS = 1000  # error messages kept per row
 
-# What a model UDF returns per row. `reason` is null when `text` is a good output.
+# What a model UDF returns per row (RESULT_COLUMNS). `reason` is null when `text` is
+# a good output.
 RESULT_DDL = "text string, prompt_tokens int, new_tokens int, reason string, error string"
-RESULT_COLUMNS = ["text", "prompt_tokens", "new_tokens", "reason", "error"]
 
 
 def _result_type():
@@ -102,6 +120,7 @@ class UdfContext:
     spec: ModelSpec
     cache_dir: str | None = None
     torch_threads: int = 1
+    prepare_threads: int = 1  # batches decoded/tokenized at once (GPU: the task's cpus)
     load_log: str | None = None
     batch_log: str | None = None
 
@@ -198,23 +217,11 @@ def udf_context(spark: SparkSession, cfg: Config, spec: ModelSpec) -> UdfContext
         spec=spec,
         cache_dir=cfg.models.cache_dir or None,
         torch_threads=threads,
+        # On a CPU the task's cores run torch; on a GPU they are free to decode.
+        prepare_threads=1 if spec.device == "cpu" else threads,
         load_log=os.environ.get(LOAD_LOG_ENV) or None,
         batch_log=os.environ.get(BATCH_LOG_ENV) or None,
     )
-
-
-@contextlib.contextmanager
-def arrow_batch_size(spark: SparkSession, rows: int) -> Iterator[None]:
-    """Run the block with ``rows`` records per Arrow batch (the UDFs' batch size)."""
-    previous = spark.conf.get(ARROW_BATCH_CONF, None)
-    spark.conf.set(ARROW_BATCH_CONF, str(rows))
-    try:
-        yield
-    finally:
-        if previous is None:
-            spark.conf.unset(ARROW_BATCH_CONF)
-        else:
-            spark.conf.set(ARROW_BATCH_CONF, previous)
 
 
 # ------------------------------------------------------------------ pure batch functions
@@ -239,38 +246,9 @@ def _generate_isolated(fn: Callable[[list], list], items: list) -> list:
     return out
 
 
-def _error_row(reason: str, error: str) -> dict[str, Any]:
-    return {
-        "text": None,
-        "prompt_tokens": None,
-        "new_tokens": None,
-        "reason": reason,
-        "error": error[:ERROR_CHARS],
-    }
-
-
-def _result_row(result: Any, clean: Callable[[str], str] = str.strip) -> dict[str, Any]:
-    if isinstance(result, BaseException):
-        return _error_row(schema.REASON_GENERATION_ERROR, f"{type(result).__name__}: {result}")
-    text = clean(result.text)
-    if not text:
-        return _error_row(
-            schema.REASON_EMPTY_OUTPUT, f"no text after {result.new_tokens} new tokens"
-        )
-    return {
-        "text": text,
-        "prompt_tokens": int(result.prompt_tokens),
-        "new_tokens": int(result.new_tokens),
-        "reason": None,
-        "error": None,
-    }
-
-
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    for name in ("prompt_tokens", "new_tokens"):
-        frame[name] = frame[name].astype("Int32")
-    return frame
+_error_row = error_row
+_result_row = result_row
+_frame = result_frame
 
 
 def caption_batch(captioner: Any, images: pd.Series) -> pd.DataFrame:
@@ -313,7 +291,70 @@ def fuse_batch(rewriter: Any, alt_texts: pd.Series, dense_captions: pd.Series) -
     return _frame(rows)  # type: ignore[arg-type]
 
 
-# ------------------------------------------------------------------------ the UDFs
+# ------------------------------------------------------------------------ mapInPandas
+
+
+# Input columns each model kind reads from a mapInPandas frame (the rest pass through).
+MODEL_INPUTS = {
+    "caption": ("image",),
+    "student": ("image", "alt_text"),
+    "fuse": ("alt_text", "dense_caption"),
+}
+# Inputs too heavy to carry into the output frame.
+DROPPED_INPUTS = ("image",)
+
+
+def model_partition_fn(
+    ctx: UdfContext, kind: str, progress: Any = None
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """The function a model stage runs with ``DataFrame.mapInPandas``.
+
+    ``kind`` is ``caption`` (input columns uid, image), ``student`` (uid, image,
+    alt_text) or ``fuse`` (uid, alt_text, dense_caption); other input columns pass
+    through. Output: the input's columns except ``image``, plus ``RESULT_COLUMNS``
+    (schema: the input's minus image + ``RESULT_DDL``), exactly one row per input
+    row, in no particular order. Rows are regrouped into model batches by token
+    budget whatever the Arrow batch size, and the next batch is decoded/tokenized
+    in a thread while the model generates (models/pipeline.py). The model loads on
+    the first row, once per Python worker; an empty partition loads nothing.
+
+    With ``progress`` (a Counter accumulator, progress.counter_accumulator), each
+    output frame adds its ``generated``/``failed`` counts so the driver reports them
+    live.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}")
+
+    def partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from kale_spark.models.pipeline import engine_for, run_partition
+
+        frames = iter(frames)
+        first = next(frames, None)
+        if first is None:
+            return
+        ctx.enter_worker()
+        engine = engine_for(kind, ctx.spec, ctx.cache_dir)
+        frames_out = run_partition(
+            engine,
+            itertools.chain([first], frames),
+            batch_size=ctx.spec.batch_size,
+            max_batch_tokens=ctx.spec.max_batch_tokens,
+            new_tokens=ctx.spec.generation.max_new_tokens,
+            prepare_threads=ctx.prepare_threads,
+            on_batch=lambda rows, seconds: ctx.log_batch(kind, rows, seconds),
+        )
+        for out in frames_out:
+            if progress is not None:
+                from collections import Counter
+
+                failed = int(out["reason"].notna().sum())
+                progress.add(Counter(generated=len(out) - failed, failed=failed))
+            yield out
+
+    return partition
+
+
+# ------------------------------------------------------------------------ the SQL UDFs
 
 
 def _batches(ctx: UdfContext, kind: str, batches: Iterator[Sequence[pd.Series]]):
@@ -337,47 +378,6 @@ def _batches(ctx: UdfContext, kind: str, batches: Iterator[Sequence[pd.Series]])
             frame = fuse_batch(model, *columns)
         ctx.log_batch(kind, len(frame), time.monotonic() - start)
         yield frame
-
-
-# Input columns each model kind reads from a mapInPandas frame (the rest pass through).
-MODEL_INPUTS = {"caption": ("image",), "fuse": ("alt_text", "dense_caption")}
-# Inputs too heavy to carry into the output frame.
-DROPPED_INPUTS = ("image",)
-
-
-def model_partition_fn(ctx: UdfContext, kind: str, progress: Any = None):
-    """The function a model stage hands to ``DataFrame.mapInPandas``.
-
-    Input frames carry ``uid``, the model's input columns (``MODEL_INPUTS[kind]``)
-    and any pass-through columns; each output frame is its input frame without
-    ``image``, plus ``RESULT_COLUMNS``: exactly one output row per input row. With
-    ``progress`` (a Counter accumulator, progress.counter_accumulator), each batch
-    adds its ``generated``/``failed`` counts so the driver can report them live.
-    """
-    if kind not in MODEL_INPUTS:
-        raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(MODEL_INPUTS)})")
-    inputs = MODEL_INPUTS[kind]
-
-    def model_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from collections import Counter
-
-        kept = []
-
-        def columns(frames: Iterator[pd.DataFrame]):
-            for frame in frames:
-                kept.append(frame.drop(columns=[c for c in DROPPED_INPUTS if c in frame]))
-                yield tuple(frame[c] for c in inputs)
-
-        for result in _batches(ctx, kind, columns(frames)):
-            out = kept.pop(0).reset_index(drop=True)
-            for name in RESULT_COLUMNS:
-                out[name] = result[name].reset_index(drop=True)
-            if progress is not None:
-                failed = int(result["reason"].notna().sum())
-                progress.add(Counter(generated=len(result) - failed, failed=failed))
-            yield out
-
-    return model_partition
 
 
 def _text_only(frame: pd.DataFrame) -> pd.Series:
@@ -429,7 +429,8 @@ def register_sql_functions(spark: SparkSession, cfg: Config) -> list[str]:
         SELECT kale_fuse(s.text, d.dense_caption)
         FROM kale.samples s JOIN kale.dense_captions d USING (uid)
 
-    Arrow batch size is the session's ``spark.sql.execution.arrow.maxRecordsPerBatch``.
+    Model batches are the session's Arrow batches
+    (``spark.sql.execution.arrow.maxRecordsPerBatch``), split to ``batch_size``.
     """
     spark.udf.register(
         "kale_caption", caption_udf(udf_context(spark, cfg, cfg.caption), text_only=True)

@@ -11,11 +11,13 @@ from kale_spark.models.spec import GenerationParams, ModelSpec
 
 __all__ = [
     "Generated",
+    "compiled",
     "generate_and_decode",
     "is_oom_error",
     "pick_device",
     "run_with_oom_split",
     "set_torch_threads",
+    "token_batches",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,13 +56,15 @@ def generate_and_decode(
     params: GenerationParams,
     *,
     suppress_token_ids: Collection[int] = (),
+    cache_implementation: str | None = None,
 ) -> list[Generated]:
     """``model.generate`` on a left-padded batch; decode only the new tokens.
 
     ``inputs`` is the processor/tokenizer output (``input_ids``, ``attention_mask``,
     maybe ``pixel_values``); tensors are moved to the model's device, floating
     ones cast to its dtype. ``suppress_token_ids`` are never generated (e.g. a
-    VLM's image placeholder token).
+    VLM's image placeholder token). ``cache_implementation`` (e.g. ``static``) is
+    passed to ``generate``.
     """
     import torch
 
@@ -81,18 +85,82 @@ def generate_and_decode(
         kwargs["eos_token_id"] = sorted(eos)
     if suppress_token_ids:
         kwargs["suppress_tokens"] = sorted(suppress_token_ids)
+    if cache_implementation is not None:
+        kwargs["cache_implementation"] = cache_implementation
     with torch.inference_mode():
         out = model.generate(**moved, **kwargs)
     prompt_len = moved["input_ids"].shape[1]
+    new = out[:, prompt_len:].cpu()
+    # Tokens up to and including the first end-of-sequence, computed on the tensor.
+    if eos:
+        is_eos = torch.isin(new, torch.tensor(sorted(eos), dtype=new.dtype))
+        has_eos = is_eos.any(dim=1)
+        first = is_eos.int().argmax(dim=1)
+        n_new = torch.where(has_eos, first + 1, new.shape[1]).tolist()
+        kept_len = torch.where(has_eos, first, new.shape[1]).tolist()
+    else:
+        n_new = kept_len = [new.shape[1]] * new.shape[0]
+    rows = new.tolist()
+    texts = tokenizer.batch_decode(
+        [row[:k] for row, k in zip(rows, kept_len, strict=True)], skip_special_tokens=True
+    )
     prompt_counts = moved["attention_mask"].sum(dim=1).tolist()
-    results = []
-    for row, n_prompt in zip(out[:, prompt_len:].tolist(), prompt_counts, strict=True):
-        stop = next((i for i, t in enumerate(row) if t in eos), None)
-        kept = row if stop is None else row[:stop]
-        text = tokenizer.decode(kept, skip_special_tokens=True).strip()
-        n_new = len(row) if stop is None else stop + 1
-        results.append(Generated(text=text, prompt_tokens=int(n_prompt), new_tokens=n_new))
-    return results
+    return [
+        Generated(text=text.strip(), prompt_tokens=int(n_prompt), new_tokens=int(n))
+        for text, n_prompt, n in zip(texts, prompt_counts, n_new, strict=True)
+    ]
+
+
+def token_batches(
+    costs: Sequence[int],
+    *,
+    new_tokens: int,
+    batch_size: int,
+    max_batch_tokens: int | None = None,
+    sort: bool = False,
+) -> list[list[int]]:
+    """Group row indices into generation batches by token budget.
+
+    ``costs`` are the rows' prompt tokens. A batch holds at most ``batch_size``
+    rows and, with ``max_batch_tokens``, rows x (its longest prompt + ``new_tokens``)
+    <= ``max_batch_tokens`` (what a left-padded batch holds in its KV cache); a row
+    over the budget alone gets a batch of its own. With ``sort`` the rows are taken
+    longest first, so a batch holds prompts of similar length (little padding).
+    Every index appears in exactly one batch.
+
+    >>> token_batches([5, 50, 6, 48], new_tokens=10, batch_size=4, max_batch_tokens=120, sort=True)
+    [[1, 3], [2, 0]]
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(costs)), key=lambda i: -costs[i]) if sort else range(len(costs))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        width = max(longest, costs[i]) + new_tokens
+        full = len(current) >= batch_size or (
+            max_batch_tokens is not None and (len(current) + 1) * width > max_batch_tokens
+        )
+        if current and full:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, costs[i])
+    if current:
+        batches.append(current)
+    return batches
+
+
+def compiled(pair: tuple[Any, Any], spec: ModelSpec) -> tuple[Any, Any]:
+    """``(model, processor)`` with the model's forward under ``torch.compile`` if
+    ``spec.compile`` (dynamic shapes unless the KV cache is static)."""
+    if spec.compile:
+        import torch
+
+        model = pair[0]
+        model.forward = torch.compile(model.forward, dynamic=spec.cache_implementation != "static")
+    return pair
 
 
 def is_oom_error(exc: BaseException) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from kale_spark.models.batching import Generated, generate_and_decode, run_with_oom_split
@@ -18,7 +19,7 @@ from kale_spark.models.fusion import count_tokens, normalize_space, truncate_tok
 from kale_spark.models.spec import ModelSpec
 from kale_spark.prompts import get_prompt
 
-__all__ = ["Captioner", "decode_image"]
+__all__ = ["Captioner", "Prepared", "decode_image"]
 
 
 def decode_image(data: bytes, index: int = 0) -> Any:
@@ -30,6 +31,22 @@ def decode_image(data: bytes, index: int = 0) -> Any:
             return img.convert("RGB")
     except Exception as exc:
         raise ValueError(f"image {index}: cannot decode ({type(exc).__name__}: {exc})") from exc
+
+
+@dataclass
+class Prepared:
+    """A batch made ready for ``generate`` (decoded, preprocessed): the CPU half.
+
+    ``inputs`` holds the processor's tensors for the rows at ``rows`` (positions in
+    the batch); ``errors`` maps the positions that could not be prepared (an image
+    that does not decode) to their exception.
+    """
+
+    size: int
+    inputs: dict[str, Any] | None
+    rows: list[int]
+    errors: dict[int, BaseException] = field(default_factory=dict)
+    items: list[Any] = field(default_factory=list)  # what was prepared, for a retry
 
 
 class Captioner:
@@ -55,6 +72,7 @@ class Captioner:
             image_token_id = self.tokenizer.convert_tokens_to_ids(image_token)
             if image_token_id is not None and image_token_id != self.tokenizer.unk_token_id:
                 self._suppress = (image_token_id,)
+        self._image_extra: int | None = None
 
     @classmethod
     def from_spec(
@@ -65,13 +83,15 @@ class Captioner:
         cache_dir: str | os.PathLike | None = None,
     ) -> Captioner:
         """A captioner over the model for ``spec``, loaded once per Python worker."""
-        from kale_spark.models.batching import pick_device
+        from kale_spark.models.batching import compiled, pick_device
         from kale_spark.models.cache import get_or_load
         from kale_spark.models.loading import load_vlm, model_cache_key
 
         device = device or pick_device(spec)
-        key = model_cache_key("vlm", spec, device, cache_dir)
-        model, processor = get_or_load(key, lambda: load_vlm(spec, device, cache_dir))
+        key = model_cache_key("vlm", spec, device, cache_dir) + ("|compile" if spec.compile else "")
+        model, processor = get_or_load(
+            key, lambda: compiled(load_vlm(spec, device, cache_dir), spec)
+        )
         return cls(model, processor, spec)
 
     @property
@@ -124,10 +144,80 @@ class Captioner:
         pil_images = [decode_image(data, index) for index, data, _ in items]
         prompts = [self.prompt_text(alt) for _, _, alt in items]
         inputs = self.processor(images=pil_images, text=prompts, padding=True, return_tensors="pt")
+        return self._generate(dict(inputs))
+
+    def _generate(self, inputs: dict[str, Any]) -> list[Generated]:
         return generate_and_decode(
             self.model,
             self.tokenizer,
-            dict(inputs),
+            inputs,
             self.spec.generation,
             suppress_token_ids=self._suppress,
+            cache_implementation=self.spec.cache_implementation,
         )
+
+    # --- the two halves of a batch, for a pipeline that overlaps them --------------
+
+    def prompt_tokens(self, prompt: str) -> int:
+        """Tokens ``prompt`` takes once its image placeholder is expanded (an estimate
+        for models whose image token count depends on the image)."""
+        if self._image_extra is None:
+            from PIL import Image
+
+            probe = self.processor(
+                images=[Image.new("RGB", (64, 64))], text=[prompt], return_tensors="pt"
+            )
+            self._image_extra = int(probe["input_ids"].shape[1]) - count_tokens(
+                prompt, self.tokenizer
+            )
+        return count_tokens(prompt, self.tokenizer) + self._image_extra
+
+    def prepare(self, images: Sequence[bytes], prompts: Sequence[str]) -> Prepared:
+        """Decode and preprocess a batch; an image that does not decode is an error
+        of its row only (the other rows still go to the model)."""
+        pil_images, rows, errors = [], [], {}
+        for i, data in enumerate(images):
+            try:
+                pil_images.append(decode_image(data, i))
+                rows.append(i)
+            except ValueError as exc:
+                errors[i] = exc
+        items = list(zip(images, prompts, strict=True))
+        if not rows:
+            return Prepared(len(images), None, rows, errors, items)
+        inputs = self.processor(
+            images=pil_images, text=[prompts[i] for i in rows], padding=True, return_tensors="pt"
+        )
+        return Prepared(len(images), dict(inputs), rows, errors, items)
+
+    def run(self, prepared: Prepared) -> list[Generated | BaseException]:
+        """``generate`` on a prepared batch: one result (or exception) per row, in order.
+
+        On an out-of-memory error the rows are redone in halves (``run_with_oom_split``).
+        """
+        from kale_spark.models.batching import is_oom_error
+
+        out: list[Generated | BaseException] = [None] * prepared.size  # type: ignore[list-item]
+        for i, exc in prepared.errors.items():
+            out[i] = exc
+        if not prepared.rows:
+            return out
+        try:
+            results = self._generate(prepared.inputs or {})
+        except Exception as exc:
+            if not is_oom_error(exc) or len(prepared.rows) == 1:
+                raise
+            items = [(i, *prepared.items[i]) for i in prepared.rows]
+            results = run_with_oom_split(
+                self._prompted_batch, items, max(1, len(prepared.rows) // 2)
+            )
+        for i, result in zip(prepared.rows, results, strict=True):
+            out[i] = result
+        return out
+
+    def _prompted_batch(self, items: list[tuple[int, bytes, str]]) -> list[Generated]:
+        pil_images = [decode_image(data, index) for index, data, _ in items]
+        inputs = self.processor(
+            images=pil_images, text=[p for _, _, p in items], padding=True, return_tensors="pt"
+        )
+        return self._generate(dict(inputs))

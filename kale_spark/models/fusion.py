@@ -163,13 +163,15 @@ class FusionRewriter:
         cache_dir: str | os.PathLike | None = None,
     ) -> FusionRewriter:
         """A rewriter over the model for ``spec``, loaded once per Python worker."""
-        from kale_spark.models.batching import pick_device
+        from kale_spark.models.batching import compiled, pick_device
         from kale_spark.models.cache import get_or_load
         from kale_spark.models.loading import load_lm, model_cache_key
 
         device = device or pick_device(spec)
-        key = model_cache_key("lm", spec, device, cache_dir)
-        model, tokenizer = get_or_load(key, lambda: load_lm(spec, device, cache_dir))
+        key = model_cache_key("lm", spec, device, cache_dir) + ("|compile" if spec.compile else "")
+        model, tokenizer = get_or_load(
+            key, lambda: compiled(load_lm(spec, device, cache_dir), spec)
+        )
         return cls(model, tokenizer, spec)
 
     def _messages(self, content: str) -> list[dict[str, str]]:
@@ -265,7 +267,30 @@ class FusionRewriter:
         inputs = self.tokenizer(
             prompts, add_special_tokens=False, padding=True, return_tensors="pt"
         )
-        return generate_and_decode(self.model, self.tokenizer, dict(inputs), self.spec.generation)
+        return self._generate(dict(inputs))
+
+    def _generate(self, inputs: dict[str, Any]) -> list[Generated]:
+        return generate_and_decode(
+            self.model,
+            self.tokenizer,
+            inputs,
+            self.spec.generation,
+            cache_implementation=self.spec.cache_implementation,
+        )
+
+    # --- token ids in, for a pipeline that tokenizes ahead of the model ------------
+
+    def token_ids(self, prompts: Sequence[str]) -> list[list[int]]:
+        """The prompts' token ids, unpadded (their lengths size the batches)."""
+        return self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+
+    def pad(self, ids: Sequence[Sequence[int]]) -> dict[str, Any]:
+        """A left-padded batch of ``ids`` as tensors, ready for ``run``."""
+        return dict(self.tokenizer.pad({"input_ids": list(ids)}, return_tensors="pt"))
+
+    def run(self, ids: Sequence[Sequence[int]]) -> list[Generated]:
+        """``generate`` on token-id rows, one ``Generated`` each, halving on OOM."""
+        return run_with_oom_split(lambda b: self._generate(self.pad(b)), list(ids), len(ids))
 
     @staticmethod
     def postprocess(text: str) -> str:

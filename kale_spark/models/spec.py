@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
+    "CACHE_IMPLEMENTATIONS",
     "DTYPES",
     "TINY_IDS",
     "TINY_REVISION",
@@ -22,6 +23,7 @@ __all__ = [
 ]
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
+CACHE_IMPLEMENTATIONS = (None, "dynamic", "static")
 TINY_IDS = ("tiny:vlm", "tiny:lm")
 # Fingerprint of the tiny-model recipe in models/tiny.py; bump with the recipe.
 TINY_REVISION = "tiny-v1"
@@ -35,6 +37,7 @@ class GenerationParams:
     """Decoding parameters passed to ``model.generate`` (and recorded as lineage)."""
 
     max_new_tokens: int = 64
+    min_new_tokens: int | None = None  # = max_new_tokens: every row generates exactly that
     num_beams: int = 1
     do_sample: bool = False
     temperature: float | None = None
@@ -46,6 +49,14 @@ class GenerationParams:
             raise ValueError(f"max_new_tokens must be an int, got {self.max_new_tokens!r}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.min_new_tokens is not None and (
+            isinstance(self.min_new_tokens, bool)
+            or not isinstance(self.min_new_tokens, int)
+            or not 0 <= self.min_new_tokens <= self.max_new_tokens
+        ):
+            raise ValueError(
+                f"min_new_tokens must be an int in [0, max_new_tokens], got {self.min_new_tokens!r}"
+            )
         if isinstance(self.num_beams, bool) or not isinstance(self.num_beams, int):
             raise ValueError(f"num_beams must be an int, got {self.num_beams!r}")
         if self.num_beams < 1:
@@ -82,6 +93,14 @@ class ModelSpec:
     system turn (a ``kind="system"`` prompt) put before the user turn. For the fusion
     LM, ``min_alt_text_tokens`` is the alt-text's floor: a tight budget cuts the dense
     caption first and never cuts the alt-text below this many tokens.
+
+    Throughput (none of these changes the output of greedy decoding):
+    ``max_batch_tokens`` bounds a generation batch by tokens, rows x (longest prompt
+    + max_new_tokens), with ``batch_size`` still the row cap (``None``: rows only).
+    ``cache_implementation`` is passed to ``generate`` (``static``: a fixed-shape KV
+    cache, which lets ``compile`` reuse its graphs); ``compile`` wraps the model's
+    forward in ``torch.compile``. Both pay on a GPU, where a measurement says so
+    (bench/); leave them off on a CPU.
     """
 
     id: str
@@ -95,6 +114,9 @@ class ModelSpec:
     max_input_tokens: int = 512
     system_prompt_id: str | None = None
     min_alt_text_tokens: int = 48
+    max_batch_tokens: int | None = None
+    cache_implementation: str | None = None
+    compile: bool = False
     generation: GenerationParams = field(default_factory=GenerationParams)
     # How the model stage runs (not lineage: they never change an output row).
     # Rows one Delta commit carries; a crash redoes at most the chunks in flight.
@@ -161,6 +183,21 @@ class ModelSpec:
                 f"min_alt_text_tokens ({floor}) must be below max_input_tokens "
                 f"({self.max_input_tokens})"
             )
+        if self.max_batch_tokens is not None and (
+            isinstance(self.max_batch_tokens, bool)
+            or not isinstance(self.max_batch_tokens, int)
+            or self.max_batch_tokens < 1
+        ):
+            raise ValueError(
+                f"max_batch_tokens must be an int >= 1 or null, got {self.max_batch_tokens!r}"
+            )
+        if self.cache_implementation not in CACHE_IMPLEMENTATIONS:
+            raise ValueError(
+                f"cache_implementation must be one of {CACHE_IMPLEMENTATIONS}, "
+                f"got {self.cache_implementation!r}"
+            )
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be a bool, got {self.compile!r}")
         if not isinstance(self.generation, GenerationParams):
             raise ValueError(f"generation must be GenerationParams, got {self.generation!r}")
 

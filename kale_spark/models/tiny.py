@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from kale_spark.models.spec import TINY_REVISION
@@ -25,6 +26,8 @@ from kale_spark.models.spec import TINY_REVISION
 __all__ = [
     "IMAGE_SIZE",
     "TINY_DIRS",
+    "build_bench_lm",
+    "build_bench_vlm",
     "build_tiny_lm",
     "build_tiny_vlm",
     "default_cache_dir",
@@ -146,18 +149,18 @@ def _train_tokenizer(extra_special: tuple[str, ...] = ()):
     )
 
 
-def _llama_text_config(vocab_size: int, tok):
+def _llama_text_config(vocab_size: int, tok, shape: _VlmShape):
     from transformers import LlamaConfig
 
     return LlamaConfig(
         vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        hidden_size=shape.text_hidden,
+        intermediate_size=2 * shape.text_hidden,
+        num_hidden_layers=shape.text_layers,
+        num_attention_heads=shape.text_heads,
+        num_key_value_heads=max(1, shape.text_heads // 2),
         max_position_embeddings=512,
-        initializer_range=INIT_RANGE,
+        initializer_range=shape.init_range,
         pad_token_id=tok.pad_token_id,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
@@ -173,6 +176,39 @@ def _set_generation_config(model, tok) -> None:
 
 def build_tiny_vlm(out_dir: str | os.PathLike) -> Path:
     """Build the tiny LLaVA model + processor and save them to ``out_dir``."""
+    return _build_vlm(out_dir, _TINY_VLM)
+
+
+@dataclass(frozen=True)
+class _VlmShape:
+    image_size: int
+    patch_size: int
+    vision_hidden: int
+    vision_layers: int
+    text_hidden: int
+    text_layers: int
+    text_heads: int
+    init_range: float = INIT_RANGE
+
+
+_TINY_VLM = _VlmShape(IMAGE_SIZE, PATCH_SIZE, 32, 2, 64, 2, 4)
+# The benchmarks' model (bench/caption_throughput.py): LLaVA-shaped, big enough that
+# the model, not the glue, dominates a CPU run (~50+ ms of model time per image at
+# 32 new tokens on 2 cores), small enough to build in seconds. 224 px, 7x7 patches.
+BENCH_VLM = _VlmShape(224, 32, 384, 6, 512, 6, 8, init_range=0.05)
+
+
+def build_bench_vlm(out_dir: str | os.PathLike) -> Path:
+    """Build the bench-sized LLaVA model + processor (random weights) into ``out_dir``."""
+    return _build_vlm(out_dir, BENCH_VLM)
+
+
+def build_bench_lm(out_dir: str | os.PathLike) -> Path:
+    """Build the bench-sized Mistral-architecture LM (random weights) into ``out_dir``."""
+    return _build_lm(out_dir, hidden=512, layers=6, heads=8, init_range=0.05)
+
+
+def _build_vlm(out_dir: str | os.PathLike, shape: _VlmShape) -> Path:
     import torch
     from transformers import (
         CLIPVisionConfig,
@@ -186,19 +222,19 @@ def build_tiny_vlm(out_dir: str | os.PathLike) -> Path:
     tok.chat_template = VLM_CHAT_TEMPLATE
     image_token_id = tok.convert_tokens_to_ids(IMAGE)
     vision = CLIPVisionConfig(
-        image_size=IMAGE_SIZE,
-        patch_size=PATCH_SIZE,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        projection_dim=32,
-        initializer_range=INIT_RANGE,
+        image_size=shape.image_size,
+        patch_size=shape.patch_size,
+        hidden_size=shape.vision_hidden,
+        intermediate_size=2 * shape.vision_hidden,
+        num_hidden_layers=shape.vision_layers,
+        num_attention_heads=max(2, shape.vision_hidden // 64),
+        projection_dim=shape.vision_hidden,
+        initializer_range=shape.init_range,
     )
-    n_image_tokens = (IMAGE_SIZE // PATCH_SIZE) ** 2
+    n_image_tokens = (shape.image_size // shape.patch_size) ** 2
     config = LlavaConfig(
         vision_config=vision,
-        text_config=_llama_text_config(len(tok), tok),
+        text_config=_llama_text_config(len(tok), tok, shape),
         image_token_id=image_token_id,
         vision_feature_select_strategy="default",
         vision_feature_layer=-2,
@@ -214,13 +250,13 @@ def build_tiny_vlm(out_dir: str | os.PathLike) -> Path:
     except ImportError:  # transformers 4.x: CLIPImageProcessor is the PIL one
         from transformers import CLIPImageProcessor as ImageProcessor
     image_processor = ImageProcessor(
-        size={"shortest_edge": IMAGE_SIZE},
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        size={"shortest_edge": shape.image_size},
+        crop_size={"height": shape.image_size, "width": shape.image_size},
     )
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tok,
-        patch_size=PATCH_SIZE,
+        patch_size=shape.patch_size,
         vision_feature_select_strategy="default",
         chat_template=VLM_CHAT_TEMPLATE,
         image_token=IMAGE,
@@ -233,6 +269,12 @@ def build_tiny_vlm(out_dir: str | os.PathLike) -> Path:
 
 def build_tiny_lm(out_dir: str | os.PathLike) -> Path:
     """Build the tiny Mistral-architecture causal LM + tokenizer and save them."""
+    return _build_lm(out_dir, hidden=64, layers=2, heads=4, init_range=INIT_RANGE)
+
+
+def _build_lm(
+    out_dir: str | os.PathLike, *, hidden: int, layers: int, heads: int, init_range: float
+) -> Path:
     import torch
     from transformers import MistralConfig, MistralForCausalLM
 
@@ -241,14 +283,14 @@ def build_tiny_lm(out_dir: str | os.PathLike) -> Path:
     tok.chat_template = LM_CHAT_TEMPLATE
     config = MistralConfig(
         vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
         max_position_embeddings=1024,
         sliding_window=None,
-        initializer_range=INIT_RANGE,
+        initializer_range=init_range,
         pad_token_id=tok.pad_token_id,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,

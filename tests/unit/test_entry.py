@@ -12,7 +12,12 @@ from kale_spark.jobmain import job_main
 from kale_spark.stages import filter as filter_stage
 
 # The arguments a command cannot go without.
-REQUIRED = {"diff": ["kale", "--from", "1"], "sql": ["SELECT 1"], "history": ["kale"]}
+REQUIRED = {
+    "diff": ["kale", "--from", "1"],
+    "sql": ["SELECT 1"],
+    "history": ["kale"],
+    "plan": ["--images", "10"],
+}
 
 
 def test_every_command_has_a_subparser_and_stage_commands_name_a_stage_module() -> None:
@@ -32,6 +37,7 @@ def test_every_command_has_a_subparser_and_stage_commands_name_a_stage_module() 
         "history",
         "summary",
         "demo",
+        "plan",
     ]
     for command in cli.COMMANDS:
         args = parser.parse_args([command.name, *REQUIRED.get(command.name, [])])
