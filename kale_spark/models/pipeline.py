@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from kale_spark import reasons
 from kale_spark.models.batching import Generated, is_oom_error, token_batches
 from kale_spark.models.spec import ModelSpec
 
@@ -56,12 +57,6 @@ WINDOW_BATCHES = 4  # rows sorted together by length: this many batches' worth
 # ------------------------------------------------------------------ result rows
 
 
-def _schema():
-    from kale_spark import schema  # pyspark's types: imported on first use only
-
-    return schema
-
-
 def error_row(reason: str, error: str) -> dict[str, Any]:
     return {
         "text": None,
@@ -74,12 +69,11 @@ def error_row(reason: str, error: str) -> dict[str, Any]:
 
 def result_row(result: Any, clean: Callable[[str], str] = str.strip) -> dict[str, Any]:
     """A ``RESULT_COLUMNS`` row for a ``Generated`` (or the exception that replaced it)."""
-    schema = _schema()
     if isinstance(result, BaseException):
-        return error_row(schema.REASON_GENERATION_ERROR, f"{type(result).__name__}: {result}")
+        return error_row(reasons.REASON_GENERATION_ERROR, f"{type(result).__name__}: {result}")
     text = clean(result.text)
     if not text:
-        reason = schema.REASON_EMPTY_OUTPUT
+        reason = reasons.REASON_EMPTY_OUTPUT
         return error_row(reason, f"no text after {result.new_tokens} new tokens")
     return {
         "text": text,
@@ -135,7 +129,7 @@ class CaptionEngine:
         ok, items, costs, errors = [], [], [], {}
         for i, data in enumerate(images):
             if _is_blank(data):
-                errors[i] = error_row(_schema().REASON_MISSING_INPUT, "no image bytes")
+                errors[i] = error_row(reasons.REASON_MISSING_INPUT, "no image bytes")
                 continue
             if self._prompt is not None:
                 prompt, cost = self._prompt, self._cost
@@ -185,7 +179,7 @@ class FuseEngine:
         ok, prompts, errors = [], [], {}
         for i, d in enumerate(dense):
             if not isinstance(d, str) or not d.strip():
-                errors[i] = error_row(_schema().REASON_MISSING_INPUT, "no dense caption")
+                errors[i] = error_row(reasons.REASON_MISSING_INPUT, "no dense caption")
                 continue
             alt = alts[i] if isinstance(alts[i], str) else ""
             try:
