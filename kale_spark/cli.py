@@ -6,6 +6,8 @@
     kale history samples
     kale caption && kale augment
     kale filter  && kale publish
+    kale train-student && kale student-caption && kale filter && kale publish
+    kale run     --input data/sample/metadata     (every stage, both KALE stages)
     kale diff    kale --from 3 --to 5
     kale export  --version 3
     kale demo    --config conf/local.yaml
@@ -68,6 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("publish", help="kept captions → the gold `kale` table, a release, exports")
     _common(p)
+
+    p = sub.add_parser(
+        "train-student", help="kept stage-1 captions → the stage-2 student (TorchDistributor)"
+    )
+    _common(p)
+
+    p = sub.add_parser(
+        "student-caption", help="the student's share of ok images → stage2_captions"
+    )
+    _common(p)
+
+    p = sub.add_parser("run", help="the whole pipeline, both stages: metadata → published `kale`")
+    _common(p)
+    p.add_argument("--input", help="DataComp metadata: parquet file, folder or glob")
 
     p = sub.add_parser("diff", help="rows added, removed and changed between two table versions")
     _common(p)
@@ -133,7 +149,7 @@ def cmd_stage(args: argparse.Namespace, cfg: Config) -> int:
     """ingest, fetch, caption, augment, filter, publish: run the stage, print its summary."""
     import importlib
 
-    stage = importlib.import_module(f"kale_spark.stages.{args.command}")
+    stage = importlib.import_module(f"kale_spark.stages.{args.command.replace('-', '_')}")
     run = stage.run(_session(cfg), cfg)
     print(run.summary())
     return 0 if run.status == "ok" else 1
@@ -201,6 +217,13 @@ def cmd_summary(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark.pipeline import run_all
+
+    print(run_all(cfg))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
     from kale_spark.pipeline import run_demo
 
@@ -216,6 +239,9 @@ COMMANDS = {
     "augment": cmd_stage,
     "filter": cmd_stage,
     "publish": cmd_stage,
+    "train-student": cmd_stage,
+    "student-caption": cmd_stage,
+    "run": cmd_run,
     "diff": cmd_diff,
     "export": cmd_export,
     "sql": cmd_sql,
@@ -232,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    if args.command == "ingest" and args.input:
+    if args.command in ("ingest", "run") and args.input:
         args.overrides.append(f"ingest.input={args.input}")
     try:
         cfg = _config(args)

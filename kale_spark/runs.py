@@ -42,6 +42,7 @@ class StageRun:
     input_versions: dict[str, int] = field(default_factory=dict)
     output_versions: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
     status: str = "running"
     error: str | None = None
     duration_s: float = 0.0
@@ -103,6 +104,7 @@ def _log_run(lake: Lake, run: StageRun) -> None:
         {k: int(v) for k, v in run.counts.items()},
         run.error,
         __version__,
+        {k: float(v) for k, v in run.metrics.items()},
     )
     df = lake.spark.createDataFrame([row], schema=schema.RUNS_SCHEMA)
     lake.append(schema.RUNS, df, run.commit())

@@ -24,6 +24,7 @@ from kale_spark import schema
 from kale_spark.config import Config
 from kale_spark.lake import Lake
 from kale_spark.runs import StageRun, stage_run
+from kale_spark.split import is_teacher_col
 from kale_spark.stages.generated import Target, generate
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         # The dense captions of the caption stage's model and prompt only.
         lake.read(schema.DENSE_CAPTIONS, version=versions[schema.DENSE_CAPTIONS]).where(
             (F.col("model") == cfg.caption.id) & (F.col("prompt_id") == cfg.caption.prompt_id)
+            & is_teacher_col(F.col("uid"), cfg.split.teacher_fraction)
         ).createOrReplaceTempView(views["dense"])
         try:
             pairs = spark.sql(PAIRS_SQL.format(**views))

@@ -19,6 +19,7 @@ from kale_spark import schema
 from kale_spark.config import Config
 from kale_spark.lake import Lake
 from kale_spark.runs import StageRun, stage_run
+from kale_spark.split import is_teacher_col
 from kale_spark.stages.generated import Target, generate
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         candidates = (
             lake.read(schema.IMAGES, version=images_version)
             .where(F.col("status") == schema.IMAGE_OK)
+            .where(is_teacher_col(F.col(schema.UID), cfg.split.teacher_fraction))
             .select(schema.UID, "image")
         )
         model = udf.caption_udf(udf.udf_context(spark, cfg, spec))
