@@ -76,9 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
 
-    p = sub.add_parser(
-        "student-caption", help="the student's share of ok images → stage2_captions"
-    )
+    p = sub.add_parser("student-caption", help="the student's share of ok images → stage2_captions")
     _common(p)
 
     p = sub.add_parser("run", help="the whole pipeline, both stages: metadata → published `kale`")

@@ -81,7 +81,8 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         )
         # The dense captions of the caption stage's model and prompt only.
         lake.read(schema.DENSE_CAPTIONS, version=versions[schema.DENSE_CAPTIONS]).where(
-            (F.col("model") == cfg.caption.id) & (F.col("prompt_id") == cfg.caption.prompt_id)
+            (F.col("model") == cfg.caption.id)
+            & (F.col("prompt_id") == cfg.caption.prompt_id)
             & is_teacher_col(F.col("uid"), cfg.split.teacher_fraction)
         ).createOrReplaceTempView(views["dense"])
         try:
