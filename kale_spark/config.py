@@ -218,7 +218,7 @@ class ProjectorConfig:
 
 
 def _student_generation() -> GenerationParams:
-    return GenerationParams(max_new_tokens=24)
+    return GenerationParams(max_new_tokens=32, min_new_tokens=16)
 
 
 @dataclass(frozen=True)

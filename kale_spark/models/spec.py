@@ -35,6 +35,8 @@ class GenerationParams:
     """Decoding parameters passed to ``model.generate`` (and recorded as lineage)."""
 
     max_new_tokens: int = 64
+    # At least this many new tokens before EOS may end the text (null: no minimum).
+    min_new_tokens: int | None = None
     num_beams: int = 1
     do_sample: bool = False
     temperature: float | None = None
@@ -46,6 +48,14 @@ class GenerationParams:
             raise ValueError(f"max_new_tokens must be an int, got {self.max_new_tokens!r}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.min_new_tokens is not None and not (
+            isinstance(self.min_new_tokens, int)
+            and not isinstance(self.min_new_tokens, bool)
+            and 0 <= self.min_new_tokens <= self.max_new_tokens
+        ):
+            raise ValueError(
+                f"min_new_tokens must be an int in [0, max_new_tokens], got {self.min_new_tokens!r}"
+            )
         if isinstance(self.num_beams, bool) or not isinstance(self.num_beams, int):
             raise ValueError(f"num_beams must be an int, got {self.num_beams!r}")
         if self.num_beams < 1:

@@ -62,7 +62,7 @@ IGNORE_INDEX = -100
 IMAGE_TOKEN = "<image>"
 TINY_STUDENT_IDS = {
     "tiny:student-vision": "tiny-student-vision-v1",
-    "tiny:student-lm": "tiny-student-lm-v1",
+    "tiny:student-lm": "tiny-student-lm-v2",
 }
 TINY_SEED = 4321
 TINY_VISION_SIZE = 32
@@ -111,13 +111,35 @@ def _build_tiny_vision(out: Path) -> None:
     ImageProcessor(size=size, crop_size=crop).save_pretrained(out)
 
 
+def _train_bytelevel_tokenizer():
+    """A byte-level BPE (Qwen2's kind) trained on the stage-1 tiny models' corpus, so the
+    Qwen2 tokenizer class transformers picks for a qwen2 model keeps its spaces."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from kale_spark.models.tiny import _CORPUS, PAD, UNK, VOCAB_SIZE
+
+    eos = "<|endoftext|>"
+    tok = Tokenizer(models.BPE(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=[PAD, eos, UNK],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS.splitlines() * 4, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=eos, unk_token=UNK
+    )
+
+
 def _build_tiny_lm(out: Path) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from kale_spark.models.tiny import _train_tokenizer
-
-    tok = _train_tokenizer()
+    tok = _train_bytelevel_tokenizer()
     config = Qwen2Config(
         vocab_size=len(tok),
         hidden_size=64,
@@ -127,7 +149,6 @@ def _build_tiny_lm(out: Path) -> None:
         num_key_value_heads=2,
         max_position_embeddings=512,
         pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         tie_word_embeddings=False,
     )
