@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="rows and versions of every table in the lake")
     _common(p)
 
-    p = sub.add_parser("demo", help="generate the sample and run every stage on it")
+    p = sub.add_parser("demo", help="generate the sample and `kale run` every stage on it")
     _common(p)
     p.add_argument("--rows", type=int, help="sample rows (default: sample.rows)")
     return parser
