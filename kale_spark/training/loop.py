@@ -174,7 +174,9 @@ def train(job: TrainJob, on_step: Callable[[int, float], None] | None = None) ->
     rank, world, local = _distributed()
     device = _device(job, local)
     model, processor, optimizer, start, extra = _setup(job, device)
-    history: list[dict[str, Any]] = list(extra.get("history", []))
+    loop = _Loop(
+        job, model, processor, optimizer, device, rank, world, list(extra.get("history", []))
+    )
     s = job.student
     ddp = model
     if world > 1:
@@ -182,7 +184,7 @@ def train(job: TrainJob, on_step: Callable[[int, float], None] | None = None) ->
 
         ddp = DistributedDataParallel(model, device_ids=[local] if device != "cpu" else None)
     if start == 0:
-        _log_point(history, 0, math.nan, evaluate(job, model, processor, device, rank, world))
+        _log_point(loop.history, 0, math.nan, loop.evaluate())
     stream = batches(job.train_data, s.batch_size, rank=rank, world=world, skip_batches=start)
     interval: list[float] = []
     model.train()
@@ -198,38 +200,54 @@ def train(job: TrainJob, on_step: Callable[[int, float], None] | None = None) ->
         optimizer.zero_grad(set_to_none=True)
         step_loss = float(loss.detach())
         interval.append(step_loss)
-        _after_step(job, model, processor, optimizer, step, interval, history, device, rank, world)
+        loop.after_step(step, interval)
         if on_step is not None:
             on_step(step, step_loss)
         if step % s.eval_interval == 0:
             interval = []
-    result = {"steps": s.max_steps, "resumed_from": start, "history": history}
+    result = {"steps": s.max_steps, "resumed_from": start, "history": loop.history}
     if rank == 0:
-        result.update(_finish(job, model, history))
+        result.update(_finish(job, model, loop.history))
     if world > 1:
         torch.distributed.barrier()
     return result
 
 
-def _after_step(job, model, processor, optimizer, step, interval, history, device, rank, world):
-    """The eval point and the checkpoint that fall on ``step``, if any."""
-    from kale_spark.models.student import trainable_state
+@dataclass
+class _Loop:
+    """The state one training process carries between steps."""
 
-    s = job.student
-    last = step == s.max_steps
-    if step % s.eval_interval == 0 or last:
-        val = evaluate(job, model, processor, device, rank, world)
-        train_loss = _mean_over_ranks(sum(interval), len(interval), world, device)
-        _log_point(history, step, train_loss, val)
-    if rank == 0 and (step % s.checkpoint_interval == 0 or last):
-        checkpoints.save(
-            job.checkpoint_root,
-            step,
-            trainable_state(model),
-            optimizer.state_dict(),
-            {"history": history},
-            keep=s.keep_checkpoints,
-        )
+    job: TrainJob
+    model: Any
+    processor: Any
+    optimizer: Any
+    device: str
+    rank: int
+    world: int
+    history: list[dict[str, Any]]
+
+    def evaluate(self) -> float:
+        return evaluate(self.job, self.model, self.processor, self.device, self.rank, self.world)
+
+    def after_step(self, step: int, interval: list[float]) -> None:
+        """The eval point and the checkpoint that fall on ``step``, if any."""
+        from kale_spark.models.student import trainable_state
+
+        s = self.job.student
+        last = step == s.max_steps
+        if step % s.eval_interval == 0 or last:
+            val = self.evaluate()
+            train_loss = _mean_over_ranks(sum(interval), len(interval), self.world, self.device)
+            _log_point(self.history, step, train_loss, val)
+        if self.rank == 0 and (step % s.checkpoint_interval == 0 or last):
+            checkpoints.save(
+                self.job.checkpoint_root,
+                step,
+                trainable_state(self.model),
+                self.optimizer.state_dict(),
+                {"history": self.history},
+                keep=s.keep_checkpoints,
+            )
 
 
 def _finish(job: TrainJob, model: Any, history: list) -> dict[str, Any]:

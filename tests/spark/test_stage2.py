@@ -226,3 +226,33 @@ def test_rerun_gives_the_same_tables(both_stages) -> None:
     assert last["counts"]["trained_steps"] == 0
     student_runs = lake.read(schema.RUNS).where("stage = 'student-caption'").collect()
     assert sorted(r["counts"]["generated"] for r in student_runs)[0] == 0
+
+
+def test_a_lake_from_before_stage2_is_brought_up_to_the_schema(spark, tmp_path) -> None:
+    """ensure_table on an old table: missing columns added, NOT NULL dropped where the
+    schema now allows null (dense_caption of stage-2 rows)."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    from kale_spark.config import LakeConfig
+
+    lake = Lake(spark, LakeConfig(root=str(tmp_path / "lake")))
+    old = StructType(
+        [
+            StructField("uid", StringType(), False),
+            StructField("dense_caption", StringType(), False),
+        ]
+    )
+    new = StructType(
+        [
+            StructField("uid", StringType(), False),
+            StructField("dense_caption", StringType(), True),
+            StructField("novel_share_basis", StringType(), True),
+        ]
+    )
+    lake.ensure_table("t", old)
+    assert not lake.read("t").schema["dense_caption"].nullable
+    lake.ensure_table("t", new)
+    df = spark.createDataFrame([("a" * 32, None, "alt_text")], new)
+    lake.append("t", df, {"stage": "test"})
+    row = lake.read("t").first()
+    assert row["dense_caption"] is None and row["novel_share_basis"] == "alt_text"
