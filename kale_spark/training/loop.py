@@ -100,7 +100,12 @@ def _encode(job: TrainJob, processor: Any, batch: list, device: str) -> dict[str
         max_input_tokens=s.max_input_tokens,
         max_caption_tokens=s.max_caption_tokens,
     )
-    return {k: v.to(device) for k, v in enc.items()}
+    from kale_spark.models.loading import torch_dtype
+
+    dtype = torch_dtype(s.dtype)  # pixel values in the weights' dtype (bf16 on GPUs)
+    return {
+        k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in enc.items()
+    }
 
 
 def evaluate(job: TrainJob, model: Any, processor: Any, device: str, rank=0, world=1) -> float:
