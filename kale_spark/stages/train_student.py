@@ -72,7 +72,12 @@ def checkpoint_root(lake: Lake, cfg: Config) -> Path:
     """Where runs live: `student.checkpoint_dir`, else <lake.root>/student (a local or
     mounted path: checkpoints are written with plain file I/O)."""
     root = cfg.student.checkpoint_dir or lake.path("student")
-    return Path(root.removeprefix("file:"))
+    if "://" in root.removeprefix("file://"):
+        raise ValueError(
+            f"student checkpoints need a local or mounted path (e.g. /dbfs/...), not {root}: "
+            "set student.checkpoint_dir"
+        )
+    return Path(root.removeprefix("file://").removeprefix("file:"))
 
 
 def pinned_versions(lake: Lake, cfg: Config) -> dict[str, int]:
