@@ -61,8 +61,11 @@ def _cfg(*overrides: str):
 
 
 @pytest.fixture(scope="module")
-def base_dir(tiny_model_dir: Path) -> Path:
-    return S.build_base(_cfg(), tiny_model_dir / "student-base", cache_dir=tiny_model_dir)
+def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The composed, untrained tiny student (its own cache: tiny_model_dir holds only
+    the stage-1 tiny models)."""
+    cache = tmp_path_factory.mktemp("student-cache")
+    return S.build_base(_cfg(), cache / "student-base", cache_dir=cache)
 
 
 def _job(tmp: Path, base: Path, scfg, n_train: int = 2, n_val: int = 2) -> TrainJob:
