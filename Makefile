@@ -8,14 +8,14 @@ BIN    := $(VENV)/bin
 STAMPS := .stamps
 SAMPLE_ROWS ?= 120
 
-.PHONY: setup demo test lint clean-lake
+.PHONY: setup demo test lint clean-lake dist conf
 
 setup: $(STAMPS)/venv jars
 
 $(STAMPS)/venv: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,spark]"
 	mkdir -p $(STAMPS) && touch $@
 
 # Delta's jars: fetched with mvn into ~/.m2 unless they are already there.
@@ -28,6 +28,24 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The library as a cluster user ships it: a wheel (pip install / a Databricks library)
+# and a zip of the same files for spark-submit --py-files (Spark puts .zip, not .whl,
+# on the executors' sys.path). DIST_PY: any Python with setuptools and wheel.
+DIST     ?= dist
+DIST_PY  ?= $(BIN)/python
+VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+dist:
+	rm -rf $(DIST)/.build && mkdir -p $(DIST)/.build
+	$(DIST_PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir $(DIST) .
+	cd $(DIST)/.build && $(DIST_PY) -m zipfile -e ../kale_spark-$(VERSION)-py3-none-any.whl . \
+	  && rm -rf kale_spark-*.dist-info && $(DIST_PY) -m zipfile -c ../kale_spark-$(VERSION).zip kale_spark
+	rm -rf $(DIST)/.build
+	@ls $(DIST)/kale_spark-$(VERSION)*
+
+# Rewrite the spark.jars.* lines of the Spark properties files from kale_spark/jars.py.
+conf: $(STAMPS)/venv
+	$(BIN)/python -m kale_spark.jars sync-conf conf/spark/*.conf
 
 lint: setup
 	$(BIN)/ruff check kale_spark jobs tests bench notebooks

@@ -10,34 +10,44 @@ reading "real-world skills") and misses leaks that avoid its keywords.
 cues and keeps every sentence it does not flag, byte for byte:
 
 ``prompt_part_reference``
-    The sentence refers to a part of the prompt (Sentence 1/2, the alt-text, the
-    synthetic/dense caption, the given sentences, both descriptions, the first
-    source, the prompt, the instructions, ...). Weak references ("the first
-    sentence", "both captions") and bare ones ("the caption") only count when the
-    sentence is not about text *in the image*: a reference tied to an in-image
-    carrier ("the first sentence of the poem", "the caption under the cartoon",
-    "the novel's first sentence") is content, as is a sentence that mentions a
-    sign, poster, slide, book, ... or text being read, printed or written -
-    unless the reference is used as a source ("as mentioned in Sentence 1",
-    "according to the first sentence", "the alt-text says ...").
+    The sentence refers to a part of the fusion prompt (Sentence 1/2/3, the
+    alt-text, the synthetic/dense caption, the given sentences, both
+    descriptions, the first source, the keyword list, the original/web text,
+    the vision/language model, both pieces of information, the prompt, the
+    instructions, ...). Weak references ("the first sentence", "both captions")
+    and bare ones ("the caption") only count when the sentence is not about
+    text *in the image*: a reference tied to an in-image carrier ("the first
+    sentence of the poem", "the caption under the cartoon", "the caption
+    beneath the photo", "the two inputs on the back of the television") is
+    content, as is a sentence that mentions a sign, poster, slide, book,
+    device, ... or text being read, printed or written - unless the reference
+    is used as a source ("as mentioned in Sentence 1", "according to the first
+    sentence", "in line with Sentence 1", "the alt-text says ...").
 ``meta_commentary``
-    The sentence talks about the output or the task: "Here is the merged
-    caption", "This new sentence ...", "The merged description ...", "I have
-    combined ...", "Note: ...", "Let me know ...", "as requested", "As noted
-    above", "No date is provided".
+    The sentence talks about the output, the task or the assistant itself:
+    "Here is the merged caption", "This new sentence ...", "The merged
+    description ...", "I have combined ...", "As an AI language model, I
+    cannot ...", "Note: ...", "Let me know ...", "as requested", "As noted
+    above", "No date is provided", "there is not enough information to ...",
+    editing narration ("the grammar has been corrected", "was rephrased").
 ``echoed_instruction``
-    The sentence repeats the instruction's vocabulary ("nice sentence
-    structure", "real-world knowledge", "names, places, brands and dates",
-    keeping/merging "the knowledge and the visual details"), unless it is about
-    in-image text (a poster about sentence structure).
+    The sentence repeats instruction vocabulary ("nice sentence structure",
+    "real-world knowledge", keeping/merging "the knowledge and the visual
+    details"), unless it is about in-image text (a poster about sentence
+    structure).
 ``prompt_overlap``
-    Only when ``prompt`` is given: the sentence shares a five-word sequence with
-    the prompt's instruction text that holds at least three non-stopwords.
+    Only when ``prompt`` is given (the filter passes the instruction actually
+    sent for the row: its prompt template and system turn): the sentence shares
+    with the instruction a five-word sequence holding at least three
+    non-stopwords, or two content-word pairs (stopwords skipped, crude stems, the
+    common pair "real world" not counted): "it suffers from flaws in grammar and
+    may contain false information" echoes CapsFusion's instruction.
 ``meta_prefix``
-    A leading label such as "Here is the merged caption:" or "Refined
-    description:" in front of a real caption in the same sentence. Only the
-    prefix is removed (it is reported as a removed fragment); the caption after
-    it is kept if it passes the checks above on its own.
+    A leading label such as "Here is the merged caption:", "New Sentence:",
+    "Sentence 3:", "Refined description:" or "Combined:" in front of a real
+    caption in the same sentence. Only the prefix is removed (it is reported as
+    a removed fragment); the caption after it is kept if it passes the checks
+    above on its own.
 
 Text between double quotes (straight or curly) or between paired single quotes
 is never evidence of a leak: 'a worksheet titled "Sentence 1 and Sentence 2"'.
@@ -262,7 +272,10 @@ _ANCHOR_NOUNS = (
     r"cartoons?|memes?|subtitles?|albums?|posts?|tweets?|websites?|webpages?|catalogu?es?|"
     r"maps?|box(?:es)?|packages?|packaging|bottles?|jars?|wrappers?|receipts?|tickets?|"
     r"storefronts?|marquees?|teachers?|students?|instructors?|grammar|exercises?|verses?|"
-    r"quotes?|quotations?|captions? contests?|windows?|doors?"
+    r"quotes?|quotations?|captions? contests?|windows?|doors?|"
+    # devices: they show text and have inputs/outputs of their own
+    r"televisions?|tvs?|amplifiers?|consoles?|computers?|laptops?|phones?|smartphones?|"
+    r"keyboards?|devices?|ports?|machines?|printers?|copiers?|routers?|mixers?|cameras?"
 )
 _TEXT_VERBS = (
     r"reads?|reading|titled|entitled|labell?ed|written|printed|painted|engraved|carved|"
@@ -276,7 +289,8 @@ _SOURCE_VERBS = (
     r"refers?|referred|highlight(?:s|ed)?|emphasi[sz](?:e|es|ed)|specif(?:y|ies|ied)|"
     r"suppl(?:y|ies|ied)|confirm(?:s|ed)?|places?|placed|agree|agrees|differ|differs|"
     r"omit(?:s|ted)?|misspell(?:s|ed)?|contradicts?|claims?|reports?|notes?|offers?|"
-    r"depicts?|shows?|points?\s+out|reveals?|explains?"
+    r"depicts?|shows?|points?\s+out|reveals?|explains?|portrays?|lacks?|exhibits?|"
+    r"contains?|includes?"
 )
 _ANCHOR_ANY = re.compile(rf"\b(?:{_ANCHOR_NOUNS}|{_TEXT_VERBS})\b", _I)
 _DET = r"(?:the|a|an|this|that|these|those|its|his|her|their|each|every|both|your|my|our)"
@@ -290,6 +304,13 @@ _ANCHOR_AFTER = re.compile(
     _I,
 )
 _ANCHOR_AFTER_PROPER = re.compile(r"^\s+(?:of|from|in)\s+(?:the\s+|an?\s+)?[A-Z]")
+# Printed next to a picture: "the caption beneath the photo", "the text under the cartoon".
+_ANCHOR_AFTER_PICTURE = re.compile(
+    r"^\s+(?:beneath|under|underneath|below|above|next\s+to|beside|on)\s+(?:the|a|an|this|"
+    r"that|each|every)\s+(?:[\w'’-]+\s+){0,2}?(?:photos?|photographs?|pictures?|drawings?|"
+    r"paintings?|images?|portraits?|illustrations?|frames?)\b",
+    _I,
+)
 _ANCHOR_BEFORE = re.compile(rf"\b(?:{_ANCHOR_NOUNS})(?:'s|’s|s'|’)?\s+(?:{_DET}\s+)?$", _I)
 
 _META_NOUN = r"(?:sentence|caption|description|text)"
@@ -302,9 +323,21 @@ _GEN = r"new|final|more|single|coherent|comprehensive|following|complete|above|i
 
 # References to the parts of the fusion prompt. Strong ones name a prompt part
 # outright; weak ones could also name text in the picture.
+# Numbered prompt sentences and the alt-text: never text an image shows unless tied
+# to a carrier right there ("Sentence 1 on the worksheet"); quoted text is masked.
+_NAMED_PART = re.compile(
+    r"\bsentences?\s*(?:#\s*)?(?:[1-4]|one|two|three)\b(?![.,]\d)"
+    r"|\b(?:alt|alternative)[\s-]?(?:text|tag|attribute)s?\b",
+    _I,
+)
 _STRONG_REF = re.compile(
-    r"\bsentences?\s*(?:#\s*)?(?:[12]|one|two)\b"
+    r"\bsentences?\s*(?:#\s*)?(?:[1-4]|one|two|three)\b"
     r"|\b(?:alt|alternative)[\s-]?(?:text|tag|attribute)s?\b"
+    r"|\bkeywords?(?:[\s-]+(?:style|heavy|based))?[\s-]+(?:lists?|texts?|alt|captions?|tags?)\b"
+    r"|\b(?:original|source|input|web|given|provided|supplied)\s+texts?\b"
+    r"|\b(?:vision|language|captioning|caption|image|ai|multimodal|vision-language)"
+    r"[\s-]+models?\b"
+    r"|\b(?:both|two|the|these|those)\s+pieces\s+of\s+(?:text|information|input)\b"
     r"|\b(?:synthetic|dense|generated|machine[\s-]generated|model[\s-]generated)[\s-]+"
     r"(?:(?:visual|image|dense)\s+)?(?:captions?|descriptions?)\b"
     r"|\bweb[\s-]+(?:captions?|texts?|descriptions?|alt)\b"
@@ -313,7 +346,8 @@ _STRONG_REF = re.compile(
     r"|\bthe\s+inputs?\b"
     r"|\b(?:given|provided|supplied)\s+(?:sentences|captions|descriptions|texts?|inputs?|"
     r"information|details|context|knowledge|facts)\b"
-    r"|\b(?:information|details|text|context|knowledge|facts)\s+(?:provided|given|supplied)\b"
+    r"|\b(?:information|details|text|texts|context|knowledge|facts|sentences|captions|"
+    r"descriptions|inputs)\s+(?:provided|given|supplied)\b"
     r"|\bthe\s+prompt\b"
     r"|\b(?:the|your|these|my)\s+instructions?\b",
     _I,
@@ -333,7 +367,8 @@ _ATTRIB_BEFORE = re.compile(
     r"highlighted|outlined|detailed|explained|presented|seen|conveyed|expressed|captured|"
     r"reflected|referenced|implied|found|retained|kept|preserved|borrowed|obtained|added)\s+"
     r"(?:in|by|from|within|on)"
-    r"|\baccording\s+to|\b(?:as\s+)?per|\bbased\s+on|\bdrawing\s+(?:on|from)|\bcombining|"
+    r"|\baccording\s+to|\b(?:as\s+)?per|\bbased\s+on|\b(?:in\s+line|consistent|in\s+keeping|"
+    r"in\s+accordance|in\s+agreement|as\s+in|along)\s+with|\bunlike|\blike|\bdrawing\s+(?:on|from)|\bcombining|"
     r"\bmerging|\bfusing|\bblending|\bfrom|\bsummariz\w+|\bbetween|\bfollowing|\bunlike|"
     rf"\bcontradicts|^\s*(?:in|within))\s+(?:(?:{_DET}|of\s+the)\s+|[\w-]+(?:'s|’s)\s+)*$",
     _I,
@@ -369,6 +404,35 @@ _META_PATTERNS = (
         r"supplied|need|needed|would\s+like)\b"
         rf"|\byour\s+(?:\w+\s+)?(?:{_META_NOUN}s?|requests?|prompts?|inputs?|needs|"
         r"instructions?|questions?|first|second|original)\b",
+        _I,
+    ),
+    # An assistant talking about itself or what it cannot do.
+    re.compile(
+        r"\bas\s+an?\s+(?:ai|artificial\s+intelligence|language\s+model|assistant|"
+        r"large\s+language\s+model|llm)\b"
+        r"|(?:^|[,;:]\s*|\b(?:and|but|so|because|as|if|while|although|though|since)\s+)"
+        r"I\s+(?:cannot|can't|can’t|can|could|do|don't|don’t|did|am|was|need|must|only|"
+        r"apologi[sz]e|sorry|see|found|noticed|assumed|inferred|wrote|chose)\b"
+        r"|^\W*(?:i\s+am|i'm|i’m|we\s+are|sorry|apologies|unfortunately)\b[^.]*\b(?:cannot|"
+        r"can't|can’t|unable|not\s+(?:able|possible|enough|sure|clear)|no\s+(?:way|information))\b",
+        _I,
+    ),
+    # Editing narration: "the grammar has been corrected", "it was rephrased".
+    re.compile(
+        r"\b(?:has|have|had|was|were|is|are)\s+been\s+(?:\w+ly\s+)?(?:corrected|rephrased|"
+        r"reworded|restructured|omitted|left\s+out|retained|favou?red|incorporated|merged|"
+        r"combined|verified|inferred|fused|concatenated)\b"
+        r"|\b(?:was|were|is|are)\s+(?:\w+ly\s+)?(?:rephrased|reworded|restructured|omitted|"
+        r"left\s+out|inferred|concatenated|turned\s+into\s+an?\s+(?:full|complete|proper|"
+        r"coherent)\s+sentence)\b",
+        _I,
+    ),
+    # Not enough to go on: "there is not enough information to identify ...".
+    re.compile(
+        r"\b(?:not\s+enough|insufficient|no|limited|little)\s+(?:information|details|"
+        r"context|data)\s+(?:to|about|on|regarding|is|are|was|were)\b(?![^.]*\b(?:"
+        + "signs?|boards?|panels?|plaques?|labels?"
+        + r")\b)",
         _I,
     ),
     # "Note: ...", "(Note that ...)".
@@ -448,7 +512,8 @@ _META_PREFIX = re.compile(
     r"rewrite|output|result)s?(?:\s+[\w'’-]+){0,5}?"
     r"|(?:(?:the|a|an|my|your)\s+)?(?:(?:"
     rf"{_PROC}|{_GEN}|output|final)\s+)*(?:{_META_NOUN}|version|output|result|answer|summary|"
-    r"response|rewrite))\s*:\s*",
+    r"response|rewrite)(?:\s*(?:#\s*)?\d+)?"
+    rf"|{_PROC}|rewritten|revision|fusion|merge)\s*:\s*",
     _I,
 )
 
@@ -469,6 +534,7 @@ def _anchored(masked: str, start: int, end: int) -> bool:
     return bool(
         _ANCHOR_AFTER.match(after)
         or _ANCHOR_AFTER_PROPER.match(after)
+        or _ANCHOR_AFTER_PICTURE.match(after)
         or _ANCHOR_BEFORE.search(before)
     )
 
@@ -486,6 +552,7 @@ def _attributed(masked: str, start: int, end: int) -> bool:
 
 def _reference_leak(masked: str, about_image_text: bool) -> bool:
     spans: list[tuple[int, int, str]] = []
+    spans += [(m.start(), m.end(), "named") for m in _NAMED_PART.finditer(masked)]
     spans += [(m.start(), m.end(), "strong") for m in _STRONG_REF.finditer(masked)]
     spans += [(m.start(), m.end(), "weak") for m in _WEAK_REF.finditer(masked)]
     spans += [(m.start(), m.end(), "bare") for m in _BARE_REF.finditer(masked)]
@@ -521,12 +588,42 @@ def _prompt_ngrams(prompt: str, n: int = 5) -> frozenset[tuple[str, ...]]:
     return frozenset(grams)
 
 
+def _stem(token: str) -> str:
+    for suffix in ("ing", "ed", "es", "ly", "s"):
+        if token.endswith(suffix) and len(token) - len(suffix) >= 4:
+            return token[: -len(suffix)]
+    return token
+
+
+def _content_stems(text: str) -> list[str]:
+    tokens = (t.lower() for t in _WORD.findall(text))
+    return [_stem(t) for t in tokens if t not in STOPWORDS and not t.isdigit()]
+
+
+# Content bigrams too common in honest captions to count as an echo on their own.
+_COMMON_BIGRAMS = frozenset({("real", "world")})
+
+
+@lru_cache(maxsize=64)
+def _prompt_bigrams(prompt: str) -> frozenset[tuple[str, str]]:
+    grams: set[tuple[str, str]] = set()
+    for part in re.split(r"\{[^{}]*\}", prompt):
+        stems = _content_stems(part)
+        grams.update(zip(stems, stems[1:], strict=False))
+    return frozenset(grams - _COMMON_BIGRAMS)
+
+
 def _overlaps_prompt(masked: str, prompt: str, n: int = 5) -> bool:
+    """A five-word sequence of the instruction (three of them content words), or two
+    content-word pairs of the instruction (stopwords skipped, crude stems: "suffers from
+    flaws" ~ "suffer flaw")."""
     grams = _prompt_ngrams(prompt, n)
-    if not grams:
-        return False
     tokens = [t.lower() for t in _WORD.findall(masked)]
-    return any(tuple(tokens[i : i + n]) in grams for i in range(len(tokens) - n + 1))
+    if any(tuple(tokens[i : i + n]) in grams for i in range(len(tokens) - n + 1)):
+        return True
+    stems = _content_stems(masked)
+    shared = set(zip(stems, stems[1:], strict=False)) & _prompt_bigrams(prompt)
+    return len(shared) >= 2
 
 
 def classify_sentence(sentence: str, prompt: str | None = None) -> str | None:

@@ -11,6 +11,8 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from kale_spark.quality import KALE_MEAN_CAPTION_WORDS, WordStats
+
 __all__ = [
     "BIN_WORDS",
     "COLUMN_DOCS",
@@ -20,6 +22,7 @@ __all__ = [
     "card_text",
     "draw_histogram",
     "histogram",
+    "word_stats_section",
 ]
 
 # Caption-length histogram: bins of BIN_WORDS words; the last bin holds everything longer.
@@ -136,10 +139,31 @@ class CardInfo:
     source_versions: Mapping[str, int] = field(default_factory=dict)
     webdataset_shards: Sequence[tuple[str, int]] = ()
     database: str = "kale"
+    word_stats: Sequence[WordStats] = ()  # words per text by stage (quality.word_stats)
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def word_stats_section(stats: Sequence[WordStats]) -> list[str]:
+    """The card's "Words per text" section: mean and median words of the caption, the
+    dense caption and the alt-text by stage, beside KALE's published average."""
+    lines = [
+        "## Words per text",
+        "",
+        f"KALE's captions average {KALE_MEAN_CAPTION_WORDS} words (BLIP3-KALE, Table 1). "
+        "Stage 2 rows have no dense caption; they are left out of its figures.",
+        "",
+        "| stage | text | rows | mean words | median words |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {s.stage} | `{s.field}` | {s.n} | {_fmt(s.mean, 1)} | {_fmt(s.median, 1)} |"
+        for s in stats
+    ]
+    lines.append(f"| KALE (paper) | `caption` | n/a | {KALE_MEAN_CAPTION_WORDS} | n/a |")
+    return [*lines, ""]
 
 
 def card_text(info: CardInfo) -> str:
@@ -199,6 +223,8 @@ def card_text(info: CardInfo) -> str:
             for i, c in enumerate(info.histogram)
         ]
         lines.append("")
+    if info.word_stats:
+        lines += word_stats_section(info.word_stats)
     lines += ["## Columns", "", "| column | type | meaning |", "|---|---|---|"]
     lines += [f"| `{c}` | {t} | {COLUMN_DOCS.get(c, '')} |" for c, t in info.columns]
     lines += ["", "## Files", "", "| file | rows |", "|---|---|"]

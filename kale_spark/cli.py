@@ -216,10 +216,11 @@ def cmd_summary(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
-    from kale_spark.pipeline import run_all
+    from kale_spark.pipeline import run_summary
 
-    print(run_all(cfg))
-    return 0
+    summary, ok = run_summary(cfg)
+    print(summary)
+    return 0 if ok else 1
 
 
 def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:

@@ -141,6 +141,20 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class ProgressConfig:
+    """The progress reporter every long stage uses (kale_spark/progress.py)."""
+
+    # Seconds between progress lines (and `runs` figures); at most 30.
+    interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        from kale_spark.progress import MAX_INTERVAL_S
+
+        if not 0 < self.interval_s <= MAX_INTERVAL_S:
+            raise ConfigError(f"progress.interval_s must be in (0, {MAX_INTERVAL_S:g}]")
+
+
+@dataclass(frozen=True)
 class FilterConfig:
     """The filter stage: leaked-prompt removal, then reject captions that end too short."""
 
@@ -270,6 +284,7 @@ class StudentConfig:
     # student-caption: which checkpoint ("" = the one train-student made last) and how.
     checkpoint: str = ""
     caption_batch_size: int = 8
+    rows_per_commit: int = 256  # student-caption commits per this many rows
     device: str = "auto"
     max_input_tokens: int = 128
     generation: GenerationParams = field(default_factory=_student_generation)
@@ -294,6 +309,7 @@ class StudentConfig:
             "num_processes",
             "snapshot_files",
             "caption_batch_size",
+            "rows_per_commit",
             "max_input_tokens",
         ):
             if getattr(self, name) < 1:
@@ -329,12 +345,24 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     fetch: FetchConfig = field(default_factory=FetchConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    progress: ProgressConfig = field(default_factory=ProgressConfig)
     caption: ModelSpec = field(default_factory=_tiny_vlm)
     augment: ModelSpec = field(default_factory=_tiny_lm)
     filter: FilterConfig = field(default_factory=FilterConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
+
+    def __post_init__(self) -> None:
+        from kale_spark.models.loading import check_pinned  # light: no torch import
+
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, ModelSpec):
+                try:
+                    check_pinned(value, f.name)
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)

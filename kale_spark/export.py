@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kale_spark import card, schema
+from kale_spark import caption_stats, card, schema
 from kale_spark.config import Config
 from kale_spark.lake import Lake
 
@@ -196,6 +196,7 @@ def _card_figures(df: DataFrame) -> dict:
         "histogram": hist,
         "rows_by_stage": by_stage,
         "rows_by_model": by_model,
+        "word_stats": caption_stats.word_stats(df),
     }
 
 

@@ -6,6 +6,12 @@ pip package upgrades the jar. Spark resolves `spark.jars.packages` with Ivy, whi
 looks in the local Maven cache (~/.m2/repository) first; `ensure()` fills that cache
 with `mvn dependency:get`.
 
+The RAPIDS Accelerator's coordinate (the GPU SQL plugin of conf/spark/gpu-cluster.conf)
+is the one other jar the project names; it is written here once. The Spark properties
+files under conf/spark/ carry both coordinates in a `spark.jars.packages` line that
+`sync_conf` writes from this module (`python -m kale_spark.jars sync-conf FILE...`,
+`make conf`); a test fails when a file is stale.
+
 Delta's pom drags in libraries that Spark already ships (Hadoop, Parquet, Jackson,
 log4j, ...) at older versions. Those are excluded: Spark's own copies are the ones
 that must be on the classpath, and Maven never downloads their jars anyway.
@@ -49,6 +55,14 @@ SPARK_PROVIDED_EXCLUDES: tuple[str, ...] = (
 )
 
 
+# RAPIDS Accelerator for Apache Spark, Scala 2.13 build (the Spark 4 line is Scala 2.13
+# only). One jar carries the shims for every supported Spark version; 26.08.1 was the
+# latest release on Maven Central when this was written (2026-11). Check NVIDIA's
+# support matrix for the exact Spark patch version before upgrading Spark.
+RAPIDS_VERSION = "26.08.1"
+RAPIDS_COORDINATE = f"com.nvidia:rapids-4-spark_2.13:{RAPIDS_VERSION}"
+
+
 def delta_packages() -> str:
     """The `spark.jars.packages` value delta-spark itself asks for."""
     from delta import configure_spark_with_delta_pip
@@ -56,6 +70,62 @@ def delta_packages() -> str:
 
     builder = configure_spark_with_delta_pip(SparkSession.Builder())
     return builder._options["spark.jars.packages"]
+
+
+def packages(*, rapids: bool = False) -> str:
+    """The `spark.jars.packages` value: Delta, plus the RAPIDS plugin for GPU clusters."""
+    coords = [delta_packages()]
+    if rapids:
+        coords.append(RAPIDS_COORDINATE)
+    return ",".join(coords)
+
+
+def managed_conf(*, rapids: bool) -> dict[str, str]:
+    """The jar properties a Spark properties file must carry, from this module."""
+    return {
+        "spark.jars.packages": packages(rapids=rapids),
+        "spark.jars.excludes": ",".join(SPARK_PROVIDED_EXCLUDES),
+    }
+
+
+def _conf_wants_rapids(lines: list[str]) -> bool:
+    return any(
+        line.split()[:2] == ["spark.plugins", "com.nvidia.spark.SQLPlugin"] for line in lines
+    )
+
+
+def render_conf(text: str) -> str:
+    """``text`` (a properties file) with its jar lines rewritten from this module.
+
+    Only the ``spark.jars.*`` lines a file already has are rewritten (a Databricks
+    file has none: the runtime brings Delta). A file whose ``spark.plugins`` is the
+    RAPIDS SQL plugin gets the RAPIDS jar too. Lines keep their value column.
+    """
+    lines = text.splitlines()
+    wanted = managed_conf(rapids=_conf_wants_rapids(lines))
+    out = []
+    for line in lines:
+        parts = line.split(None, 1)
+        if parts and parts[0] in wanted:
+            key = parts[0]
+            width = max(len(key) + 1, len(line) - len(line[len(key) :].lstrip()))
+            out.append(f"{key.ljust(width)}{wanted[key]}")
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def stale_conf_files(paths: list[Path]) -> list[Path]:
+    """The properties files whose jar lines differ from this module's coordinates."""
+    return [p for p in paths if render_conf(p.read_text()) != p.read_text()]
+
+
+def sync_conf(paths: list[Path]) -> list[Path]:
+    """Rewrite the jar lines of ``paths``; return the files that changed."""
+    changed = stale_conf_files(paths)
+    for p in changed:
+        p.write_text(render_conf(p.read_text()))
+    return changed
 
 
 def m2_jar_path(coordinate: str, repo: Path | None = None) -> Path:
@@ -94,9 +164,16 @@ def main(argv: list[str] | None = None) -> int:
         print(ensure())
         return 0
     if args[:1] == ["coordinate"]:
-        print(delta_packages())
+        print(packages(rapids="--rapids" in args[1:]))
         return 0
-    print("usage: python -m kale_spark.jars ensure|coordinate", file=sys.stderr)
+    if args[:1] == ["sync-conf"] and len(args) > 1:
+        for path in sync_conf([Path(a) for a in args[1:]]):
+            print(f"updated {path}")
+        return 0
+    print(
+        "usage: python -m kale_spark.jars ensure | coordinate [--rapids] | sync-conf FILE...",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -132,17 +132,36 @@ class Lake:
     # -------------------------------------------------------------------- reading
 
     def read(
-        self, name: str, version: int | None = None, timestamp: str | None = None
+        self,
+        name: str,
+        version: int | None = None,
+        timestamp: str | None = None,
+        session: SparkSession | None = None,
     ) -> DataFrame:
-        """A table as of now, a version, or a timestamp (Delta time travel)."""
+        """A table as of now, a version, or a timestamp (Delta time travel).
+
+        `session`: read in another session of the same context (a foreachBatch
+        micro-batch lives in a clone of the query's session, and SQL over both
+        needs them in one)."""
         if version is not None and timestamp is not None:
             raise ValueError("give a version or a timestamp, not both")
-        reader = self.spark.read.format("delta")
+        reader = (session or self.spark).read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", int(version))
         if timestamp is not None:
             reader = reader.option("timestampAsOf", timestamp)
         return reader.load(self.path(name))
+
+    def read_stream(self, name: str, options: dict[str, str] | None = None) -> DataFrame:
+        """A table as a Structured Streaming source (Delta's streaming reader)."""
+        reader = self.spark.readStream.format("delta")
+        for key, value in (options or {}).items():
+            reader = reader.option(key, value)
+        return reader.load(self.path(name))
+
+    def checkpoint_path(self, *parts: str) -> str:
+        """Where a streaming query over this lake keeps its checkpoint."""
+        return self.path("/".join(["_checkpoints", *parts]))
 
     def version(self, name: str) -> int | None:
         if not self.exists(name):
@@ -199,9 +218,18 @@ class Lake:
         )
         return result
 
-    def append(self, name: str, source: DataFrame, commit: dict[str, str]) -> WriteResult:
+    def append(
+        self,
+        name: str,
+        source: DataFrame,
+        commit: dict[str, str],
+        merge_schema: bool = False,
+    ) -> WriteResult:
+        writer = source.write.format("delta").mode("append")
+        if merge_schema:
+            writer = writer.option("mergeSchema", "true")
         with self.commit_metadata(commit) as stamp:
-            source.write.format("delta").mode("append").save(self.path(name))
+            writer.save(self.path(name))
         self.register(name)
         return self.last_write(name, stamp)
 

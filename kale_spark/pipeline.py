@@ -1,4 +1,5 @@
-"""The whole pipeline in order, as `kale run`, the demo (and a notebook) run it.
+"""The whole pipeline in order, as `kale run`, the demo, `jobs/run_all.py` and a notebook
+run it.
 
     ingest → fetch → caption → augment → filter          (stage 1: the teacher)
            → train-student → student-caption → filter    (stage 2: the student)
@@ -45,37 +46,51 @@ def stages() -> list:
     ]
 
 
-def run_pipeline(spark, cfg: Config) -> list:
-    """Run every stage on `spark`; the StageRun of each, in order."""
+def run_all(spark, cfg: Config) -> list:
+    """Run every stage in order on `spark`; return each stage's run record.
+
+    Stops at the first stage whose run is not ok (the next stage would read its
+    missing output).
+    """
     runs = []
     for stage in stages():
-        log.info("pipeline: %s", stage.STAGE)
-        runs.append(stage.run(spark, cfg))
+        run = stage.run(spark, cfg)
+        log.info("%s", run.summary())
+        runs.append(run)
+        if run.status != "ok":
+            break
     return runs
 
 
-def run_all(cfg: Config) -> str:
-    """`kale run`: every stage from `ingest.input` to the published table; the summary."""
-    from kale_spark.report import lake_summary
-    from kale_spark.session import get_session
-
-    spark = get_session(cfg.spark)
-    runs = run_pipeline(spark, cfg)
-    return "\n".join([r.summary() for r in runs] + ["", lake_summary(spark, cfg)])
-
-
-def run_demo(cfg: Config, rows: int | None = None) -> str:
-    """Generate the sample if it is missing, run every stage, return the summary."""
+def ensure_sample(cfg: Config, rows: int | None = None) -> Path:
+    """The generated sample's folder, written first if its manifest is missing."""
     from kale_spark.sources.sample import generate_sample
 
-    rows = rows or cfg.sample.rows
     manifest = Path(cfg.sample.out) / "manifest.json"
     if not manifest.exists():
         generate_sample(
             cfg.sample.out,
-            rows,
+            rows or cfg.sample.rows,
             bad_fraction=cfg.sample.bad_fraction,
             seed=cfg.sample.seed,
             max_side=cfg.sample.max_side,
         )
-    return run_all(cfg)
+    return Path(cfg.sample.out)
+
+
+def run_summary(cfg: Config) -> tuple[str, bool]:
+    """`kale run`: every stage from `ingest.input` to the published table; the summary
+    and whether every stage ran ok."""
+    from kale_spark.report import lake_summary
+    from kale_spark.session import get_session
+
+    spark = get_session(cfg.spark)
+    runs = run_all(spark, cfg)
+    ok = len(runs) == len(stages()) and all(r.status == "ok" for r in runs)
+    return "\n".join([r.summary() for r in runs] + ["", lake_summary(spark, cfg)]), ok
+
+
+def run_demo(cfg: Config, rows: int | None = None) -> str:
+    """Generate the sample if it is missing, run every stage, return the summary."""
+    ensure_sample(cfg, rows)
+    return run_summary(cfg)[0]

@@ -4,6 +4,11 @@ A prompt id is part of every generated row's lineage, so a template's text never
 changes under an existing id: a new wording gets a new id (``dense_v2``, ...).
 Templates use ``str.format`` named slots (``{alt_text}``); the model-specific chat
 formatting (roles, special tokens) is applied later by the model's chat template.
+
+Where the text comes from: ``fuse_capsfusion_v1`` is CapsFusion's published
+instruction, verbatim (KALE follows CapsFusion's prompting and published no prompt
+of its own). Every other template (``dense_v1``, ``student_v1``,
+``fuse_paraphrase_v1``, the ``system_*`` turns) is this project's own wording.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ class PromptTemplate:
     """One prompt: a stable id, the model kind it is for, and its template text."""
 
     id: str
-    kind: str  # "vlm" (image + text in) or "lm" (text in)
+    kind: str  # "vlm" (image + text in), "lm" (text in) or "system" (a system turn)
     template: str
 
     @property
@@ -59,16 +64,43 @@ class PromptTemplate:
         return re.sub(r"\s+", " ", " ".join(self.fragments)).strip()
 
 
+# The project's own dense-caption prompt: KALE published none of its prompts (the
+# paper names CogVLM-17B for the dense captions, not the instruction it was given).
 DENSE_V1 = PromptTemplate(
     id="dense_v1",
     kind="vlm",
     template="Describe this image in detail.",
 )
 
-# KALE follows CapsFusion's instruction: Sentence 1 = alt-text (knowledge),
-# Sentence 2 = synthetic dense caption (structure and visual detail).
+# KALE's stage 1b follows CapsFusion. This is CapsFusion's published instruction,
+# verbatim, with its layout and its "New Sentence:" cue: the f-string of ``wrap`` in
+# baaivision/CapsFusion capsfusion_inference.py (commit ace4880806348ba68e6d08a9e2fdaaf68d46bff4;
+# a copy is in tests/data/capsfusion_prompt.txt). Sentence 1 = the web alt-text
+# (knowledge), Sentence 2 = the synthetic dense caption (structure, visual detail).
 FUSE_CAPSFUSION_V1 = PromptTemplate(
     id="fuse_capsfusion_v1",
+    kind="lm",
+    template=(
+        "Please merge and refine the information from the two given sentences. "
+        "Sentence 1 provides detailed real-world knowledge, "
+        "yet it suffers from flaws in sentence structure and grammar. "
+        "Sentence 2 exhibits nice sentence structure, "
+        "but lacking in-depth real-world details and may contain false information. "
+        "Please combine them into a new sentence, "
+        "ensuring a well-structured sentence while retaining the detailed real-world "
+        "information provided in Sentence 1. "
+        "Avoid simply concatenating the sentences.\n\n"
+        "Sentence 1: {alt_text}\n"
+        "Sentence 2: {dense_caption}\n"
+        "New Sentence:"
+    ),
+)
+
+# The project's earlier paraphrase of CapsFusion's instruction (it was shipped as
+# ``fuse_capsfusion_v1`` before that id was made CapsFusion's exact text). Its own
+# wording ("names, places, brands and dates", "visual description"), one line, no cue.
+FUSE_PARAPHRASE_V1 = PromptTemplate(
+    id="fuse_paraphrase_v1",
     kind="lm",
     template=(
         "Please merge and refine the information from the two given sentences. "
@@ -82,7 +114,7 @@ FUSE_CAPSFUSION_V1 = PromptTemplate(
     ),
 )
 
-# Stage 2 student: image + alt-text in, knowledge-augmented caption out.
+# Stage 2 student (the project's own): image + alt-text in, knowledge-augmented caption out.
 STUDENT_V1 = PromptTemplate(
     id="student_v1",
     kind="vlm",
@@ -92,7 +124,20 @@ STUDENT_V1 = PromptTemplate(
     ),
 )
 
-PROMPTS: dict[str, PromptTemplate] = {p.id: p for p in (DENSE_V1, FUSE_CAPSFUSION_V1, STUDENT_V1)}
+# Optional system turns (``ModelSpec.system_prompt_id``); the project's own wording.
+SYSTEM_CAPTIONER_V1 = PromptTemplate(
+    id="system_captioner_v1",
+    kind="system",
+    template=(
+        "You write factual captions for web images. Answer with the caption only, "
+        "without any introduction, notes or comments."
+    ),
+)
+
+PROMPTS: dict[str, PromptTemplate] = {
+    p.id: p
+    for p in (DENSE_V1, FUSE_CAPSFUSION_V1, FUSE_PARAPHRASE_V1, STUDENT_V1, SYSTEM_CAPTIONER_V1)
+}
 
 
 def get_prompt(prompt_id: str) -> PromptTemplate:

@@ -14,6 +14,9 @@ Scores only; thresholds are applied elsewhere (score, then decide).
   hallucinated or paraphrased content: "buses" against a source saying "bus"
   counts as novel.
 
+``word_stats`` gives the mean and median words of the caption, the dense caption
+and the alt-text by stage (KALE's captions average :data:`KALE_MEAN_CAPTION_WORDS`).
+
 Matching ignores case and punctuation: both sides are reduced to lowercase
 letter/digit runs, and a span is found when its runs occur contiguously in the
 caption's runs ("XR-250" matches "XR 250"; "Paris" does not match "Parisian").
@@ -23,21 +26,31 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "KALE_MEAN_CAPTION_WORDS",
     "KNOWLEDGE_RETENTION",
     "NOVEL_SHARE",
     "SCORE_COLUMNS",
     "STOPWORDS",
     "WORD_COUNT",
+    "WORD_STATS_FIELDS",
+    "WordStats",
     "knowledge_retention",
     "knowledge_spans",
     "novel_share",
     "score_caption",
     "score_frame",
     "word_count",
+    "word_stats",
+    "word_stats_lines",
 ]
+
+# KALE's captions average 67.26 words (BLIP3-KALE, arXiv 2411.07461, Table 1).
+KALE_MEAN_CAPTION_WORDS = 67.26
 
 WORD_COUNT = "word_count"
 KNOWLEDGE_RETENTION = "knowledge_retention"
@@ -215,3 +228,87 @@ def score_frame(pdf, caption_col: str, dense_col: str, alt_col: str):
         values = [math.nan if s[col] is None else s[col] for s in scores]
         out[col] = pd.Series(values, index=pdf.index, dtype="float64")
     return out
+
+
+# ---------------------------------------------------------------------------
+# Words per text, by stage (the figures to set beside KALE's 67.26)
+
+WORD_STATS_FIELDS = ("caption", "dense_caption", "alt_text")
+ALL_STAGES = "all"
+
+
+@dataclass(frozen=True)
+class WordStats:
+    """Words per text of one field (``caption``, ``dense_caption``, ``alt_text``) over
+    the rows of one stage (``stage1``, ``stage2`` or ``all``).
+
+    ``n`` counts the rows where the field is not null; ``mean`` and ``median`` are
+    over those rows (``None`` when ``n`` is 0: stage 2 rows have no dense caption).
+    The median of an even count is the mean of the middle two.
+    """
+
+    stage: str
+    field: str
+    n: int
+    mean: float | None
+    median: float | None
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _median(values: list[int]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[mid])
+    return (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def word_stats(rows: Iterable[Mapping[str, Any]]) -> list[WordStats]:
+    """:class:`WordStats` per stage and field of ``rows`` (mappings with ``stage`` and
+    the :data:`WORD_STATS_FIELDS`), stages sorted, then ``all``; null texts are skipped.
+
+    The pure reference of the Spark aggregation in :mod:`kale_spark.caption_stats`.
+    """
+    counts: dict[tuple[str, str], list[int]] = {}
+    stages: set[str] = set()
+    for row in rows:
+        stage = str(row["stage"])
+        stages.add(stage)
+        for name in WORD_STATS_FIELDS:
+            counts.setdefault((stage, name), [])
+            counts.setdefault((ALL_STAGES, name), [])
+            if not _is_null(row.get(name)):
+                words = word_count(row[name])
+                counts[(stage, name)].append(words)
+                counts[(ALL_STAGES, name)].append(words)
+    out = []
+    for stage in [*sorted(stages), ALL_STAGES] if stages else []:
+        for name in WORD_STATS_FIELDS:
+            values = counts[(stage, name)]
+            mean = sum(values) / len(values) if values else None
+            out.append(WordStats(stage, name, len(values), mean, _median(values)))
+    return out
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def word_stats_lines(stats: Sequence[WordStats]) -> list[str]:
+    """Plain-text lines of ``stats`` for run summaries and ``kale summary``."""
+    if not stats:
+        return ["words per text: no rows"]
+    lines = [f"words per text (mean / median; KALE: {KALE_MEAN_CAPTION_WORDS} mean caption words):"]
+    for stage in dict.fromkeys(s.stage for s in stats):
+        parts = [
+            f"{s.field} {_num(s.mean)} / {_num(s.median)} (n={s.n})"
+            for s in stats
+            if s.stage == stage
+        ]
+        lines.append(f"  {stage}: " + ", ".join(parts))
+    return lines

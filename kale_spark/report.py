@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kale_spark import schema
+from kale_spark import caption_stats, quality, schema
 from kale_spark.config import Config
 from kale_spark.lake import Lake
 
@@ -34,6 +34,7 @@ def lake_summary(spark, cfg: Config) -> str:
         if reasons:
             lines += ["", "  quarantine by reason:"]
             lines += [f"    {r['stage']}/{r['reason']}: {r['count']}" for r in reasons]
+    lines += _word_stats(lake, names)
     if schema.RUNS in names:
         runs = lake.read(schema.RUNS).orderBy("started_at").collect()[-8:]
         lines += ["", "  recent runs:"]
@@ -48,3 +49,18 @@ def lake_summary(spark, cfg: Config) -> str:
         'FROM kale.samples s JOIN kale.dense_captions d USING (uid) LIMIT 3"',
     ]
     return "\n".join(lines)
+
+
+def _word_stats(lake: Lake, names: list[str]) -> list[str]:
+    """Words per caption, dense caption and alt-text by stage: of the gold table's
+    latest version, or of the kept filtered captions before the first publish."""
+    if schema.KALE in names:
+        version = lake.version(schema.KALE)
+        what, df = f"kale v{version}", lake.read(schema.KALE, version=version)
+    elif schema.FILTERED_CAPTIONS in names:
+        what = "kept filtered_captions"
+        df = lake.read(schema.FILTERED_CAPTIONS).where("NOT rejected")
+    else:
+        return []
+    words = quality.word_stats_lines(caption_stats.word_stats(df))
+    return ["", f"  {what}, {words[0]}", *[f"  {line}" for line in words[1:]]]

@@ -41,8 +41,8 @@ class StageRun:
     counts: dict[str, int] = field(default_factory=dict)
     input_versions: dict[str, int] = field(default_factory=dict)
     output_versions: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
     status: str = "running"
     error: str | None = None
     duration_s: float = 0.0
@@ -53,10 +53,12 @@ class StageRun:
 
     def summary(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.counts.items())
+        metrics = ", ".join(f"{k}={v:g}" for k, v in self.metrics.items())
         versions = ", ".join(f"{k}@v{v}" for k, v in self.output_versions.items())
         lines = [
             f"[{self.stage}] {self.status} in {self.duration_s:.1f}s  run_id={self.run_id}",
             f"  counts: {counts or '-'}",
+            *([f"  metrics: {metrics}"] if metrics else []),
             f"  tables: {versions or '-'}",
         ]
         lines += [f"  {note}" for note in self.notes]
@@ -107,4 +109,5 @@ def _log_run(lake: Lake, run: StageRun) -> None:
         {k: float(v) for k, v in run.metrics.items()},
     )
     df = lake.spark.createDataFrame([row], schema=schema.RUNS_SCHEMA)
-    lake.append(schema.RUNS, df, run.commit())
+    # mergeSchema: a `runs` table from before a column was added gains it.
+    lake.append(schema.RUNS, df, run.commit(), merge_schema=True)

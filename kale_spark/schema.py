@@ -91,7 +91,7 @@ RUNS_SCHEMA = StructType(
         StructField("counts", MapType(StringType(), LongType()), True),
         StructField("error", StringType(), True),
         StructField("kale_version", StringType(), False),
-        # Float figures of a run (e.g. train-student's losses per interval).
+        # Non-integer figures: rows/s, elapsed seconds, losses (progress.py, training).
         StructField("metrics", MapType(StringType(), DoubleType()), True),
     ]
 )

@@ -1,16 +1,25 @@
 """The SparkSession: reuse the active one (notebooks, spark-submit), else build one.
 
 A session built here has Delta's SQL extension and catalog, Arrow for pandas UDFs,
-Python worker reuse (so a model loaded in a worker survives across tasks) and the
-project's interpreter for those workers, so they import the same packages as the
-driver.
+Python worker reuse (so a model loaded in a worker survives across tasks) and, when
+it runs locally, the project's interpreter for those workers.
+
+What the launcher says wins over the profile. Under ``spark-submit`` the master
+(``--master``), the resources and every property given with ``--conf``,
+``--properties-file`` or ``spark-defaults.conf`` are already in the JVM's SparkConf:
+the profile only fills in what they leave unset. Launched from a plain ``python``,
+the profile's ``spark.master`` applies unless a master was given some other way
+(``PYSPARK_SUBMIT_ARGS --master``, ``spark.master`` in spark-defaults.conf, or the
+``SPARK_MASTER`` / ``MASTER`` environment variables).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
+from pathlib import Path
 
 from kale_spark.config import SparkConfig
 
@@ -18,6 +27,12 @@ log = logging.getLogger(__name__)
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+# Set by spark-submit (and notebook kernels) when the JVM was started before Python.
+GATEWAY_ENV = "PYSPARK_GATEWAY_PORT"
+# Which Python the workers run is the launcher's business on a cluster
+# (--archives venv + spark.pyspark.python, or the nodes' image); in local mode they
+# run this interpreter.
+_LOCAL_ONLY = ("spark.pyspark.python", "spark.pyspark.driver.python")
 
 
 def session_conf(cfg: SparkConfig) -> dict[str, str]:
@@ -46,6 +61,65 @@ def session_conf(cfg: SparkConfig) -> dict[str, str]:
     return conf
 
 
+def _defaults_file() -> Path | None:
+    conf_dir = os.environ.get("SPARK_CONF_DIR")
+    if conf_dir:
+        return Path(conf_dir) / "spark-defaults.conf"
+    home = os.environ.get("SPARK_HOME")
+    if not home:
+        try:
+            import pyspark
+
+            home = str(Path(pyspark.__file__).parent)
+        except ImportError:  # pragma: no cover - pyspark is a dependency
+            return None
+    return Path(home) / "conf" / "spark-defaults.conf"
+
+
+def _master_in_defaults(path: Path | None) -> str | None:
+    if path is None or not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) == 2 and parts[0] == "spark.master":
+            return parts[1].strip()
+    return None
+
+
+def _master_in_submit_args(args: str) -> str | None:
+    words = shlex.split(args)
+    for i, word in enumerate(words):
+        if word == "--master" and i + 1 < len(words):
+            return words[i + 1]
+        if word.startswith("--master="):
+            return word.split("=", 1)[1]
+        if word == "--conf" and i + 1 < len(words) and words[i + 1].startswith("spark.master="):
+            return words[i + 1].split("=", 1)[1]
+    return None
+
+
+def _submitted_conf() -> dict[str, str]:
+    """The JVM's SparkConf when spark-submit (or a notebook) started it, else ``{}``."""
+    if not os.environ.get(GATEWAY_ENV):
+        return {}
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # connects to the launcher's JVM
+    return dict(SparkConf().getAll())
+
+
+def given_master(submitted: dict[str, str] | None = None) -> str | None:
+    """The master chosen outside the profile (launcher, defaults file, env), or None."""
+    submitted = _submitted_conf() if submitted is None else submitted
+    if submitted.get("spark.master"):
+        return submitted["spark.master"]
+    for var in ("SPARK_MASTER", "MASTER"):
+        if os.environ.get(var):
+            return os.environ[var]
+    from_args = _master_in_submit_args(os.environ.get("PYSPARK_SUBMIT_ARGS", ""))
+    return from_args or _master_in_defaults(_defaults_file())
+
+
 def get_session(cfg: SparkConfig):
     """The active SparkSession if there is one, else a new one built from `cfg`."""
     from pyspark.sql import SparkSession
@@ -54,13 +128,30 @@ def get_session(cfg: SparkConfig):
     if active is not None:
         log.debug("reusing the active Spark session")
         return active
-    # Python workers must run this interpreter, whatever PATH says.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
+    submitted = _submitted_conf()
+    master = given_master(submitted)
+    builder = SparkSession.builder
+    if master is None:
+        master = cfg.master
+        builder = builder.master(master)
+    elif os.environ.get("SPARK_MASTER") and not submitted.get("spark.master"):
+        builder = builder.master(master)  # Spark itself does not read SPARK_MASTER
+    if cfg.master != master:
+        log.info(
+            "master %s given by the launcher; the profile's %s is not used", master, cfg.master
+        )
+    if not submitted:
+        # Python workers must run this interpreter, whatever PATH says.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if "spark.app.name" not in submitted:
+        builder = builder.appName(cfg.app_name)
+    remote_workers = bool(submitted) and not master.startswith("local")
     for key, value in session_conf(cfg).items():
+        if key in submitted or (remote_workers and key in _LOCAL_ONLY):
+            continue  # spark-submit / spark-defaults / --conf win
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level.upper())
-    log.info("Spark %s session started (%s)", spark.version, cfg.master)
+    log.info("Spark %s session started (%s)", spark.version, spark.sparkContext.master)
     return spark

@@ -21,7 +21,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column
+    from pyspark.sql import Column, DataFrame
 
 __all__ = [
     "BUCKETS",
@@ -33,6 +33,7 @@ __all__ = [
     "in_share_col",
     "is_teacher",
     "is_teacher_col",
+    "teacher_only",
     "threshold",
 ]
 
@@ -81,3 +82,10 @@ def in_share_col(uid: Column, salt: str, fraction: float) -> Column:
 def is_teacher_col(uid: Column, teacher_fraction: float) -> Column:
     """``is_teacher`` as a Spark Column: ``df.where(is_teacher_col(F.col("uid"), f))``."""
     return in_share_col(uid, TEACHER_SALT, teacher_fraction)
+
+
+def teacher_only(df: DataFrame, teacher_fraction: float) -> DataFrame:
+    """The rows of ``df`` (with a ``uid`` column) whose uid the teacher captions."""
+    from pyspark.sql import functions as F
+
+    return df.where(is_teacher_col(F.col("uid"), teacher_fraction))

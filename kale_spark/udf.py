@@ -59,6 +59,7 @@ __all__ = [
     "caption_udf",
     "fuse_batch",
     "fuse_udf",
+    "student_batch",
     "read_batch_log",
     "register_sql_functions",
     "udf_context",
@@ -313,6 +314,28 @@ def fuse_batch(rewriter: Any, alt_texts: pd.Series, dense_captions: pd.Series) -
     return _frame(rows)  # type: ignore[arg-type]
 
 
+def student_batch(captioner: Any, images: pd.Series, alt_texts: pd.Series) -> pd.DataFrame:
+    """Stage-2 captions for (image bytes, alt-text) rows (``StudentCaptioner``)."""
+    rows: list[dict[str, Any] | None] = [None] * len(images)
+    todo: list[int] = []
+    for i, data in enumerate(images):
+        if data is None or len(data) == 0:
+            rows[i] = _error_row(schema.REASON_MISSING_INPUT, "no image bytes")
+        else:
+            todo.append(i)
+    items = [
+        (bytes(images.iloc[i]), alt_texts.iloc[i] if isinstance(alt_texts.iloc[i], str) else "")
+        for i in todo
+    ]
+
+    def caption(batch: list[tuple[bytes, str]]) -> list:
+        return captioner.caption([b for b, _ in batch], [a for _, a in batch])
+
+    for i, result in zip(todo, _generate_isolated(caption, items), strict=True):
+        rows[i] = _result_row(result)
+    return _frame(rows)  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------------ the UDFs
 
 
@@ -326,6 +349,10 @@ def _batches(ctx: UdfContext, kind: str, batches: Iterator[Sequence[pd.Series]])
                 from kale_spark.models.captioner import Captioner
 
                 model = Captioner.from_spec(ctx.spec, cache_dir=ctx.cache_dir)
+            elif kind == "student":
+                from kale_spark.models.student import StudentCaptioner
+
+                model = StudentCaptioner.from_spec(ctx.spec, cache_dir=ctx.cache_dir)
             else:
                 from kale_spark.models.fusion import FusionRewriter
 
@@ -333,10 +360,57 @@ def _batches(ctx: UdfContext, kind: str, batches: Iterator[Sequence[pd.Series]])
         start = time.monotonic()
         if kind == "caption":
             frame = caption_batch(model, *columns)
+        elif kind == "student":
+            frame = student_batch(model, *columns)
         else:
             frame = fuse_batch(model, *columns)
         ctx.log_batch(kind, len(frame), time.monotonic() - start)
         yield frame
+
+
+# Input columns each model kind reads from a mapInPandas frame (the rest pass through).
+MODEL_INPUTS = {
+    "caption": ("image",),
+    "fuse": ("alt_text", "dense_caption"),
+    "student": ("image", "alt_text"),
+}
+# Inputs too heavy to carry into the output frame.
+DROPPED_INPUTS = ("image",)
+
+
+def model_partition_fn(ctx: UdfContext, kind: str, progress: Any = None):
+    """The function a model stage hands to ``DataFrame.mapInPandas``.
+
+    Input frames carry ``uid``, the model's input columns (``MODEL_INPUTS[kind]``)
+    and any pass-through columns; each output frame is its input frame without
+    ``image``, plus ``RESULT_COLUMNS``: exactly one output row per input row. With
+    ``progress`` (a Counter accumulator, progress.counter_accumulator), each batch
+    adds its ``generated``/``failed`` counts so the driver can report them live.
+    """
+    if kind not in MODEL_INPUTS:
+        raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(MODEL_INPUTS)})")
+    inputs = MODEL_INPUTS[kind]
+
+    def model_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from collections import Counter
+
+        kept = []
+
+        def columns(frames: Iterator[pd.DataFrame]):
+            for frame in frames:
+                kept.append(frame.drop(columns=[c for c in DROPPED_INPUTS if c in frame]))
+                yield tuple(frame[c] for c in inputs)
+
+        for result in _batches(ctx, kind, columns(frames)):
+            out = kept.pop(0).reset_index(drop=True)
+            for name in RESULT_COLUMNS:
+                out[name] = result[name].reset_index(drop=True)
+            if progress is not None:
+                failed = int(result["reason"].notna().sum())
+                progress.add(Counter(generated=len(result) - failed, failed=failed))
+            yield out
+
+    return model_partition
 
 
 def _text_only(frame: pd.DataFrame) -> pd.Series:

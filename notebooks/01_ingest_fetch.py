@@ -16,14 +16,26 @@ from kale_spark.stages import fetch, ingest
 
 logging.basicConfig(level=logging.INFO)
 
-# Delta ships with Databricks runtimes: do not resolve it from Maven.
+# Widgets: the pipeline profile (a path relative to this notebook, or absolute), the lake
+# root, and any further settings as `key=value` pairs separated by `;`.
+dbutils.widgets.text("profile", "../conf/paper.yaml", "Pipeline profile")  # noqa: F821
+dbutils.widgets.text("lake_root", "/Volumes/main/kale/lake", "Lake root")  # noqa: F821
+dbutils.widgets.text(  # noqa: F821
+    "ingest_input", "/Volumes/main/kale/datacomp/metadata", "DataComp metadata"
+)
+dbutils.widgets.text("overrides", "", "More settings (key=value; ...)")  # noqa: F821
+
+
+def widget_overrides() -> list[str]:
+    extra = dbutils.widgets.get("overrides")  # noqa: F821 - Databricks builtin
+    return [f"lake.root={dbutils.widgets.get('lake_root')}"] + [  # noqa: F821
+        s.strip() for s in extra.split(";") if s.strip()
+    ]
+
+
 cfg = load_config(
-    "conf/paper.yaml",
-    [
-        "lake.root=/Volumes/main/kale/lake",
-        "ingest.input=/Volumes/main/kale/datacomp/metadata",
-        "spark.delta_packages=false",
-    ],
+    dbutils.widgets.get("profile"),  # noqa: F821
+    [f"ingest.input={dbutils.widgets.get('ingest_input')}", *widget_overrides()],  # noqa: F821
 )
 
 # COMMAND ----------

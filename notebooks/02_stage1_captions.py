@@ -2,12 +2,13 @@
 # MAGIC %md
 # MAGIC # kale-spark 02 — Stage 1: dense captions and knowledge fusion
 # MAGIC
-# MAGIC `images` → **caption** (the VLM, e.g. CogVLM-17B) → `dense_captions` →
+# MAGIC `images` → **caption** (the VLM: Qwen2-VL-7B; the paper's CogVLM-17B) →
+# MAGIC `dense_captions` →
 # MAGIC **augment** (alt-text + dense caption → Mistral-7B-Instruct, CapsFusion prompt) →
 # MAGIC `stage1_captions`. The same `stages.*.run` as `spark-submit jobs/<stage>.py`, on
 # MAGIC this notebook's session. Use a GPU cluster (one GPU per task:
 # MAGIC `spark.task.resource.gpu.amount 1`, see conf/spark/databricks.conf) and run
-# MAGIC notebook 01 first. Pin the model revisions in conf/paper.yaml before use.
+# MAGIC notebook 01 first.
 
 # COMMAND ----------
 
@@ -19,13 +20,21 @@ from kale_spark.udf import register_sql_functions
 
 logging.basicConfig(level=logging.INFO)
 
-cfg = load_config(
-    "conf/paper.yaml",
-    [
-        "lake.root=/Volumes/main/kale/lake",
-        "spark.delta_packages=false",  # Delta ships with Databricks runtimes
-    ],
-)
+# Widgets: the pipeline profile (a path relative to this notebook, or absolute), the lake
+# root, and any further settings as `key=value` pairs separated by `;`.
+dbutils.widgets.text("profile", "../conf/paper.yaml", "Pipeline profile")  # noqa: F821
+dbutils.widgets.text("lake_root", "/Volumes/main/kale/lake", "Lake root")  # noqa: F821
+dbutils.widgets.text("overrides", "", "More settings (key=value; ...)")  # noqa: F821
+
+
+def widget_overrides() -> list[str]:
+    extra = dbutils.widgets.get("overrides")  # noqa: F821 - Databricks builtin
+    return [f"lake.root={dbutils.widgets.get('lake_root')}"] + [  # noqa: F821
+        s.strip() for s in extra.split(";") if s.strip()
+    ]
+
+
+cfg = load_config(dbutils.widgets.get("profile"), widget_overrides())  # noqa: F821
 
 # COMMAND ----------
 

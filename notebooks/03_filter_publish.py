@@ -21,14 +21,21 @@ from kale_spark.versioning import diff_versions
 
 logging.basicConfig(level=logging.INFO)
 
-cfg = load_config(
-    "conf/paper.yaml",
-    [
-        "lake.root=/Volumes/main/kale/lake",
-        "spark.delta_packages=false",  # Delta ships with Databricks runtimes
-        "publish.rows_per_shard=100000",
-    ],
-)
+# Widgets: the pipeline profile (a path relative to this notebook, or absolute), the lake
+# root, and any further settings as `key=value` pairs separated by `;`.
+dbutils.widgets.text("profile", "../conf/paper.yaml", "Pipeline profile")  # noqa: F821
+dbutils.widgets.text("lake_root", "/Volumes/main/kale/lake", "Lake root")  # noqa: F821
+dbutils.widgets.text("overrides", "", "More settings (key=value; ...)")  # noqa: F821
+
+
+def widget_overrides() -> list[str]:
+    extra = dbutils.widgets.get("overrides")  # noqa: F821 - Databricks builtin
+    return [f"lake.root={dbutils.widgets.get('lake_root')}"] + [  # noqa: F821
+        s.strip() for s in extra.split(";") if s.strip()
+    ]
+
+
+cfg = load_config(dbutils.widgets.get("profile"), widget_overrides())  # noqa: F821
 lake = Lake(spark, cfg.lake)  # noqa: F821 - `spark` is the notebook's session
 
 # COMMAND ----------

@@ -1,20 +1,23 @@
 """Knowledge fusion: an LLM merges a web alt-text with a dense caption (KALE Stage 1b).
 
-The prompt (``fuse_capsfusion_v1``) follows CapsFusion: Sentence 1 = alt-text,
-Sentence 2 = dense caption, rendered through the LM's chat template with a
-generation prompt.
+The prompt (``spec.prompt_id``, by default ``fuse_capsfusion_v1``: CapsFusion's
+instruction, verbatim) has Sentence 1 = alt-text and Sentence 2 = dense caption.
+It is rendered through the LM's chat template as the user turn, after an optional
+system turn (``spec.system_prompt_id``), with a generation prompt.
 
-Token budget (``spec.max_input_tokens``, CapsFusion: 256) covers the whole
-templated prompt. The instruction is never cut. The dense caption is kept whole
-when it fits in what the instruction leaves; the alt-text gets the rest and is
-cut at a token boundary (CapsFusion truncates the alt-text). Only when the dense
-caption alone overflows is it cut too, and the alt-text is then dropped. Inputs
-are whitespace-normalised first. Cuts are made on the original text at token
-offsets, so kept text is reproduced exactly.
+Token budget (``spec.max_input_tokens``) covers the whole templated prompt. The
+instruction is never cut. The alt-text carries the real-world knowledge that is
+the point of KALE, so a tight budget cuts the *dense caption* first: the alt-text
+keeps up to ``spec.min_alt_text_tokens`` tokens (its floor) before the dense
+caption gets anything, and is never cut below that floor (CapsFusion did the
+opposite: it cut the alt-text). The dense caption gets what the floor leaves, and
+the alt-text gets any rest. Inputs are whitespace-normalised first. Cuts are made
+on the original text at token offsets, so kept text is reproduced exactly.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -26,26 +29,37 @@ from kale_spark.prompts import get_prompt
 
 __all__ = ["FusionRewriter", "normalize_space", "postprocess", "split_budget", "truncate_tokens"]
 
+log = logging.getLogger(__name__)
+
 
 def normalize_space(text: str | None) -> str:
     """Collapse runs of whitespace (newlines, tabs) to one space; ``None`` → ``""``."""
     return " ".join((text or "").split())
 
 
-def split_budget(n_alt: int, n_dense: int, budget: int) -> tuple[int, int]:
+def split_budget(n_alt: int, n_dense: int, budget: int, min_alt: int = 0) -> tuple[int, int]:
     """How many ``(alt, dense)`` tokens to keep within ``budget`` tokens.
 
-    The dense caption comes first (it carries the sentence structure the output
-    builds on); the alt-text gets what is left.
+    The alt-text keeps up to ``min_alt`` tokens (its floor) before the dense caption
+    gets anything; the dense caption gets what the floor leaves; the alt-text gets
+    any rest. So a tight budget cuts the dense caption first, and the alt-text is
+    cut below its floor only when the floor alone is over the budget.
 
-    >>> split_budget(10, 5, 12)
-    (7, 5)
-    >>> split_budget(10, 20, 12)
-    (0, 12)
+    >>> split_budget(10, 5, 20, min_alt=4)  # everything fits
+    (10, 5)
+    >>> split_budget(10, 50, 20, min_alt=16)  # the dense caption cut, the alt-text whole
+    (10, 10)
+    >>> split_budget(40, 50, 20, min_alt=16)  # both cut; the alt-text kept to its floor
+    (16, 4)
+    >>> split_budget(40, 50, 10, min_alt=16)  # the floor alone is over the budget
+    (10, 0)
     """
     if budget < 0:
         raise ValueError(f"budget must be >= 0, got {budget}")
-    keep_dense = min(n_dense, budget)
+    if min_alt < 0:
+        raise ValueError(f"min_alt must be >= 0, got {min_alt}")
+    floor = min(n_alt, min_alt, budget)
+    keep_dense = min(n_dense, budget - floor)
     keep_alt = min(n_alt, budget - keep_dense)
     return keep_alt, keep_dense
 
@@ -136,6 +150,8 @@ class FusionRewriter:
                 f"prompt {spec.prompt_id!r} is not a fusion prompt "
                 f"(slots {list(self.template.slots)}, need alt_text and dense_caption)"
             )
+        self.system = get_prompt(spec.system_prompt_id) if spec.system_prompt_id else None
+        self._system_merged = False  # the chat template has no system role
         self._overhead: int | None = None
 
     @classmethod
@@ -156,12 +172,32 @@ class FusionRewriter:
         model, tokenizer = get_or_load(key, lambda: load_lm(spec, device, cache_dir))
         return cls(model, tokenizer, spec)
 
+    def _messages(self, content: str) -> list[dict[str, str]]:
+        if self.system is None:
+            return [{"role": "user", "content": content}]
+        if self._system_merged:
+            return [{"role": "user", "content": f"{self.system.template}\n\n{content}"}]
+        return [
+            {"role": "system", "content": self.system.template},
+            {"role": "user", "content": content},
+        ]
+
     def _templated(self, alt_text: str, dense_caption: str) -> str:
         content = self.template.render(alt_text=alt_text, dense_caption=dense_caption)
-        messages = [{"role": "user", "content": content}]
-        return self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
-        )
+        try:
+            return self.tokenizer.apply_chat_template(
+                self._messages(content), add_generation_prompt=True, tokenize=False
+            )
+        except Exception as exc:  # jinja2's TemplateError: no system role in this template
+            if self.system is None or self._system_merged:
+                raise
+            log.warning(
+                "chat template rejects a system turn (%s); putting %s before the user turn",
+                exc,
+                self.system.id,
+            )
+            self._system_merged = True
+            return self._templated(alt_text, dense_caption)
 
     @property
     def instruction_tokens(self) -> int:
@@ -170,8 +206,9 @@ class FusionRewriter:
             self._overhead = count_tokens(self._templated("", ""), self.tokenizer)
         return self._overhead
 
-    def build_prompt(self, alt_text: str, dense_caption: str) -> str:
-        """The chat-templated fusion prompt, truncated to ``spec.max_input_tokens`` tokens."""
+    def slot_budget(self) -> int:
+        """Tokens left for the alt-text and the dense caption; ``ValueError`` when the
+        instruction leaves less than the alt-text's floor (``spec.min_alt_text_tokens``)."""
         limit = self.spec.max_input_tokens
         budget = limit - self.instruction_tokens
         if budget < 0:
@@ -179,13 +216,28 @@ class FusionRewriter:
                 f"the fusion instruction alone is {self.instruction_tokens} tokens, over "
                 f"max_input_tokens={limit}"
             )
+        if budget < self.spec.min_alt_text_tokens:
+            raise ValueError(
+                f"max_input_tokens={limit} leaves {budget} tokens after the "
+                f"{self.instruction_tokens}-token instruction, below the alt-text's floor "
+                f"min_alt_text_tokens={self.spec.min_alt_text_tokens}"
+            )
+        return budget
+
+    def build_prompt(self, alt_text: str, dense_caption: str) -> str:
+        """The chat-templated fusion prompt, truncated to ``spec.max_input_tokens`` tokens
+        (the dense caption first; see ``split_budget``)."""
+        limit = self.spec.max_input_tokens
         alt = normalize_space(alt_text)
         dense = normalize_space(dense_caption)
         keep_alt, keep_dense = split_budget(
-            count_tokens(alt, self.tokenizer), count_tokens(dense, self.tokenizer), budget
+            count_tokens(alt, self.tokenizer),
+            count_tokens(dense, self.tokenizer),
+            self.slot_budget(),
+            self.spec.min_alt_text_tokens,
         )
         # Tokens at the slot boundaries can merge differently in context; shrink
-        # (alt-text first) until the whole prompt fits.
+        # (the dense caption first) until the whole prompt fits.
         while True:
             prompt = self._templated(
                 truncate_tokens(alt, self.tokenizer, keep_alt),
@@ -194,10 +246,10 @@ class FusionRewriter:
             over = count_tokens(prompt, self.tokenizer) - limit
             if over <= 0:
                 return prompt
-            if keep_alt > 0:
-                keep_alt = max(0, keep_alt - over)
-            elif keep_dense > 0:
+            if keep_dense > 0:
                 keep_dense = max(0, keep_dense - over)
+            elif keep_alt > 0:
+                keep_alt = max(0, keep_alt - over)
             else:  # pragma: no cover - budget >= 0 makes empty slots fit
                 raise ValueError("fusion prompt does not fit max_input_tokens with empty slots")
 

@@ -12,12 +12,21 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from kale_spark.models.spec import ModelSpec
 
-__all__ = ["load_lm", "load_vlm", "model_cache_key", "resolve_model_path", "torch_dtype"]
+__all__ = [
+    "check_pinned",
+    "is_hub_id",
+    "load_lm",
+    "load_vlm",
+    "model_cache_key",
+    "resolve_model_path",
+    "torch_dtype",
+]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +38,35 @@ def resolve_model_path(spec: ModelSpec, cache_dir: str | os.PathLike | None = No
 
         return str(ensure_tiny_model(spec.id, cache_dir))
     return spec.id
+
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def is_hub_id(model_id: str) -> bool:
+    """True unless ``model_id`` is ``tiny:*`` or a local path (absolute, ./, ../, ~, or a dir)."""
+    if model_id.startswith(("tiny:", "/", "./", "../", "~")):
+        return False
+    return not Path(model_id).is_dir()
+
+
+def check_pinned(spec: ModelSpec, key: str) -> None:
+    """Raise ``ValueError`` if ``spec`` names a hub model without a pinned commit.
+
+    A hub model's files (and its remote code) change under the same id; a run is
+    reproducible only at a commit. Checked when the config loads, long before a
+    download. ``key`` is the config section (``caption``, ``augment``, ...).
+    """
+    if not is_hub_id(spec.id) or (spec.revision and _COMMIT.match(spec.revision)):
+        return
+    got = "not set" if spec.revision is None else f"{spec.revision!r}, not a commit"
+    raise ValueError(
+        f"{key}.revision for hub model {spec.id!r} is {got}. Pin the snapshot you tested: "
+        f"set {key}.revision to its 40-hex commit sha (the model page's 'Files and "
+        f"versions' > 'History', or: python -c \"from huggingface_hub import HfApi; "
+        f"print(HfApi().model_info('{spec.id}').sha)\"), e.g. in the profile YAML or with "
+        f"--set {key}.revision=<sha>. Local paths and tiny:* models need no pin."
+    )
 
 
 def torch_dtype(name: str) -> Any:

@@ -88,7 +88,10 @@ class ModelSpec:
     ``tiny:lm`` (built on demand by ``models.tiny``). ``revision`` pins a hub
     commit; with ``trust_remote_code`` it must be a full 40-hex commit sha, so the
     remote code that runs is fixed. ``max_input_tokens`` is the prompt token budget
-    (the fusion prompt is truncated to fit it).
+    (the fusion prompt is truncated to fit it). ``system_prompt_id`` names an optional
+    system turn (a ``kind="system"`` prompt) put before the user turn. For the fusion
+    LM, ``min_alt_text_tokens`` is the alt-text's floor: a tight budget cuts the dense
+    caption first and never cuts the alt-text below this many tokens.
     """
 
     id: str
@@ -99,8 +102,15 @@ class ModelSpec:
     attn_implementation: str | None = None
     trust_remote_code: bool = False
     batch_size: int = 8
-    max_input_tokens: int = 256
+    max_input_tokens: int = 512
+    system_prompt_id: str | None = None
+    min_alt_text_tokens: int = 48
     generation: GenerationParams = field(default_factory=GenerationParams)
+    # How the model stage runs (not lineage: they never change an output row).
+    # Rows one Delta commit carries; a crash redoes at most the chunks in flight.
+    rows_per_commit: int = 256
+    # Source files per streaming micro-batch (Delta's maxFilesPerTrigger).
+    files_per_trigger: int = 8
 
     def __post_init__(self) -> None:
         if isinstance(self.generation, dict):  # built from YAML without the nested type
@@ -123,6 +133,15 @@ class ModelSpec:
             raise ValueError(
                 f"prompt_id {self.prompt_id!r} is not a known prompt ({', '.join(sorted(PROMPTS))})"
             )
+        if PROMPTS[self.prompt_id].kind == "system":
+            raise ValueError(f"prompt_id {self.prompt_id!r} is a system turn; use system_prompt_id")
+        if self.system_prompt_id is not None:
+            systems = sorted(k for k, p in PROMPTS.items() if p.kind == "system")
+            if self.system_prompt_id not in systems:
+                raise ValueError(
+                    f"system_prompt_id {self.system_prompt_id!r} is not a system prompt "
+                    f"({', '.join(systems)})"
+                )
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
@@ -140,10 +159,18 @@ class ModelSpec:
                 f"trust_remote_code for {self.id!r} needs revision pinned to a full 40-hex "
                 f"commit sha, got {self.revision!r}"
             )
-        for name in ("batch_size", "max_input_tokens"):
+        for name in ("batch_size", "max_input_tokens", "rows_per_commit", "files_per_trigger"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        floor = self.min_alt_text_tokens
+        if isinstance(floor, bool) or not isinstance(floor, int) or floor < 0:
+            raise ValueError(f"min_alt_text_tokens must be an int >= 0, got {floor!r}")
+        if floor >= self.max_input_tokens:
+            raise ValueError(
+                f"min_alt_text_tokens ({floor}) must be below max_input_tokens "
+                f"({self.max_input_tokens})"
+            )
         if not isinstance(self.generation, GenerationParams):
             raise ValueError(f"generation must be GenerationParams, got {self.generation!r}")
 
@@ -159,10 +186,17 @@ class ModelSpec:
         return self.revision if self.revision is not None else "unpinned"
 
     def lineage(self) -> dict[str, str]:
-        """Columns every generated row carries about the model that wrote it."""
+        """Columns every generated row carries about the model that wrote it.
+
+        A system turn is recorded in ``gen_params`` (key ``system_prompt_id``, only
+        when one is set, so rows without one keep their lineage unchanged).
+        """
+        params = self.generation.as_dict()
+        if self.system_prompt_id is not None:
+            params["system_prompt_id"] = self.system_prompt_id
         return {
             "model": self.id,
             "model_revision": self.model_revision,
             "prompt_id": self.prompt_id,
-            "gen_params": self.generation.to_json(),
+            "gen_params": json.dumps(params, sort_keys=True, separators=(",", ":")),
         }

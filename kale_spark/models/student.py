@@ -464,6 +464,7 @@ def student_spec(scfg: StudentConfig, checkpoint: str, checkpoint_hash: str) -> 
         dtype=scfg.dtype if scfg.use_gpu else "float32",
         device=scfg.device,
         batch_size=scfg.caption_batch_size,
+        rows_per_commit=scfg.rows_per_commit,
         max_input_tokens=scfg.max_input_tokens,
         generation=scfg.generation,
     )

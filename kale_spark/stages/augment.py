@@ -2,14 +2,16 @@
 
 A Spark SQL join pairs each sample's web alt-text with its dense caption from the
 `cfg.caption` model and prompt; the LLM of `cfg.augment` (the paper:
-Mistral-7B-Instruct-v0.2, CapsFusion prompt, 3 beams, 80 new tokens) fuses them
-in an iterator pandas UDF (udf.fuse_udf), loaded once per Python worker.
-`caption_raw` is the model's answer with echoed scaffolding stripped
-(fusion.postprocess), before the leaked-prompt filter.
+Mistral-7B-Instruct-v0.2 with CapsFusion's prompt) fuses them in a mapInPandas model
+function (udf.model_partition_fn), loaded once per Python worker. New dense captions
+stream in from `dense_captions`; results are committed in chunks of
+`augment.rows_per_commit` rows (stages/model_stage.py). `caption_raw` is the
+model's answer with echoed scaffolding stripped (fusion.postprocess), before the
+leaked-prompt filter.
 
 Lineage: model, revision, prompt id, generation parameters, the `samples` and
-`dense_captions` versions read, run id. Idempotent on (uid, model, prompt_id);
-failures go to `quarantine` (stage `augment`, source_file `dense_captions`).
+`dense_captions` versions the run started from, run id. Idempotent on (uid, model,
+prompt_id); failures go to `quarantine` (stage `augment`, source_file `dense_captions`).
 
     candidates = already_done + generated + failed
 """
@@ -17,18 +19,17 @@ failures go to `quarantine` (stage `augment`, source_file `dense_captions`).
 from __future__ import annotations
 
 import logging
-import re
 from typing import TYPE_CHECKING
 
 from kale_spark import schema
 from kale_spark.config import Config
 from kale_spark.lake import Lake
 from kale_spark.runs import StageRun, stage_run
-from kale_spark.split import is_teacher_col
-from kale_spark.stages.generated import Target, generate
+from kale_spark.split import teacher_only
+from kale_spark.stages.model_stage import ModelStage, Target, run_model_stage
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +54,31 @@ JOIN {dense} d ON s.uid = d.uid
 """
 
 
-def run(spark: SparkSession, cfg: Config) -> StageRun:
-    """Fuse alt-text and dense caption for every sample with a `cfg.caption` caption."""
+def pairs(lake: Lake, cfg: Config, samples_version: int):
+    """`prepare` for the stream: a batch of dense captions → (alt-text, dense) pairs."""
     from pyspark.sql import functions as F
 
+    def prepare(dense: DataFrame) -> DataFrame:
+        ours = dense.where(
+            (F.col("model") == cfg.caption.id) & (F.col("prompt_id") == cfg.caption.prompt_id)
+        )
+        ours = teacher_only(ours, cfg.split.teacher_fraction)  # the student takes the rest
+        # In the batch's own session: foreachBatch hands over a clone of the query's.
+        session = dense.sparkSession
+        samples = lake.read(schema.SAMPLES, version=samples_version, session=session)
+        return session.sql(PAIRS_SQL, samples=samples, dense=ours)
+
+    return prepare
+
+
+def run(spark: SparkSession, cfg: Config) -> StageRun:
+    """Fuse alt-text and dense caption for every sample with a `cfg.caption` caption."""
     from kale_spark import udf
+    from kale_spark.resources import model_stage_profile
 
     lake = Lake(spark, cfg.lake)
     spec = cfg.augment
-    with (
-        stage_run(lake, cfg, STAGE) as run,
-        udf.arrow_batch_size(spark, cfg.spark.arrow_batch_size),
-    ):
+    with stage_run(lake, cfg, STAGE) as run:
         for table, step in ((schema.SAMPLES, "ingest"), (schema.DENSE_CAPTIONS, "caption")):
             if not lake.exists(table):
                 raise LookupError(f"no `{table}` table yet: run `kale {step}` first")
@@ -73,34 +87,19 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             schema.DENSE_CAPTIONS: lake.version(schema.DENSE_CAPTIONS),
         }
         run.input_versions.update(versions)
-        # Temp views over the pinned versions; named per run so runs never share one.
-        tag = re.sub(r"\W", "_", run.run_id)
-        views = {"samples": f"_kale_{tag}_samples", "dense": f"_kale_{tag}_dense"}
-        lake.read(schema.SAMPLES, version=versions[schema.SAMPLES]).createOrReplaceTempView(
-            views["samples"]
+        stage = ModelStage(
+            target=TARGET,
+            spec=spec,
+            kind="fuse",
+            source=schema.DENSE_CAPTIONS,
+            prepare=pairs(lake, cfg, versions[schema.SAMPLES]),
+            source_versions=versions,
+            passthrough=PASSTHROUGH,
+            progress_interval_s=cfg.progress.interval_s,
+            # One GPU per model task on a GPU cluster (stage-level scheduling); None locally.
+            resource_profile=model_stage_profile(spark),
         )
-        # The dense captions of the caption stage's model and prompt only.
-        lake.read(schema.DENSE_CAPTIONS, version=versions[schema.DENSE_CAPTIONS]).where(
-            (F.col("model") == cfg.caption.id)
-            & (F.col("prompt_id") == cfg.caption.prompt_id)
-            & is_teacher_col(F.col("uid"), cfg.split.teacher_fraction)
-        ).createOrReplaceTempView(views["dense"])
-        try:
-            pairs = spark.sql(PAIRS_SQL.format(**views))
-            model = udf.fuse_udf(udf.udf_context(spark, cfg, spec))
-            generate(
-                lake,
-                run,
-                TARGET,
-                spec,
-                pairs,
-                model(F.col("alt_text"), F.col("dense_caption")),
-                source_versions=versions,
-                passthrough=PASSTHROUGH,
-            )
-        finally:
-            for view in views.values():
-                spark.catalog.dropTempView(view)
+        run_model_stage(lake, run, stage, udf.udf_context(spark, cfg, spec))
         if spec.is_tiny:
             run.notes.append(f"{spec.id} is an untrained smoke-test model: captions are noise")
     return run

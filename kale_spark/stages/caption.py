@@ -1,11 +1,13 @@
 """Caption: `images` (status ok) → `dense_captions`, one dense caption per image.
 
-The VLM of `cfg.caption` (the paper: CogVLM-17B at 490x490) runs as an iterator
-pandas UDF (udf.caption_udf), loaded once per Python worker. Rows carry their
-lineage: model, revision, prompt id, generation parameters, the `images` version
-they were read from, run id. Idempotent on (uid, model, prompt_id): a rerun
-captions only images with no caption yet from this model and prompt. A row whose
-generation fails goes to `quarantine` (stage `caption`, source_file `images`).
+The VLM of `cfg.caption` (the paper: CogVLM-17B at 490x490) runs in a mapInPandas
+model function (udf.model_partition_fn), loaded once per Python worker. Work streams
+from the `images` table and is committed in chunks of `caption.rows_per_commit`
+rows (stages/model_stage.py): a killed run loses at most the chunks in flight.
+Rows carry their lineage: model, revision, prompt id, generation parameters, the
+`images` version the run started from, run id. Idempotent on (uid, model,
+prompt_id). A row whose generation fails goes to `quarantine` (stage `caption`,
+source_file `images`).
 
     candidates = already_done + generated + failed
 """
@@ -19,11 +21,11 @@ from kale_spark import schema
 from kale_spark.config import Config
 from kale_spark.lake import Lake
 from kale_spark.runs import StageRun, stage_run
-from kale_spark.split import is_teacher_col
-from kale_spark.stages.generated import Target, generate
+from kale_spark.split import teacher_only
+from kale_spark.stages.model_stage import ModelStage, Target, run_model_stage
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -37,38 +39,37 @@ TARGET = Target(
 )
 
 
-def run(spark: SparkSession, cfg: Config) -> StageRun:
-    """Caption every `ok` image that has no dense caption from `cfg.caption` yet."""
+def ok_images(images: DataFrame) -> DataFrame:
+    """The images the teacher captions: fetched ok, with their bytes."""
     from pyspark.sql import functions as F
 
+    return images.where(F.col("status") == schema.IMAGE_OK).select(schema.UID, "image")
+
+
+def run(spark: SparkSession, cfg: Config) -> StageRun:
+    """Caption every `ok` image that has no dense caption from `cfg.caption` yet."""
     from kale_spark import udf
+    from kale_spark.resources import model_stage_profile
 
     lake = Lake(spark, cfg.lake)
     spec = cfg.caption
-    with (
-        stage_run(lake, cfg, STAGE) as run,
-        udf.arrow_batch_size(spark, cfg.spark.arrow_batch_size),
-    ):
+    with stage_run(lake, cfg, STAGE) as run:
         if not lake.exists(schema.IMAGES):
             raise LookupError("no `images` table yet: run `kale fetch` first")
         images_version = lake.version(schema.IMAGES)
         run.input_versions[schema.IMAGES] = images_version
-        candidates = (
-            lake.read(schema.IMAGES, version=images_version)
-            .where(F.col("status") == schema.IMAGE_OK)
-            .where(is_teacher_col(F.col(schema.UID), cfg.split.teacher_fraction))
-            .select(schema.UID, "image")
-        )
-        model = udf.caption_udf(udf.udf_context(spark, cfg, spec))
-        generate(
-            lake,
-            run,
-            TARGET,
-            spec,
-            candidates,
-            model(F.col("image")),
+        stage = ModelStage(
+            target=TARGET,
+            spec=spec,
+            kind="caption",
+            source=schema.IMAGES,
+            prepare=lambda images: teacher_only(ok_images(images), cfg.split.teacher_fraction),
             source_versions={schema.IMAGES: images_version},
+            progress_interval_s=cfg.progress.interval_s,
+            # One GPU per model task on a GPU cluster (stage-level scheduling); None locally.
+            resource_profile=model_stage_profile(spark),
         )
+        run_model_stage(lake, run, stage, udf.udf_context(spark, cfg, spec))
         if spec.is_tiny:
             run.notes.append(f"{spec.id} is an untrained smoke-test model: captions are noise")
     return run

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -23,6 +21,7 @@ from kale_spark import schema
 from kale_spark.config import Config, FetchConfig
 from kale_spark.fetch_batch import FetchStageOptions
 from kale_spark.lake import Lake
+from kale_spark.progress import Progress, counter_accumulator
 from kale_spark.runs import StageRun, stage_run
 
 if TYPE_CHECKING:
@@ -32,7 +31,6 @@ log = logging.getLogger(__name__)
 
 STAGE = "fetch"
 RETRYABLE_STATUSES = ("timeout", "connection_error")
-PROGRESS_EVERY_S = 10.0
 
 
 def stage_options(cfg: FetchConfig) -> FetchStageOptions:
@@ -122,50 +120,6 @@ def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool):
     return fetch_partition
 
 
-class _Progress:
-    """Logs rows done, rate and per-status counts while the fetch job runs.
-
-    Executors add to a Spark accumulator as each batch finishes; a driver thread
-    reads it every few seconds.
-    """
-
-    def __init__(self, spark: SparkSession, total: int) -> None:
-        from pyspark.accumulators import AccumulatorParam
-
-        class CounterParam(AccumulatorParam):
-            def zero(self, value):
-                return Counter()
-
-            def addInPlace(self, a, b):
-                a.update(b)
-                return a
-
-        self.total = total
-        self.acc = spark.sparkContext.accumulator(Counter(), CounterParam())
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._start = time.monotonic()
-
-    def __enter__(self) -> _Progress:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=1)
-
-    def line(self) -> str:
-        counts = Counter(self.acc.value)
-        done = sum(counts.values())
-        rate = done / max(time.monotonic() - self._start, 1e-6)
-        statuses = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-        return f"fetch: {done}/{self.total} rows, {rate:.1f} rows/s  {statuses}"
-
-    def _loop(self) -> None:
-        while not self._stop.wait(PROGRESS_EVERY_S):
-            log.info("%s", self.line())
-
-
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     from pyspark import StorageLevel
 
@@ -195,8 +149,11 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             return run
 
         parts = max(1, math.ceil(n_todo / cfg.fetch.rows_per_task))
-        progress = _Progress(spark, n_todo)
-        acc = progress.acc
+        # Executors add each batch's statuses; the reporter polls the accumulator.
+        acc = counter_accumulator(spark)
+        progress = Progress(
+            STAGE, n_todo, interval_s=cfg.progress.interval_s, poll=lambda: acc.value
+        )
         fetch_partition = _fetch_fn(opts, run.run_id, webdataset)
 
         def counted(batches):
@@ -214,7 +171,6 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
                 by_status = {
                     r["status"]: r["count"] for r in fetched.groupBy("status").count().collect()
                 }
-            log.info("%s", progress.line())
             written = lake.merge_new(
                 schema.IMAGES,
                 fetched,
@@ -226,6 +182,8 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             fetched.unpersist()
             todo.unpersist()
 
+        run.counts.update(progress.counts())
+        run.metrics.update(progress.metrics())
         run.counts["fetched"] = sum(by_status.values())
         run.counts["retried"] = written.rows_updated
         for status, n in sorted(by_status.items()):

@@ -4,8 +4,9 @@ Reads `stage1_captions` (and `stage2_captions` once the student has written it; 
 rows have no dense caption, so their `novel_share` compares with the alt-text alone and
 `novel_share_basis` says so) and,
 for every caption it has not seen yet, removes the sentences that leak the fusion
-prompt (:func:`kale_spark.artifacts.clean_caption`, given the template of the row's
-own `prompt_id`), scores the cleaned caption (:mod:`kale_spark.quality`) and decides:
+prompt (:func:`kale_spark.artifacts.clean_caption`, given the instruction actually
+sent for the row: the template of its `prompt_id`, after the system turn its
+`gen_params` names), scores the cleaned caption (:mod:`kale_spark.quality`) and decides:
 
     kept       reject_reason null
     rejected   reject_reason `empty_after_cleaning` | `too_short` (< filter.min_words)
@@ -21,14 +22,16 @@ side (score, then decide): publish takes the rows with `rejected = false`.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from kale_spark import quality, schema
+from kale_spark import caption_stats, quality, schema
 from kale_spark.artifacts import clean_caption
 from kale_spark.config import Config
 from kale_spark.lake import Lake
+from kale_spark.progress import Progress, counter_accumulator
 from kale_spark.prompts import get_prompt
 from kale_spark.runs import StageRun, stage_run
 
@@ -40,7 +43,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "filter"
 
-# Columns the pure batch function reads ...
+# Columns the pure batch function reads (and `gen_params` when present) ...
 BATCH_INPUT = ("uid", "stage", "model", "prompt_id", "alt_text", "dense_caption", "caption_raw")
 # ... and the columns it adds.
 BATCH_OUTPUT = (
@@ -56,13 +59,22 @@ BATCH_OUTPUT = (
 )
 
 
-def _prompt_template(prompt_id: str) -> str | None:
-    """The template a caption was generated from; None for an unknown prompt id (the
-    structural cues of clean_caption still apply, only the n-gram overlap is lost)."""
+def _prompt_template(prompt_id: str, gen_params: str | None = None) -> str | None:
+    """The instruction a caption was generated from: its prompt template, after the
+    system turn that ``gen_params`` names (``system_prompt_id``, see
+    ``ModelSpec.lineage``), if any. None for an unknown prompt id (the structural cues
+    of clean_caption still apply, only the overlap with the instruction is lost)."""
     try:
-        return get_prompt(prompt_id).template
+        template = get_prompt(prompt_id).template
     except KeyError:
         return None
+    try:
+        system_id = json.loads(gen_params or "{}").get("system_prompt_id")
+        if system_id:
+            return get_prompt(system_id).template + "\n" + template
+    except (ValueError, AttributeError, KeyError):
+        log.warning("gen_params %r: no readable system_prompt_id", gen_params)
+    return template
 
 
 def decide(caption: str, words: int, min_words: int) -> str | None:
@@ -82,14 +94,16 @@ def filter_batch(pdf: pd.DataFrame, min_words: int) -> pd.DataFrame:
     """
     import pandas as pd
 
-    templates: dict[str, str | None] = {}
+    templates: dict[tuple[str, str | None], str | None] = {}
+    params = pdf["gen_params"] if "gen_params" in pdf.columns else [None] * len(pdf)
     captions, removed, reasons = [], [], []
-    for raw, prompt_id in zip(pdf["caption_raw"], pdf["prompt_id"], strict=True):
-        if prompt_id not in templates:
-            templates[prompt_id] = _prompt_template(prompt_id)
-            if templates[prompt_id] is None:
+    for raw, prompt_id, gen in zip(pdf["caption_raw"], pdf["prompt_id"], params, strict=True):
+        key = (prompt_id, gen)
+        if key not in templates:
+            templates[key] = _prompt_template(prompt_id, gen)
+            if templates[key] is None:
                 log.warning("unknown prompt id %r: n-gram overlap check is off", prompt_id)
-        cleaned = clean_caption(raw if isinstance(raw, str) else "", templates[prompt_id])
+        cleaned = clean_caption(raw if isinstance(raw, str) else "", templates[key])
         captions.append(cleaned.text.strip())
         removed.append(list(cleaned.removed))
         reasons.append(list(cleaned.reasons))
@@ -154,9 +168,12 @@ def _caption_sources(lake: Lake, run: StageRun) -> DataFrame | None:
     return out
 
 
-def filtered_rows(source: DataFrame, min_words: int, run_id: str) -> DataFrame:
+def filtered_rows(
+    source: DataFrame, min_words: int, run_id: str, progress: Any = None
+) -> DataFrame:
     """`source` (caption rows with `stage`) cleaned, scored and decided, as
-    FILTERED_CAPTIONS_SCHEMA rows."""
+    FILTERED_CAPTIONS_SCHEMA rows. `progress`: a Counter accumulator that each
+    batch adds its kept/rejected counts to."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructField, StructType
 
@@ -174,8 +191,14 @@ def filtered_rows(source: DataFrame, min_words: int, run_id: str) -> DataFrame:
     names = out_schema.fieldNames()
 
     def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from collections import Counter
+
         for pdf in batches:
-            yield filter_batch(pdf, min_words)[names]
+            out = filter_batch(pdf, min_words)[names]
+            if progress is not None:
+                rejected = int(out["rejected"].sum())
+                progress.add(Counter(kept=len(out) - rejected, rejected=rejected))
+            yield out
 
     result = staged.mapInPandas(apply, out_schema)
     columns = []
@@ -267,12 +290,18 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         done = lake.read(schema.FILTERED_CAPTIONS).select(*key)
         todo = source.join(done, key, "left_anti")
         total = source.count()
-        written = lake.merge_new(
-            schema.FILTERED_CAPTIONS,
-            filtered_rows(todo, cfg.filter.min_words, run.run_id),
-            key,
-            run.commit(),
-        )
+        acc = counter_accumulator(spark)
+        progress = Progress(STAGE, interval_s=cfg.progress.interval_s, poll=lambda: acc.value)
+        with progress:
+            progress.set_total(todo.count())
+            written = lake.merge_new(
+                schema.FILTERED_CAPTIONS,
+                filtered_rows(todo, cfg.filter.min_words, run.run_id, progress=acc),
+                key,
+                run.commit(),
+            )
+        run.counts.update(progress.counts())
+        run.metrics.update(progress.metrics())
         run.output_versions[schema.FILTERED_CAPTIONS] = written.version
 
         table = lake.read(schema.FILTERED_CAPTIONS, version=written.version)
@@ -295,4 +324,6 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             "table sentences removed by reason: "
             + (", ".join(f"{k}={v}" for k, v in sorted(removed.items())) or "none"),
         ]
+        words = quality.word_stats_lines(caption_stats.word_stats(table.where("NOT rejected")))
+        run.notes += [f"kept captions, {words[0]}", *words[1:]]
     return run

@@ -26,7 +26,7 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING
 
-from kale_spark import schema
+from kale_spark import caption_stats, quality, schema
 from kale_spark.config import Config
 from kale_spark.export import ReleaseInfo, default_dir, export_release
 from kale_spark.lake import Lake
@@ -243,6 +243,10 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             f"~{change[CHANGED]} -{change[REMOVED]} since "
             f"{'nothing' if last_version is None else f'v{last_version}'})"
         )
+        words = quality.word_stats_lines(
+            caption_stats.word_stats(lake.read(schema.KALE, version=version))
+        )
+        run.notes += [f"kale v{version}, {words[0]}", *words[1:]]
         run.notes.append(f"export: {path or 'off (publish.export: false)'}")
         if path is None:
             run.notes.append(

@@ -178,33 +178,72 @@ def test_fusion_beams_capsfusion_style(lm, spec_factory):
     _assert_counts(out, 10)
 
 
+def _slots(prompt: str) -> tuple[str, str]:
+    """(alt-text, dense caption) as they stand in a templated fuse_capsfusion_v1 prompt."""
+    alt = prompt.split("\nSentence 1: ")[-1].split("\nSentence 2: ")[0]
+    dense = prompt.split("\nSentence 2: ")[-1].split("\nNew Sentence:")[0]
+    return alt, dense
+
+
 def test_fusion_prompt_is_truncated_to_the_token_budget(lm, spec_factory):
     _, tokenizer = lm
     rewriter = FusionRewriter(*lm, spec_factory("tiny:lm", prompt_id="fuse_capsfusion_v1"))
     overhead = rewriter.instruction_tokens
-    spec = spec_factory("tiny:lm", prompt_id="fuse_capsfusion_v1", max_input_tokens=overhead + 30)
+    spec = spec_factory(
+        "tiny:lm",
+        prompt_id="fuse_capsfusion_v1",
+        max_input_tokens=overhead + 50,
+        min_alt_text_tokens=16,
+    )
     rewriter = FusionRewriter(*lm, spec)
     long_alt = " ".join(["Eiffel Tower Paris France travel photo 2019"] * 20)
     prompt = rewriter.build_prompt(long_alt, DENSE[0])
 
     n_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-    assert overhead + 20 <= n_tokens <= overhead + 30
+    assert overhead + 40 <= n_tokens <= overhead + 50
     assert get_prompt("fuse_capsfusion_v1").fragments[0] in prompt  # instruction intact
-    assert prompt.endswith(f"Sentence 2: {DENSE[0]} [/INST]")  # dense caption whole
-    kept_alt = prompt.split("Sentence 1: ")[-1].split(" Sentence 2: ")[0]
+    assert prompt.endswith("\nNew Sentence: [/INST]")
+    kept_alt, kept_dense = _slots(prompt)
+    assert kept_dense == DENSE[0]  # a short dense caption stays whole
     assert 0 < len(kept_alt) < len(long_alt) and long_alt.startswith(kept_alt)
 
     # Nothing to cut: the prompt is the full, untruncated template.
     full = FusionRewriter(*lm, spec_factory("tiny:lm", prompt_id="fuse_capsfusion_v1"))
-    assert f"Sentence 1: {ALTS[0]} Sentence 2: {DENSE[0]} [/INST]" in full.build_prompt(
-        ALTS[0], DENSE[0]
-    )
+    assert _slots(full.build_prompt(ALTS[0], DENSE[0])) == (ALTS[0], DENSE[0])
 
     too_small = spec_factory(
-        "tiny:lm", prompt_id="fuse_capsfusion_v1", max_input_tokens=overhead - 1
+        "tiny:lm",
+        prompt_id="fuse_capsfusion_v1",
+        max_input_tokens=overhead - 1,
+        min_alt_text_tokens=0,
     )
     with pytest.raises(ValueError, match="fusion instruction alone"):
         FusionRewriter(*lm, too_small).build_prompt("a", "b")
+
+
+def test_the_alt_texts_knowledge_survives_a_long_dense_caption(lm, spec_factory):
+    """A long dense caption with an entity-bearing alt-text: the dense caption is cut,
+    the alt-text and its names, place and year stay whole (the tiny model's real,
+    trained BPE tokenizer through the real loader)."""
+    _, tokenizer = lm
+    overhead = FusionRewriter(*lm, spec_factory("tiny:lm", prompt_id="fuse_capsfusion_v1"))
+    overhead = overhead.instruction_tokens
+    alt = "Neuschwanstein Castle, Schwangau, Bavaria, Germany, October 2019"
+    long_dense = " ".join(DENSE * 12)
+    n_alt = len(tokenizer(alt, add_special_tokens=False)["input_ids"])
+    spec = spec_factory(
+        "tiny:lm",
+        prompt_id="fuse_capsfusion_v1",
+        max_input_tokens=overhead + n_alt + 40,
+        min_alt_text_tokens=n_alt,
+    )
+    prompt = FusionRewriter(*lm, spec).build_prompt(alt, long_dense)
+    kept_alt, kept_dense = _slots(prompt)
+    assert kept_alt == alt
+    for entity in ("Neuschwanstein Castle", "Schwangau", "Bavaria", "Germany", "October", "2019"):
+        assert entity in kept_alt
+    assert 0 < len(kept_dense) < len(long_dense) and long_dense.startswith(kept_dense)
+    assert len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) <= spec.max_input_tokens
 
 
 # --- per-worker cache ---------------------------------------------------------

@@ -268,6 +268,25 @@ def test_publish_gold_table_and_release(pipeline, spark):
     assert spark.sql(sql).first()["n"] == len(kept)
 
 
+def test_word_stats_in_run_summaries_and_card(pipeline):
+    from kale_spark.quality import word_stats, word_stats_lines
+
+    lake, v1 = pipeline["lake"], pipeline["v1"]
+    gold = [r.asDict() for r in lake.read(schema.KALE, version=v1).collect()]
+    stats = word_stats(gold)  # the pure reference over the published rows
+    expected = word_stats_lines(stats)
+    assert expected[1].startswith("  stage1: caption ")
+    notes = pipeline["publish1"].notes
+    at = notes.index(f"kale v{v1}, {expected[0]}")
+    assert notes[at + 1 : at + len(expected)] == expected[1:]
+    filter_notes = pipeline["filter1"].notes
+    assert f"kept captions, {expected[0]}" in filter_notes
+    card_text = (pipeline["export1"] / "README.md").read_text()
+    row = next(s for s in stats if (s.stage, s.field) == ("stage1", "caption"))
+    assert f"| stage1 | `caption` | {row.n} | {row.mean:.1f} | {row.median:.1f} |" in card_text
+    assert "| KALE (paper) | `caption` | n/a | 67.26 | n/a |" in card_text
+
+
 def test_publish_rerun_adds_nothing(pipeline):
     rerun = pipeline["publish_rerun"]
     assert pipeline["v1_after_rerun"] == pipeline["v1"]
@@ -356,6 +375,20 @@ def test_cli_diff_prints_counts(pipeline, capsys):
     assert rc == 0
     n = len(_kept(pipeline["expected2"]))
     assert f"{n} added, 0 removed, 0 changed" in out
+
+
+def test_cli_summary_prints_word_stats(pipeline, capsys):
+    from kale_spark.quality import word_stats, word_stats_lines
+
+    lake, v2 = pipeline["lake"], pipeline["v2"]
+    rc = cli.main(["summary", "--set", f"lake.root={lake.root}"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    gold = [r.asDict() for r in lake.read(schema.KALE, version=v2).collect()]
+    expected = word_stats_lines(word_stats(gold))
+    assert f"  kale v{v2}, {expected[0]}" in out.splitlines()
+    for line in expected[1:]:
+        assert f"  {line}" in out.splitlines()
 
 
 def test_export_old_version_reproduces_it(pipeline, tmp_path):

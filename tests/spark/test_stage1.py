@@ -22,7 +22,7 @@ from kale_spark.stages import augment, caption, fetch, ingest
 from kale_spark.udf import BATCH_LOG_ENV, read_batch_log, register_sql_functions
 
 ROWS = 12
-ARROW_BATCH = 4
+ROWS_PER_COMMIT = 4  # several chunks, each committed on its own
 
 
 def _config(root, *extra: str):
@@ -33,13 +33,14 @@ def _config(root, *extra: str):
             f"lake.root={root / 'lake'}",
             "spark.master=local[2]",
             "spark.shuffle_partitions=2",
-            f"spark.arrow_batch_size={ARROW_BATCH}",
             f"sample.out={root / 'sample'}",
             f"ingest.input={root / 'sample' / 'metadata'}",
             # A cache dir of this module's own: the model key is new to every worker,
             # so each worker that runs a batch must load (and log) the model itself.
             f"models.cache_dir={root / 'model-cache'}",
             "caption.batch_size=2",
+            f"caption.rows_per_commit={ROWS_PER_COMMIT}",
+            f"augment.rows_per_commit={ROWS_PER_COMMIT}",
             "caption.generation.max_new_tokens=8",
             "augment.batch_size=2",
             "augment.generation.max_new_tokens=8",
@@ -100,6 +101,10 @@ def test_every_ok_image_gets_one_dense_and_one_stage1_caption(spark, stage1) -> 
     assert runs["caption"].counts["generated"] == ROWS
     assert runs["caption"].counts["failed"] == 0
     assert runs["augment"].counts["generated"] == ROWS
+    # Committed as it went: one commit per chunk of rows_per_commit rows.
+    assert runs["caption"].counts["commits"] >= ROWS // ROWS_PER_COMMIT
+    assert runs["augment"].counts["commits"] >= ROWS // ROWS_PER_COMMIT
+    assert runs["caption"].counts["progress.done"] == ROWS
 
 
 def test_stage1_rows_pair_the_alt_text_with_the_dense_caption(spark, stage1) -> None:
@@ -171,8 +176,9 @@ def test_model_loads_once_per_worker_not_per_batch(stage1) -> None:
         mine = [b for b in batches if b["udf"] == udf_name]
         # Every row went through the model exactly once, in several Arrow batches.
         assert sum(b["rows"] for b in mine) == ROWS, udf_name
-        assert len(mine) >= ROWS // ARROW_BATCH > 1, udf_name
-        assert max(b["rows"] for b in mine) <= ARROW_BATCH
+        # One model batch never spans two commits.
+        assert len(mine) >= ROWS // ROWS_PER_COMMIT > 1, udf_name
+        assert max(b["rows"] for b in mine) <= ROWS_PER_COMMIT
         loads_per_pid = Counter(e["pid"] for e in loads if e["key"].startswith(kind))
         assert set(loads_per_pid.values()) == {1}, (udf_name, loads_per_pid)
         # Each worker that ran a batch loaded the model itself, once.

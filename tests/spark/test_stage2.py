@@ -18,7 +18,7 @@ import pytest
 from kale_spark import cli, schema
 from kale_spark.config import load_config
 from kale_spark.lake import Lake
-from kale_spark.pipeline import run_pipeline
+from kale_spark.pipeline import run_all
 from kale_spark.sources.sample import generate_sample
 
 ROWS = 14
@@ -90,7 +90,7 @@ def both_stages(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("stage2")
     generate_sample(root / "sample", ROWS, bad_fraction=0.0, seed=5, max_side=300)
     cfg = load_config(None, _overrides(root))
-    first = run_pipeline(spark, cfg)
+    first = run_all(spark, cfg)
     lake = Lake(spark, cfg.lake)
     versions = {t: lake.version(t) for t in DATA_TABLES}
     contents = {t: _table_rows(lake, t) for t in DATA_TABLES}

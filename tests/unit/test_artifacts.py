@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from kale_spark.artifacts import (
     keyword_baseline,
     split_sentences,
 )
-from kale_spark.prompts import DENSE_V1, FUSE_CAPSFUSION_V1
+from kale_spark.prompts import DENSE_V1, FUSE_CAPSFUSION_V1, get_prompt
 
 EVAL_PATH = Path(__file__).resolve().parents[1] / "data" / "artifact_eval.jsonl"
+HOLDOUT_PATH = EVAL_PATH.with_name("artifact_holdout.jsonl")
 FUSION = FUSE_CAPSFUSION_V1.template
 
 
@@ -175,17 +177,29 @@ def test_clean_caption_all_removed() -> None:
 
 
 def test_prompt_overlap_only_with_a_prompt() -> None:
-    caption = "A red bus in London. The result is a new, detailed description of the image."
+    # Echoes of CapsFusion's instruction: content-word pairs ("suffer flaw", "well
+    # structured", "contain false", "false information"), and a five-word sequence.
+    caption = (
+        "A red bus in London. "
+        "The street is well structured, yet it suffers from flaws in grammar. "
+        "The harbor may contain false information."
+    )
     assert clean_caption(caption).removed == ()
     assert clean_caption(caption, FUSION) == Cleaned(
         text="A red bus in London.",
-        removed=("The result is a new, detailed description of the image.",),
-        reasons=("prompt_overlap",),
+        removed=(
+            "The street is well structured, yet it suffers from flaws in grammar.",
+            "The harbor may contain false information.",
+        ),
+        reasons=("prompt_overlap", "prompt_overlap"),
     )
     both = FUSION + "\n" + DENSE_V1.template
     assert (
         classify_sentence("Describe this image in detail, the man asked.", both) == "prompt_overlap"
     )
+    # One shared pair is not an echo; "real world" alone never counts.
+    assert classify_sentence("A detailed real-world map hangs in the hall.", FUSION) is None
+    assert classify_sentence("The false ceiling hides pipes.", FUSION) is None
 
 
 def test_prompt_overlap_ignores_slot_content() -> None:
@@ -235,14 +249,20 @@ def test_cleaned_is_frozen() -> None:
         clean_caption("A dog.").text = "x"  # type: ignore[misc]
 
 
+def _load(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
 def _rates(method, rows: list[dict]) -> tuple[float, float]:
+    """Sentence-level (precision, recall) of ``method(text, row)``, as
+    bench/artifacts_eval.py measures it."""
     before, after = (
         "The photo was taken on a clear afternoon.",
         "Soft shadows fall across the ground.",
     )
     tp = fp = fn = 0
     for row in rows:
-        kept = method(f"{before} {row['sentence']} {after}").text
+        kept = method(f"{before} {row['sentence']} {after}", row).text
         assert before in kept and after in kept, row["sentence"]
         hit = row["sentence"] not in kept
         tp += hit and row["leak"]
@@ -251,24 +271,63 @@ def _rates(method, rows: list[dict]) -> tuple[float, float]:
     return tp / (tp + fp), tp / (tp + fn)
 
 
-def test_eval_set_shape() -> None:
-    rows = [json.loads(line) for line in EVAL_PATH.read_text(encoding="utf-8").splitlines()]
-    assert len(rows) >= 200
+def _with_row_prompt(text: str, row: dict):
+    """clean_caption given the instruction sent for the row, as the filter runs it."""
+    return clean_caption(text, get_prompt(row.get("prompt_id", "fuse_capsfusion_v1")).template)
+
+
+def _baseline(text: str, row: dict):
+    return keyword_baseline(text)
+
+
+def test_holdout_is_frozen_and_apart_from_dev() -> None:
+    # The holdout was committed in its own commit before any rule change; this hash
+    # pins it (editing it to fit the rules fails here).
+    digest = hashlib.sha256(HOLDOUT_PATH.read_bytes()).hexdigest()
+    assert digest == "549a7ee8703f4ac3d603b806b5c704e6a01c1e76b67473e2ed0248789a01263c"
+    holdout, dev = _load(HOLDOUT_PATH), _load(EVAL_PATH)
+    assert len(holdout) == 244 and sum(r["leak"] for r in holdout) == 120
+    assert len({r["sentence"] for r in holdout}) == len(holdout)
+    assert not {r["sentence"] for r in holdout} & {r["sentence"] for r in dev}
+    assert 0.45 <= sum(r["leak"] for r in holdout) / len(holdout) <= 0.55
+    assert {r["source"] for r in holdout} == {
+        "kale_figure3",
+        "capsfusion_failure",
+        "instruction_paraphrase",
+        "honest_trigger",
+        "honest_plain",
+    }
+
+
+def test_dev_set_shape() -> None:
+    rows = _load(EVAL_PATH)
+    assert len(rows) == 398 and sum(r["leak"] for r in rows) == 192
     assert len({r["sentence"] for r in rows}) == len(rows)
-    leaks = sum(r["leak"] for r in rows)
-    assert 0.4 <= leaks / len(rows) <= 0.6
-    holdout = sum(r["split"] == "holdout" for r in rows)
-    assert 0.25 <= holdout / len(rows) <= 0.45
-    assert {r["split"] for r in rows} == {"dev", "holdout"}
+    assert 0.4 <= sum(r["leak"] for r in rows) / len(rows) <= 0.6
 
 
-def test_clean_caption_beats_keyword_baseline_on_eval_set() -> None:
-    rows = [json.loads(line) for line in EVAL_PATH.read_text(encoding="utf-8").splitlines()]
-    precision, recall = _rates(clean_caption, rows)
-    base_precision, base_recall = _rates(keyword_baseline, rows)
+def test_leak_removal_on_the_holdout_beats_kales_keyword_rule() -> None:
+    """The headline figure: the HOLDOUT (never tuned on), the filter's configuration
+    (the row's instruction given). Precision and recall >= 0.95, above KALE's rule."""
+    rows = _load(HOLDOUT_PATH)
+    precision, recall = _rates(_with_row_prompt, rows)
+    base_precision, base_recall = _rates(_baseline, rows)
     assert precision >= 0.95
     assert recall >= 0.95
     assert precision > base_precision
     assert recall > base_recall
-    with_prompt = _rates(lambda text: clean_caption(text, FUSION), rows)
-    assert with_prompt[0] >= 0.95 and with_prompt[1] >= 0.95
+    # The figures README.md reports (update both together).
+    assert (round(precision, 3), round(recall, 3)) == (0.983, 0.967)
+    assert (round(base_precision, 3), round(base_recall, 3)) == (0.762, 0.267)
+    no_prompt = _rates(lambda text, row: clean_caption(text), rows)
+    assert (round(no_prompt[0], 3), round(no_prompt[1], 3)) == (0.983, 0.942)
+
+
+def test_leak_removal_on_dev() -> None:
+    rows = _load(EVAL_PATH)
+    precision, recall = _rates(_with_row_prompt, rows)
+    assert precision >= 0.95 and recall >= 0.95
+    assert (round(precision, 3), round(recall, 3)) == (1.0, 0.995)  # README's dev figure
+    assert _rates(_baseline, rows) == pytest.approx((0.511, 0.125), abs=5e-4)
+    no_prompt = _rates(lambda text, row: clean_caption(text), rows)
+    assert no_prompt[0] >= 0.95 and no_prompt[1] >= 0.95

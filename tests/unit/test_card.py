@@ -134,3 +134,58 @@ def test_filter_batch():
         "dense_caption",
         "caption_raw",
     ]  # input untouched
+
+
+def test_card_words_per_text_section():
+    from kale_spark.quality import WordStats
+
+    stats = [
+        WordStats("stage1", "caption", 5, 61.2, 60.0),
+        WordStats("stage1", "dense_caption", 5, 80.4, 79.0),
+        WordStats("stage1", "alt_text", 5, 9.8, 8.0),
+        WordStats("stage2", "caption", 2, 55.0, 55.0),
+        WordStats("stage2", "dense_caption", 0, None, None),
+    ]
+    text = card.card_text(_info(word_stats=stats))
+    section = text.split("## Words per text\n", 1)[1].split("\n## ", 1)[0]
+    assert section.splitlines() == [
+        "",
+        "KALE's captions average 67.26 words (BLIP3-KALE, Table 1). "
+        "Stage 2 rows have no dense caption; they are left out of its figures.",
+        "",
+        "| stage | text | rows | mean words | median words |",
+        "|---|---|---|---|---|",
+        "| stage1 | `caption` | 5 | 61.2 | 60.0 |",
+        "| stage1 | `dense_caption` | 5 | 80.4 | 79.0 |",
+        "| stage1 | `alt_text` | 5 | 9.8 | 8.0 |",
+        "| stage2 | `caption` | 2 | 55.0 | 55.0 |",
+        "| stage2 | `dense_caption` | 0 | n/a | n/a |",
+        "| KALE (paper) | `caption` | n/a | 67.26 | n/a |",
+    ]
+    assert "## Words per text" not in card.card_text(_info())
+
+
+def test_filter_batch_checks_against_the_instruction_actually_sent():
+    """A sentence echoing the system turn is a leak only for the rows whose
+    gen_params say that system turn was sent (ModelSpec.lineage records it)."""
+    body = "The Eiffel Tower in Paris rises against an orange sunset sky above the trees."
+    echo = "It gives a factual caption only, without any introduction, notes or comments."
+    pdf = pd.DataFrame(
+        {
+            "uid": ["a", "b"],
+            "stage": ["stage1"] * 2,
+            "model": ["m"] * 2,
+            "prompt_id": [FUSE_CAPSFUSION_V1.id] * 2,
+            "alt_text": ["Eiffel Tower at sunset"] * 2,
+            "dense_caption": ["a tall iron tower against an orange sky"] * 2,
+            "caption_raw": [f"{body} {echo}"] * 2,
+            "gen_params": [
+                '{"do_sample":false,"max_new_tokens":64,"num_beams":1}',
+                '{"do_sample":false,"max_new_tokens":64,"num_beams":1,'
+                '"system_prompt_id":"system_captioner_v1"}',
+            ],
+        }
+    )
+    out = filter_batch(pdf, min_words=5)
+    assert list(out["caption"]) == [f"{body} {echo}", body]
+    assert [list(r) for r in out["removal_reasons"]] == [[], ["prompt_overlap"]]

@@ -9,12 +9,15 @@ import pytest
 
 from kale_spark.quality import (
     SCORE_COLUMNS,
+    WordStats,
     knowledge_retention,
     knowledge_spans,
     novel_share,
     score_caption,
     score_frame,
     word_count,
+    word_stats,
+    word_stats_lines,
 )
 
 
@@ -99,3 +102,57 @@ def test_score_frame() -> None:
     assert out.loc[10, "knowledge_retention"] == 1.0
     assert math.isnan(out.loc[11, "knowledge_retention"])
     assert out["novel_share"].tolist() == [0.25, 0.0]
+
+
+def test_word_stats_by_stage_with_null_dense_captions() -> None:
+    rows = [
+        # stage 1: caption 3 and 6 words, dense 2 and 4, alt-text 1 and 2
+        {
+            "stage": "stage1",
+            "caption": "A red bus.",
+            "dense_caption": "A bus.",
+            "alt_text": "London",
+        },
+        {
+            "stage": "stage1",
+            "caption": "A red bus drives past Big.",
+            "dense_caption": "A bus drives past.",
+            "alt_text": "London bus",
+        },
+        # stage 2: the student writes no dense caption (null), NaN as pandas gives it
+        {"stage": "stage2", "caption": "Two dogs run.", "dense_caption": None, "alt_text": "dogs"},
+        {
+            "stage": "stage2",
+            "caption": "One cat sleeps on a mat today.",
+            "dense_caption": math.nan,
+            "alt_text": None,
+        },
+    ]
+    stats = {(s.stage, s.field): s for s in word_stats(rows)}
+    assert [(s.stage, s.field) for s in word_stats(rows)] == [
+        (stage, field)
+        for stage in ("stage1", "stage2", "all")
+        for field in ("caption", "dense_caption", "alt_text")
+    ]
+    assert stats["stage1", "caption"] == WordStats("stage1", "caption", 2, 4.5, 4.5)
+    assert stats["stage1", "dense_caption"] == WordStats("stage1", "dense_caption", 2, 3.0, 3.0)
+    assert stats["stage2", "caption"] == WordStats("stage2", "caption", 2, 5.0, 5.0)
+    assert stats["stage2", "dense_caption"] == WordStats("stage2", "dense_caption", 0, None, None)
+    assert stats["stage2", "alt_text"] == WordStats("stage2", "alt_text", 1, 1.0, 1.0)
+    # all: captions 3, 6, 3, 7 -> mean 4.75, median (3 + 6) / 2
+    assert stats["all", "caption"] == WordStats("all", "caption", 4, 4.75, 4.5)
+    assert stats["all", "dense_caption"] == WordStats("all", "dense_caption", 2, 3.0, 3.0)
+    assert stats["all", "alt_text"] == WordStats("all", "alt_text", 3, 4 / 3, 1.0)
+    assert word_stats([]) == []
+
+
+def test_word_stats_lines() -> None:
+    stats = [
+        WordStats("stage2", "caption", 2, 5.0, 5.0),
+        WordStats("stage2", "dense_caption", 0, None, None),
+    ]
+    assert word_stats_lines(stats) == [
+        "words per text (mean / median; KALE: 67.26 mean caption words):",
+        "  stage2: caption 5.0 / 5.0 (n=2), dense_caption n/a / n/a (n=0)",
+    ]
+    assert word_stats_lines([]) == ["words per text: no rows"]

@@ -1,0 +1,100 @@
+"""Stage-level scheduling: what one model task asks of an executor.
+
+Fetch and decode run wide on CPUs under the session's default resource profile
+(`spark.task.cpus` = 1, a sliver of the executor's GPU so RAPIDS SQL tasks can share
+it). The model stages (caption, augment, student-caption) run under the profile
+built here: one GPU per model task (one loaded model per GPU) and the CPUs for
+torch's threads. It is a task-only profile, so it reuses the running executors
+(Spark standalone 3.4+, YARN and Kubernetes 3.5+, dynamic allocation off).
+
+Both amounts are Spark properties, set in conf/spark/gpu-cluster.conf (or with
+`--conf`), so one place holds a cluster's resources:
+
+    spark.kale.model.task.gpu.amount   GPUs per model task (default 1; 0.5 lets two
+                                       small-model tasks share a GPU)
+    spark.kale.model.task.cpus         CPUs per model task (default spark.executor.cores)
+
+Without GPU resources on the executors (local mode, CPU clusters) there is no
+profile: the model stages run under the default one.
+
+    profile = model_stage_profile(spark)
+    df.mapInPandas(fn, schema, profile=profile)   # profile=None is the default profile
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "MODEL_TASK_CPUS_KEY",
+    "MODEL_TASK_GPUS_KEY",
+    "ModelTaskResources",
+    "model_stage_profile",
+    "model_task_resources",
+]
+
+log = logging.getLogger(__name__)
+
+MODEL_TASK_GPUS_KEY = "spark.kale.model.task.gpu.amount"
+MODEL_TASK_CPUS_KEY = "spark.kale.model.task.cpus"
+EXECUTOR_GPUS_KEY = "spark.executor.resource.gpu.amount"
+
+
+@dataclass(frozen=True)
+class ModelTaskResources:
+    """GPUs and CPUs one model task needs."""
+
+    gpus: float
+    cpus: int
+
+    def __post_init__(self) -> None:
+        if not self.gpus > 0:
+            raise ValueError(f"{MODEL_TASK_GPUS_KEY} must be > 0, got {self.gpus}")
+        # Spark's rule: a fraction shares one GPU between 1/amount tasks; above 1,
+        # whole GPUs only.
+        if self.gpus > 1 and not float(self.gpus).is_integer():
+            raise ValueError(f"{MODEL_TASK_GPUS_KEY} above 1 must be whole, got {self.gpus}")
+        if self.cpus < 1:
+            raise ValueError(f"{MODEL_TASK_CPUS_KEY} must be >= 1, got {self.cpus}")
+
+
+def _number(conf: Mapping[str, str], key: str, default: str, kind: type) -> Any:
+    raw = conf.get(key, default)
+    try:
+        return kind(float(raw)) if kind is int else kind(raw)
+    except ValueError:
+        raise ValueError(f"{key}: expected a number, got {raw!r}") from None
+
+
+def model_task_resources(conf: Mapping[str, str]) -> ModelTaskResources | None:
+    """A model task's resources from Spark properties; None without executor GPUs."""
+    master = conf.get("spark.master", "")
+    executor_gpus = _number(conf, EXECUTOR_GPUS_KEY, "0", float)
+    if master.startswith("local") or executor_gpus <= 0:
+        return None
+    gpus = _number(conf, MODEL_TASK_GPUS_KEY, "1", float)
+    if gpus > executor_gpus:
+        raise ValueError(
+            f"{MODEL_TASK_GPUS_KEY}={gpus} is more than an executor has "
+            f"({EXECUTOR_GPUS_KEY}={executor_gpus}); no model task could ever run"
+        )
+    cpus = _number(conf, MODEL_TASK_CPUS_KEY, conf.get("spark.executor.cores", "1"), int)
+    return ModelTaskResources(gpus=gpus, cpus=cpus)
+
+
+def model_stage_profile(spark: Any):
+    """The ``pyspark.resource.ResourceProfile`` for model stages, or None (no GPUs)."""
+    conf = dict(spark.sparkContext.getConf().getAll())
+    resources = model_task_resources(conf)
+    if resources is None:
+        log.info("no executor GPUs configured: model stages use the default resource profile")
+        return None
+    from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
+
+    requests = TaskResourceRequests().cpus(resources.cpus).resource("gpu", resources.gpus)
+    profile = ResourceProfileBuilder().require(requests).build
+    log.info("model stages: %s GPU and %d CPUs per task", resources.gpus, resources.cpus)
+    return profile

@@ -1,0 +1,381 @@
+"""What the model stages (caption, augment, student-caption) share: generation that
+commits as it goes, exactly once per (uid, model, prompt_id).
+
+    source table ─ Structured Streaming, trigger(availableNow), checkpoint under the lake
+      └ foreachBatch(micro-batch):
+          prepare (filters, joins) ─ anti-join rows already committed ─▶ todo
+          todo in chunks of `<stage>.rows_per_commit` rows, each:
+            model (mapInPandas, model loaded once per Python worker)
+            ─▶ MERGE (insert-only on GENERATED_KEY) into the output table  ─ one commit
+            ─▶ MERGE failed rows into quarantine (reason, error), never lost
+    catch-up: candidates the stream did not deliver (rows an update commit changed,
+              a checkpoint from another layout) go through the same chunks.
+
+Exactly once. The anti-join against the committed table runs before every
+micro-batch, and every write is a keyed insert-only MERGE, so a replayed micro-batch
+(a crash between a commit and the checkpoint) regenerates nothing already
+committed and never duplicates a key. A killed run loses at most the chunks in
+flight; the rerun resumes from the checkpoint. Every commit carries the run id.
+The stream is what bounds the work per micro-batch (files per trigger) and makes
+repeated runs incremental as new rows arrive; correctness rests on the anti-join.
+
+    candidates = already_done + generated + failed    (without concurrent writers)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kale_spark import schema
+from kale_spark.lake import Lake
+from kale_spark.models.spec import ModelSpec
+from kale_spark.progress import Progress, counter_accumulator
+from kale_spark.runs import StageRun
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+    from pyspark.sql.types import StructType
+
+    from kale_spark.udf import UdfContext
+
+log = logging.getLogger(__name__)
+
+RAW_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a model stage writes: its table, the column the model's text goes to,
+    and the name its failed rows are filed under in quarantine (`source_file`)."""
+
+    stage: str
+    table: str
+    table_schema: StructType
+    text_column: str
+    source_table: str
+
+
+@dataclass(frozen=True)
+class ModelStage:
+    """One model stage's wiring.
+
+    `source` is the Delta table streamed in; `prepare` turns a batch of its rows into
+    candidates (uid, the model's inputs, the pass-through columns); `kind` names the
+    model function (udf.MODEL_INPUTS); `passthrough` columns are copied to the output.
+    """
+
+    target: Target
+    spec: ModelSpec
+    kind: str
+    source: str
+    prepare: Callable[[DataFrame], DataFrame]
+    source_versions: Mapping[str, int]
+    passthrough: Sequence[str] = (schema.UID,)
+    progress_interval_s: float = 10.0
+    resource_profile: Any = None  # a pyspark ResourceProfile for the model tasks, or None
+
+
+@dataclass
+class Tally:
+    """What a run committed, summed over its chunks."""
+
+    generated: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    commits: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+
+
+def already_done(lake: Lake, table: str, spec: ModelSpec) -> DataFrame:
+    """uids that `table` already holds for this model and prompt."""
+    from pyspark.sql import functions as F
+
+    return (
+        lake.read(table)
+        .where((F.col("model") == spec.id) & (F.col("prompt_id") == spec.prompt_id))
+        .select(schema.UID)  # unique: (uid, model, prompt_id) is the table's key
+    )
+
+
+def lineage_columns(
+    spec: ModelSpec, source_versions: Mapping[str, int], run_id: str
+) -> list[Column]:
+    """model, model_revision, prompt_id, gen_params, source_versions, run_id, created_at."""
+    from pyspark.sql import functions as F
+
+    versions = F.create_map(
+        *[part for k, v in sorted(source_versions.items()) for part in (F.lit(k), F.lit(int(v)))]
+    )
+    return [
+        *[F.lit(value).alias(name) for name, value in spec.lineage().items()],
+        versions.cast("map<string,bigint>").alias("source_versions"),
+        F.lit(run_id).alias("run_id"),
+        F.current_timestamp().alias("created_at"),
+    ]
+
+
+def quarantine_rows(failed: DataFrame, stage: ModelStage, run_id: str) -> DataFrame:
+    """Failed results as quarantine rows. `source_row` is a stable hash of (uid, model,
+    prompt_id): a rerun that fails again adds nothing, another model's failure does."""
+    from pyspark.sql import functions as F
+
+    spec = stage.spec
+    versions = ",".join(f"{k}@{v}" for k, v in sorted(stage.source_versions.items()))
+    raw = F.create_map(
+        *[
+            part
+            for k, v in (
+                ("model", F.lit(spec.id)),
+                ("model_revision", F.lit(spec.model_revision)),
+                ("prompt_id", F.lit(spec.prompt_id)),
+                ("source_versions", F.lit(versions)),
+                ("error", F.substring(F.col("error"), 1, RAW_ERROR_CHARS)),
+            )
+            for part in (F.lit(k), v)
+        ]
+    )
+    return failed.select(
+        F.lit(stage.target.stage).alias("stage"),
+        F.lit(stage.target.source_table).alias("source_file"),
+        F.xxhash64(schema.UID, F.lit(spec.id), F.lit(spec.prompt_id)).alias("source_row"),
+        F.col(schema.UID),
+        F.col("reason"),
+        raw.alias("raw"),
+        F.current_timestamp().alias("quarantined_at"),
+        F.lit(run_id).alias("run_id"),
+    )
+
+
+def output_rows(good: DataFrame, stage: ModelStage, run_id: str) -> DataFrame:
+    """Good results as rows of the target table, with lineage, in its column order."""
+    from pyspark.sql import functions as F
+
+    target = stage.target
+    df = good.select(
+        *stage.passthrough,
+        F.col("text").alias(target.text_column),
+        F.col("prompt_tokens"),
+        F.col("new_tokens"),
+        *lineage_columns(stage.spec, stage.source_versions, run_id),
+    )
+    return df.select(*[F.col(f.name).cast(f.dataType) for f in target.table_schema.fields])
+
+
+def checkpoint_name(stage: ModelStage) -> str:
+    """A checkpoint per (stage, source, model, prompt): another model starts afresh."""
+    spec = stage.spec
+    key = f"{stage.source}|{spec.id}|{spec.prompt_id}".encode()
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{spec.id}-{spec.prompt_id}").strip("_")[:80]
+    return f"{slug}-{hashlib.sha256(key).hexdigest()[:10]}"
+
+
+class ChunkWriter:
+    """Runs the model over batches of candidate rows and commits them chunk by chunk."""
+
+    def __init__(self, lake: Lake, run: StageRun, stage: ModelStage, ctx: UdfContext) -> None:
+        from kale_spark import udf
+
+        self.lake = lake
+        self.run = run
+        self.stage = stage
+        self.tally = Tally()
+        self.accumulator = counter_accumulator(lake.spark)
+        self.model_fn = udf.model_partition_fn(ctx, stage.kind, progress=self.accumulator)
+
+    def todo(self, source_rows: DataFrame) -> DataFrame:
+        """Candidates among `source_rows` with no committed row for this model + prompt."""
+        done = already_done(self.lake, self.stage.target.table, self.stage.spec)
+        return self.stage.prepare(source_rows).join(done, schema.UID, "left_anti")
+
+    def process(self, source_rows: DataFrame, batch_id: int) -> None:
+        """foreachBatch: generate and commit the micro-batch's missing rows in chunks."""
+        from pyspark import StorageLevel
+
+        todo = self.todo(source_rows).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            n = todo.count()
+            limit = self.stage.spec.rows_per_commit
+            log.info("[%s] batch %d: %d rows to generate", self.stage.target.stage, batch_id, n)
+            if n == 0:
+                return
+            if n <= limit:
+                self.commit_chunk(todo, n)
+                return
+            uids = sorted(r[0] for r in todo.select(schema.UID).collect())
+            spark = self.lake.spark
+            for start in range(0, len(uids), limit):
+                part = uids[start : start + limit]
+                keys = spark.createDataFrame([(u,) for u in part], f"{schema.UID} string")
+                self.commit_chunk(todo.join(keys.hint("broadcast"), schema.UID), len(part))
+        finally:
+            todo.unpersist()
+
+    def _partitions(self, rows: int) -> int:
+        """Spread a chunk over the cluster: at least one model batch per task."""
+        parallelism = self.lake.spark.sparkContext.defaultParallelism
+        return max(1, min(parallelism, -(-rows // self.stage.spec.batch_size)))
+
+    def _results_schema(self, chunk: DataFrame) -> StructType:
+        from pyspark.sql.types import StructType
+
+        from kale_spark import udf
+
+        fields = [f for f in chunk.schema.fields if f.name not in udf.DROPPED_INPUTS]
+        return StructType(fields + list(udf.RESULT_TYPE.fields))
+
+    def commit_chunk(self, chunk: DataFrame, rows: int) -> None:
+        """Model over one chunk; its good rows in one commit, its failures in quarantine."""
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        stage, run = self.stage, self.run
+        chunk = chunk.repartition(self._partitions(rows))
+        out_schema = self._results_schema(chunk)
+        if stage.resource_profile is not None:
+            mapped = chunk.mapInPandas(self.model_fn, out_schema, profile=stage.resource_profile)
+        else:
+            mapped = chunk.mapInPandas(self.model_fn, out_schema)
+        # Persisted for the chunk's two writes: the model runs once per row.
+        results = mapped.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            by_reason = {
+                r["reason"]: r["count"] for r in results.groupBy("reason").count().collect()
+            }
+            n_good = by_reason.pop(None, 0)
+            ok = F.col("reason").isNull()
+            written = self.lake.merge_new(
+                stage.target.table,
+                output_rows(results.where(ok), stage, run.run_id),
+                list(schema.GENERATED_KEY),
+                run.commit(),
+            )
+            if by_reason:
+                self.lake.ensure_table(schema.QUARANTINE, schema.QUARANTINE_SCHEMA)
+                q = self.lake.merge_new(
+                    schema.QUARANTINE,
+                    quarantine_rows(results.where(~ok), stage, run.run_id),
+                    list(schema.QUARANTINE_KEY),
+                    run.commit(),
+                )
+                self.tally.quarantined += q.rows_inserted
+                run.output_versions[schema.QUARANTINE] = q.version
+        finally:
+            results.unpersist()
+        self.tally.generated += written.rows_inserted
+        self.tally.duplicates += n_good - written.rows_inserted
+        self.tally.commits += 1
+        for reason, count in by_reason.items():
+            self.tally.failed[reason] = self.tally.failed.get(reason, 0) + count
+        run.output_versions[stage.target.table] = written.version
+        log.info(
+            "[%s] committed %d rows (+%d failed) as %s v%d",
+            stage.target.stage,
+            written.rows_inserted,
+            sum(by_reason.values()),
+            stage.target.table,
+            written.version,
+        )
+
+
+def count_todo(lake: Lake, stage: ModelStage) -> tuple[int, int]:
+    """(candidates, already done) over the source's current snapshot; reads keys only."""
+    from pyspark.sql import functions as F
+
+    candidates = stage.prepare(lake.read(stage.source)).select(schema.UID)
+    done = already_done(lake, stage.target.table, stage.spec).withColumn("_done", F.lit(True))
+    flagged = candidates.join(done, schema.UID, "left")
+    by_done = {r["_done"]: r["count"] for r in flagged.groupBy("_done").count().collect()}
+    n_done = by_done.get(True, 0)
+    return n_done + by_done.get(None, 0), n_done
+
+
+def stream_source(lake: Lake, stage: ModelStage, writer: ChunkWriter) -> None:
+    """Every file of the source the checkpoint has not seen, micro-batch by micro-batch."""
+    options = {
+        # Update commits (a fetch retry rewriting a row) are skipped here; the
+        # catch-up pass picks up what they changed.
+        "skipChangeCommits": "true",
+        "maxFilesPerTrigger": str(stage.spec.files_per_trigger),
+    }
+    checkpoint = lake.checkpoint_path(stage.target.stage, checkpoint_name(stage))
+    query = (
+        lake.read_stream(stage.source, options)
+        .writeStream.foreachBatch(writer.process)
+        .option("checkpointLocation", checkpoint)
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+
+
+def run_model_stage(lake: Lake, run: StageRun, stage: ModelStage, ctx: UdfContext) -> None:
+    """Generate every missing row of `stage`, committing chunk by chunk; fill `run`."""
+    target = stage.target
+    lake.ensure_table(target.table, target.table_schema)
+    run.input_versions[target.table] = lake.version(target.table)
+    n_candidates, n_done = count_todo(lake, stage)
+    n_todo = n_candidates - n_done
+    run.counts.update(candidates=n_candidates, already_done=n_done)
+    run.output_versions[target.table] = lake.version(target.table)
+    if n_todo == 0:
+        run.counts.update(generated=0, failed=0, quarantine_new=0, commits=0)
+        run.notes.append(f"nothing to do: all {n_candidates} candidates have a {target.table} row")
+        return
+    log.info(
+        "[%s] %d of %d rows to generate with %s (%s), %d rows per commit",
+        target.stage,
+        n_todo,
+        n_candidates,
+        stage.spec.id,
+        stage.spec.prompt_id,
+        stage.spec.rows_per_commit,
+    )
+    writer = ChunkWriter(lake, run, stage, ctx)
+    progress = Progress(
+        target.stage,
+        n_todo,
+        interval_s=stage.progress_interval_s,
+        poll=lambda: writer.accumulator.value,
+    )
+    with progress:
+        stream_source(lake, stage, writer)
+        # Catch-up: what the stream did not deliver, through the same chunks (the
+        # count reads keys only; the image bytes are read only when rows remain).
+        candidates, done = count_todo(lake, stage)
+        if candidates > done:
+            log.info(
+                "[%s] catch-up: %d rows the stream did not deliver", target.stage, candidates - done
+            )
+            writer.process(lake.read(stage.source), batch_id=-1)
+    _fill_run(run, writer.tally, progress, n_candidates, n_todo)
+
+
+def _fill_run(
+    run: StageRun, tally: Tally, progress: Progress, n_candidates: int, n_todo: int
+) -> None:
+    n_failed = sum(tally.failed.values())
+    run.counts.update(
+        generated=tally.generated,
+        failed=n_failed,
+        quarantine_new=tally.quarantined,
+        commits=tally.commits,
+    )
+    for reason, n in sorted(tally.failed.items()):
+        run.counts[f"failed.{reason}"] = n
+    run.counts.update(progress.counts())
+    run.metrics.update(progress.metrics())
+    if tally.duplicates:
+        run.notes.append(
+            f"{tally.duplicates} generated rows were already in the table "
+            "(a concurrent run wrote them)"
+        )
+    rate = progress.metrics()["rows_per_s"]
+    run.notes.append(
+        f"candidates {n_candidates} = already done {n_candidates - n_todo} + generated "
+        f"{tally.generated} + failed {n_failed}  ({tally.commits} commits, {rate:.2f} rows/s)"
+    )

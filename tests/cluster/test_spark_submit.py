@@ -1,0 +1,157 @@
+"""`spark-submit` to a real standalone cluster: the whole pipeline, executors in their own JVMs.
+
+The library travels as a cluster user ships it: `make dist` builds the zip and
+`--py-files` hands it to the driver and the executors (PYTHONPATH is cleared, so
+nothing imports the checkout). The profile (conf/local.yaml) says `local[2]`; the
+`--master` given to spark-submit must win, and the master's application list and
+the worker's work dir must show that the executors ran on the worker.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+ROWS = 12
+
+
+@pytest.fixture(scope="module")
+def dist_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        ["make", "-s", "dist", f"DIST={out}", f"DIST_PY={sys.executable}"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (zip_path,) = out.glob("kale_spark-*.zip")
+    return zip_path
+
+
+def _read_delta(path: Path):
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(path)).to_pyarrow_table()
+
+
+@pytest.fixture(scope="module")
+def submitted(standalone_cluster, dist_zip, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("submit")
+    lake, sample = tmp / "lake", tmp / "sample"
+    cmd = [
+        str(Path(standalone_cluster.env["SPARK_HOME"]) / "bin" / "spark-submit"),
+        "--master", standalone_cluster.url,
+        "--properties-file", str(REPO / "conf" / "spark" / "local.conf"),
+        "--py-files", str(dist_zip),
+        "--name", "kale-cluster-test",
+        "--driver-memory", "1g",
+        "--executor-memory", "1g",
+        "--conf", "spark.cores.max=2",
+        "--conf", "spark.executor.cores=2",
+        "--conf", f"spark.pyspark.python={sys.executable}",
+        "--conf", f"spark.pyspark.driver.python={sys.executable}",
+        "--conf", "spark.sql.shuffle.partitions=2",
+        "--conf", "spark.default.parallelism=2",
+        "--conf", "spark.ui.enabled=false",
+        # 12 rows: Delta's log replay and file listing need no 50-way parallelism.
+        "--conf", "spark.databricks.delta.snapshotPartitions=2",
+        "--conf", "spark.sql.sources.parallelPartitionDiscovery.parallelism=2",
+        str(REPO / "jobs" / "run_all.py"),
+        "--config", str(REPO / "conf" / "local.yaml"),
+        "--sample-rows", str(ROWS),
+        "--set", f"lake.root={lake}",
+        "--set", f"sample.out={sample}",
+        "--set", "sample.bad_fraction=0.0",
+        "--set", f"ingest.input={sample / 'metadata'}",
+        "--set", f"models.cache_dir={tmp / 'models'}",
+        "--set", "spark.master=local[2]",  # the profile's master: must lose to --master
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd,
+        cwd=tmp,  # not the checkout: kale_spark must come from the zip
+        env=standalone_cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    (tmp / "submit.log").write_text(proc.stdout + "\n" + proc.stderr)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return {"lake": lake, "sample": sample, "out": proc.stdout, "err": proc.stderr}
+
+
+def test_whole_pipeline_runs_through_spark_submit(submitted):
+    uids = set(pq.read_table(submitted["sample"] / "metadata").column("uid").to_pylist())
+    assert len(uids) == ROWS
+    lake = submitted["lake"]
+    for table in ("samples", "images", "dense_captions", "stage1_captions", "filtered_captions"):
+        rows = _read_delta(lake / table)
+        assert set(rows.column("uid").to_pylist()) == uids, table
+    images = _read_delta(lake / "images")
+    assert set(images.column("status").to_pylist()) == {"ok"}
+    filtered = _read_delta(lake / "filtered_captions").to_pylist()
+    kept = {r["uid"] for r in filtered if not r["rejected"]}
+    assert set(_read_delta(lake / "kale").column("uid").to_pylist()) == kept
+    for stage in ("ingest", "fetch", "caption", "augment", "filter", "publish"):
+        assert f"[{stage}] ok" in submitted["out"]
+
+
+def test_submitted_master_wins_and_executors_ran_on_the_worker(submitted, standalone_cluster):
+    # The driver ran against the cluster, not the profile's local[2].
+    logs = submitted["out"] + submitted["err"]
+    assert f"Spark 4.2.0 session started ({standalone_cluster.url})" in logs
+    assert "the profile's local[2] is not used" in logs
+    apps = standalone_cluster.state()["completedapps"]
+    (app,) = [a for a in apps if a["name"] == "kale-cluster-test"]
+    assert app["state"] == "FINISHED"
+    # The worker launched the app's executors in its work dir: one dir per executor,
+    # each holding the zip it fetched and the executor JVM's log.
+    executor_dirs = sorted((standalone_cluster.work_dir / app["id"]).iterdir())
+    assert executor_dirs
+    for d in executor_dirs:
+        assert (d / "stderr").is_file()
+        assert sorted(p.name for p in d.glob("*.zip")) == ["kale_spark-0.1.0.zip"]
+    executor_logs = "".join((d / "stderr").read_text() for d in executor_dirs)
+    assert "CoarseGrainedExecutorBackend" in executor_logs
+
+
+def test_model_stage_profile_gets_one_gpu_per_task_on_the_cluster(
+    standalone_cluster, dist_zip, tmp_path
+):
+    """kale_spark.resources.model_stage_profile on a real cluster: tasks of the profiled
+    stage each get the worker's GPU and the configured CPUs; default tasks get one CPU and
+    no GPU, so they run two at a time beside it."""
+    import json
+
+    cmd = [
+        str(Path(standalone_cluster.env["SPARK_HOME"]) / "bin" / "spark-submit"),
+        "--master", standalone_cluster.url,
+        "--py-files", str(dist_zip),
+        "--name", "kale-profile-test",
+        "--driver-memory", "512m",
+        "--executor-memory", "512m",
+        "--conf", "spark.executor.cores=2",
+        "--conf", "spark.cores.max=2",
+        "--conf", "spark.executor.resource.gpu.amount=1",
+        "--conf", "spark.kale.model.task.cpus=2",
+        "--conf", f"spark.pyspark.python={sys.executable}",
+        "--conf", f"spark.pyspark.driver.python={sys.executable}",
+        "--conf", "spark.ui.enabled=false",
+        str(Path(__file__).with_name("profile_job.py")),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, env=standalone_cluster.env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    result = json.loads(line[len("RESULT ") :])
+    assert result["profile_id"] not in (None, 0)  # not the default profile (id 0)
+    assert result["model"] == [[i, "0", 2] for i in range(8)]
+    assert result["default"] == [[i, "", 1] for i in range(8)]
