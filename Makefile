@@ -2,13 +2,14 @@
 #   make demo   set up, generate the sample, run every pipeline stage (`kale run`: both
 #               KALE stages, teacher and student) on local Spark + Delta
 #   make test   set up, run the whole test suite
+#   make lint   ruff check + ruff format --check (CI runs it before the tests)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMPS := .stamps
 SAMPLE_ROWS ?= 120
 
-.PHONY: setup demo test lint clean-lake dist conf
+.PHONY: setup demo test lint clean-lake dist conf bench-fetch
 
 setup: $(STAMPS)/venv jars
 
@@ -47,9 +48,18 @@ dist:
 conf: $(STAMPS)/venv
 	$(BIN)/python -m kale_spark.jars sync-conf conf/spark/*.conf
 
-lint: setup
-	$(BIN)/ruff check kale_spark jobs tests bench notebooks
-	$(BIN)/ruff format --check kale_spark jobs tests bench notebooks
+LINT_PATHS := kale_spark jobs tests bench notebooks
+
+lint: $(STAMPS)/venv
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+# kale fetch vs img2dataset on the same URLs from a local server (prints one JSON line).
+BENCH_FETCH_IMAGES ?= 1000
+bench-fetch: setup
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python bench/fetch_throughput.py --images $(BENCH_FETCH_IMAGES) --workdir /tmp/kale-fetch-bench
+
 
 clean-lake:
 	rm -rf lake data/sample

@@ -7,8 +7,8 @@ kale_spark must be importable on the driver and the executors (installed in thei
 Python environment, or shipped with --py-files).
 """
 
-from kale_spark.cli import job_main
-from kale_spark.stages import filter
+from kale_spark.jobmain import job_main
+from kale_spark.stages import filter as filter_stage
 
 if __name__ == "__main__":
-    raise SystemExit(job_main(filter))
+    raise SystemExit(job_main(filter_stage))

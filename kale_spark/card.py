@@ -1,6 +1,6 @@
 """The dataset card of an export: README.md text and a caption-length histogram PNG.
 
-Pure (no Spark): the figures are computed elsewhere (kale_spark/export.py aggregates
+Pure (no Spark): the figures are computed elsewhere (kale_spark/figures.py aggregates
 them in Spark) and passed in as a :class:`CardInfo`. Both outputs are deterministic -
 the same figures give the same bytes - so re-exporting a release reproduces its card.
 """
@@ -8,7 +8,7 @@ the same figures give the same bytes - so re-exporting a release reproduces its 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from kale_spark.quality import KALE_MEAN_CAPTION_WORDS, WordStats
@@ -59,12 +59,18 @@ def bin_index(words: int, bin_words: int = BIN_WORDS, n_bins: int = N_BINS) -> i
 
 
 def histogram(
-    word_counts: Sequence[int], bin_words: int = BIN_WORDS, n_bins: int = N_BINS
+    word_counts: Iterable[int] | Mapping[int, int],
+    bin_words: int = BIN_WORDS,
+    n_bins: int = N_BINS,
 ) -> list[int]:
-    """Counts per bin of `word_counts` (the Spark side computes the same with SQL)."""
+    """Captions per bin, of a list of word counts or of a `{word count: captions}`
+    mapping (what kale_spark/figures.py counts in Spark)."""
+    pairs = (
+        word_counts.items() if isinstance(word_counts, Mapping) else ((w, 1) for w in word_counts)
+    )
     counts = [0] * n_bins
-    for w in word_counts:
-        counts[bin_index(w, bin_words, n_bins)] += 1
+    for words, n in pairs:
+        counts[bin_index(words, bin_words, n_bins)] += n
     return counts
 
 
@@ -168,7 +174,12 @@ def word_stats_section(stats: Sequence[WordStats]) -> list[str]:
 
 def card_text(info: CardInfo) -> str:
     """README.md of an export: Hugging Face front matter, figures, columns, lineage."""
-    name = f"{info.table} v{info.version}"
+    sections = (_front_matter, _figures, _word_stats, _columns, _files, _lineage, _reproduce)
+    return "\n".join(line for section in sections for line in section(info))
+
+
+def _front_matter(info: CardInfo) -> list[str]:
+    """The `datasets` config, the title, what the data is and where it comes from."""
     rel = f"release {info.release}" if info.release is not None else "not a recorded release"
     lines = [
         "---",
@@ -179,7 +190,7 @@ def card_text(info: CardInfo) -> str:
         '    path: "part-*.parquet"',
         "---",
         "",
-        f"# {name}",
+        f"# {info.table} v{info.version}",
         "",
         "Knowledge-augmented dense image captions built the BLIP3-KALE way by kale-spark: "
         "a VLM's dense caption fused with the image's web alt-text by an LLM (stage 1), "
@@ -191,7 +202,7 @@ def card_text(info: CardInfo) -> str:
         lines.append(f"- published {info.published_at}")
     if info.run_id:
         lines.append(f"- publish run `{info.run_id}`, config hash `{info.config_hash}`")
-    lines += [
+    return lines + [
         f"- {info.rows} rows in {len(info.shards)} Parquet shard(s)",
         "",
         "```python",
@@ -199,6 +210,12 @@ def card_text(info: CardInfo) -> str:
         'ds = load_dataset("parquet", data_files="part-*.parquet", split="train")',
         "```",
         "",
+    ]
+
+
+def _figures(info: CardInfo) -> list[str]:
+    """The figures table and the caption-length histogram (image and table)."""
+    lines = [
         "## Figures",
         "",
         "| figure | value |",
@@ -211,23 +228,28 @@ def card_text(info: CardInfo) -> str:
         f"| rows with sentences removed | {info.rows_with_removals} |",
         f"| sentences removed | {info.sentences_removed} |",
     ]
-    for stage, n in sorted(info.rows_by_stage.items()):
-        lines.append(f"| rows from {stage} | {n} |")
-    for model, n in sorted(info.rows_by_model.items()):
-        lines.append(f"| rows by `{model}` | {n} |")
+    lines += [f"| rows from {stage} | {n} |" for stage, n in sorted(info.rows_by_stage.items())]
+    lines += [f"| rows by `{model}` | {n} |" for model, n in sorted(info.rows_by_model.items())]
     lines += ["", f"![caption length histogram]({info.histogram_file})", ""]
     if info.histogram:
+        n_bins = len(info.histogram)
         lines += ["| words | captions |", "|---|---|"]
-        lines += [
-            f"| {bin_label(i, n_bins=len(info.histogram))} | {c} |"
-            for i, c in enumerate(info.histogram)
-        ]
+        lines += [f"| {bin_label(i, n_bins=n_bins)} | {c} |" for i, c in enumerate(info.histogram)]
         lines.append("")
-    if info.word_stats:
-        lines += word_stats_section(info.word_stats)
-    lines += ["## Columns", "", "| column | type | meaning |", "|---|---|---|"]
-    lines += [f"| `{c}` | {t} | {COLUMN_DOCS.get(c, '')} |" for c, t in info.columns]
-    lines += ["", "## Files", "", "| file | rows |", "|---|---|"]
+    return lines
+
+
+def _word_stats(info: CardInfo) -> list[str]:
+    return word_stats_section(info.word_stats) if info.word_stats else []
+
+
+def _columns(info: CardInfo) -> list[str]:
+    lines = ["## Columns", "", "| column | type | meaning |", "|---|---|---|"]
+    return lines + [f"| `{c}` | {t} | {COLUMN_DOCS.get(c, '')} |" for c, t in info.columns]
+
+
+def _files(info: CardInfo) -> list[str]:
+    lines = ["", "## Files", "", "| file | rows |", "|---|---|"]
     lines += [f"| {f} | {n} |" for f, n in info.shards]
     if info.webdataset_shards:
         lines += [
@@ -238,14 +260,21 @@ def card_text(info: CardInfo) -> str:
             "|---|---|",
         ]
         lines += [f"| {f} | {n} |" for f, n in info.webdataset_shards]
-    if info.source_versions:
-        lines += ["", "## Lineage", "", "| source table | version |", "|---|---|"]
-        lines += [f"| {t} | {v} |" for t, v in sorted(info.source_versions.items())]
-    lines += [
+    return lines
+
+
+def _lineage(info: CardInfo) -> list[str]:
+    if not info.source_versions:
+        return []
+    lines = ["", "## Lineage", "", "| source table | version |", "|---|---|"]
+    return lines + [f"| {t} | {v} |" for t, v in sorted(info.source_versions.items())]
+
+
+def _reproduce(info: CardInfo) -> list[str]:
+    return [
         "",
         "Reproduce these files exactly with "
         f"`kale export --version {info.version}`; query the rows with "
         f"`SELECT * FROM {info.database}.{info.table} VERSION AS OF {info.version}`.",
         "",
     ]
-    return "\n".join(lines)

@@ -18,105 +18,22 @@ Every command takes `--config FILE` and any number of `--set a.b=value` override
 from __future__ import annotations
 
 import argparse
-import logging
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from kale_spark.config import Config, ConfigError, load_config
+from kale_spark.config import Config
+from kale_spark.entry import (
+    CONFIG_ERROR_EXIT,
+    add_config_args,
+    load_or_report,
+    run_stage,
+    setup_logging,
+)
 
-log = logging.getLogger("kale")
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="pipeline profile YAML (default: built-in local defaults)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set lake.root=/tmp/lake (repeatable)",
-    )
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kale", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("sample", help="write a DataComp-format sample with its images")
-    _common(p)
-    p.add_argument("--rows", type=int, help="rows to generate (default: sample.rows)")
-    p.add_argument("--out", help="output folder (default: sample.out)")
-    p.add_argument("--bad-fraction", type=float, help="share of deliberately broken rows")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--base-url", help="serve images from this http base instead of file://")
-
-    p = sub.add_parser("ingest", help="DataComp metadata parquet → samples (+ quarantine)")
-    _common(p)
-    p.add_argument("--input", help="parquet file, folder or glob (default: ingest.input)")
-
-    p = sub.add_parser("fetch", help="samples → images: download, decode, resize")
-    _common(p)
-
-    p = sub.add_parser("caption", help="images → dense_captions: the dense-caption VLM")
-    _common(p)
-
-    p = sub.add_parser("augment", help="alt-text + dense caption → stage1_captions: fusion LLM")
-    _common(p)
-
-    p = sub.add_parser("filter", help="captions → filtered_captions: drop leaked-prompt sentences")
-    _common(p)
-
-    p = sub.add_parser("publish", help="kept captions → the gold `kale` table, a release, exports")
-    _common(p)
-
-    p = sub.add_parser(
-        "train-student", help="kept stage-1 captions → the stage-2 student (TorchDistributor)"
-    )
-    _common(p)
-
-    p = sub.add_parser("student-caption", help="the student's share of ok images → stage2_captions")
-    _common(p)
-
-    p = sub.add_parser("run", help="the whole pipeline, both stages: metadata → published `kale`")
-    _common(p)
-    p.add_argument("--input", help="DataComp metadata: parquet file, folder or glob")
-
-    p = sub.add_parser("diff", help="rows added, removed and changed between two table versions")
-    _common(p)
-    p.add_argument("table")
-    p.add_argument("--from", dest="from_version", type=int, required=True, metavar="V1")
-    p.add_argument("--to", dest="to_version", type=int, help="V2 (default: the latest version)")
-    p.add_argument("--limit", type=int, default=20, help="uids to print per kind of change")
-
-    p = sub.add_parser("export", help="(re-)export a version of `kale`: Parquet shards + card")
-    _common(p)
-    p.add_argument("--version", type=int, help="kale table version (default: the latest)")
-    p.add_argument("--out", help="folder (default: <lake.root>/exports/kale/v<version>)")
-
-    p = sub.add_parser("sql", help="run Spark SQL against the lake's tables")
-    _common(p)
-    p.add_argument("query")
-    p.add_argument("--limit", type=int, default=50, help="rows to print")
-
-    p = sub.add_parser("history", help="print a table's Delta history")
-    _common(p)
-    p.add_argument("table")
-    p.add_argument("--limit", type=int, default=20)
-
-    p = sub.add_parser("summary", help="rows and versions of every table in the lake")
-    _common(p)
-
-    p = sub.add_parser("demo", help="generate the sample and `kale run` every stage on it")
-    _common(p)
-    p.add_argument("--rows", type=int, help="sample rows (default: sample.rows)")
-    return parser
-
-
-def _config(args: argparse.Namespace) -> Config:
-    overrides = list(args.overrides)
-    return load_config(args.config, overrides)
+Handler = Callable[[argparse.Namespace, Config], int]
 
 
 def _session(cfg: Config):
@@ -144,13 +61,8 @@ def cmd_sample(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_stage(args: argparse.Namespace, cfg: Config) -> int:
-    """ingest, fetch, caption, augment, filter, publish: run the stage, print its summary."""
-    import importlib
-
-    stage = importlib.import_module(f"kale_spark.stages.{args.command.replace('-', '_')}")
-    run = stage.run(_session(cfg), cfg)
-    print(run.summary())
-    return 0 if run.status == "ok" else 1
+    """A pipeline stage: run `kale_spark.stages.<args.stage>`, print its summary."""
+    return run_stage(importlib.import_module(f"kale_spark.stages.{args.stage}"), cfg)
 
 
 def cmd_diff(args: argparse.Namespace, cfg: Config) -> int:
@@ -230,64 +142,148 @@ def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-COMMANDS = {
-    "sample": cmd_sample,
-    "ingest": cmd_stage,
-    "fetch": cmd_stage,
-    "caption": cmd_stage,
-    "augment": cmd_stage,
-    "filter": cmd_stage,
-    "publish": cmd_stage,
-    "train-student": cmd_stage,
-    "student-caption": cmd_stage,
-    "run": cmd_run,
-    "diff": cmd_diff,
-    "export": cmd_export,
-    "sql": cmd_sql,
-    "history": cmd_history,
-    "summary": cmd_summary,
-    "demo": cmd_demo,
-}
+# ------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a command: `add_argument(*flags, **options)`. With `config_key`,
+    a given value becomes the override `--set <config_key>=<value>`."""
+
+    flags: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+    config_key: str | None = None
+
+
+def arg(*flags: str, config_key: str | None = None, **options: Any) -> Arg:
+    return Arg(flags, options, config_key)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its name, one-line help, handler, arguments and (for a pipeline
+    stage) the kale_spark.stages module it runs."""
+
+    name: str
+    help: str
+    handler: Handler
+    args: tuple[Arg, ...] = ()
+    stage: str | None = None
+
+
+def stage(name: str, help: str, *args: Arg) -> Command:
+    """A pipeline stage command: runs kale_spark.stages.<name, with - as _>."""
+    return Command(name, help, cmd_stage, args, stage=name.replace("-", "_"))
+
+
+# Adding a command is one entry here: a pipeline stage is `stage("name", "help", *args)`
+# (it runs kale_spark.stages.name); anything else is `Command(name, help, cmd_x, args)`
+# with a handler `cmd_x(args, cfg) -> exit code`.
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "sample",
+        "write a DataComp-format sample with its images",
+        cmd_sample,
+        (
+            arg("--rows", type=int, help="rows to generate (default: sample.rows)"),
+            arg("--out", help="output folder (default: sample.out)"),
+            arg("--bad-fraction", type=float, help="share of deliberately broken rows"),
+            arg("--seed", type=int),
+            arg("--base-url", help="serve images from this http base instead of file://"),
+        ),
+    ),
+    stage(
+        "ingest",
+        "DataComp metadata parquet → samples (+ quarantine)",
+        arg("--input", config_key="ingest.input", help="parquet file, folder or glob"),
+    ),
+    stage("fetch", "samples → images: download, decode, resize"),
+    stage("caption", "images → dense_captions: the dense-caption VLM"),
+    stage("augment", "alt-text + dense caption → stage1_captions: fusion LLM"),
+    stage("filter", "captions → filtered_captions: drop leaked-prompt sentences"),
+    stage("publish", "kept captions → the gold `kale` table, a release, exports"),
+    stage("train-student", "kept stage-1 captions → the stage-2 student (TorchDistributor)"),
+    stage("student-caption", "the student's share of ok images → stage2_captions"),
+    Command(
+        "run",
+        "the whole pipeline, both stages: DataComp metadata → the published `kale` table",
+        cmd_run,
+        (arg("--input", config_key="ingest.input", help="parquet file, folder or glob"),),
+    ),
+    Command(
+        "diff",
+        "rows added, removed and changed between two table versions",
+        cmd_diff,
+        (
+            arg("table"),
+            arg("--from", dest="from_version", type=int, required=True, metavar="V1"),
+            arg("--to", dest="to_version", type=int, help="V2 (default: the latest version)"),
+            arg("--limit", type=int, default=20, help="uids to print per kind of change"),
+        ),
+    ),
+    Command(
+        "export",
+        "(re-)export a version of `kale`: Parquet shards + card",
+        cmd_export,
+        (
+            arg("--version", type=int, help="kale table version (default: the latest)"),
+            arg("--out", help="folder (default: <lake.root>/exports/kale/v<version>)"),
+        ),
+    ),
+    Command(
+        "sql",
+        "run Spark SQL against the lake's tables",
+        cmd_sql,
+        (arg("query"), arg("--limit", type=int, default=50, help="rows to print")),
+    ),
+    Command(
+        "history",
+        "print a table's Delta history",
+        cmd_history,
+        (arg("table"), arg("--limit", type=int, default=20)),
+    ),
+    Command("summary", "rows and versions of every table in the lake", cmd_summary),
+    Command(
+        "demo",
+        "generate the sample and `kale run` every stage on it",
+        cmd_demo,
+        (arg("--rows", type=int, help="sample rows (default: sample.rows)"),),
+    ),
+)
+
+
+def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
+    """The `kale` parser: one subcommand per entry of `commands`."""
+    parser = argparse.ArgumentParser(prog="kale", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in commands:
+        p = sub.add_parser(command.name, help=command.help)
+        add_config_args(p)
+        for a in command.args:
+            p.add_argument(*a.flags, **a.options)
+        p.set_defaults(command_spec=command, stage=command.stage)
+    return parser
+
+
+def _config_overrides(args: argparse.Namespace) -> list[str]:
+    """`--set` overrides, then those of arguments that stand for a config key."""
+    overrides = list(args.overrides)
+    for a in args.command_spec.args:
+        if a.config_key is None:
+            continue
+        value = getattr(args, a.options.get("dest") or a.flags[0].lstrip("-").replace("-", "_"))
+        if value is not None:
+            overrides.append(f"{a.config_key}={value}")
+    return overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    if args.command in ("ingest", "run") and args.input:
-        args.overrides.append(f"ingest.input={args.input}")
-    try:
-        cfg = _config(args)
-    except ConfigError as exc:
-        print(f"kale: config error: {exc}", file=sys.stderr)
-        return 2
-    return COMMANDS[args.command](args, cfg)
-
-
-def job_main(stage, argv: Sequence[str] | None = None) -> int:
-    """A spark-submit job (jobs/<stage>.py): parse args, load config, get the session,
-    run the stage, print its summary."""
-    name = stage.__name__.rsplit(".", 1)[-1]
-    doc = (stage.__doc__ or "").strip().split("\n")[0]
-    parser = argparse.ArgumentParser(prog=f"jobs/{name}.py", description=doc)
-    _common(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    try:
-        cfg = _config(args)
-    except ConfigError as exc:
-        print(f"{name}: config error: {exc}", file=sys.stderr)
-        return 2
-    run = stage.run(_session(cfg), cfg)
-    print(run.summary())
-    return 0 if run.status == "ok" else 1
+    setup_logging(args.verbose)
+    cfg = load_or_report("kale", args.config, _config_overrides(args))
+    if cfg is None:
+        return CONFIG_ERROR_EXIT
+    return args.command_spec.handler(args, cfg)
 
 
 if __name__ == "__main__":

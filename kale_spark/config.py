@@ -11,7 +11,6 @@ describes a whole run and its hash is the run's config identity.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import types
 import typing
@@ -22,8 +21,8 @@ from typing import Any, Union
 
 import yaml
 
-from kale_spark.fetching import FetchOptions
-from kale_spark.images import ImageOptions
+from kale_spark.fetch_batch import FetchStageOptions
+from kale_spark.hashing import sha256_hex
 from kale_spark.models.spec import GenerationParams, ModelSpec
 
 
@@ -101,25 +100,29 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
-class FetchConfig:
-    """The fetch stage: network and decode options, and the rerun policy."""
+class FetchConfig(FetchStageOptions):
+    """The fetch stage: every `fetch.*` key.
 
-    fetch: FetchOptions = field(default_factory=FetchOptions)
-    image: ImageOptions = field(default_factory=ImageOptions)
-    hash_policy: str = "flag"  # ignore | flag | reject (see fetch_batch.FetchStageOptions)
+    The network and decode options (`fetch.allow_networks`, `fetch.deadline_s`,
+    `fetch.max_bytes`, `fetch.concurrency`, `fetch.file_root`,
+    `fetch.opt_out_directives`, ..., `fetch.image.*`, `fetch.hash_policy`) are
+    fetching.FetchOptions and fetch_batch.FetchStageOptions, validated there, once;
+    this adds the rerun policy and the task sizing.
+    """
+
     # Rows whose status is retryable are fetched again on a rerun, up to this many
     # attempts in all; after that the status is final.
     max_attempts_total: int = 6
     # img2dataset / WebDataset output to read images from instead of the network.
     webdataset: tuple[str, ...] = ()
     # Rows per Spark task (a task fetches its rows with fetch.concurrency threads).
-    rows_per_task: int = 256
+    rows_per_task: int = 1000
 
     def __post_init__(self) -> None:
-        from kale_spark.fetch_batch import HASH_POLICIES  # the one list of policies
-
-        if self.hash_policy not in HASH_POLICIES:
-            raise ConfigError(f"fetch.hash_policy: unknown policy {self.hash_policy!r}")
+        try:
+            super().__post_init__()
+        except ValueError as exc:  # the message starts with the field's name
+            raise ConfigError(f"fetch.{exc}") from None
         if self.max_attempts_total < 1:
             raise ConfigError("fetch.max_attempts_total must be >= 1")
         if self.rows_per_task < 1:
@@ -365,21 +368,22 @@ class Config:
                     raise ConfigError(str(exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
+        return _to_builtins(self)
 
     def config_hash(self) -> str:
         """A stable identity of the run's settings, stored in the runs table."""
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return sha256_hex(blob.encode())[:16]
 
 
-def _plain(value: Any) -> Any:
+def _to_builtins(value: Any) -> Any:
+    """`value` as dicts, lists and scalars (dataclasses and mappings unpacked, tuples listed)."""
     if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: _to_builtins(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _to_builtins(v) for k, v in value.items()}
     if isinstance(value, tuple):
-        return [_plain(v) for v in value]
+        return [_to_builtins(v) for v in value]
     return value
 
 
@@ -403,7 +407,7 @@ def build(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
         default = _field_default(fields[name])
         if dataclasses.is_dataclass(default) and isinstance(raw, Mapping):
             # A section in YAML or --set overrides only the keys it names.
-            raw = _deep_merge(_plain(default), raw)
+            raw = _deep_merge(_to_builtins(default), raw)
         kwargs[name] = _coerce(hints[name], raw, key)
     try:
         return cls(**kwargs)

@@ -18,27 +18,28 @@ Files:
 
 The driver holds the sorted uid column (to cut shards at exact row counts) and at most
 `publish.shards_per_read` shards of rows at a time. Exports go to a local or mounted
-path (on Databricks, /dbfs/...).
+path (on Databricks, /dbfs/...). The card's figures come from kale_spark/figures.py and
+its text from kale_spark/card.py; the tars from kale_spark/tars.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import io
 import json
 import logging
 import os
 import shutil
-import tarfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kale_spark import caption_stats, card, schema
+from kale_spark import card, schema
 from kale_spark.config import Config
+from kale_spark.figures import card_figures
+from kale_spark.hashing import sha256_file
 from kale_spark.lake import Lake
+from kale_spark.tars import write_tar
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HIST_FILE = "caption_length_hist.png"
-MIME_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
 
 @dataclass(frozen=True)
@@ -62,29 +62,21 @@ class ReleaseInfo:
     source_versions: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class _Written:
+    """What the shard loop wrote: (name, rows) of shards and tars, manifest entries."""
+
+    shards: list[tuple[str, int]] = field(default_factory=list)
+    tars: list[tuple[str, int]] = field(default_factory=list)
+    files: list[dict] = field(default_factory=list)
+
+    def add(self, folder: Path, name: str, rows: int, tar: bool = False) -> None:
+        (self.tars if tar else self.shards).append((name, rows))
+        self.files.append({"file": name, "rows": rows, "sha256": sha256_file(folder / name)})
+
+
 def export_columns() -> list[str]:
     return schema.KALE_SCHEMA.fieldNames()
-
-
-def arrow_schema() -> pa.Schema:
-    """The export's Arrow schema: KALE_SCHEMA in plain types."""
-    import pyarrow as pa
-    from pyspark.sql import types as T
-
-    def convert(dtype) -> pa.DataType:
-        if isinstance(dtype, T.StringType):
-            return pa.string()
-        if isinstance(dtype, T.IntegerType):
-            return pa.int32()
-        if isinstance(dtype, T.LongType):
-            return pa.int64()
-        if isinstance(dtype, T.DoubleType):
-            return pa.float64()
-        if isinstance(dtype, T.ArrayType):
-            return pa.list_(convert(dtype.elementType))
-        raise TypeError(f"no plain export type for {dtype}")
-
-    return pa.schema([pa.field(f.name, convert(f.dataType)) for f in schema.KALE_SCHEMA.fields])
 
 
 def default_dir(lake: Lake, version: int) -> str:
@@ -118,7 +110,7 @@ def _local(path: str) -> Path:
     return Path(path)
 
 
-def _to_plain(table: pa.Table, target: pa.Schema) -> pa.Table:
+def _to_export_types(table: pa.Table, target: pa.Schema) -> pa.Table:
     """`table` (from Spark) with exactly the export schema: names, order, types, no
     Spark field metadata, one chunk per column."""
     import pyarrow as pa
@@ -142,14 +134,6 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
     )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _range(df: DataFrame, lo: str | None, hi: str | None) -> DataFrame:
     from pyspark.sql import functions as F
 
@@ -160,72 +144,86 @@ def _range(df: DataFrame, lo: str | None, hi: str | None) -> DataFrame:
     return df
 
 
-def _card_figures(df: DataFrame) -> dict:
-    """Figures for the card, aggregated in Spark."""
-    from pyspark.sql import functions as F
+def _shard_bounds(df: DataFrame, rows_per_shard: int) -> tuple[int, list[str | None]]:
+    """(rows, the first uid of each shard): shards cut at exact row counts in uid order."""
+    uids = df.select("uid").orderBy("uid").toArrow().column("uid").to_pylist()
+    total = len(uids)
+    n_shards = max(1, -(-total // rows_per_shard))
+    return total, [
+        uids[i * rows_per_shard] if i * rows_per_shard < total else None for i in range(n_shards)
+    ]
 
-    agg = df.agg(
-        F.count("*").alias("rows"),
-        F.avg("word_count").alias("mean_words"),
-        F.percentile(F.col("word_count"), F.lit(0.5)).alias("median_words"),
-        F.avg("knowledge_retention").alias("mean_retention"),
-        F.avg("novel_share").alias("mean_novel_share"),
-        F.sum((F.size("removed_sentences") > 0).cast("long")).alias("rows_with_removals"),
-        F.sum(F.size("removed_sentences")).alias("sentences_removed"),
-    ).first()
-    bucket = F.least(F.floor(F.col("word_count") / card.BIN_WORDS), F.lit(card.N_BINS - 1)).cast(
-        "int"
+
+def _image_map(images: DataFrame, df: DataFrame, lo: str | None, hi: str | None) -> dict:
+    """uid -> (image bytes, mime) of the rows of `df` in [lo, hi) that have an image."""
+    rows = _range(images, lo, hi).join(_range(df.select("uid"), lo, hi), "uid", "left_semi")
+    return {r["uid"]: (bytes(r["image"]), r["mime"]) for r in rows.collect()}
+
+
+def _write_shards(
+    df: DataFrame, images: DataFrame | None, cfg: Config, folder: Path, version: int
+) -> tuple[int, _Written]:
+    """Parquet shards (and tars, with `images`) of `df` in uid order into `folder`,
+    reading `publish.shards_per_read` shards of rows at a time; (rows, what was written)."""
+    target = schema.arrow_schema(schema.KALE_SCHEMA)
+    rps, spr = cfg.publish.rows_per_shard, cfg.publish.shards_per_read
+    total, bounds = _shard_bounds(df, rps)
+    n_shards = len(bounds)
+    written = _Written()
+    for g in range(0, n_shards, spr):
+        lo = bounds[g]
+        hi = bounds[g + spr] if g + spr < n_shards else None
+        piece = _range(df, lo, hi).orderBy("uid").toArrow()
+        piece = _to_export_types(piece, target) if piece.num_rows else target.empty_table()
+        image_map = _image_map(images, df, lo, hi) if images is not None else {}
+        for i in range(g, min(g + spr, n_shards)):
+            rows = piece.slice((i - g) * rps, rps)
+            _write_parquet(rows, folder / f"part-{i:05d}.parquet")
+            written.add(folder, f"part-{i:05d}.parquet", rows.num_rows)
+            if images is not None:
+                n = write_tar(rows, image_map, folder / f"part-{i:05d}.tar")
+                written.add(folder, f"part-{i:05d}.tar", n, tar=True)
+        log.info("export v%d: wrote shards %d..%d", version, g, min(g + spr, n_shards) - 1)
+    if sum(n for _, n in written.shards) != total:
+        raise RuntimeError(f"export v{version}: shards do not add up to the table's {total} rows")
+    return total, written
+
+
+def _card_info(
+    lake: Lake, df: DataFrame, version: int, written: _Written, release: ReleaseInfo | None
+) -> card.CardInfo:
+    target = schema.arrow_schema(schema.KALE_SCHEMA)
+    published = release.published_at.strftime("%Y-%m-%d %H:%M:%S UTC") if release else None
+    return card.CardInfo(
+        table=schema.KALE,
+        version=version,
+        shards=written.shards,
+        columns=[(f.name, str(f.type)) for f in target],
+        histogram_file=HIST_FILE,
+        release=release.release if release else None,
+        published_at=published,
+        config_hash=release.config_hash if release else None,
+        run_id=release.run_id if release else None,
+        source_versions=release.source_versions if release else {},
+        webdataset_shards=written.tars,
+        database=lake.database,
+        **card_figures(df),
     )
-    hist = [0] * card.N_BINS
-    by_stage: dict[str, int] = {}
-    by_model: dict[str, int] = {}
-    for r in df.groupBy(bucket.alias("b"), "stage", "model").count().collect():
-        n = int(r["count"])
-        hist[max(int(r["b"]), 0)] += n
-        by_stage[r["stage"]] = by_stage.get(r["stage"], 0) + n
-        by_model[r["model"]] = by_model.get(r["model"], 0) + n
 
-    return {
-        "rows": int(agg["rows"]),
-        "mean_words": agg["mean_words"],
-        "median_words": agg["median_words"],
-        "mean_retention": agg["mean_retention"],
-        "mean_novel_share": agg["mean_novel_share"],
-        "rows_with_removals": int(agg["rows_with_removals"] or 0),
-        "sentences_removed": int(agg["sentences_removed"] or 0),
-        "histogram": hist,
-        "rows_by_stage": by_stage,
-        "rows_by_model": by_model,
-        "word_stats": caption_stats.word_stats(df),
+
+def _write_card_and_manifest(folder: Path, info: card.CardInfo, written: _Written, rps: int):
+    (folder / HIST_FILE).write_bytes(card.draw_histogram(info.histogram))
+    (folder / "README.md").write_text(card.card_text(info))
+    manifest = {
+        "table": info.table,
+        "version": info.version,
+        "release": info.release,
+        "rows": info.rows,
+        "rows_per_shard": rps,
+        "columns": [[c, t] for c, t in info.columns],
+        "files": written.files,
     }
-
-
-def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = 0
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
-
-
-def _write_tar(rows: pa.Table, images: dict[str, tuple[bytes, str]], path: Path) -> int:
-    """One WebDataset tar: <uid>.<ext>, <uid>.txt, <uid>.json per row with an image."""
-    n = 0
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for row in rows.to_pylist():
-            image = images.get(row["uid"])
-            if image is None:
-                continue
-            data, mime = image
-            ext = MIME_EXT.get(mime or "", "jpg")
-            _tar_member(tar, f"{row['uid']}.{ext}", data)
-            _tar_member(tar, f"{row['uid']}.txt", row["caption"].encode())
-            meta = json.dumps(row, sort_keys=True, ensure_ascii=False, allow_nan=False)
-            _tar_member(tar, f"{row['uid']}.json", meta.encode())
-            n += 1
-    return n
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def export_release(
@@ -246,81 +244,12 @@ def export_release(
     final = _local(out or default_dir(lake, version))
     tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
-    target = arrow_schema()
-    rps = cfg.publish.rows_per_shard
-    df = lake.read(schema.KALE, version=version).select(*export_columns())
     try:
-        uids = df.select("uid").orderBy("uid").toArrow().column("uid").to_pylist()
-        total = len(uids)
-        n_shards = max(1, -(-total // rps))
-        bounds = [uids[i * rps] if i * rps < total else None for i in range(n_shards)]
-        del uids
-
-        images = None
-        if cfg.publish.webdataset:
-            images = _images_frame(lake, release)
-
-        shards: list[tuple[str, int]] = []
-        files: list[dict] = []
-        tars: list[tuple[str, int]] = []
-        spr = cfg.publish.shards_per_read
-        for g in range(0, n_shards, spr):
-            lo = bounds[g]
-            hi = bounds[g + spr] if g + spr < n_shards else None
-            piece = _range(df, lo, hi).orderBy("uid").toArrow()
-            piece = _to_plain(piece, target) if piece.num_rows else target.empty_table()
-            image_map: dict[str, tuple[bytes, str]] = {}
-            if images is not None:
-                img_rows = _range(images, lo, hi).join(
-                    _range(df.select("uid"), lo, hi), "uid", "left_semi"
-                )
-                for r in img_rows.collect():
-                    image_map[r["uid"]] = (bytes(r["image"]), r["mime"])
-            for i in range(g, min(g + spr, n_shards)):
-                start = (i - g) * rps
-                rows = piece.slice(start, rps)
-                name = f"part-{i:05d}.parquet"
-                _write_parquet(rows, tmp / name)
-                shards.append((name, rows.num_rows))
-                files.append({"file": name, "rows": rows.num_rows, "sha256": _sha256(tmp / name)})
-                if images is not None:
-                    tar_name = f"part-{i:05d}.tar"
-                    n = _write_tar(rows, image_map, tmp / tar_name)
-                    tars.append((tar_name, n))
-                    files.append({"file": tar_name, "rows": n, "sha256": _sha256(tmp / tar_name)})
-            log.info("export v%d: wrote shards %d..%d", version, g, min(g + spr, n_shards) - 1)
-        assert sum(n for _, n in shards) == total, "shards do not add up to the table"
-
-        figures = _card_figures(df)
-        (tmp / HIST_FILE).write_bytes(card.draw_histogram(figures["histogram"]))
-        info = card.CardInfo(
-            table=schema.KALE,
-            version=version,
-            shards=shards,
-            columns=[(f.name, str(f.type)) for f in target],
-            histogram_file=HIST_FILE,
-            release=release.release if release else None,
-            published_at=release.published_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-            if release
-            else None,
-            config_hash=release.config_hash if release else None,
-            run_id=release.run_id if release else None,
-            source_versions=release.source_versions if release else {},
-            webdataset_shards=tars,
-            database=lake.database,
-            **figures,
-        )
-        (tmp / "README.md").write_text(card.card_text(info))
-        manifest = {
-            "table": schema.KALE,
-            "version": version,
-            "release": info.release,
-            "rows": total,
-            "rows_per_shard": rps,
-            "columns": [[c, t] for c, t in info.columns],
-            "files": files,
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        df = lake.read(schema.KALE, version=version).select(*export_columns())
+        images = _images_frame(lake, release) if cfg.publish.webdataset else None
+        total, written = _write_shards(df, images, cfg, tmp, version)
+        info = _card_info(lake, df, version, written, release)
+        _write_card_and_manifest(tmp, info, written, cfg.publish.rows_per_shard)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -332,7 +261,7 @@ def export_release(
         schema.KALE,
         version,
         total,
-        len(shards),
+        len(written.shards),
         final,
     )
     return str(final)

@@ -1,10 +1,14 @@
 """The fetch stage's batch function: samples rows in, ``images`` rows out.
 
-:func:`process_batch` is pure pandas (no Spark): the fetch stage calls it from
-``mapInPandas``; tests and benchmarks call it directly. Each input row is
-fetched (http(s), file://, or read from img2dataset shards), decoded, oriented,
-resized and re-encoded in a bounded per-task thread pool; every row comes back
-with a status, never an exception.
+:func:`process_batch` is pure pandas (no Spark): tests and benchmarks call it
+directly; the fetch stage calls :func:`process_partition`, which streams every
+row of a Spark task through one bounded thread pool (no stall at each Arrow
+batch boundary). Each input row is fetched (http(s), file://, or read from
+img2dataset shards), decoded, oriented, resized and re-encoded; every row comes
+back with a status, never an exception.
+
+The ``images`` columns are defined once, by ``schema.IMAGES_SCHEMA``; the column
+list, the pandas dtypes and the Arrow schema here are derived from it.
 """
 
 from __future__ import annotations
@@ -12,15 +16,18 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from kale_spark import schema
 from kale_spark.fetching import FetchOptions, FetchResult, fetch_url, map_bounded
 from kale_spark.images import (
     ImageOptions,
     ImageResult,
     Status,
+    cut_error,
     decode_and_resize,
     sha256_hex,
     sha256_matches,
@@ -29,83 +36,43 @@ from kale_spark.sources.webdataset import ShardEntry, read_entry
 
 logger = logging.getLogger(__name__)
 
-IMAGES_COLUMNS: list[str] = [
-    "uid",
-    "status",
-    "error",
-    "http_status",
-    "attempts",
-    "original_width",
-    "original_height",
-    "width",
-    "height",
-    "mime",
-    "sha256",
-    "sha256_match",
-    "image",
-    "source",
-    "fetched_at",
-    "run_id",
-]
+IMAGES_COLUMNS: list[str] = schema.IMAGES_SCHEMA.fieldNames()
 
-# pandas dtypes of IMAGES_COLUMNS; Arrow maps them to string, int32, boolean,
-# binary and timestamp[UTC] (Spark: StringType, IntegerType, BooleanType,
-# BinaryType, TimestampType).
-IMAGES_DTYPES: dict[str, str] = {
-    "uid": "object",
-    "status": "object",
-    "error": "object",
-    "http_status": "Int32",
-    "attempts": "int32",
-    "original_width": "Int32",
-    "original_height": "Int32",
-    "width": "Int32",
-    "height": "Int32",
-    "mime": "object",
-    "sha256": "object",
-    "sha256_match": "boolean",
-    "image": "object",
-    "source": "object",
-    "fetched_at": "datetime64[ns, UTC]",
-    "run_id": "object",
-}
+
+def _pandas_dtype(spark_field) -> str:
+    name = spark_field.dataType.typeName()
+    if name == "integer":
+        return "Int32" if spark_field.nullable else "int32"
+    if name == "boolean":
+        return "boolean"
+    if name == "timestamp":
+        return "datetime64[ns, UTC]"
+    if name in ("string", "binary"):
+        return "object"
+    raise TypeError(f"images column {spark_field.name}: no pandas dtype for {name}")
+
+
+# pandas dtypes of IMAGES_COLUMNS, from the StructType.
+IMAGES_DTYPES: dict[str, str] = {f.name: _pandas_dtype(f) for f in schema.IMAGES_SCHEMA.fields}
 
 INPUT_COLUMNS = ("uid", "url", "sha256")
 
 
 def images_arrow_schema():  # -> pyarrow.Schema (pyarrow imported lazily)
-    """Arrow schema of process_batch's output; all-null object columns need it."""
-    import pyarrow as pa
+    """Arrow schema of process_batch's output, derived from ``schema.IMAGES_SCHEMA``."""
+    from pyspark.sql.pandas.types import to_arrow_schema
 
-    return pa.schema(
-        [
-            ("uid", pa.string()),
-            ("status", pa.string()),
-            ("error", pa.string()),
-            ("http_status", pa.int32()),
-            ("attempts", pa.int32()),
-            ("original_width", pa.int32()),
-            ("original_height", pa.int32()),
-            ("width", pa.int32()),
-            ("height", pa.int32()),
-            ("mime", pa.string()),
-            ("sha256", pa.string()),
-            ("sha256_match", pa.bool_()),
-            ("image", pa.binary()),
-            ("source", pa.string()),
-            ("fetched_at", pa.timestamp("us", tz="UTC")),
-            ("run_id", pa.string()),
-        ]
-    )
+    return to_arrow_schema(schema.IMAGES_SCHEMA, timezone="UTC")
 
 
 HASH_POLICIES = ("ignore", "flag", "reject")
 
 
 @dataclass(frozen=True)
-class FetchStageOptions:
-    """Options of the fetch stage.
+class FetchStageOptions(FetchOptions):
+    """The fetch options plus what the stage does with the bytes.
 
+    image: decode / resize options.
     hash_policy: what to do when DataComp's ``sha256`` is given and differs
         from the hash of the downloaded bytes (the image changed since
         DataComp was built): "ignore" does not compare (``sha256_match`` null);
@@ -113,18 +80,16 @@ class FetchStageOptions:
         "reject" returns status hash_mismatch without image bytes.
     """
 
-    fetch: FetchOptions = field(default_factory=FetchOptions)
     image: ImageOptions = field(default_factory=ImageOptions)
     hash_policy: str = "flag"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.fetch, FetchOptions):
-            raise ValueError(f"fetch must be FetchOptions, got {type(self.fetch).__name__}")
+        super().__post_init__()
         if not isinstance(self.image, ImageOptions):
             raise ValueError(f"image must be ImageOptions, got {type(self.image).__name__}")
         if self.hash_policy not in HASH_POLICIES:
             raise ValueError(
-                f"hash_policy must be one of {HASH_POLICIES}, got {self.hash_policy!r}"
+                f"hash_policy: unknown policy {self.hash_policy!r} (one of {HASH_POLICIES})"
             )
 
 
@@ -133,7 +98,7 @@ def _now() -> pd.Timestamp:
 
 
 def _row(uid: str, source: str, fetched: FetchResult | None = None, **values: object) -> dict:
-    row: dict = {c: None for c in IMAGES_COLUMNS}
+    row: dict = dict.fromkeys(IMAGES_COLUMNS)
     row.update(uid=uid, source=source, attempts=0)
     if fetched is not None:
         row.update(
@@ -143,6 +108,7 @@ def _row(uid: str, source: str, fetched: FetchResult | None = None, **values: ob
             attempts=fetched.attempts,
         )
     row.update(values)
+    row["error"] = cut_error(row["error"])
     row["fetched_at"] = _now()
     return row
 
@@ -158,11 +124,10 @@ def _finish(
     data: bytes,
     expected: str | None,
     opts: FetchStageOptions,
-    known_sha256: str | None = None,
-    known_size: tuple[int | None, int | None] = (None, None),
+    entry: ShardEntry | None = None,
 ) -> dict:
     """Hash check, decode and resize fetched bytes into an images row."""
-    digest = known_sha256 or sha256_hex(data)
+    digest = (entry.sha256 if entry is not None else None) or sha256_hex(data)
     match = None if opts.hash_policy == "ignore" else sha256_matches(digest, expected)
     if match is False and opts.hash_policy == "reject":
         return _row(
@@ -175,19 +140,17 @@ def _finish(
             sha256_match=False,
         )
     result: ImageResult = decode_and_resize(data, opts.image)
-    orig_w, orig_h = known_size
+    ok = result.status == Status.OK
+    known_w = entry.original_width if entry is not None and ok else None
+    known_h = entry.original_height if entry is not None and ok else None
     return _row(
         uid,
         source,
         fetched,
         status=result.status,
         error=result.error,
-        original_width=orig_w
-        if orig_w is not None and result.status == Status.OK
-        else result.original_width,
-        original_height=orig_h
-        if orig_h is not None and result.status == Status.OK
-        else result.original_height,
+        original_width=known_w if known_w is not None else result.original_width,
+        original_height=known_h if known_h is not None else result.original_height,
         width=result.width,
         height=result.height,
         mime=result.mime,
@@ -197,49 +160,59 @@ def _finish(
     )
 
 
+def _from_shard(
+    uid: str, entry: ShardEntry | None, expected: str | None, opts: FetchStageOptions
+) -> dict:
+    source = "webdataset"
+    if entry is None:
+        return _row(
+            uid,
+            source,
+            status=Status.NOT_FOUND_IN_SHARDS,
+            error="uid not in the img2dataset shards",
+        )
+    if entry.size > opts.max_bytes:
+        return _row(
+            uid,
+            source,
+            status=Status.TOO_LARGE,
+            error=f"shard entry of {entry.size} bytes > max_bytes {opts.max_bytes}",
+            attempts=1,
+        )
+    try:
+        data = read_entry(entry, opts.max_bytes)
+    except OSError as exc:
+        # An I/O error (e.g. a flaky network mount) is worth a rerun.
+        return _row(
+            uid,
+            source,
+            status=Status.CONNECTION_ERROR,
+            error=f"shard read failed: {exc}",
+            attempts=1,
+        )
+    read = FetchResult(Status.OK, data=data, attempts=1, source=source)
+    return _finish(uid, source, read, data, expected, opts, entry)
+
+
 def process_row(
     uid: str,
     url: object,
     expected_sha256: object,
     opts: FetchStageOptions,
-    shard_index: dict | None = None,
+    entry: ShardEntry | None = None,
+    from_shards: bool = False,
 ) -> dict:
-    """One ``images`` row (a dict over IMAGES_COLUMNS). Never raises."""
+    """One ``images`` row (a dict over IMAGES_COLUMNS). Never raises.
+
+    With ``from_shards`` the image is read from ``entry`` (img2dataset shards; None:
+    not_found_in_shards) instead of fetched from ``url``.
+    """
     expected = _expected_hash(expected_sha256)
-    source = "webdataset" if shard_index is not None else _source_of(url)
+    source = "webdataset" if from_shards else _source_of(url)
     try:
-        if shard_index is not None:
-            entry: ShardEntry | None = shard_index.get(uid)
-            if entry is None:
-                return _row(
-                    uid,
-                    source,
-                    status=Status.NOT_FOUND_IN_SHARDS,
-                    error="uid not in the img2dataset shards",
-                )
-            try:
-                data = read_entry(entry)
-            except OSError as exc:
-                # An I/O error (e.g. a flaky network mount) is worth a rerun.
-                return _row(
-                    uid,
-                    source,
-                    status=Status.CONNECTION_ERROR,
-                    error=f"shard read failed: {exc}",
-                    attempts=1,
-                )
-            read = FetchResult(Status.OK, data=data, attempts=1, source=source)
-            return _finish(
-                uid,
-                source,
-                read,
-                data,
-                expected,
-                opts,
-                known_sha256=entry.sha256,
-                known_size=(entry.original_width, entry.original_height),
-            )
-        fetched = fetch_url(url if isinstance(url, str) else None, opts.fetch)
+        if from_shards:
+            return _from_shard(uid, entry, expected, opts)
+        fetched = fetch_url(url if isinstance(url, str) else None, opts)
         if fetched.status != Status.OK or fetched.data is None:
             return _row(uid, source, fetched)
         return _finish(uid, source, fetched, fetched.data, expected, opts)
@@ -261,6 +234,33 @@ def empty_images_frame() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in IMAGES_DTYPES.items()})
 
 
+def images_frame(rows: list[dict], run_id: str) -> pd.DataFrame:
+    """Rows from process_row as a frame with exactly IMAGES_COLUMNS, typed as IMAGES_DTYPES."""
+    if not rows:
+        return empty_images_frame()
+    out = pd.DataFrame(rows, columns=IMAGES_COLUMNS)
+    out["run_id"] = run_id
+    out = out.astype({c: t for c, t in IMAGES_DTYPES.items() if c != "fetched_at"})
+    out["fetched_at"] = pd.to_datetime(out["fetched_at"], utc=True).astype(
+        IMAGES_DTYPES["fetched_at"]
+    )
+    return out
+
+
+def _items(pdf: pd.DataFrame, shard_index: dict | None) -> list[tuple]:
+    """(uid, url, sha256, shard entry) per distinct non-null uid, in input order."""
+    missing = [c for c in ("uid", "url") if c not in pdf.columns]
+    if missing:
+        raise ValueError(f"process_batch input lacks columns {missing}")
+    frame = pdf[pdf["uid"].notna()].drop_duplicates(subset="uid", keep="first")
+    if len(frame) < len(pdf):
+        logger.warning("dropped %d rows with a null or duplicate uid", len(pdf) - len(frame))
+    uids = frame["uid"].astype(str).tolist()
+    hashes = frame["sha256"].tolist() if "sha256" in frame.columns else [None] * len(uids)
+    entries = [shard_index.get(u) for u in uids] if shard_index is not None else [None] * len(uids)
+    return list(zip(uids, frame["url"].tolist(), hashes, entries, strict=True))
+
+
 def process_batch(
     pdf: pd.DataFrame, opts: FetchStageOptions, run_id: str, shard_index: dict | None = None
 ) -> pd.DataFrame:
@@ -273,35 +273,14 @@ def process_batch(
     from img2dataset shards instead of fetched; uids not in it get
     not_found_in_shards.
     """
-    missing = [c for c in ("uid", "url") if c not in pdf.columns]
-    if missing:
-        raise ValueError(f"process_batch input lacks columns {missing}")
-    frame = pdf[[c for c in INPUT_COLUMNS if c in pdf.columns]]
-    frame = frame[frame["uid"].notna()].drop_duplicates(subset="uid", keep="first")
-    if len(frame) < len(pdf):
-        logger.warning("dropped %d rows with a null or duplicate uid", len(pdf) - len(frame))
-    hashes = (
-        frame["sha256"]
-        if "sha256" in frame.columns
-        else pd.Series([None] * len(frame), index=frame.index)
-    )
-    items = list(zip(frame["uid"].astype(str), frame["url"], hashes, strict=True))
-    if not items:
-        out = empty_images_frame()
-        return out
-
+    items = _items(pdf, shard_index)
     started = time.monotonic()
+    from_shards = shard_index is not None
 
-    def work(item: tuple[str, object, object]) -> dict:
-        return process_row(item[0], item[1], item[2], opts, shard_index)
+    def work(item: tuple) -> dict:
+        return process_row(item[0], item[1], item[2], opts, item[3], from_shards)
 
-    rows = list(map_bounded(work, items, opts.fetch.concurrency))
-    out = pd.DataFrame(rows, columns=IMAGES_COLUMNS)
-    out["run_id"] = run_id
-    out = out.astype({c: t for c, t in IMAGES_DTYPES.items() if c != "fetched_at"})
-    out["fetched_at"] = pd.to_datetime(out["fetched_at"], utc=True).astype(
-        IMAGES_DTYPES["fetched_at"]
-    )
+    out = images_frame(list(map_bounded(work, items, opts.concurrency)), run_id)
     counts = collections.Counter(out["status"])
     logger.info(
         "fetch batch: %d rows in %.1fs (%s)",
@@ -310,3 +289,34 @@ def process_batch(
         ", ".join(f"{k}={v}" for k, v in sorted(counts.items())),
     )
     return out
+
+
+def process_partition(
+    batches: Iterable[tuple[pd.DataFrame, dict | None]],
+    opts: FetchStageOptions,
+    run_id: str,
+    from_shards: bool,
+    out_rows: int,
+) -> Iterator[pd.DataFrame]:
+    """Every row of a Spark task through one bounded pool; images frames of ``out_rows`` rows.
+
+    ``batches`` yields (input frame, shard index or None). Rows are fetched as one
+    continuous stream: a slow row delays only the frame it falls in, never the
+    whole pool at every input batch boundary.
+    """
+
+    def rows() -> Iterator[tuple]:
+        for pdf, shard_index in batches:
+            yield from _items(pdf, shard_index)
+
+    def work(item: tuple) -> dict:
+        return process_row(item[0], item[1], item[2], opts, item[3], from_shards)
+
+    done: list[dict] = []
+    for row in map_bounded(work, rows(), opts.concurrency):
+        done.append(row)
+        if len(done) >= out_rows:
+            yield images_frame(done, run_id)
+            done = []
+    if done:
+        yield images_frame(done, run_id)

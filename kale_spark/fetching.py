@@ -1,19 +1,32 @@
 """Fetch image bytes over http(s) and file:// URLs, safely, with bounded concurrency.
 
-Built on the standard library (``http.client``, ``socket``, ``ssl``) so that the
-network-safety checks hold for every byte sent:
+Built on the standard library (``socket``, ``ssl``) with a small HTTP/1.1 response
+reader of its own, so that every guard holds for every byte received:
 
-- The host of every URL, the first and every redirect hop, is resolved once and
-  each resolved address is checked against the blocked ranges (loopback,
-  private, link-local including the cloud metadata address 169.254.169.254,
-  multicast, unspecified, reserved, other non-global). A blocked hop returns
-  status ``blocked`` and no request is sent.
+- The host of every URL, the first and every redirect hop, is resolved (with a
+  time limit) and each resolved address is checked against the blocked ranges
+  (loopback, private, link-local including the cloud metadata address
+  169.254.169.254, site-local fec0::/10, multicast, unspecified, reserved, other
+  non-global). A blocked hop returns status ``blocked`` and no request is sent.
 - The connection goes to the address that was checked, not to a second DNS
   answer (no DNS rebinding); https keeps SNI and certificate/hostname
   verification against the URL's host name.
-- Redirects are followed here, hop by hop, up to ``max_redirects``.
-- Bodies are streamed and cut off at ``max_bytes`` (status ``too_large``).
-- A per-row deadline bounds the whole fetch: every attempt, hop and read.
+- ``deadline_s`` is a wall clock over everything a row does: DNS, each connect
+  (given the time left, not a fresh timeout), the TLS handshake, the status line
+  and headers, 1xx responses (at most ``MAX_INFORMATIONAL``), the body, chunk
+  framing, trailers (at most ``MAX_TRAILER_LINES``), redirects and retries. Every
+  socket read is given only the time left, so a server that drips bytes cannot
+  hold a row past its deadline.
+- Every byte received (status line, headers, 1xx, framing, trailers, body) counts
+  against ``max_bytes`` (status ``too_large``).
+- file:// URLs are read only under ``file_root`` (empty: file:// is off), and
+  only regular files.
+
+Why not urllib3: it parses responses with ``http.client``, whose header, 1xx and
+trailer loops have no count or time limit of their own, and its timeouts are per
+socket operation, so it would need the same deadline-aware socket as this module
+and would still not let us cap 1xx responses or trailers. Connecting to a checked
+address with the URL's host name for TLS is a few lines of ``ssl`` here.
 
 Nothing in this module raises for a bad URL or a bad server: every outcome is a
 :class:`FetchResult` with a status from :class:`kale_spark.images.Status`.
@@ -22,113 +35,136 @@ Nothing in this module raises for a bad URL or a bad server: every outcome is a
 from __future__ import annotations
 
 import functools
-import http.client
 import ipaddress
 import logging
 import os
 import random
 import socket
 import ssl
+import stat
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 from urllib.request import url2pathname
 
-from kale_spark.images import Status
+from kale_spark.images import Status, cut_error, is_retryable
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_USER_AGENT = "kale-spark/0.1 (+https://github.com/kale-spark)"
-OPT_OUT_DIRECTIVES = frozenset({"noai", "noimageai"})
+# img2dataset's default `disallowed_header_directives`.
+DEFAULT_OPT_OUT_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
+MAX_INFORMATIONAL = 4  # 1xx responses skipped before the real one; more is an error
+MAX_HEADER_LINES = 200  # per response head (and per trailer block)
+MAX_TRAILER_LINES = 32
+MAX_LINE = 16 * 1024  # one status / header / chunk-size line
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
-_CHUNK = 64 * 1024
+_RECV = 256 * 1024
+_HEAD_RECV = 8 * 1024  # small reads while parsing a head: its limits apply before the body's
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def _positive_number(name: str, value: object, *, zero_ok: bool = False) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or value < 0 or (value == 0 and not zero_ok):  # type: ignore[operator]
+        bound = ">= 0" if zero_ok else "> 0"
+        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class FetchOptions:
-    """How image bytes are fetched.
+    """How image bytes are fetched (the ``fetch.*`` keys of a profile).
 
-    connect_timeout_s / read_timeout_s: socket timeouts for connecting and for
-        each read. deadline_s: wall-clock budget of one row, all attempts,
-        redirects and reads included (status ``timeout`` when exceeded).
-    retries: extra attempts after a timeout, connection error or HTTP 5xx
-        (never after a 4xx); backoff_s * 2**n seconds apart, n = 0, 1, ...
+    deadline_s: wall clock of one row: DNS, connects, TLS, headers, 1xx, body,
+        chunk framing, trailers, redirects, retries and their backoff (``timeout``).
+    connect_timeout_s / read_timeout_s / dns_timeout_s: the most one connect,
+        one silence between two reads, one DNS lookup may take (never more than
+        the time left before the deadline).
+    retries: extra attempts when :func:`kale_spark.images.is_retryable` says so
+        (timeout, connection error, HTTP 429 and 5xx); ``backoff_s * 2**n``
+        seconds apart. The same rule picks the rows a rerun fetches again.
     max_redirects: redirect hops followed before ``too_many_redirects``.
-    max_bytes: body size cap, enforced while streaming (``too_large``).
+    max_bytes: cap on the bytes received per attempt, all of them (``too_large``);
+        also the cap of a file:// read and of a WebDataset entry.
     user_agent: sent with every request; its first token (before "/") is the
         name matched by user-agent-scoped ``X-Robots-Tag`` directives.
-    respect_opt_out: skip responses whose ``X-Robots-Tag`` says ``noai`` or
-        ``noimageai`` (status ``opted_out``), as img2dataset does.
+    respect_opt_out / opt_out_directives: skip responses whose ``X-Robots-Tag``
+        names one of these directives (status ``opted_out``); the default is
+        img2dataset's list.
     allow_networks: CIDRs exempt from the network-safety block, e.g.
-        ("127.0.0.0/8",) for a local test server. Empty by default: loopback,
-        private, link-local, multicast, reserved hosts are refused.
-    allow_file_urls: accept file:// URLs. True by default because the local
-        profile's generated DataComp sample points at local files; turn it off
-        when URLs come from untrusted metadata on a shared cluster.
+        ("127.0.0.0/8",) for a local test server. Empty by default.
+    file_root: file:// URLs are read only below this folder; "" turns file://
+        off (the default). Only regular files are read.
     concurrency: fetch threads per Spark task.
     """
 
+    deadline_s: float = 30.0
     connect_timeout_s: float = 10.0
-    read_timeout_s: float = 20.0
-    deadline_s: float = 60.0
+    read_timeout_s: float = 15.0
+    dns_timeout_s: float = 10.0
     retries: int = 2
     backoff_s: float = 0.5
     max_redirects: int = 5
     max_bytes: int = 32 * 1024 * 1024
     user_agent: str = DEFAULT_USER_AGENT
     respect_opt_out: bool = True
+    opt_out_directives: tuple[str, ...] = DEFAULT_OPT_OUT_DIRECTIVES
     allow_networks: tuple[str, ...] = ()
-    allow_file_urls: bool = True
-    concurrency: int = 16
+    file_root: str = ""
+    concurrency: int = 32
 
     def __post_init__(self) -> None:
-        for name in ("connect_timeout_s", "read_timeout_s", "deadline_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if (
-            isinstance(self.backoff_s, bool)
-            or not isinstance(self.backoff_s, int | float)
-            or self.backoff_s < 0
-        ):
-            raise ValueError(f"backoff_s must be a number >= 0, got {self.backoff_s!r}")
-        for name, low in (
-            ("retries", 0),
-            ("max_redirects", 0),
-            ("max_bytes", 1),
-            ("concurrency", 1),
-        ):
+        for name in ("connect_timeout_s", "read_timeout_s", "dns_timeout_s", "deadline_s"):
+            _positive_number(name, getattr(self, name))
+        _positive_number("backoff_s", self.backoff_s, zero_ok=True)
+        for name, low in (("retries", 0), ("max_redirects", 0), ("max_bytes", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if (
+            isinstance(self.concurrency, bool)
+            or not isinstance(self.concurrency, int)
+            or not 1 <= self.concurrency <= 1024
+        ):
+            raise ValueError(f"concurrency must be an int in 1..1024, got {self.concurrency!r}")
         if not isinstance(self.user_agent, str) or not self.user_agent.strip():
             raise ValueError(f"user_agent must be a non-empty string, got {self.user_agent!r}")
-        if any(c in self.user_agent for c in "\r\n"):
-            raise ValueError("user_agent must not contain line breaks")
-        for name in ("respect_opt_out", "allow_file_urls"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        networks = self.allow_networks
-        if isinstance(networks, str) or not isinstance(networks, tuple | list):
-            raise ValueError(f"allow_networks must be a tuple of CIDR strings, got {networks!r}")
-        for cidr in networks:
+        if not self.user_agent.isascii() or any(ord(c) < 32 for c in self.user_agent):
+            raise ValueError("user_agent must be printable ASCII without line breaks")
+        if not isinstance(self.respect_opt_out, bool):
+            raise ValueError(f"respect_opt_out must be a bool, got {self.respect_opt_out!r}")
+        if not isinstance(self.file_root, str):
+            raise ValueError(f"file_root must be a folder path or '', got {self.file_root!r}")
+        object.__setattr__(
+            self, "allow_networks", _str_tuple("allow_networks", self.allow_networks)
+        )
+        for cidr in self.allow_networks:
             try:
                 ipaddress.ip_network(cidr, strict=False)
-            except (TypeError, ValueError) as exc:
+            except ValueError as exc:
                 raise ValueError(f"allow_networks: invalid CIDR {cidr!r}: {exc}") from None
-        object.__setattr__(self, "allow_networks", tuple(networks))
+        directives = _str_tuple("opt_out_directives", self.opt_out_directives)
+        object.__setattr__(self, "opt_out_directives", tuple(d.strip().lower() for d in directives))
 
     @property
     def allowed_networks(self) -> tuple[IPNetwork, ...]:
         return _parse_networks(self.allow_networks)
+
+
+def _str_tuple(name: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, tuple | list):
+        raise ValueError(f"{name} must be a list of strings, got {value!r}")
+    if not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError(f"{name} must be a list of non-empty strings, got {value!r}")
+    return tuple(value)
 
 
 @functools.lru_cache(maxsize=64)
@@ -147,6 +183,9 @@ class FetchResult:
     attempts: int = 0
     source: str = "http"
     final_url: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "error", cut_error(self.error))
 
 
 # ---------------------------------------------------------------- safety checks
@@ -168,6 +207,7 @@ def blocked_reason(ip: IPAddress, allowed: Iterable[IPNetwork] = ()) -> str | No
         ("loopback", ip.is_loopback),
         ("unspecified", ip.is_unspecified),
         ("link-local", ip.is_link_local),
+        ("site-local", isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local),
         ("multicast", ip.is_multicast),
         ("private", ip.is_private),
         ("reserved", ip.is_reserved),
@@ -182,43 +222,79 @@ def blocked_reason(ip: IPAddress, allowed: Iterable[IPNetwork] = ()) -> str | No
 class _Outcome(Exception):
     """Internal: ends one attempt with a final status."""
 
-    def __init__(
-        self,
-        status: str,
-        error: str,
-        http_status: int | None = None,
-        *,
-        retryable: bool | None = None,
-    ) -> None:
+    def __init__(self, status: str, error: str, http_status: int | None = None) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
         self.http_status = http_status
-        self.retryable = retryable  # None: decided by status (see _should_retry)
         self.requested = True  # whether this attempt sent any request
 
 
-def _resolve_checked(host: str, port: int, opts: FetchOptions) -> list[tuple[int, str]]:
-    """Resolve ``host`` and check every address; (family, ip) pairs to connect to."""
+class _Clock:
+    """One row's wall-clock deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def limit(self, most: float, what: str) -> float:
+        """``most`` or the time left, whichever is less; timeout once none is left."""
+        left = self.left()
+        if left <= 0:
+            raise _Outcome(Status.TIMEOUT, f"deadline exceeded ({what})")
+        return min(most, left)
+
+
+_DNS_LOCK = threading.Lock()
+_DNS_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _dns_pool() -> ThreadPoolExecutor:
+    """Threads that run getaddrinfo (which has no timeout), one pool per process."""
+    global _DNS_POOL
+    with _DNS_LOCK:
+        if _DNS_POOL is None or _DNS_POOL[0] != os.getpid():
+            _DNS_POOL = (os.getpid(), ThreadPoolExecutor(32, thread_name_prefix="kale-dns"))
+        return _DNS_POOL[1]
+
+
+def _lookup(host: str, port: int, timeout: float) -> list[tuple[int, str]]:
+    """(family, ip) pairs for ``host``; an IP literal needs no lookup."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        ip = ipaddress.ip_address(host)
+        return [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, host)]
+    except ValueError:
+        pass
+    future = _dns_pool().submit(
+        socket.getaddrinfo, host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    try:
+        infos = future.result(timeout=timeout)
+    except FutureTimeout:
+        future.cancel()
+        raise _Outcome(Status.TIMEOUT, f"dns: {host}: no answer in {timeout:.1f}s") from None
     except socket.gaierror as exc:
-        # A name that does not exist will not exist on the next attempt either.
-        permanent = exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", -5))
-        raise _Outcome(
-            Status.CONNECTION_ERROR, f"dns: {host}: {exc}", retryable=not permanent
-        ) from None
+        raise _Outcome(Status.CONNECTION_ERROR, f"dns: {host}: {exc}") from None
     except (UnicodeError, ValueError) as exc:
         raise _Outcome(Status.INVALID_URL, f"bad host {host!r}: {exc}") from None
+    return [(family, sockaddr[0]) for family, _t, _p, _c, sockaddr in infos]
+
+
+def _resolve_checked(
+    host: str, port: int, opts: FetchOptions, clock: _Clock
+) -> list[tuple[int, str]]:
+    """Resolve ``host`` and check every address; (family, ip) pairs to connect to."""
+    found = _lookup(host, port, clock.limit(opts.dns_timeout_s, "dns"))
     addresses: list[tuple[int, str]] = []
-    for family, _type, _proto, _canon, sockaddr in infos:
-        ip_text = sockaddr[0].split("%", 1)[0]
-        ip = ipaddress.ip_address(ip_text)
+    for family, ip_text in found:
+        ip = ipaddress.ip_address(ip_text.split("%", 1)[0])
         reason = blocked_reason(ip, opts.allowed_networks)
         if reason is not None:
             raise _Outcome(Status.BLOCKED, f"{host} resolves to {reason}")
-        if (family, sockaddr[0]) not in addresses:
-            addresses.append((family, sockaddr[0]))
+        if (family, ip_text) not in addresses:
+            addresses.append((family, ip_text))
     if not addresses:
         raise _Outcome(Status.CONNECTION_ERROR, f"dns: {host}: no addresses")
     return addresses
@@ -227,50 +303,26 @@ def _resolve_checked(host: str, port: int, opts: FetchOptions) -> list[tuple[int
 # ---------------------------------------------------------------- connections
 
 
-def _connect(addresses: list[tuple[int, str]], port: int, timeout: float) -> socket.socket:
+def _connect(
+    addresses: list[tuple[int, str]], port: int, opts: FetchOptions, clock: _Clock
+) -> socket.socket:
+    """Connect to the first address that answers; each try gets only the time left."""
     last: OSError | None = None
     for family, ip in addresses:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.settimeout(timeout)
+            sock.settimeout(clock.limit(opts.connect_timeout_s, "connect"))
             sock.connect((ip, port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
         except OSError as exc:
             sock.close()
             last = exc
+        except _Outcome:
+            sock.close()
+            raise
     assert last is not None
     raise last
-
-
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """HTTPConnection that connects to pre-checked addresses, not a fresh DNS answer."""
-
-    def __init__(
-        self, host: str, port: int, addresses: list[tuple[int, str]], connect_timeout: float
-    ) -> None:
-        super().__init__(host, port, timeout=connect_timeout)
-        self._addresses = addresses
-        self._connect_timeout = connect_timeout
-
-    def connect(self) -> None:
-        self.sock = _connect(self._addresses, self.port, self._connect_timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class _PinnedHTTPSConnection(_PinnedHTTPConnection):
-    """TLS over a pinned address; SNI and certificate checks use the URL's host name."""
-
-    default_port = 443
-
-    def __init__(
-        self, host: str, port: int, addresses: list[tuple[int, str]], connect_timeout: float
-    ) -> None:
-        super().__init__(host, port, addresses, connect_timeout)
-        self._context = _ssl_context()
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.host)
 
 
 _SSL_LOCK = threading.Lock()
@@ -285,15 +337,184 @@ def _ssl_context() -> ssl.SSLContext:
         return _SSL_CONTEXT
 
 
+def _tls(sock: socket.socket, host: str, opts: FetchOptions, clock: _Clock) -> ssl.SSLSocket:
+    """TLS over a pinned address; SNI and certificate checks use the URL's host name."""
+    tls = _ssl_context().wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+    # The handshake as a whole is bounded by the socket timeout (CPython's _ssl).
+    tls.settimeout(clock.limit(opts.connect_timeout_s, "tls handshake"))
+    tls.do_handshake()
+    return tls
+
+
+class _Reader:
+    """Reads a response with the row's deadline and byte budget applied to every recv."""
+
+    def __init__(self, sock: socket.socket, opts: FetchOptions, clock: _Clock) -> None:
+        self.sock = sock
+        self.opts = opts
+        self.clock = clock
+        self.buf = bytearray()
+        self.received = 0
+        self.eof = False
+
+    def _fill(self, size: int = _RECV) -> bool:
+        if self.eof:
+            return False
+        self.sock.settimeout(self.clock.limit(self.opts.read_timeout_s, "reading the response"))
+        # Never ask for more than one byte past the budget.
+        chunk = self.sock.recv(max(1, min(size, self.opts.max_bytes + 1 - self.received)))
+        if not chunk:
+            self.eof = True
+            return False
+        self.received += len(chunk)
+        if self.received > self.opts.max_bytes:
+            raise _Outcome(Status.TOO_LARGE, f"response exceeds max_bytes {self.opts.max_bytes}")
+        self.buf += chunk
+        return True
+
+    def line(self, what: str) -> bytes:
+        """One line without its CRLF; at most MAX_LINE bytes."""
+        start = 0
+        while True:
+            end = self.buf.find(b"\n", start)
+            if end >= 0:
+                out = bytes(self.buf[:end])
+                del self.buf[: end + 1]
+                return out[:-1] if out.endswith(b"\r") else out
+            if len(self.buf) > MAX_LINE:
+                raise _Outcome(Status.CONNECTION_ERROR, f"{what} line longer than {MAX_LINE}")
+            start = len(self.buf)
+            if not self._fill(_HEAD_RECV):
+                raise _Outcome(Status.CONNECTION_ERROR, f"connection closed in {what}")
+
+    def exactly(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            if not self._fill(n - len(self.buf)):
+                raise _Outcome(
+                    Status.CONNECTION_ERROR, f"connection closed {n - len(self.buf)} bytes early"
+                )
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def rest(self) -> bytes:
+        while self._fill():
+            pass
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+
+class _Head:
+    """Status and headers of one response (header names lower-cased)."""
+
+    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]]) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k == name]
+
+    def get(self, name: str) -> str | None:
+        values = self.all(name)
+        return values[-1] if values else None
+
+
+def _read_fields(reader: _Reader, what: str, most: int) -> list[tuple[str, str]]:
+    """Header (or trailer) lines up to the blank line; at most ``most`` lines."""
+    fields: list[tuple[str, str]] = []
+    while True:
+        line = reader.line(what)
+        if not line:
+            return fields
+        if len(fields) >= most:
+            raise _Outcome(Status.CONNECTION_ERROR, f"more than {most} {what} lines")
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue  # an obsolete folded line or garbage: ignored, but counted above
+        text = value.strip().decode("latin-1")
+        fields.append((name.strip().decode("latin-1").lower(), text))
+
+
+def _read_head(reader: _Reader) -> _Head:
+    """The final response's status line and headers, after at most MAX_INFORMATIONAL 1xx."""
+    for _ in range(MAX_INFORMATIONAL + 1):
+        line = reader.line("status")
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise _Outcome(Status.CONNECTION_ERROR, "not an HTTP/1.x status line")
+        status = int(parts[1])
+        reason = parts[2].decode("latin-1").strip() if len(parts) > 2 else ""
+        headers = _read_fields(reader, "header", MAX_HEADER_LINES)
+        if not 100 <= status < 200:
+            return _Head(status, reason, headers)
+        if status == 101:
+            raise _Outcome(Status.HTTP_ERROR, "HTTP 101 to a plain GET", status)
+    raise _Outcome(
+        Status.HTTP_ERROR, f"more than {MAX_INFORMATIONAL} informational (1xx) responses", status
+    )
+
+
+def _read_body(reader: _Reader, head: _Head, opts: FetchOptions) -> bytes:
+    encoding = (head.get("transfer-encoding") or "").lower()
+    if encoding:
+        if encoding != "chunked":
+            raise _Outcome(
+                Status.HTTP_ERROR, f"unsupported Transfer-Encoding {encoding!r}", head.status
+            )
+        return _read_chunked(reader, opts, head.status)
+    lengths = {v.strip() for v in head.all("content-length")}
+    if not lengths:
+        return reader.rest()
+    if len(lengths) > 1 or not next(iter(lengths)).isdigit():
+        raise _Outcome(Status.HTTP_ERROR, "bad Content-Length", head.status)
+    length = int(next(iter(lengths)))
+    if length > opts.max_bytes:
+        raise _Outcome(
+            Status.TOO_LARGE, f"Content-Length {length} > max_bytes {opts.max_bytes}", head.status
+        )
+    return reader.exactly(length)
+
+
+def _read_chunked(reader: _Reader, opts: FetchOptions, status: int) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        size_text = reader.line("chunk size").split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise _Outcome(Status.CONNECTION_ERROR, "bad chunk size line") from None
+        if size > opts.max_bytes:
+            raise _Outcome(
+                Status.TOO_LARGE, f"chunk of {size} bytes > max_bytes {opts.max_bytes}", status
+            )
+        if size == 0:
+            break
+        parts.append(reader.exactly(size))
+        if reader.exactly(2) != b"\r\n":
+            raise _Outcome(Status.CONNECTION_ERROR, "chunk not followed by CRLF")
+    _read_fields(reader, "trailer", MAX_TRAILER_LINES)  # counted against max_bytes too
+    return b"".join(parts)
+
+
 # ---------------------------------------------------------------- opt-out
 
 
-def opted_out(header_values: Iterable[str], user_agent: str) -> bool:
-    """Whether ``X-Robots-Tag`` values forbid AI use for this user agent.
+_VALUED_DIRECTIVES = ("unavailable_after", "max-snippet", "max-image-preview", "max-video-preview")
+
+
+def opted_out(
+    header_values: Iterable[str],
+    user_agent: str,
+    directives: Iterable[str] = DEFAULT_OPT_OUT_DIRECTIVES,
+) -> bool:
+    """Whether ``X-Robots-Tag`` values name one of ``directives`` for this user agent.
 
     Directives are comma separated; a ``name: directive`` form applies only to
     the user agent whose first token is ``name`` (like img2dataset).
     """
+    wanted = frozenset(d.lower() for d in directives)
     our_token = user_agent.split("/", 1)[0].strip().lower()
     for value in header_values:
         scope: str | None = None
@@ -303,40 +524,53 @@ def opted_out(header_values: Iterable[str], user_agent: str) -> bool:
                 name, _, rest = part.partition(":")
                 name, rest = name.strip(), rest.strip()
                 # "unavailable_after: <date>" is a directive with a value, not a scope.
-                if name not in (
-                    "unavailable_after",
-                    "max-snippet",
-                    "max-image-preview",
-                    "max-video-preview",
-                ):
+                if name not in _VALUED_DIRECTIVES:
                     scope, part = name, rest
-            if (scope is None or scope == our_token) and part in OPT_OUT_DIRECTIVES:
+            if (scope is None or scope == our_token) and part in wanted:
                 return True
     return False
 
 
-# ---------------------------------------------------------------- fetching
+# ---------------------------------------------------------------- URLs
 
 
-def _remaining(deadline: float) -> float:
-    return deadline - time.monotonic()
+_URI_SAFE = "/%:@!$&'()*+,;=-._~?[]"
 
 
-def _timeout_for(limit: float, deadline: float) -> float:
-    left = _remaining(deadline)
-    if left <= 0:
-        raise _Outcome(Status.TIMEOUT, "deadline exceeded")
-    return min(limit, left)
+def to_uri(url: str) -> str:
+    """An IRI (non-ASCII host or path) as a URI: IDNA host, UTF-8 percent-encoding.
 
-
-def _short(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= 300 else text[:297] + "..."
+    ASCII URLs come back unchanged. Raises ValueError for a host IDNA rejects.
+    """
+    if url.isascii():
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if not netloc.isascii():
+        userinfo, at, hostport = netloc.rpartition("@")
+        host, colon, port = hostport.rpartition(":") if "]" not in hostport else ("", "", "")
+        if not colon or not port.isdigit():
+            host, colon, port = hostport, "", ""
+        try:
+            ascii_host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise ValueError(f"host is not a valid international domain name: {exc}") from None
+        netloc = f"{quote(userinfo, safe=':%')}{at}{ascii_host}{colon}{port}"
+    return urlunsplit(
+        (
+            parts.scheme,
+            netloc,
+            quote(parts.path, safe=_URI_SAFE),
+            quote(parts.query, safe=_URI_SAFE),
+            quote(parts.fragment, safe=_URI_SAFE),
+        )
+    )
 
 
 def _split_http_url(url: str) -> tuple[str, str, int, str]:
     """(scheme, host, port, request target) of an http(s) URL, or _Outcome(invalid_url)."""
     try:
+        url = to_uri(url)
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
@@ -356,121 +590,101 @@ def _split_http_url(url: str) -> tuple[str, str, int, str]:
     return scheme, host, port, target
 
 
-def _read_body(
-    resp: http.client.HTTPResponse, sock: socket.socket, opts: FetchOptions, deadline: float
-) -> bytes:
-    length = resp.getheader("Content-Length")
-    if length is not None and length.strip().isdigit() and int(length) > opts.max_bytes:
-        raise _Outcome(
-            Status.TOO_LARGE,
-            f"Content-Length {int(length)} > max_bytes {opts.max_bytes}",
-            resp.status,
-        )
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        sock.settimeout(_timeout_for(opts.read_timeout_s, deadline))
-        # read1 returns after one socket read, so a slow drip cannot outlive the deadline.
-        chunk = resp.read1(_CHUNK)
-        if not chunk:
-            break
-        total += len(chunk)
-        if total > opts.max_bytes:
-            raise _Outcome(
-                Status.TOO_LARGE, f"body exceeds max_bytes {opts.max_bytes}", resp.status
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+# ---------------------------------------------------------------- fetching
 
 
-def _attempt(url: str, opts: FetchOptions, deadline: float) -> tuple[bytes, int, str]:
+def _short(exc: BaseException) -> str:
+    return cut_error(f"{type(exc).__name__}: {exc}") or ""
+
+
+def _request(host: str, port: int, scheme: str, target: str, opts: FetchOptions) -> bytes:
+    default = 443 if scheme == "https" else 80
+    host_header = host if ":" not in host else f"[{host}]"
+    if port != default:
+        host_header += f":{port}"
+    return (
+        f"GET {target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: {opts.user_agent}\r\n"
+        "Accept: image/*,*/*;q=0.8\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
+    ).encode("ascii")
+
+
+def _one_hop(url: str, opts: FetchOptions, clock: _Clock, hop: int) -> tuple[_Head, bytes | None]:
+    """Request ``url`` once; (head, body) where body is None for a redirect."""
+    try:
+        scheme, host, port, target = _split_http_url(url)
+        addresses = _resolve_checked(host, port, opts, clock)
+    except _Outcome as exc:
+        exc.requested = hop > 0  # refused before the first request of this attempt
+        raise
+    sock: socket.socket | None = None
+    try:
+        sock = _connect(addresses, port, opts, clock)
+        if scheme == "https":
+            sock = _tls(sock, host, opts, clock)
+        sock.settimeout(clock.limit(opts.read_timeout_s, "sending the request"))
+        sock.sendall(_request(host, port, scheme, target, opts))
+        reader = _Reader(sock, opts, clock)
+        head = _read_head(reader)
+        if head.status in _REDIRECT_CODES or not 200 <= head.status < 300:
+            return head, None
+        if opts.respect_opt_out and opted_out(
+            head.all("x-robots-tag"), opts.user_agent, opts.opt_out_directives
+        ):
+            tags = ", ".join(head.all("x-robots-tag"))
+            raise _Outcome(Status.OPTED_OUT, f"X-Robots-Tag: {tags}", head.status)
+        return head, _read_body(reader, head, opts)
+    except _Outcome:
+        raise
+    except TimeoutError as exc:
+        cut = clock.left() <= 0.01  # the read was given only the time left, and used it
+        raise _Outcome(Status.TIMEOUT, "deadline exceeded" if cut else _short(exc)) from None
+    except (OSError, ValueError, UnicodeError) as exc:
+        raise _Outcome(Status.CONNECTION_ERROR, _short(exc)) from None
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def _attempt(url: str, opts: FetchOptions, clock: _Clock) -> tuple[bytes, int, str]:
     """One attempt: follow redirects, check every hop, return (body, status, final url)."""
     current = url
     for hop in range(opts.max_redirects + 1):
-        try:
-            scheme, host, port, target = _split_http_url(current)
-            addresses = _resolve_checked(host, port, opts)
-        except _Outcome as exc:
-            exc.requested = hop > 0  # refused before the first request of this attempt
-            raise
-        cls = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
-        conn = cls(host, port, addresses, _timeout_for(opts.connect_timeout_s, deadline))
-        resp: http.client.HTTPResponse | None = None
-        try:
-            conn.putrequest("GET", target, skip_accept_encoding=True)
-            conn.putheader("User-Agent", opts.user_agent)
-            conn.putheader("Accept", "image/*,*/*;q=0.8")
-            conn.putheader("Accept-Encoding", "identity")
-            conn.putheader("Connection", "close")
-            conn.endheaders()
-            # Keep the socket: http.client detaches it from conn for "Connection: close".
-            sock = conn.sock
-            assert sock is not None
-            sock.settimeout(_timeout_for(opts.read_timeout_s, deadline))
-            resp = conn.getresponse()
-            status = resp.status
-            if status in _REDIRECT_CODES:
-                location = resp.getheader("Location")
-                if not location:
-                    raise _Outcome(Status.HTTP_ERROR, f"HTTP {status} without Location", status)
-                if hop == opts.max_redirects:
-                    raise _Outcome(
-                        Status.TOO_MANY_REDIRECTS,
-                        f"more than {opts.max_redirects} redirects (last to {location})",
-                        status,
-                    )
-                nxt = urljoin(current, location.strip())
-                if urlsplit(nxt).scheme.lower() not in ("http", "https"):
-                    raise _Outcome(Status.BLOCKED, f"redirect to non-http URL {nxt!r}", status)
-                current = nxt
-                continue
-            if not 200 <= status < 300:
-                raise _Outcome(Status.HTTP_ERROR, f"HTTP {status} {resp.reason}".strip(), status)
-            if opts.respect_opt_out and opted_out(
-                resp.headers.get_all("X-Robots-Tag") or (), opts.user_agent
-            ):
-                tags = ", ".join(resp.headers.get_all("X-Robots-Tag") or ())
-                raise _Outcome(Status.OPTED_OUT, f"X-Robots-Tag: {tags}", status)
-            return _read_body(resp, sock, opts, deadline), status, current
-        except _Outcome:
-            raise
-        except TimeoutError as exc:
-            raise _Outcome(Status.TIMEOUT, _short(exc)) from None
-        except ssl.SSLCertVerificationError as exc:
-            raise _Outcome(Status.CONNECTION_ERROR, _short(exc), retryable=False) from None
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise _Outcome(Status.CONNECTION_ERROR, _short(exc)) from None
-        finally:
-            if resp is not None:
-                resp.close()  # also releases the socket handed over for "Connection: close"
-            conn.close()
+        head, body = _one_hop(current, opts, clock, hop)
+        status = head.status
+        if body is not None:
+            return body, status, current
+        if status not in _REDIRECT_CODES:
+            raise _Outcome(Status.HTTP_ERROR, f"HTTP {status} {head.reason}".strip(), status)
+        location = head.get("location")
+        if not location:
+            raise _Outcome(Status.HTTP_ERROR, f"HTTP {status} without Location", status)
+        if hop == opts.max_redirects:
+            raise _Outcome(
+                Status.TOO_MANY_REDIRECTS,
+                f"more than {opts.max_redirects} redirects (last to {location})",
+                status,
+            )
+        nxt = urljoin(current, location.strip())
+        if urlsplit(nxt).scheme.lower() not in ("http", "https"):
+            raise _Outcome(Status.BLOCKED, f"redirect to non-http URL {nxt!r}", status)
+        current = nxt
     raise AssertionError("unreachable")
-
-
-def _should_retry(outcome: _Outcome) -> bool:
-    if outcome.retryable is not None:
-        return outcome.retryable
-    if outcome.status in (Status.TIMEOUT, Status.CONNECTION_ERROR):
-        return True
-    if outcome.status == Status.HTTP_ERROR and outcome.http_status is not None:
-        return outcome.http_status >= 500
-    return False
 
 
 def fetch_http(url: str, opts: FetchOptions) -> FetchResult:
     """Fetch an http(s) URL with retries, redirects and every guard. Never raises."""
-    deadline = time.monotonic() + opts.deadline_s
+    clock = _Clock(opts.deadline_s)
     attempts = 0
     outcome: _Outcome | None = None
     for attempt in range(opts.retries + 1):
         if attempt:
             pause = opts.backoff_s * (2 ** (attempt - 1)) * (1.0 + 0.1 * random.random())
-            if pause >= _remaining(deadline):
+            if pause >= clock.left():
                 break
             time.sleep(pause)
         attempts += 1
         try:
-            body, status, final_url = _attempt(url, opts, deadline)
+            body, status, final_url = _attempt(url, opts, clock)
             return FetchResult(
                 Status.OK, data=body, http_status=status, attempts=attempts, final_url=final_url
             )
@@ -478,14 +692,10 @@ def fetch_http(url: str, opts: FetchOptions) -> FetchResult:
             outcome = exc
         except Exception as exc:  # a bug or an unforeseen library error stays one row's problem
             logger.warning("unexpected error fetching %s", url, exc_info=True)
-            outcome = _Outcome(Status.CONNECTION_ERROR, _short(exc), retryable=False)
-        if (
-            attempts == 1
-            and not outcome.requested
-            and outcome.status in (Status.BLOCKED, Status.INVALID_URL)
-        ):
-            attempts = 0  # refused before any request was sent
-        if not _should_retry(outcome):
+            outcome = _Outcome(Status.CONNECTION_ERROR, _short(exc))
+        if not outcome.requested and outcome.status in (Status.BLOCKED, Status.INVALID_URL):
+            attempts -= 1  # refused before any request was sent: not an attempt
+        if not is_retryable(outcome.status, outcome.http_status):
             break
     assert outcome is not None
     return FetchResult(
@@ -493,11 +703,26 @@ def fetch_http(url: str, opts: FetchOptions) -> FetchResult:
     )
 
 
+def _under_root(path: str, root: str) -> str | None:
+    """The real path of ``path`` if it lies inside ``root``, else None."""
+    real = os.path.realpath(path)
+    real_root = os.path.realpath(root)
+    try:
+        inside = os.path.commonpath([real, real_root]) == real_root
+    except ValueError:
+        return None
+    return real if inside else None
+
+
 def fetch_file(url: str, opts: FetchOptions) -> FetchResult:
-    """Read a file:// URL (local paths only), with the byte cap. Never raises."""
-    if not opts.allow_file_urls:
+    """Read a file:// URL below ``opts.file_root``: regular files only, capped. Never raises."""
+
+    def result(status: str, error: str | None = None, data: bytes | None = None) -> FetchResult:
+        return FetchResult(status, error=error, data=data, attempts=1, source="file")
+
+    if not opts.file_root:
         return FetchResult(
-            Status.BLOCKED, error="file:// URLs are disabled (allow_file_urls=false)", source="file"
+            Status.BLOCKED, error="file:// URLs are off (fetch.file_root is empty)", source="file"
         )
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
@@ -505,32 +730,34 @@ def fetch_file(url: str, opts: FetchOptions) -> FetchResult:
             Status.INVALID_URL, error=f"file URL with remote host {parts.netloc!r}", source="file"
         )
     path = url2pathname(unquote(parts.path))
+    real = _under_root(path, opts.file_root)
+    if real is None:
+        return FetchResult(
+            Status.BLOCKED, error=f"{path} is outside fetch.file_root", source="file"
+        )
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size > opts.max_bytes:
-                return FetchResult(
-                    Status.TOO_LARGE,
-                    error=f"file size {size} > max_bytes {opts.max_bytes}",
-                    attempts=1,
-                    source="file",
-                )
-            data = fh.read(opts.max_bytes + 1)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
     except FileNotFoundError:
-        return FetchResult(
-            Status.HTTP_ERROR, error=f"file not found: {path}", attempts=1, source="file"
-        )
-    except (IsADirectoryError, PermissionError) as exc:
-        return FetchResult(Status.HTTP_ERROR, error=_short(exc), attempts=1, source="file")
+        return result(Status.HTTP_ERROR, f"file not found: {path}")
     except OSError as exc:
-        return FetchResult(Status.CONNECTION_ERROR, error=_short(exc), attempts=1, source="file")
+        return result(Status.HTTP_ERROR, f"cannot open {path}: {exc.strerror}")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return result(Status.BLOCKED, f"{path} is not a regular file")
+        if info.st_size > opts.max_bytes:
+            return result(
+                Status.TOO_LARGE, f"file size {info.st_size} > max_bytes {opts.max_bytes}"
+            )
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(opts.max_bytes + 1)
+    except OSError as exc:
+        return result(Status.CONNECTION_ERROR, f"reading {path}: {exc.strerror}")
+    finally:
+        os.close(fd)
     if len(data) > opts.max_bytes:
-        return FetchResult(
-            Status.TOO_LARGE,
-            error=f"file exceeds max_bytes {opts.max_bytes}",
-            attempts=1,
-            source="file",
-        )
+        return result(Status.TOO_LARGE, f"file exceeds max_bytes {opts.max_bytes}")
     return FetchResult(Status.OK, data=data, attempts=1, source="file", final_url=url)
 
 

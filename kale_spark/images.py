@@ -9,12 +9,16 @@ Row statuses of the ``images`` table are defined once, in :class:`Status`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
+import struct
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -55,17 +59,35 @@ class Status:
     )
 
 
+# The one retry policy: within a run (fetching.fetch_http) and on a rerun (the fetch
+# stage's candidates, built from these same constants).
+RETRYABLE_STATUSES: tuple[str, ...] = (Status.TIMEOUT, Status.CONNECTION_ERROR)
+RETRYABLE_HTTP_CODES: tuple[int, ...] = (429,)  # besides every 5xx
+RETRYABLE_HTTP_RANGE: tuple[int, int] = (500, 599)
+
+
 def is_retryable(status: str, http_status: int | None = None) -> bool:
-    """Whether a row with this outcome is worth fetching again on a rerun.
+    """Whether a row with this outcome is worth fetching again, in-run and on a rerun.
 
     Timeouts, connection errors, and HTTP 5xx / 429 are; everything else
     (4xx, not an image, blocked, opted out, ...) is a permanent answer.
     """
-    if status in (Status.TIMEOUT, Status.CONNECTION_ERROR):
+    if status in RETRYABLE_STATUSES:
         return True
     if status == Status.HTTP_ERROR and http_status is not None:
-        return http_status == 429 or 500 <= http_status <= 599
+        low, high = RETRYABLE_HTTP_RANGE
+        return http_status in RETRYABLE_HTTP_CODES or low <= http_status <= high
     return False
+
+
+MAX_ERROR_CHARS = 500
+
+
+def cut_error(text: str | None) -> str | None:
+    """An ``error`` value cut to MAX_ERROR_CHARS characters (None stays None)."""
+    if text is None or len(text) <= MAX_ERROR_CHARS:
+        return text
+    return text[: MAX_ERROR_CHARS - 3] + "..."
 
 
 RESIZE_MODES = ("longer", "shorter")
@@ -84,6 +106,9 @@ class ImageOptions:
         (status too_large) before decoding. Default is Pillow's own limit.
     quality: JPEG quality of the re-encoded image.
     upscale: also enlarge images smaller than the target (off by default).
+    large_pixels / large_decodes: an image whose decoded size is at least
+        ``large_pixels`` pixels waits for one of ``large_decodes`` slots per Python
+        worker, so a batch of big images cannot all be in memory at once.
     """
 
     resolution: int = 490
@@ -91,6 +116,8 @@ class ImageOptions:
     max_pixels: int = 89_478_485
     quality: int = 90
     upscale: bool = False
+    large_pixels: int = 16_000_000
+    large_decodes: int = 2
 
     def __post_init__(self) -> None:
         if not isinstance(self.resolution, int) or self.resolution < 1:
@@ -103,6 +130,10 @@ class ImageOptions:
             raise ValueError(f"quality must be an int in 1..100, got {self.quality!r}")
         if not isinstance(self.upscale, bool):
             raise ValueError(f"upscale must be a bool, got {self.upscale!r}")
+        for name in ("large_pixels", "large_decodes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -118,6 +149,9 @@ class ImageResult:
     height: int | None = None
     mime: str | None = None
     sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "error", cut_error(self.error))
 
 
 def sha256_hex(data: bytes) -> str:
@@ -184,37 +218,62 @@ def target_size(width: int, height: int, opts: ImageOptions) -> tuple[int, int]:
 
 
 _SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _WHITE = (255, 255, 255)
+_WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+_STRIP_ROWS = 256
 
 
 def _orientation(img: Image.Image) -> int:
+    """EXIF orientation 1..8; 1 when the EXIF block is absent or unreadable."""
     try:
-        return int(img.getexif().get(0x0112, 1))
+        value = int(img.getexif().get(0x0112, 1))
     except Exception:  # a broken EXIF block must not lose the image
         return 1
+    return value if value in _TRANSPOSE else 1
 
 
-def _high_bit_depth_to_l(img: Image.Image) -> Image.Image:
-    """Scale a 16-bit / 32-bit int / float single-channel image to 8-bit L.
+def orient(img: Image.Image, orientation: int) -> Image.Image:
+    """Apply an EXIF orientation by transposing pixels; the EXIF block is never rewritten
+    (re-serialising a damaged block is what loses images in ImageOps.exif_transpose)."""
+    method = _TRANSPOSE.get(orientation)
+    return img if method is None else img.transpose(method)
+
+
+def _wide_to_l(img: Image.Image) -> Image.Image:
+    """Scale a 16-bit / 32-bit int / float single-channel image to 8-bit L, strip by strip.
 
     Pillow's own ``convert`` clips such values at 255 (a mid-grey 16-bit image
-    would come out white), so scale by the range instead.
+    would come out white), so scale by the range instead. Strips of
+    _STRIP_ROWS rows keep the extra memory to a few MB, never a float copy of the
+    whole image.
     """
     import numpy as np
 
-    arr = np.asarray(img)
-    if img.mode == "F":
-        arr = arr.astype(np.float64)
-        finite = arr[np.isfinite(arr)]
-        peak = float(finite.max()) if finite.size else 0.0
-        scaled = arr * 255.0 if peak <= 1.0 else arr / 257.0 if peak > 255.0 else arr
+    width, height = img.size
+    if img.mode.startswith("I;16"):
+        scale = 1 / 257.0
     else:
-        arr = arr.astype(np.int64)
-        # 16-bit modes, and mode I holding 16-bit samples (PNG, TIFF), use the
-        # 0..65535 range; mode I holding 8-bit values stays as it is.
-        scaled = arr / 257.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else arr
-    out = np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8)
-    return Image.fromarray(out, mode="L")
+        low, high = img.getextrema()
+        if img.mode == "F" and isinstance(high, float) and high <= 1.0:
+            scale = 255.0
+        else:
+            scale = 1 / 257.0 if high > 255 else 1.0
+    out = Image.new("L", (width, height))
+    for top in range(0, height, _STRIP_ROWS):
+        box = (0, top, width, min(height, top + _STRIP_ROWS))
+        strip = np.asarray(img.crop(box), dtype=np.float32) * np.float32(scale)
+        strip = np.clip(np.rint(np.nan_to_num(strip)), 0, 255).astype(np.uint8)
+        out.paste(Image.fromarray(strip, mode="L"), box)
+    return out
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -225,8 +284,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         if img.mode == "RGB":
             return img
-    if img.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
-        return _high_bit_depth_to_l(img).convert("RGB")
+    if img.mode in _WIDE_MODES:
+        return _wide_to_l(img).convert("RGB")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         img.mode == "L" and "transparency" in img.info
     ):
@@ -237,6 +296,31 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _resized_rgb(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``img`` at ``size`` in RGB, with every full-size copy avoided.
+
+    Wide modes become 8-bit strip by strip; a large image is first reduced in its
+    own mode (a box filter, as Pillow's ``reducing_gap`` does) so the colour
+    conversion, compositing and the final Lanczos resize run on a small image.
+    """
+    if img.mode in _WIDE_MODES:
+        img = _wide_to_l(img)
+    elif img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode == "1":
+        img = img.convert("L")
+    factor = int(min(img.width / size[0], img.height / size[1]) / 3.0)
+    if factor > 1:
+        try:
+            img = img.reduce(factor)
+        except ValueError:  # a mode reduce() does not handle: resize() copes
+            pass
+    rgb = to_rgb(img)
+    if rgb.size != size:
+        rgb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return rgb
+
+
 def encode_jpeg(img: Image.Image, quality: int) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
@@ -244,22 +328,110 @@ def encode_jpeg(img: Image.Image, quality: int) -> bytes:
 
 
 def _short(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= 300 else text[:297] + "..."
+    return cut_error(f"{type(exc).__name__}: {exc}") or ""
+
+
+# ---------------------------------------------------------------- container checks
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MAX_ICO_ENTRIES = 64
+
+
+def _embedded_size(data: bytes, offset: int) -> tuple[int, int] | None:
+    """(width, height) an ICO/CUR entry's PNG or BMP header declares, if readable."""
+    if data[offset : offset + 8] == _PNG_MAGIC and len(data) >= offset + 24:
+        return struct.unpack(">II", data[offset + 16 : offset + 24])
+    if len(data) >= offset + 12:
+        width, height = struct.unpack("<ii", data[offset + 4 : offset + 12])
+        return abs(width), abs(height) // 2  # a DIB's height counts the AND mask too
+    return None
+
+
+def container_problem(data: bytes, mime: str, opts: ImageOptions) -> str | None:
+    """Why a container's declared content is refused before any decoding, or None.
+
+    Pillow's ICO plugin decodes the embedded image inside ``Image.open``, before any
+    size check could run, so the ICO directory and each entry's own header are
+    read here first.
+    """
+    if mime != "image/x-icon" or len(data) < 6:
+        return None
+    count = struct.unpack("<H", data[4:6])[0]
+    if count > MAX_ICO_ENTRIES:
+        return f"ICO with {count} entries > {MAX_ICO_ENTRIES}"
+    for i in range(count):
+        entry = data[6 + 16 * i : 22 + 16 * i]
+        if len(entry) < 16:
+            return "ICO directory cut short"
+        offset = struct.unpack("<I", entry[12:16])[0]
+        size = _embedded_size(data, offset)
+        if size is not None and size[0] * size[1] > opts.max_pixels:
+            w, h = size
+            return f"ICO entry {i}: {w}x{h} = {w * h} pixels > max_pixels {opts.max_pixels}"
+    return None
+
+
+# ---------------------------------------------------------------- large-decode gate
+
+
+class DecodeGate:
+    """Bounds how many large images one Python process decodes at once.
+
+    ``peak`` is the most holders seen at once (the tests read it).
+    """
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._sem = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self.active = 0
+        self.peak = 0
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._sem:
+            with self._lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self.active -= 1
+
+
+_GATES: dict[int, DecodeGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def decode_gate(slots: int) -> DecodeGate:
+    """The process's gate with ``slots`` permits (one per distinct slot count)."""
+    with _GATES_LOCK:
+        gate = _GATES.get(slots)
+        if gate is None:
+            gate = _GATES[slots] = DecodeGate(slots)
+        return gate
+
+
+# ---------------------------------------------------------------- decode
 
 
 def decode_and_resize(data: bytes, opts: ImageOptions) -> ImageResult:
     """Decode ``data``, apply EXIF orientation, convert to RGB, resize, re-encode.
 
     Never raises: a bad input returns a result with status not_an_image,
-    too_large or decode_error and an error message. ``sha256`` is always the
-    hash of ``data`` (DataComp's ``sha256`` is of the original bytes).
+    too_large or decode_error and an error message (never a preview of the
+    content). ``sha256`` is always the hash of ``data`` (DataComp's ``sha256`` is
+    of the original bytes).
     """
     digest = sha256_hex(data)
     mime = sniff_mime(data)
     if mime is None:
-        what = "empty body" if not data else f"unrecognised content starting {data[:16]!r}"
+        what = "empty body" if not data else f"unrecognised content ({len(data)} bytes)"
         return ImageResult(Status.NOT_AN_IMAGE, error=what, sha256=digest)
+    problem = container_problem(data, mime, opts)
+    if problem is not None:
+        return ImageResult(Status.TOO_LARGE, error=problem, mime=mime, sha256=digest)
     try:
         return _decode_and_resize(data, mime, digest, opts)
     except Image.DecompressionBombError as exc:
@@ -280,20 +452,25 @@ def _decode_and_resize(data: bytes, mime: str, digest: str, opts: ImageOptions) 
                 mime=mime,
                 sha256=digest,
             )
-        swap = _orientation(img) in _SWAPPING_ORIENTATIONS
+        orientation = _orientation(img)
+        swap = orientation in _SWAPPING_ORIENTATIONS
         orig_w, orig_h = (raw_h, raw_w) if swap else (raw_w, raw_h)
         final_w, final_h = target_size(orig_w, orig_h, opts)
+        raw_target = (final_h, final_w) if swap else (final_w, final_h)
         if img.format == "JPEG" and (final_w, final_h) != (orig_w, orig_h):
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale, never below target.
-            img.draft("RGB", (final_h, final_w) if swap else (final_w, final_h))
+            img.draft("RGB", raw_target)
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)  # first frame of an animation
-        img.load()
-        ImageOps.exif_transpose(img, in_place=True)
-        rgb = to_rgb(img)
-        if rgb.size != (final_w, final_h):
-            rgb = rgb.resize((final_w, final_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        encoded = encode_jpeg(rgb, opts.quality)
+        decoded_w, decoded_h = img.size  # after draft
+        if decoded_w * decoded_h >= opts.large_pixels:
+            with decode_gate(opts.large_decodes).hold():
+                img.load()
+                small = _resized_rgb(img, raw_target)
+        else:
+            img.load()
+            small = _resized_rgb(img, raw_target)
+    encoded = encode_jpeg(orient(small, orientation), opts.quality)
     return ImageResult(
         Status.OK,
         image=encoded,

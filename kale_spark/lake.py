@@ -13,10 +13,10 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kale_spark.config import LakeConfig
 
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Delta commit user metadata: a DataFrameWriter option, or (for operations that have no
+# writer) a SQL conf of the session that runs them. See Lake._commit_session.
+USER_METADATA_OPTION = "userMetadata"
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 
@@ -92,17 +95,15 @@ class Lake:
             self.register(name)
         return names
 
-    def ensure_table(self, name: str, schema: StructType, partition_by: Sequence[str] = ()) -> None:
+    def ensure_table(self, name: str, schema: StructType) -> None:
         """Create an empty Delta table with `schema` if none exists, and register it."""
         from delta.tables import DeltaTable
 
         if not self.exists(name):
-            builder = DeltaTable.createIfNotExists(self.spark).location(self.path(name))
-            builder = builder.addColumns(schema)
-            if partition_by:
-                builder = builder.partitionedBy(*partition_by)
-            with self.commit_metadata({"stage": "create", "table": name}):
-                builder.execute()
+            with self._commit_session({"stage": "create", "table": name}) as (session, _):
+                DeltaTable.createIfNotExists(session).location(self.path(name)).addColumns(
+                    schema
+                ).execute()
             log.info("created Delta table %s at %s", name, self.path(name))
         else:
             self._evolve(name, schema)
@@ -129,28 +130,44 @@ class Lake:
                 self.spark.sql(f"ALTER TABLE {table} ALTER COLUMN `{column}` DROP NOT NULL")
         log.info("evolved %s: added %s, nullable %s", name, [f.name for f in missing], relax)
 
+    def table_properties(self, name: str) -> dict[str, str]:
+        """The table's properties (`delta.*` and user-set ones)."""
+        rows = self.spark.sql(f"SHOW TBLPROPERTIES delta.`{self.path(name)}`").collect()
+        return {r["key"]: r["value"] for r in rows}
+
+    def set_table_properties(
+        self, name: str, properties: dict[str, str], commit: dict[str, str]
+    ) -> None:
+        """Set table properties (one commit carrying `commit`), e.g. the change data feed."""
+        assignments = ", ".join(f"'{k}' = '{v}'" for k, v in sorted(properties.items()))
+        with self._commit_session(commit) as (session, _):
+            session.sql(f"ALTER TABLE delta.`{self.path(name)}` SET TBLPROPERTIES ({assignments})")
+
     # -------------------------------------------------------------------- reading
 
     def read(
-        self,
-        name: str,
-        version: int | None = None,
-        timestamp: str | None = None,
-        session: SparkSession | None = None,
+        self, name: str, version: int | None = None, session: SparkSession | None = None
     ) -> DataFrame:
-        """A table as of now, a version, or a timestamp (Delta time travel).
+        """A table as of now, or as of `version` (Delta time travel).
 
         `session`: read in another session of the same context (a foreachBatch
         micro-batch lives in a clone of the query's session, and SQL over both
         needs them in one)."""
-        if version is not None and timestamp is not None:
-            raise ValueError("give a version or a timestamp, not both")
         reader = (session or self.spark).read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", int(version))
-        if timestamp is not None:
-            reader = reader.option("timestampAsOf", timestamp)
         return reader.load(self.path(name))
+
+    def read_changes(self, name: str, start: int, end: int) -> DataFrame:
+        """The change data feed of versions `start`..`end` (inclusive). Raises (an
+        AnalysisException) when the table did not record the feed over that range."""
+        return (
+            self.spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", int(start))
+            .option("endingVersion", int(end))
+            .load(self.path(name))
+        )
 
     def read_stream(self, name: str, options: dict[str, str] | None = None) -> DataFrame:
         """A table as a Structured Streaming source (Delta's streaming reader)."""
@@ -184,39 +201,57 @@ class Lake:
 
     # -------------------------------------------------------------------- writing
 
-    def merge_new(
+    def insert_new(
+        self, name: str, source: DataFrame, keys: Sequence[str], commit: dict[str, str]
+    ) -> WriteResult:
+        """MERGE `source` into table `name` on `keys`, inserting only the rows whose key
+        the table lacks; rows already there are left as they are. Idempotent: merging
+        the same source twice inserts nothing the second time."""
+        return self._merge(name, source, keys, commit, lambda m: m.whenNotMatchedInsertAll())
+
+    def upsert(
         self,
         name: str,
         source: DataFrame,
         keys: Sequence[str],
         commit: dict[str, str],
-        update_condition: str | None = None,
+        update_when: str,
     ) -> WriteResult:
-        """MERGE `source` into table `name` on `keys`: insert rows whose key is new.
-
-        With `update_condition` (an SQL predicate over `t.` and `s.`), matched rows
-        for which it holds are replaced by the source row (e.g. a retried fetch).
-        Idempotent: merging the same source twice inserts nothing the second time.
-        """
-        from delta.tables import DeltaTable
-
-        target = DeltaTable.forPath(self.spark, self.path(name))
-        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-        merge = target.alias("t").merge(source.alias("s"), on)
-        if update_condition:
-            merge = merge.whenMatchedUpdateAll(condition=update_condition)
-        merge = merge.whenNotMatchedInsertAll()
-        with self.commit_metadata(commit) as stamp:
-            merge.execute()
-        result = self.last_write(name, stamp)
-        log.info(
-            "merged into %s: +%d rows, %d updated (version %d)",
+        """MERGE `source` into table `name` on `keys`: insert rows whose key is new, and
+        replace a matched row by its source row where `update_when` (an SQL predicate
+        over `t.` and `s.`) holds, e.g. `t.status <> 'ok'` for a retried fetch."""
+        return self._merge(
             name,
-            result.rows_inserted,
-            result.rows_updated,
-            result.version,
+            source,
+            keys,
+            commit,
+            lambda m: m.whenMatchedUpdateAll(condition=update_when).whenNotMatchedInsertAll(),
         )
-        return result
+
+    def apply_changes(
+        self,
+        name: str,
+        changes: DataFrame,
+        keys: Sequence[str],
+        commit: dict[str, str],
+        delete_flag: str,
+    ) -> WriteResult:
+        """MERGE a change set into table `name` on `keys`. `changes` has the table's
+        columns plus the boolean column `delete_flag`: a row with the flag set deletes
+        the table row with its key; any other row replaces the table row with its key,
+        or is inserted when there is none."""
+        columns = {c: f"s.`{c}`" for c in self.read(name).columns}
+        return self._merge(
+            name,
+            changes,
+            keys,
+            commit,
+            lambda m: (
+                m.whenMatchedDelete(condition=f"s.`{delete_flag}`")
+                .whenMatchedUpdate(set=columns)
+                .whenNotMatchedInsert(condition=f"NOT s.`{delete_flag}`", values=columns)
+            ),
+        )
 
     def append(
         self,
@@ -225,19 +260,29 @@ class Lake:
         commit: dict[str, str],
         merge_schema: bool = False,
     ) -> WriteResult:
-        writer = source.write.format("delta").mode("append")
+        """Append `source` to table `name` (`merge_schema`: add the columns it has and
+        the table lacks, e.g. a new `runs` column)."""
+        metadata, stamp = _commit_info(commit)
+        writer = source.write.format("delta").mode("append").option(USER_METADATA_OPTION, metadata)
         if merge_schema:
             writer = writer.option("mergeSchema", "true")
-        with self.commit_metadata(commit) as stamp:
-            writer.save(self.path(name))
+        writer.save(self.path(name))
         self.register(name)
         return self.last_write(name, stamp)
 
-    def last_write(self, name: str, stamp: str) -> WriteResult:
-        """The commit a write inside `commit_metadata(...)` made, read from the history.
+    def optimize(self, name: str, commit: dict[str, str]) -> None:
+        """Bin-packing compaction of table `name`; its commit (if any) carries `commit`."""
+        from delta.tables import DeltaTable
 
-        A MERGE that changes nothing makes no commit at all; the commit stamp (a
-        unique token in the user metadata) tells our commit from an older one.
+        with self._commit_session(commit) as (session, _):
+            DeltaTable.forPath(session, self.path(name)).optimize().executeCompaction()
+
+    def last_write(self, name: str, stamp: str) -> WriteResult:
+        """The commit a write of this class made, read from the history; `stamp` is the
+        unique token that write put in the commit's user metadata.
+
+        A MERGE that changes nothing makes no commit at all; the stamp tells our commit
+        from an older one.
         """
         from delta.tables import DeltaTable
 
@@ -255,22 +300,78 @@ class Lake:
             rows_deleted=int(m.get("numTargetRowsDeleted", 0)),
         )
 
+    def _merge(
+        self,
+        name: str,
+        source: DataFrame,
+        keys: Sequence[str],
+        commit: dict[str, str],
+        clauses: Callable[[Any], Any],
+    ) -> WriteResult:
+        """MERGE `source` (alias `s`) into `name` (alias `t`) on equal `keys`, with the
+        WHEN clauses `clauses` adds to Delta's merge builder; the commit's row counts."""
+        from delta.tables import DeltaTable
+
+        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        with self._commit_session(commit) as (session, stamp):
+            target = DeltaTable.forPath(session, self.path(name))
+            clauses(target.alias("t").merge(source.alias("s"), on)).execute()
+        result = self.last_write(name, stamp)
+        log.info(
+            "merged into %s: +%d rows, %d updated, %d deleted (version %d)",
+            name,
+            result.rows_inserted,
+            result.rows_updated,
+            result.rows_deleted,
+            result.version,
+        )
+        return result
+
     @contextlib.contextmanager
-    def commit_metadata(self, metadata: dict[str, str]) -> Iterator[str]:
-        """Attach `metadata` (JSON, plus a unique commit stamp) to the Delta commits
-        made inside the block; yields the stamp for `last_write`. Stages whose MERGE
-        needs more than `merge_new` (updates, deletes) write inside this block."""
-        conf = self.spark.conf
-        previous = conf.get(USER_METADATA_CONF, None)
-        stamp = uuid.uuid4().hex
-        conf.set(USER_METADATA_CONF, json.dumps({**metadata, "commit": stamp}, sort_keys=True))
-        try:
-            yield stamp
-        finally:
-            if previous is None:
-                conf.unset(USER_METADATA_CONF)
-            else:
-                conf.set(USER_METADATA_CONF, previous)
+    def _commit_session(self, metadata: dict[str, str]) -> Iterator[tuple[SparkSession, str]]:
+        """A session for one Delta operation whose commit carries `metadata` (JSON, plus
+        a unique commit stamp); yields it and the stamp for `last_write`.
+
+        DataFrame writes take the metadata as a writer option (see `append`); MERGE,
+        OPTIMIZE, CREATE and ALTER TABLE have none (delta-io/delta#857): Delta
+        reads `spark.databricks.delta.commitInfo.userMetadata` from the conf of the
+        session that runs the operation. So the operation runs on a clone of this
+        session (same SparkContext, catalog and cache, a copy of its SQL conf) with the
+        value set there: the caller's session conf is never written, so concurrent
+        writers in one shared notebook session cannot stamp each other's commits.
+        (`cloneSession` is Spark-internal, `private[sql]` in Scala, reached via py4j;
+        the public `newSession()` would drop the caller's runtime settings.)
+        """
+        text, stamp = _commit_info(metadata)
+        jsession = getattr(self.spark, "_jsparkSession", None)
+        if jsession is None:
+            # Spark Connect has no session clone; the value is set for this one
+            # operation and restored right after (the narrowest scope Connect offers).
+            yield from _scoped_conf(self.spark, text, stamp)
+            return
+        from pyspark.sql import SparkSession
+
+        session = SparkSession(self.spark.sparkContext, jsession.cloneSession())
+        session.conf.set(USER_METADATA_CONF, text)
+        yield session, stamp
+
+
+def _commit_info(metadata: dict[str, str]) -> tuple[str, str]:
+    """(the commit's user metadata JSON, its unique stamp)."""
+    stamp = uuid.uuid4().hex
+    return json.dumps({**metadata, "commit": stamp}, sort_keys=True), stamp
+
+
+def _scoped_conf(spark: SparkSession, text: str, stamp: str) -> Iterator[tuple[SparkSession, str]]:
+    previous = spark.conf.get(USER_METADATA_CONF, None)
+    spark.conf.set(USER_METADATA_CONF, text)
+    try:
+        yield spark, stamp
+    finally:
+        if previous is None:
+            spark.conf.unset(USER_METADATA_CONF)
+        else:
+            spark.conf.set(USER_METADATA_CONF, previous)
 
 
 def _same_location(a: str, b: str) -> bool:

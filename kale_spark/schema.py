@@ -1,15 +1,21 @@
 """Table names, column names and StructTypes of every table in the lake.
 
-One place defines them; stages and tests import from here.
+One place defines them; stages and tests import from here. Each table is defined once,
+as a Spark StructType; its Arrow schema (pandas UDF output, exports) is derived from it
+with :func:`arrow_schema`.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from pyspark.sql.types import (
     ArrayType,
     BinaryType,
     BooleanType,
+    DataType,
     DoubleType,
+    FloatType,
     IntegerType,
     LongType,
     MapType,
@@ -18,6 +24,9 @@ from pyspark.sql.types import (
     StructType,
     TimestampType,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Table names (Delta folders under lake.root, tables under the `kale` database).
 SAMPLES = "samples"
@@ -286,3 +295,45 @@ RELEASES_SCHEMA = StructType(
         StructField("export_path", StringType(), True),
     ]
 )
+
+
+# ======================================================================================
+# Arrow
+# ======================================================================================
+
+
+def arrow_type(dtype: DataType) -> pa.DataType:
+    """The Arrow type of a Spark type, as Spark's own Arrow conversion writes it
+    (timestamps in microseconds, UTC)."""
+    import pyarrow as pa
+
+    simple = {
+        StringType: pa.string,
+        IntegerType: pa.int32,
+        LongType: pa.int64,
+        DoubleType: pa.float64,
+        FloatType: pa.float32,
+        BooleanType: pa.bool_,
+        BinaryType: pa.binary,
+    }
+    for spark_type, make in simple.items():
+        if isinstance(dtype, spark_type):
+            return make()
+    if isinstance(dtype, TimestampType):
+        return pa.timestamp("us", tz="UTC")
+    if isinstance(dtype, ArrayType):
+        return pa.list_(arrow_type(dtype.elementType))
+    if isinstance(dtype, MapType):
+        return pa.map_(arrow_type(dtype.keyType), arrow_type(dtype.valueType))
+    if isinstance(dtype, StructType):
+        return pa.struct(arrow_schema(dtype))
+    raise TypeError(f"no Arrow type for Spark type {dtype}")
+
+
+def arrow_schema(struct: StructType) -> pa.Schema:
+    """The Arrow schema of a table's StructType: same names, order and nullability."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [pa.field(f.name, arrow_type(f.dataType), nullable=f.nullable) for f in struct.fields]
+    )

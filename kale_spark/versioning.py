@@ -66,14 +66,7 @@ def _touched_keys(lake: Lake, table: str, v1: int, v2: int, key: str) -> DataFra
     if v2 <= v1:
         return None
     try:
-        feed = (
-            lake.spark.read.format("delta")
-            .option("readChangeFeed", "true")
-            .option("startingVersion", v1 + 1)
-            .option("endingVersion", v2)
-            .load(lake.path(table))
-        )
-        touched = feed.select(key).distinct()
+        touched = lake.read_changes(table, v1 + 1, v2).select(key).distinct()
         touched.take(1)  # surfaces "change data not recorded" now, not mid-join
         return touched
     except Exception as exc:  # AnalysisException / DeltaAnalysisException: fall back

@@ -7,39 +7,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-
-def _load_http_server():
-    """tests/unit/http_server.py, whether or not tests/ is a package."""
-    name = "kale_tests_http_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("http_server.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-http_server_module = _load_http_server()
-Route = http_server_module.Route
+from tests.http_server import LocalHTTPServer, Route
 
 
 @pytest.fixture(scope="session")
 def http_server() -> Iterator:
     """One real threaded HTTP server on 127.0.0.1 (ephemeral port) for the session."""
-    server = http_server_module.LocalHTTPServer().start()
+    server = LocalHTTPServer().start()
     yield server
     server.stop()
 

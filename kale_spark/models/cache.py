@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 
 __all__ = [
     "LOAD_LOG_ENV",
-    "cached_keys",
     "clear",
     "get_or_load",
     "load_count",
@@ -69,11 +68,6 @@ def load_count(key: Hashable | None = None) -> int:
     """How many times ``key`` (or, with ``None``, anything) was loaded in this process."""
     with _lock:
         return sum(_load_counts.values()) if key is None else _load_counts[key]
-
-
-def cached_keys() -> list[Hashable]:
-    with _lock:
-        return list(_entries)
 
 
 def clear(reset_counts: bool = True) -> None:

@@ -156,6 +156,16 @@ INGEST_DEFECTS = (
 )
 # ... and of rows whose metadata is fine but whose image is not (fetch reports these).
 FETCH_DEFECTS = ("missing_file", "not_an_image", "truncated_image")
+# The round-robin order: fetch and ingest kinds interleaved, so that any 6 defective
+# rows include every fetch kind and any 10 include every kind.
+DEFECT_ORDER = (
+    "missing_file",
+    "null_url",
+    "not_an_image",
+    "malformed_url",
+    "truncated_image",
+    *(d for d in INGEST_DEFECTS if d not in ("null_url", "malformed_url")),
+)
 
 
 @dataclass
@@ -191,8 +201,7 @@ def generate_sample(
         old.unlink()
 
     n_bad = int(round(rows * bad_fraction))
-    kinds = INGEST_DEFECTS + FETCH_DEFECTS
-    bad_kinds = [kinds[i % len(kinds)] for i in range(n_bad)]
+    bad_kinds = [DEFECT_ORDER[i % len(DEFECT_ORDER)] for i in range(n_bad)]
     rng.shuffle(bad_kinds)
     bad_at = dict(zip(rng.sample(range(rows), n_bad), bad_kinds, strict=False))
 

@@ -165,8 +165,13 @@ def build_shard_index(paths: str | Iterable[str]) -> dict[str, ShardEntry]:
     return index
 
 
-def read_entry(entry: ShardEntry) -> bytes:
-    """The image bytes of one indexed member (raises OSError if the shard changed)."""
+def read_entry(entry: ShardEntry, max_bytes: int | None = None) -> bytes:
+    """The image bytes of one indexed member (raises OSError if the shard changed).
+
+    With ``max_bytes``, an entry larger than that raises ValueError before any read.
+    """
+    if max_bytes is not None and entry.size > max_bytes:
+        raise ValueError(f"{entry.key}: {entry.size} bytes > max_bytes {max_bytes}")
     with open(entry.tar_path, "rb") as fh:
         fh.seek(entry.offset)
         data = fh.read(entry.size)

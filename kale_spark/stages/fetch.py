@@ -1,13 +1,14 @@
 """Fetch: `samples` → `images` (silver), one row per uid: the image or a status + reason.
 
-Each Spark task takes `fetch.rows_per_task` rows and fetches them with a bounded
-thread pool (`fetch.fetch.concurrency`); decoding, resizing and hashing are the pure
-functions of images.py, run by fetch_batch.process_batch. With `fetch.webdataset`
+Each Spark task takes about `fetch.rows_per_task` rows and streams them through one
+bounded thread pool (`fetch.concurrency`); decoding, resizing and hashing are the pure
+functions of images.py, run by fetch_batch.process_partition. With `fetch.webdataset`
 set, images are read from img2dataset shards instead of the network.
 
 Idempotent: a rerun fetches only uids with no row yet, or with a retryable status
-(timeout, connection error, 5xx/429) and fewer than `fetch.max_attempts_total`
-attempts so far; a retried row replaces its old one and its attempts add up.
+(images.is_retryable: timeout, connection error, 5xx/429 — the same rule a run uses
+between its own attempts) and fewer than `fetch.max_attempts_total` attempts so far;
+a retried row replaces its old one and its attempts add up.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 from kale_spark import schema
 from kale_spark.config import Config, FetchConfig
 from kale_spark.fetch_batch import FetchStageOptions
+from kale_spark.images import RETRYABLE_HTTP_CODES, RETRYABLE_HTTP_RANGE, RETRYABLE_STATUSES
 from kale_spark.lake import Lake
 from kale_spark.progress import Progress, counter_accumulator
 from kale_spark.runs import StageRun, stage_run
@@ -30,29 +32,48 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGE = "fetch"
-RETRYABLE_STATUSES = ("timeout", "connection_error")
+OUT_ROWS = 64  # images rows per frame handed back to Spark (bounds a task's memory)
 
 
 def stage_options(cfg: FetchConfig) -> FetchStageOptions:
-    return FetchStageOptions(fetch=cfg.fetch, image=cfg.image, hash_policy=cfg.hash_policy)
+    """The options a task needs: the `fetch` section itself (a FetchStageOptions,
+    validated once when the config was built; never rebuilt)."""
+    return cfg
 
 
-def candidates(lake: Lake, cfg: FetchConfig) -> DataFrame:
-    """Samples still to fetch, with the attempts their earlier rows already spent."""
+def retryable_condition():  # -> pyspark Column
+    """images.is_retryable as a Spark condition on (status, http_status): the one policy."""
+    from pyspark.sql import functions as F
+
+    low, high = RETRYABLE_HTTP_RANGE
+    code = F.col("http_status")
+    return F.col("status").isin(*RETRYABLE_STATUSES) | (
+        (F.col("status") == "http_error")
+        & code.isNotNull()
+        & (code.isin(*RETRYABLE_HTTP_CODES) | code.between(low, high))
+    )
+
+
+def _samples_to_fetch(lake: Lake, cfg: FetchConfig) -> DataFrame:
+    """Every sample with `_todo` (fetch it now) and the attempts its images row spent."""
     from pyspark.sql import functions as F
 
     samples = lake.read(schema.SAMPLES).select("uid", "url", "sha256")
     images = lake.read(schema.IMAGES).select("uid", "status", "http_status", "attempts")
-    retryable = F.col("status").isin(*RETRYABLE_STATUSES) | (
-        (F.col("status") == "http_error")
-        & ((F.col("http_status") >= 500) | (F.col("http_status") == 429))
+    retryable = retryable_condition()
+    todo = F.col("status").isNull() | (retryable & (F.col("attempts") < cfg.max_attempts_total))
+    return samples.join(images, "uid", "left").select(
+        "uid",
+        "url",
+        "sha256",
+        F.coalesce("attempts", F.lit(0)).alias("prev_attempts"),
+        F.coalesce(todo, F.lit(False)).alias("_todo"),
     )
-    todo = samples.join(images, "uid", "left").where(
-        F.col("status").isNull() | (retryable & (F.col("attempts") < cfg.max_attempts_total))
-    )
-    return todo.select(
-        "uid", "url", "sha256", F.coalesce("attempts", F.lit(0)).alias("prev_attempts")
-    )
+
+
+def candidates(lake: Lake, cfg: FetchConfig) -> DataFrame:
+    """Samples still to fetch, with the attempts their earlier rows already spent."""
+    return _samples_to_fetch(lake, cfg).where("_todo").drop("_todo")
 
 
 def _shard_entries(spark: SparkSession, paths: tuple[str, ...]) -> DataFrame:
@@ -89,39 +110,53 @@ def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool):
     """The mapInPandas function; captures only small picklable options."""
 
     def fetch_partition(batches):
-        import pandas as pd
+        from kale_spark.fetch_batch import process_partition
 
-        from kale_spark.fetch_batch import process_batch
-        from kale_spark.sources.webdataset import ShardEntry
+        prev: dict[str, int] = {}
 
-        for pdf in batches:
-            shard_index = None
-            if webdataset:
-                shard_index = {
-                    r.uid: ShardEntry(
-                        r.uid,
-                        r.tar_path,
-                        r.key,
-                        int(r.offset),
-                        int(r.size),
-                        r.wds_sha256,
-                        None if pd.isna(r.wds_original_width) else int(r.wds_original_width),
-                        None if pd.isna(r.wds_original_height) else int(r.wds_original_height),
-                        r.wds_url,
-                    )
-                    for r in pdf.itertuples()
-                    if isinstance(r.tar_path, str)
-                }
-            out = process_batch(pdf, opts, run_id, shard_index)
-            prev = pdf.set_index("uid")["prev_attempts"]
+        def inputs():
+            for pdf in batches:
+                prev.update(
+                    zip(pdf["uid"].astype(str), pdf["prev_attempts"].astype(int), strict=True)
+                )
+                yield pdf, _shard_index(pdf) if webdataset else None
+
+        for out in process_partition(inputs(), opts, run_id, webdataset, OUT_ROWS):
             out["attempts"] = (out["attempts"] + out["uid"].map(prev).fillna(0)).astype("int32")
             yield out
 
     return fetch_partition
 
 
+def _shard_index(pdf) -> dict:
+    """uid -> ShardEntry for the rows of ``pdf`` found in the shards."""
+    import pandas as pd
+
+    from kale_spark.sources.webdataset import ShardEntry
+
+    def size(value) -> int | None:
+        return None if pd.isna(value) else int(value)
+
+    return {
+        r.uid: ShardEntry(
+            r.uid,
+            r.tar_path,
+            r.key,
+            int(r.offset),
+            int(r.size),
+            r.wds_sha256,
+            size(r.wds_original_width),
+            size(r.wds_original_height),
+            r.wds_url,
+        )
+        for r in pdf.itertuples()
+        if isinstance(r.tar_path, str)
+    }
+
+
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
     lake = Lake(spark, cfg.lake)
     opts = stage_options(cfg.fetch)
@@ -133,13 +168,20 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             schema.SAMPLES: lake.version(schema.SAMPLES),
             schema.IMAGES: lake.version(schema.IMAGES),
         }
-        todo = candidates(lake, cfg.fetch)
+        # One job counts samples, candidates and retries; the write job reads the join
+        # again (cheaper than caching every candidate, and only one pass writes).
+        every = _samples_to_fetch(lake, cfg.fetch)
+        todo_flag = F.col("_todo").cast("long")
+        n_samples, n_todo, n_retry = every.agg(
+            F.count(F.lit(1)),
+            F.coalesce(F.sum(todo_flag), F.lit(0)),
+            F.coalesce(F.sum(todo_flag * (F.col("prev_attempts") > 0).cast("long")), F.lit(0)),
+        ).first()
+        todo = every.where("_todo").drop("_todo")
         webdataset = bool(cfg.fetch.webdataset)
-        if webdataset:
+        if webdataset:  # indexing the tars is costly: do it once
             todo = todo.join(_shard_entries(spark, cfg.fetch.webdataset), "uid", "left")
-        todo = todo.persist(StorageLevel.MEMORY_AND_DISK)
-        n_todo = todo.count()
-        n_samples = lake.count(schema.SAMPLES)
+            todo = todo.persist(StorageLevel.MEMORY_AND_DISK)
         run.counts.update(samples=n_samples, candidates=n_todo)
         if n_todo == 0:
             todo.unpersist()
@@ -148,7 +190,9 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             run.notes.append("nothing to fetch: every sample has a final images row")
             return run
 
-        parts = max(1, math.ceil(n_todo / cfg.fetch.rows_per_task))
+        # Enough tasks to keep every core busy, none much bigger than rows_per_task.
+        cores = spark.sparkContext.defaultParallelism
+        parts = max(cores, math.ceil(n_todo / cfg.fetch.rows_per_task))
         # Executors add each batch's statuses; the reporter polls the accumulator.
         acc = counter_accumulator(spark)
         progress = Progress(
@@ -161,26 +205,13 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
                 acc.add(Counter(out["status"].tolist()))
                 yield out
 
-        fetched = (
-            todo.repartition(parts, "uid")
-            .mapInPandas(counted, schema=schema.IMAGES_SCHEMA)
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
+        fetched = todo.repartition(parts, "uid").mapInPandas(counted, schema=schema.IMAGES_SCHEMA)
         try:
             with progress:
-                by_status = {
-                    r["status"]: r["count"] for r in fetched.groupBy("status").count().collect()
-                }
-            written = lake.merge_new(
-                schema.IMAGES,
-                fetched,
-                ["uid"],
-                run.commit(),
-                update_condition=f"t.status <> '{schema.IMAGE_OK}'",
-            )
+                written = _write(lake, fetched, n_retry, run.commit())
         finally:
-            fetched.unpersist()
             todo.unpersist()
+        by_status = _status_counts(lake, run.run_id)
 
         run.counts.update(progress.counts())
         run.metrics.update(progress.metrics())
@@ -192,3 +223,33 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         ok = by_status.get(schema.IMAGE_OK, 0)
         run.notes.append(f"{ok}/{n_todo} fetched rows ok; {n_samples} samples in all")
     return run
+
+
+def _status_counts(lake: Lake, run_id: str) -> dict[str, int]:
+    """Rows this run wrote, by status (the status column only: no image bytes read)."""
+    from pyspark.sql import functions as F
+
+    rows = lake.read(schema.IMAGES).where(F.col("run_id") == run_id).groupBy("status").count()
+    return {r["status"]: r["count"] for r in rows.collect()}
+
+
+def _write(lake: Lake, fetched: DataFrame, n_retry: int, commit: dict[str, str]):
+    """Write the fetched rows: a plain append when every uid is new (one pass, the image
+    bytes never cached or joined), else a MERGE that replaces retried rows."""
+    from pyspark import StorageLevel
+
+    if n_retry == 0:
+        return lake.append(schema.IMAGES, fetched, commit)
+    # MERGE reads its source twice: cache it so that no URL is fetched twice.
+    fetched = fetched.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        fetched.count()
+        return lake.upsert(
+            schema.IMAGES,
+            fetched,
+            ["uid"],
+            commit,
+            update_when=f"t.status <> '{schema.IMAGE_OK}'",
+        )
+    finally:
+        fetched.unpersist()

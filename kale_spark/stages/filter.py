@@ -221,9 +221,9 @@ def filter_stats(df: DataFrame, run_id: str) -> tuple[dict[str, float], dict[str
     from pyspark.sql import functions as F
 
     kept = ~F.col("rejected")
-    mine = (F.col("run_id") == run_id).alias("mine")
+    this_run = (F.col("run_id") == run_id).alias("this_run")
     groups = (
-        df.groupBy(mine, "reject_reason")
+        df.groupBy(this_run, "reject_reason")
         .agg(
             F.count("*").alias("rows"),
             F.sum(F.when(kept, F.col("word_count"))).alias("words"),
@@ -235,8 +235,8 @@ def filter_stats(df: DataFrame, run_id: str) -> tuple[dict[str, float], dict[str
         .collect()
     )
     removed = (
-        df.select(mine, F.explode("removal_reasons").alias("reason"))
-        .groupBy("mine", "reason")
+        df.select(this_run, F.explode("removal_reasons").alias("reason"))
+        .groupBy("this_run", "reason")
         .count()
         .collect()
     )
@@ -260,7 +260,7 @@ def filter_stats(df: DataFrame, run_id: str) -> tuple[dict[str, float], dict[str
         stats[f"removed.{r['reason']}"] = stats.get(f"removed.{r['reason']}", 0) + r["count"]
     counts: dict[str, int] = {"kept": 0, "rejected": 0}
     for g in groups:
-        if not g["mine"]:
+        if not g["this_run"]:
             continue
         if g["reject_reason"] is None:
             counts["kept"] += g["rows"]
@@ -268,7 +268,7 @@ def filter_stats(df: DataFrame, run_id: str) -> tuple[dict[str, float], dict[str
             counts["rejected"] += g["rows"]
             counts[f"rejected.{g['reject_reason']}"] = g["rows"]
     for r in removed:
-        if r["mine"]:
+        if r["this_run"]:
             counts[f"removed.{r['reason']}"] = r["count"]
     return stats, dict(sorted(counts.items()))
 
@@ -294,7 +294,7 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         progress = Progress(STAGE, interval_s=cfg.progress.interval_s, poll=lambda: acc.value)
         with progress:
             progress.set_total(todo.count())
-            written = lake.merge_new(
+            written = lake.insert_new(
                 schema.FILTERED_CAPTIONS,
                 filtered_rows(todo, cfg.filter.min_words, run.run_id, progress=acc),
                 key,

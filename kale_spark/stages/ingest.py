@@ -172,10 +172,10 @@ def run(spark: SparkSession, cfg: Config, input_path: str | None = None) -> Stag
             valid = by_reason.pop(None, 0)
             quarantined = sum(by_reason.values())
 
-            written = lake.merge_new(
+            written = lake.insert_new(
                 schema.SAMPLES, _samples_rows(classified, run.run_id), ["uid"], run.commit()
             )
-            q_written = lake.merge_new(
+            q_written = lake.insert_new(
                 schema.QUARANTINE,
                 _quarantine_rows(classified, run.run_id),
                 list(schema.QUARANTINE_KEY),

@@ -184,13 +184,21 @@ class ChunkWriter:
         self.run = run
         self.stage = stage
         self.tally = Tally()
+        self.failed_uids: set[str] = set()  # rows this run failed on (few; bounded per chunk)
         self.accumulator = counter_accumulator(lake.spark)
         self.model_fn = udf.model_partition_fn(ctx, stage.kind, progress=self.accumulator)
 
     def todo(self, source_rows: DataFrame) -> DataFrame:
-        """Candidates among `source_rows` with no committed row for this model + prompt."""
+        """Candidates among `source_rows` with no committed row for this model + prompt
+        (and that this run has not already failed on)."""
         done = already_done(self.lake, self.stage.target.table, self.stage.spec)
-        return self.stage.prepare(source_rows).join(done, schema.UID, "left_anti")
+        todo = self.stage.prepare(source_rows).join(done, schema.UID, "left_anti")
+        if self.failed_uids:  # a failed row is retried by the next run, not twice by this one
+            failed = self.lake.spark.createDataFrame(
+                [(u,) for u in sorted(self.failed_uids)], f"{schema.UID} string"
+            )
+            todo = todo.join(failed.hint("broadcast"), schema.UID, "left_anti")
+        return todo
 
     def process(self, source_rows: DataFrame, batch_id: int) -> None:
         """foreachBatch: generate and commit the micro-batch's missing rows in chunks."""
@@ -248,15 +256,17 @@ class ChunkWriter:
             }
             n_good = by_reason.pop(None, 0)
             ok = F.col("reason").isNull()
-            written = self.lake.merge_new(
+            written = self.lake.insert_new(
                 stage.target.table,
                 output_rows(results.where(ok), stage, run.run_id),
                 list(schema.GENERATED_KEY),
                 run.commit(),
             )
             if by_reason:
+                failed = results.where(~ok).select(schema.UID).collect()
+                self.failed_uids.update(r[0] for r in failed)
                 self.lake.ensure_table(schema.QUARANTINE, schema.QUARANTINE_SCHEMA)
-                q = self.lake.merge_new(
+                q = self.lake.insert_new(
                     schema.QUARANTINE,
                     quarantine_rows(results.where(~ok), stage, run.run_id),
                     list(schema.QUARANTINE_KEY),
@@ -347,9 +357,11 @@ def run_model_stage(lake: Lake, run: StageRun, stage: ModelStage, ctx: UdfContex
         # Catch-up: what the stream did not deliver, through the same chunks (the
         # count reads keys only; the image bytes are read only when rows remain).
         candidates, done = count_todo(lake, stage)
-        if candidates > done:
+        if candidates > done + len(writer.failed_uids):
             log.info(
-                "[%s] catch-up: %d rows the stream did not deliver", target.stage, candidates - done
+                "[%s] catch-up: %d rows the stream did not deliver",
+                target.stage,
+                candidates - done - len(writer.failed_uids),
             )
             writer.process(lake.read(stage.source), batch_id=-1)
     _fill_run(run, writer.tally, progress, n_candidates, n_todo)

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 STAGE = "publish"
 CDF_PROPERTY = "delta.enableChangeDataFeed"
+# The column of `changes` that marks a uid to delete from `kale`.
+DELETE_FLAG = "_delete"
 
 
 def gold_rows(filtered: DataFrame, samples: DataFrame) -> DataFrame:
@@ -68,19 +70,14 @@ def gold_rows(filtered: DataFrame, samples: DataFrame) -> DataFrame:
     )
 
 
-def _ensure_kale(lake: Lake) -> None:
-    """The gold table, with the change data feed on (kale diff reads it)."""
+def _ensure_tables(lake: Lake) -> None:
+    """The gold table, with the change data feed on (kale diff reads it), and releases."""
     lake.ensure_table(schema.KALE, schema.KALE_SCHEMA)
-    props = {
-        r["key"]: r["value"]
-        for r in lake.spark.sql(f"SHOW TBLPROPERTIES delta.`{lake.path(schema.KALE)}`").collect()
-    }
-    if props.get(CDF_PROPERTY, "false").lower() != "true":
-        with lake.commit_metadata({"stage": "create", "table": schema.KALE}):
-            lake.spark.sql(
-                f"ALTER TABLE delta.`{lake.path(schema.KALE)}` "
-                f"SET TBLPROPERTIES ({CDF_PROPERTY} = true)"
-            )
+    if lake.table_properties(schema.KALE).get(CDF_PROPERTY, "false").lower() != "true":
+        lake.set_table_properties(
+            schema.KALE, {CDF_PROPERTY: "true"}, {"stage": "create", "table": schema.KALE}
+        )
+    lake.ensure_table(schema.RELEASES, schema.RELEASES_SCHEMA)
 
 
 def _last_release(lake: Lake) -> tuple[int, int | None]:
@@ -106,7 +103,7 @@ def changes(lake: Lake, source: DataFrame) -> DataFrame:
         source.withColumn("_h", row_hash(content))
         .join(current, ["uid", "_h"], "left_anti")
         .drop("_h")
-        .withColumn("_delete", F.lit(False))
+        .withColumn(DELETE_FLAG, F.lit(False))
     )
     deletes = target.select("uid").join(source.select("uid"), "uid", "left_anti")
     deletes = deletes.select(
@@ -114,35 +111,28 @@ def changes(lake: Lake, source: DataFrame) -> DataFrame:
             F.col("uid") if f.name == "uid" else F.lit(None).cast(f.dataType).alias(f.name)
             for f in schema.KALE_SCHEMA.fields
         ],
-        F.lit(True).alias("_delete"),
+        F.lit(True).alias(DELETE_FLAG),
     )
     return upserts.unionByName(deletes)
 
 
-def _merge(lake: Lake, source: DataFrame, commit: dict[str, str]) -> dict[str, int]:
-    """MERGE the changes `source` implies into `kale` by uid; the commit's row
-    metrics. Nothing to change: no MERGE, no commit, zeros."""
-    from delta.tables import DeltaTable
+def _merge_gold(lake: Lake, source: DataFrame, commit: dict[str, str]) -> dict[str, int]:
+    """MERGE the changes `source` implies into `kale` by uid, then OPTIMIZE it; the
+    MERGE's row counts. Nothing to change: no MERGE, no OPTIMIZE, no commit, zeros."""
     from pyspark import StorageLevel
 
     todo = changes(lake, source).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         if todo.isEmpty():
             return {"inserted": 0, "updated": 0, "deleted": 0}
-        columns = {c: f"s.`{c}`" for c in schema.KALE_SCHEMA.fieldNames()}
-        target = DeltaTable.forPath(lake.spark, lake.path(schema.KALE))
-        merge = (
-            target.alias("t")
-            .merge(todo.alias("s"), "t.uid = s.uid")
-            .whenMatchedDelete(condition="s._delete")
-            .whenMatchedUpdate(set=columns)
-            .whenNotMatchedInsert(condition="NOT s._delete", values=columns)
+        written = lake.apply_changes(
+            schema.KALE, todo, list(schema.KALE_KEY), {**commit, "step": "merge"}, DELETE_FLAG
         )
-        with lake.commit_metadata(commit) as stamp:
-            merge.execute()
     finally:
         todo.unpersist()
-    written = lake.last_write(schema.KALE, stamp)
+    # The OPTIMIZE commit is the one after the MERGE: the release's table version.
+    optimize = {**commit, "step": "optimize", "release_version": str(written.version + 1)}
+    lake.optimize(schema.KALE, optimize)
     return {
         "inserted": written.rows_inserted,
         "updated": written.rows_updated,
@@ -150,58 +140,69 @@ def _merge(lake: Lake, source: DataFrame, commit: dict[str, str]) -> dict[str, i
     }
 
 
-def _optimize(lake: Lake, commit: dict[str, str]) -> None:
-    from delta.tables import DeltaTable
+def _change_counts(lake: Lake, last_version: int | None, version: int, rows: int) -> dict:
+    """Rows added, changed and removed since the last release (all added for the first)."""
+    if last_version is None:
+        return {ADDED: rows, REMOVED: 0, CHANGED: 0}
+    return diff_counts(lake, schema.KALE, last_version, version)
 
-    with lake.commit_metadata(commit):
-        DeltaTable.forPath(lake.spark, lake.path(schema.KALE)).optimize().executeCompaction()
+
+def _record_release(
+    lake: Lake, info: ReleaseInfo, rows: int, change: dict, path: str | None, commit: dict
+) -> int:
+    """Append the release's `releases` row; the releases table version."""
+    row = (
+        info.release,
+        info.version,
+        info.published_at,
+        rows,
+        change[ADDED],
+        change[CHANGED],
+        change[REMOVED],
+        info.source_versions,
+        info.config_hash,
+        info.run_id,
+        path,
+    )
+    df = lake.spark.createDataFrame([row], schema=schema.RELEASES_SCHEMA)
+    return lake.append(schema.RELEASES, df, {**commit, "step": "release"}).version
+
+
+def _source_versions(lake: Lake) -> dict[str, int]:
+    """The versions of the input tables this run reads (images only for the tars)."""
+    for table in (schema.FILTERED_CAPTIONS, schema.SAMPLES):
+        if not lake.exists(table):
+            raise LookupError(f"publish needs the {table} table; run the earlier stages")
+    return {
+        t: lake.version(t)
+        for t in (schema.FILTERED_CAPTIONS, schema.SAMPLES, schema.IMAGES)
+        if lake.exists(t)
+    }
 
 
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     """Publish the kept captions as the next release of `kale`."""
     lake = Lake(spark, cfg.lake)
     with stage_run(lake, cfg, STAGE) as run:
-        for table in (schema.FILTERED_CAPTIONS, schema.SAMPLES):
-            if not lake.exists(table):
-                raise LookupError(f"publish needs the {table} table; run the earlier stages")
-        _ensure_kale(lake)
-        lake.ensure_table(schema.RELEASES, schema.RELEASES_SCHEMA)
-        sources = {
-            t: lake.version(t)
-            for t in (schema.FILTERED_CAPTIONS, schema.SAMPLES, schema.IMAGES)
-            if lake.exists(t)
-        }
+        sources = _source_versions(lake)
+        _ensure_tables(lake)
         run.input_versions.update(sources)
         last_release, last_version = _last_release(lake)
         release = last_release + 1
-        stamp = {**run.commit(), "release": str(release)}
+        commit = {**run.commit(), "release": str(release)}
 
         filtered = lake.read(schema.FILTERED_CAPTIONS, version=sources[schema.FILTERED_CAPTIONS])
         samples = lake.read(schema.SAMPLES, version=sources[schema.SAMPLES])
-        source = gold_rows(filtered, samples)
-        merged = _merge(lake, source, {**stamp, "step": "merge"})
-        if any(merged.values()):
-            before = lake.version(schema.KALE)
-            _optimize(lake, {**stamp, "step": "optimize", "release_version": str(before + 1)})
+        merged = _merge_gold(lake, gold_rows(filtered, samples), commit)
         version = lake.version(schema.KALE)
         run.output_versions[schema.KALE] = version
-        run.counts.update(
-            merged_inserted=merged["inserted"],
-            merged_updated=merged["updated"],
-            merged_deleted=merged["deleted"],
-        )
-
+        run.counts.update({f"merged_{k}": v for k, v in merged.items()})
+        rows = lake.read(schema.KALE, version=version).count()
         if version == last_version:
-            run.counts.update(rows=lake.read(schema.KALE, version=version).count(), release=0)
+            run.counts.update(rows=rows, release=0)
             run.notes.append(f"no changes: release {last_release} (kale v{version}) is current")
             return run
 
-        rows = lake.read(schema.KALE, version=version).count()
-        if last_version is None:
-            change = {ADDED: rows, REMOVED: 0, CHANGED: 0}
-        else:
-            change = diff_counts(lake, schema.KALE, last_version, version)
-        kept = filtered.where("NOT rejected").select("uid").distinct().count()
         info = ReleaseInfo(
             release=release,
             version=version,
@@ -211,25 +212,11 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             source_versions=sources,
         )
         path = export_release(lake, cfg, version, release=info) if cfg.publish.export else None
-        release_row = (
-            release,
-            version,
-            info.published_at,
-            rows,
-            change[ADDED],
-            change[CHANGED],
-            change[REMOVED],
-            sources,
-            info.config_hash,
-            run.run_id,
-            path,
+        change = _change_counts(lake, last_version, version, rows)
+        run.output_versions[schema.RELEASES] = _record_release(
+            lake, info, rows, change, path, commit
         )
-        written = lake.append(
-            schema.RELEASES,
-            spark.createDataFrame([release_row], schema=schema.RELEASES_SCHEMA),
-            {**stamp, "step": "release"},
-        )
-        run.output_versions[schema.RELEASES] = written.version
+        kept = filtered.where("NOT rejected").select("uid").distinct().count()
         run.counts.update(
             rows=rows,
             release=release,
@@ -238,19 +225,32 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             removed=change[REMOVED],
             kept_uids_without_sample=kept - rows,
         )
-        run.notes.append(
-            f"release {release} = kale v{version}: {rows} rows (+{change[ADDED]} "
-            f"~{change[CHANGED]} -{change[REMOVED]} since "
-            f"{'nothing' if last_version is None else f'v{last_version}'})"
-        )
-        words = quality.word_stats_lines(
-            caption_stats.word_stats(lake.read(schema.KALE, version=version))
-        )
-        run.notes += [f"kale v{version}, {words[0]}", *words[1:]]
-        run.notes.append(f"export: {path or 'off (publish.export: false)'}")
-        if path is None:
-            run.notes.append(
-                f"export later with: kale export --version {version} "
-                f"(to {default_dir(lake, version)})"
-            )
+        run.notes += _release_notes(lake, info, rows, change, last_version, path)
     return run
+
+
+def _release_notes(
+    lake: Lake,
+    info: ReleaseInfo,
+    rows: int,
+    change: dict,
+    last_version: int | None,
+    path: str | None,
+) -> list[str]:
+    since = "nothing" if last_version is None else f"v{last_version}"
+    words = quality.word_stats_lines(
+        caption_stats.word_stats(lake.read(schema.KALE, version=info.version))
+    )
+    notes = [
+        f"release {info.release} = kale v{info.version}: {rows} rows (+{change[ADDED]} "
+        f"~{change[CHANGED]} -{change[REMOVED]} since {since})",
+        f"kale v{info.version}, {words[0]}",
+        *words[1:],
+        f"export: {path or 'off (publish.export: false)'}",
+    ]
+    if path is None:
+        notes.append(
+            f"export later with: kale export --version {info.version} "
+            f"(to {default_dir(lake, info.version)})"
+        )
+    return notes

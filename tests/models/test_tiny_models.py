@@ -143,6 +143,11 @@ def test_captioner_small_batch_size_and_beams(vlm, jpegs, spec_factory):
     out = beams.caption(jpegs)
     assert out == beams.caption(jpegs)
     _assert_counts(out, 12)
+    # Beam search keeps 3 hypotheses and ranks whole sequences, so on this random-weight
+    # model it ends elsewhere than greedy decoding (all 3 images differ today); were
+    # num_beams ignored, every caption would equal the greedy one.
+    plain = Captioner(*vlm, spec_factory("tiny:vlm", prompt_id="dense_v1")).caption(jpegs)
+    assert [g.text for g in out] != [g.text for g in plain]
 
 
 def test_captioner_rejects_undecodable_image(vlm, jpegs, spec_factory):
@@ -176,6 +181,11 @@ def test_fusion_beams_capsfusion_style(lm, spec_factory):
     out = rewriter.fuse(ALTS, DENSE)
     assert out == rewriter.fuse(ALTS, DENSE)
     _assert_counts(out, 10)
+    # Only beam search changes the output: greedy decoding with the same budget ends
+    # elsewhere (on all 3 inputs of this random-weight model today).
+    greedy = spec_factory("tiny:lm", prompt_id="fuse_capsfusion_v1", max_new_tokens=10)
+    plain = FusionRewriter(*lm, greedy).fuse(ALTS, DENSE)
+    assert [g.text for g in out] != [g.text for g in plain]
 
 
 def _slots(prompt: str) -> tuple[str, str]:

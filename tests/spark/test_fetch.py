@@ -8,9 +8,11 @@ import pytest
 
 from kale_spark import schema
 from kale_spark.config import load_config
+from kale_spark.images import is_retryable
 from kale_spark.lake import Lake
-from kale_spark.sources.sample import generate_sample
+from kale_spark.sources.sample import FETCH_DEFECTS, generate_sample
 from kale_spark.stages import fetch, ingest
+from tests.img2dataset_shards import write_img2dataset_shard
 
 
 def _lake_with_samples(spark, root: Path, rows: int, base_url: str | None = None, **kw):
@@ -28,6 +30,7 @@ def _config(root: Path, *overrides: str):
             f"ingest.input={root / 'sample' / 'metadata'}",
             "fetch.rows_per_task=8",
             "fetch.image.resolution=64",
+            f"fetch.file_root={root / 'sample'}",
             *overrides,
         ],
     )
@@ -48,10 +51,13 @@ def test_file_sample_every_uid_has_one_images_row(spark, tmp_path: Path) -> None
         "not_an_image": "not_an_image",
         "truncated_image": "decode_error",
     }
+    checked = set()
     for uid, defect in sample.defects.items():
-        if defect in expected and uid in by_uid:
+        if defect in expected:
             assert by_uid[uid]["status"] == expected[defect], (uid, defect)
             assert by_uid[uid]["error"]
+            checked.add(defect)
+    assert checked == set(FETCH_DEFECTS) == set(expected)  # the sample holds every fetch defect
     ok = [r for r in images if r["status"] == "ok"]
     assert ok and all(max(r["width"], r["height"]) == 64 for r in ok)
     assert all(r["image"][:2] == b"\xff\xd8" for r in ok)  # re-encoded JPEG
@@ -91,9 +97,9 @@ def test_http_fetch_with_allow_list_and_retry_on_rerun(
         http_server.add(f"/{tmp_path.name}/images/{f.name}", route)
     cfg = _config(
         tmp_path,
-        "fetch.fetch.allow_networks=[127.0.0.0/8]",
-        "fetch.fetch.retries=1",
-        "fetch.fetch.backoff_s=0.01",
+        "fetch.allow_networks=[127.0.0.0/8]",
+        "fetch.retries=1",
+        "fetch.backoff_s=0.01",
     )
     ingest.run(spark, cfg)
     first = fetch.run(spark, cfg)
@@ -115,21 +121,26 @@ def test_http_fetch_with_allow_list_and_retry_on_rerun(
     assert lake.count(schema.IMAGES) == 6
 
 
+def test_rerun_policy_is_the_in_run_policy(spark) -> None:
+    """The Spark condition that picks rows for a rerun says what images.is_retryable says."""
+    from kale_spark.images import Status
+
+    grid = [(s, None) for s in sorted(Status.ALL)] + [
+        ("http_error", code) for code in (400, 403, 404, 408, 429, 499, 500, 503, 599, 600)
+    ]
+    frame = spark.createDataFrame(grid, "status string, http_status int")
+    got = {
+        (r["status"], r["http_status"]): r["retry"]
+        for r in frame.select("*", fetch.retryable_condition().alias("retry")).collect()
+    }
+    assert got == {(s, c): is_retryable(s, c) for s, c in grid}
+    assert got[("http_error", 429)] and got[("timeout", None)] and not got[("http_error", 404)]
+
+
 def test_fetch_before_ingest_is_a_clear_error(spark, tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     with pytest.raises(LookupError, match="run `kale ingest` first"):
         fetch.run(spark, cfg)
-
-
-def _wds_writer():
-    """tests/unit/test_webdataset.py's img2dataset shard writer (tests/ is not a package)."""
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "unit" / "test_webdataset.py"
-    spec = importlib.util.spec_from_file_location("kale_tests_wds", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.write_img2dataset_shard
 
 
 def test_datacomp_download_layout_reads_images_from_shards(spark, tmp_path: Path) -> None:
@@ -142,7 +153,6 @@ def test_datacomp_download_layout_reads_images_from_shards(spark, tmp_path: Path
     table = pq.read_table(sample.metadata_dir / "part-00000.parquet").to_pylist()
     shards = tmp_path / "dl" / "shards"
     shards.mkdir()
-    write = _wds_writer()
     rows = []
     for i, r in enumerate(table[:6]):  # the last two uids are not in any shard
         path = Path(r["url"].removeprefix("file://"))
@@ -156,8 +166,8 @@ def test_datacomp_download_layout_reads_images_from_shards(spark, tmp_path: Path
                 "sha256": r["sha256"],
             }
         )
-    write(shards, "00000", rows[:3])
-    write(shards, "00001", rows[3:])
+    write_img2dataset_shard(shards, "00000", rows[:3])
+    write_img2dataset_shard(shards, "00001", rows[3:])
     for f in (tmp_path / "dl" / "images").iterdir():
         f.unlink()  # prove nothing is read through the URLs
 

@@ -26,7 +26,6 @@ from kale_spark.config import load_config
 from kale_spark.export import export_release
 from kale_spark.lake import Lake
 from kale_spark.prompts import FUSE_CAPSFUSION_V1
-from kale_spark.quality import word_count
 from kale_spark.sources.sample import generate_sample
 from kale_spark.stages import fetch, ingest, publish
 from kale_spark.stages import filter as filter_stage
@@ -42,18 +41,22 @@ LEAK_ECHO = "The image exhibits nice sentence structure and detailed visual desc
 LEAK_META = "Here is the merged caption:"
 
 
-def _captions(alt: str) -> list[tuple[list[tuple[str, str | None]], str | None]]:
+# A fused caption (kept): 12 + 19 words, counted by hand.
+BODY = (
+    "The photo shows a tall tower in the city center at dusk. Warm light falls across the "
+    "scene, and a few people walk past a row of trees on the left."
+)
+BODY_WORDS = 31
+
+
+def _captions() -> list[tuple[list[tuple[str, str | None]], str | None, int]]:
     """Caption texts as (sentence, reason it must be removed or None) lists, with the
-    reject reason the filter must give (None: kept). Row i of the sample gets entry
-    i % len."""
-    body = (
-        f"The photo shows {alt.rstrip('.')}. Warm light falls across the scene, and a "
-        "few people walk past a row of trees on the left."
-    )
+    reject reason the filter must give (None: kept) and the words of what is left. Row i
+    of the sample gets entry i % len."""
     return [
-        ([(body, None)], None),
-        ([(body, None), (LEAK_REF, "prompt_part_reference")], None),
-        ([(LEAK_ECHO, "echoed_instruction"), (body, None)], None),
+        ([(BODY, None)], None, BODY_WORDS),
+        ([(BODY, None), (LEAK_REF, "prompt_part_reference")], None, BODY_WORDS),
+        ([(LEAK_ECHO, "echoed_instruction"), (BODY, None)], None, BODY_WORDS),
         # Every sentence leaks: the row must stay, rejected, with an empty caption.
         (
             [
@@ -61,6 +64,7 @@ def _captions(alt: str) -> list[tuple[list[tuple[str, str | None]], str | None]]
                 ("This new description keeps the real-world knowledge.", "meta_commentary"),
             ],
             schema.REJECT_EMPTY,
+            0,
         ),
         # What survives is too short to publish.
         (
@@ -69,6 +73,7 @@ def _captions(alt: str) -> list[tuple[list[tuple[str, str | None]], str | None]]
                 ("According to the alt-text, it is in Paris.", "prompt_part_reference"),
             ],
             schema.REJECT_TOO_SHORT,
+            2,
         ),
     ]
 
@@ -77,13 +82,14 @@ def _stage1_rows(samples: list, run_id: str) -> tuple[list[tuple], dict[str, dic
     rows, expected = [], {}
     now = dt.datetime(2026, 1, 1, 12, 0, 0)
     for i, s in enumerate(samples):
-        sentences, reject = _captions(s["text"])[i % 5]
+        sentences, reject, words = _captions()[i % 5]
         raw = " ".join(t for t, _ in sentences)
         expected[s["uid"]] = {
             "caption": " ".join(t for t, r in sentences if r is None),
             "removed": [t for t, r in sentences if r is not None],
             "reasons": [r for _, r in sentences if r is not None],
             "reject": reject,
+            "words": words,
         }
         rows.append(
             (
@@ -138,6 +144,7 @@ def pipeline(spark, tmp_path_factory):
             "spark.shuffle_partitions=2",
             f"ingest.input={root / 'sample1' / 'metadata'}",
             "fetch.image.resolution=64",
+            f"fetch.file_root={root}",
             f"publish.rows_per_shard={ROWS_PER_SHARD}",
             "publish.shards_per_read=2",
             "publish.webdataset=true",
@@ -202,7 +209,7 @@ def test_filter_removes_leaks_with_reasons(pipeline):
             schema.DENSE_CAPTIONS: 1,
             schema.STAGE1_CAPTIONS: pipeline["stage1_version"],
         }
-        assert row["word_count"] == word_count(want["caption"])
+        assert row["word_count"] == want["words"], uid
 
 
 def test_filter_rejects_keep_their_reason(pipeline):

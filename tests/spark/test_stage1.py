@@ -35,6 +35,7 @@ def _config(root, *extra: str):
             "spark.shuffle_partitions=2",
             f"sample.out={root / 'sample'}",
             f"ingest.input={root / 'sample' / 'metadata'}",
+            f"fetch.file_root={root / 'sample'}",
             # A cache dir of this module's own: the model key is new to every worker,
             # so each worker that runs a batch must load (and log) the model itself.
             f"models.cache_dir={root / 'model-cache'}",

@@ -1,15 +1,12 @@
-"""The dataset card and histogram (kale_spark/card.py) and the filter's pure batch step."""
+"""The dataset card and histogram (kale_spark/card.py)."""
 
 from __future__ import annotations
 
 import io
 
-import pandas as pd
 from PIL import Image
 
 from kale_spark import card, schema
-from kale_spark.prompts import FUSE_CAPSFUSION_V1
-from kale_spark.stages.filter import decide, filter_batch
 
 
 def test_bins_and_histogram():
@@ -20,6 +17,9 @@ def test_bins_and_histogram():
     counts = card.histogram([0, 5, 12, 67, 68, 500])
     assert len(counts) == card.N_BINS and sum(counts) == 6
     assert counts[0] == 2 and counts[1] == 1 and counts[6] == 2 and counts[-1] == 1
+    # {word count: captions}, as kale_spark/figures.py counts them in Spark: same bins
+    by_words = card.histogram({0: 4, 9: 1, 10: 2, 67: 3, 149: 1, 150: 1, 900: 2})
+    assert by_words == [5, 2, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 3]
     assert card.bin_label(0) == "0-9" and card.bin_label(card.N_BINS - 1) == "150+"
 
 
@@ -96,46 +96,6 @@ def test_every_gold_column_is_documented():
     assert set(schema.KALE_SCHEMA.fieldNames()) == set(card.COLUMN_DOCS)
 
 
-def test_decide():
-    assert decide("", 0, 5) == schema.REJECT_EMPTY
-    assert decide("   ", 0, 0) == schema.REJECT_EMPTY
-    assert decide("A tower.", 2, 5) == schema.REJECT_TOO_SHORT
-    assert decide("A tall tower by the river.", 6, 5) is None
-
-
-def test_filter_batch():
-    body = "The Eiffel Tower in Paris rises against an orange sunset sky above the trees."
-    leak = "As indicated in Sentence 1, the photo was taken in 2019."
-    pdf = pd.DataFrame(
-        {
-            "uid": ["a", "b", "c", "d"],
-            "stage": ["stage1"] * 4,
-            "model": ["m"] * 4,
-            "prompt_id": [FUSE_CAPSFUSION_V1.id] * 3 + ["not_a_prompt"],
-            "alt_text": ["Eiffel Tower at sunset, Paris, 2019"] * 4,
-            "dense_caption": ["a tall iron tower against an orange sky with trees"] * 4,
-            "caption_raw": [f"{body} {leak}", leak, None, body],
-        }
-    )
-    out = filter_batch(pdf, min_words=5)
-    assert list(out["caption"]) == [body, "", "", body]
-    assert list(out["removed_sentences"][0]) == [leak]
-    assert list(out["removal_reasons"][0]) == ["prompt_part_reference"]
-    assert list(out["reject_reason"]) == [None, schema.REJECT_EMPTY, schema.REJECT_EMPTY, None]
-    assert list(out["rejected"]) == [False, True, True, False]
-    assert list(out["word_count"]) == [14, 0, 0, 14]
-    assert out["knowledge_retention"][0] == 2 / 3  # Eiffel Tower, Paris; not 2019
-    assert list(pdf.columns) == [
-        "uid",
-        "stage",
-        "model",
-        "prompt_id",
-        "alt_text",
-        "dense_caption",
-        "caption_raw",
-    ]  # input untouched
-
-
 def test_card_words_per_text_section():
     from kale_spark.quality import WordStats
 
@@ -163,29 +123,3 @@ def test_card_words_per_text_section():
         "| KALE (paper) | `caption` | n/a | 67.26 | n/a |",
     ]
     assert "## Words per text" not in card.card_text(_info())
-
-
-def test_filter_batch_checks_against_the_instruction_actually_sent():
-    """A sentence echoing the system turn is a leak only for the rows whose
-    gen_params say that system turn was sent (ModelSpec.lineage records it)."""
-    body = "The Eiffel Tower in Paris rises against an orange sunset sky above the trees."
-    echo = "It gives a factual caption only, without any introduction, notes or comments."
-    pdf = pd.DataFrame(
-        {
-            "uid": ["a", "b"],
-            "stage": ["stage1"] * 2,
-            "model": ["m"] * 2,
-            "prompt_id": [FUSE_CAPSFUSION_V1.id] * 2,
-            "alt_text": ["Eiffel Tower at sunset"] * 2,
-            "dense_caption": ["a tall iron tower against an orange sky"] * 2,
-            "caption_raw": [f"{body} {echo}"] * 2,
-            "gen_params": [
-                '{"do_sample":false,"max_new_tokens":64,"num_beams":1}',
-                '{"do_sample":false,"max_new_tokens":64,"num_beams":1,'
-                '"system_prompt_id":"system_captioner_v1"}',
-            ],
-        }
-    )
-    out = filter_batch(pdf, min_words=5)
-    assert list(out["caption"]) == [f"{body} {echo}", body]
-    assert [list(r) for r in out["removal_reasons"]] == [[], ["prompt_overlap"]]

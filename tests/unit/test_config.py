@@ -32,14 +32,14 @@ def test_overrides_apply_dotted_and_parse_values() -> None:
             "lake.root=/tmp/x",
             "spark.master=local[2]",
             "spark.shuffle_partitions=3",
-            "fetch.fetch.allow_networks=[127.0.0.0/8, 10.1.0.0/16]",
+            "fetch.allow_networks=[127.0.0.0/8, 10.1.0.0/16]",
             "caption.generation.max_new_tokens=12",
         ],
     )
     assert cfg.lake.root == "/tmp/x"
     assert cfg.spark.master == "local[2]"
     assert cfg.spark.shuffle_partitions == 3
-    assert cfg.fetch.fetch.allow_networks == ("127.0.0.0/8", "10.1.0.0/16")
+    assert cfg.fetch.allow_networks == ("127.0.0.0/8", "10.1.0.0/16")
     # a partial section keeps the defaults it does not name
     assert cfg.caption.generation.max_new_tokens == 12
     assert cfg.caption.id == "tiny:vlm"

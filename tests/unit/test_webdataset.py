@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import io
-import json
-import tarfile
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from kale_spark.fetch_batch import IMAGES_COLUMNS, FetchStageOptions, process_batch
@@ -22,63 +17,11 @@ from kale_spark.sources.webdataset import (
     iter_shard_entries,
     read_entry,
 )
+from tests.img2dataset_shards import write_img2dataset_shard
 
 
 def _uid(i: int) -> str:
     return hashlib.md5(str(i).encode()).hexdigest()  # DataComp uids are 32 hex characters
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-
-def write_img2dataset_shard(
-    directory: Path,
-    shard: str,
-    rows: list[dict],
-    *,
-    parquet: bool = True,
-    uid_in_parquet: bool = True,
-    uid_in_json: bool = True,
-) -> Path:
-    """An img2dataset output shard: <shard>.tar with <key>.jpg/.txt/.json, and <shard>.parquet.
-
-    Each row: key, uid, url, caption, image (bytes or None for a failed download).
-    """
-    tar_path = directory / f"{shard}.tar"
-    meta = []
-    with tarfile.open(tar_path, "w") as tar:
-        for row in rows:
-            ok = row["image"] is not None
-            record = {
-                "url": row["url"],
-                "caption": row["caption"],
-                "key": row["key"],
-                "status": "success" if ok else "failed_to_download",
-                "error_message": None if ok else "HTTP Error 404",
-                "width": 64 if ok else None,
-                "height": 48 if ok else None,
-                "original_width": 640 if ok else None,
-                "original_height": 480 if ok else None,
-                "exif": None,
-                "sha256": row.get("sha256") if ok else None,
-            }
-            if uid_in_json:
-                record["uid"] = row["uid"]
-            if ok:
-                _add(tar, f"{row['key']}.jpg", row["image"])
-                _add(tar, f"{row['key']}.txt", row["caption"].encode())
-                _add(tar, f"{row['key']}.json", json.dumps(record).encode())
-            meta.append(
-                {**record, "uid": row["uid"]}
-                if uid_in_parquet
-                else {k: v for k, v in record.items() if k != "uid"}
-            )
-    if parquet:
-        pq.write_table(pa.Table.from_pylist(meta), directory / f"{shard}.parquet")
-    return tar_path
 
 
 @pytest.fixture
@@ -191,6 +134,22 @@ def test_changed_shard_is_a_row_error(tmp_path: Path) -> None:
     out = process_batch(pdf, FetchStageOptions(), run_id="r", shard_index={_uid(1): entry})
     assert out.loc[0, "status"] == Status.CONNECTION_ERROR
     assert out.loc[0, "error"].startswith("shard read failed: ")
+
+
+def test_shard_entry_byte_cap(shard_dir) -> None:
+    directory, rows = shard_dir
+    index = build_shard_index([str(directory)])
+    entry = index[rows[0]["uid"]]
+    cap = entry.size - 1
+    with pytest.raises(ValueError, match=f"bytes > max_bytes {cap}"):
+        read_entry(entry, cap)
+    pdf = pd.DataFrame({"uid": [rows[0]["uid"]], "url": [None]})
+    out = process_batch(pdf, FetchStageOptions(max_bytes=cap), run_id="r", shard_index=index)
+    assert (out.loc[0, "status"], out.loc[0, "error"]) == (
+        Status.TOO_LARGE,
+        f"shard entry of {entry.size} bytes > max_bytes {cap}",
+    )
+    assert out.loc[0, "image"] is None
 
 
 def test_find_shards(tmp_path: Path) -> None:

@@ -1,0 +1,91 @@
+"""kale_spark.lake on real Spark + Delta: every write's commit carries its metadata, the
+row counts come from that commit, and the caller's session conf is never written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
+
+from kale_spark.config import LakeConfig
+from kale_spark.lake import USER_METADATA_CONF, Lake
+
+SCHEMA = StructType([StructField("k", StringType(), False), StructField("v", LongType(), True)])
+
+
+@pytest.fixture
+def lake(spark, lake_root) -> Lake:
+    return Lake(spark, LakeConfig(root=str(lake_root), database="kale_lake_test"))
+
+
+def _df(spark, rows, schema=SCHEMA):
+    return spark.createDataFrame(rows, schema)
+
+
+def _table(lake: Lake) -> dict[str, int | None]:
+    return {r["k"]: r["v"] for r in lake.read("t").collect()}
+
+
+def _commits(lake: Lake) -> list[tuple[str, dict]]:
+    """(operation, user metadata) of every commit, oldest first."""
+    rows = lake.history("t").orderBy("version").collect()
+    return [(r["operation"], json.loads(r["userMetadata"])) for r in rows]
+
+
+def test_writes_stamp_their_commits_and_leave_the_session_conf_alone(spark, lake) -> None:
+    spark.conf.set(USER_METADATA_CONF, "the notebook user's own value")
+    try:
+        lake.ensure_table("t", SCHEMA)
+        first = lake.insert_new("t", _df(spark, [("a", 1), ("b", 2)]), ["k"], {"step": "one"})
+        again = lake.insert_new("t", _df(spark, [("a", 9), ("c", 3)]), ["k"], {"step": "two"})
+        up = lake.upsert(
+            "t", _df(spark, [("a", 10), ("b", 20), ("d", 4)]), ["k"], {"step": "up"}, "s.v > 15"
+        )
+        added = lake.append("t", _df(spark, [("e", 5)]), {"step": "append"})
+        lake.set_table_properties("t", {"delta.enableChangeDataFeed": "true"}, {"step": "cdf"})
+        assert spark.conf.get(USER_METADATA_CONF) == "the notebook user's own value"
+    finally:
+        spark.conf.unset(USER_METADATA_CONF)
+
+    assert (first.rows_inserted, first.rows_updated) == (2, 0)
+    assert (again.rows_inserted, again.rows_updated) == (1, 0)  # "a" was there: left alone
+    assert (up.rows_inserted, up.rows_updated) == (1, 1)  # d new; b updated (20 > 15), a not
+    assert added.rows_inserted == 1
+    assert _table(lake) == {"a": 1, "b": 20, "c": 3, "d": 4, "e": 5}
+    assert lake.table_properties("t")["delta.enableChangeDataFeed"] == "true"
+    commits = _commits(lake)
+    assert [(op, m.get("step", m.get("stage"))) for op, m in commits] == [
+        ("CREATE TABLE", "create"),
+        ("MERGE", "one"),
+        ("MERGE", "two"),
+        ("MERGE", "up"),
+        ("WRITE", "append"),
+        ("SET TBLPROPERTIES", "cdf"),
+    ]
+    assert len({m["commit"] for _, m in commits}) == len(commits)  # one stamp per commit
+    assert spark.conf.get(USER_METADATA_CONF, None) is None
+
+
+def test_insert_new_of_nothing_new_makes_no_commit(spark, lake) -> None:
+    lake.ensure_table("t", SCHEMA)
+    lake.insert_new("t", _df(spark, [("a", 1)]), ["k"], {"step": "one"})
+    version = lake.version("t")
+    rerun = lake.insert_new("t", _df(spark, [("a", 1)]), ["k"], {"step": "rerun"})
+    assert rerun.rows_inserted == 0 and rerun.version == version == lake.version("t")
+
+
+def test_apply_changes_deletes_updates_and_inserts(spark, lake) -> None:
+    lake.ensure_table("t", SCHEMA)
+    lake.append("t", _df(spark, [("a", 1), ("b", 2), ("c", 3)]), {"step": "seed"})
+    flagged = StructType([*SCHEMA.fields, StructField("_gone", BooleanType(), False)])
+    changes = _df(spark, [("a", None, True), ("b", 22, False), ("z", 26, False)], flagged)
+    written = lake.apply_changes("t", changes, ["k"], {"step": "sync"}, delete_flag="_gone")
+    assert (written.rows_inserted, written.rows_updated, written.rows_deleted) == (1, 1, 1)
+    assert _table(lake) == {"b": 22, "c": 3, "z": 26}
+    for k, v in (("x", 7), ("y", 8)):  # two more small files: something to compact
+        lake.append("t", _df(spark, [(k, v)]).coalesce(1), {"step": "more"})
+    lake.optimize("t", {"step": "optimize"})
+    op, meta = _commits(lake)[-1]
+    assert op == "OPTIMIZE" and meta["step"] == "optimize"
+    assert _table(lake) == {"b": 22, "c": 3, "x": 7, "y": 8, "z": 26}
