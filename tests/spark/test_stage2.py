@@ -57,6 +57,7 @@ def _overrides(root: Path) -> list[str]:
         "spark.arrow_batch_size=8",
         f"sample.out={root / 'sample'}",
         f"ingest.input={root / 'sample' / 'metadata'}",
+        f"fetch.file_root={root / 'sample'}",  # the sample's images are file:// URLs
         f"models.cache_dir={root / 'model-cache'}",
         "models.torch_threads=1",
         "caption.generation.max_new_tokens=12",
