@@ -122,12 +122,12 @@ class Lake:
         if not missing and not relax:
             return
         table = f"delta.`{self.path(name)}`"
-        with self.commit_metadata({"stage": "evolve", "table": name}):
+        with self._commit_session({"stage": "evolve", "table": name}) as (session, _):
             if missing:
                 cols = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
-                self.spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({cols})")
+                session.sql(f"ALTER TABLE {table} ADD COLUMNS ({cols})")
             for column in relax:
-                self.spark.sql(f"ALTER TABLE {table} ALTER COLUMN `{column}` DROP NOT NULL")
+                session.sql(f"ALTER TABLE {table} ALTER COLUMN `{column}` DROP NOT NULL")
         log.info("evolved %s: added %s, nullable %s", name, [f.name for f in missing], relax)
 
     def table_properties(self, name: str) -> dict[str, str]:
