@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine:
-#   make demo   set up, generate the sample, run every pipeline stage on local Spark + Delta
+#   make demo   set up, generate the sample, run every pipeline stage (`kale run`: both
+#               KALE stages, teacher and student) on local Spark + Delta
 #   make test   set up, run the whole test suite
 #   make lint   ruff check + ruff format --check (CI runs it before the tests)
 PYTHON ?= python3

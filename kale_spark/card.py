@@ -33,7 +33,7 @@ COLUMN_DOCS: dict[str, str] = {
     "uid": "DataComp uid (32 hex digits); one row per uid",
     "url": "image URL from the DataComp metadata",
     "alt_text": "the web alt-text of the image",
-    "dense_caption": "the VLM's dense caption (stage 1 input to the fusion LLM)",
+    "dense_caption": "the VLM's dense caption (stage 1 input to the fusion LLM; null for stage 2)",
     "caption": "the knowledge-augmented caption, leaked-prompt sentences removed",
     "stage": "stage1 (teacher: VLM + fusion LLM) or stage2 (student VLM)",
     "model": "model id that wrote `caption`",
@@ -45,6 +45,8 @@ COLUMN_DOCS: dict[str, str] = {
     "knowledge_retention": "share of the alt-text's names/numbers found in `caption` "
     "(null when the alt-text has none)",
     "novel_share": "share of the caption's content words found in neither source",
+    "novel_share_basis": "the sources novel_share checks: alt_text+dense_caption (stage 1) "
+    "or alt_text (stage 2 has no dense caption)",
     "removed_sentences": "sentences the artifact filter removed from the raw caption",
     "caption_run_id": "run that generated the caption",
     "filter_run_id": "run that filtered it",

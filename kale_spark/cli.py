@@ -6,6 +6,8 @@
     kale history samples
     kale caption && kale augment
     kale filter  && kale publish
+    kale train-student && kale student-caption && kale filter && kale publish
+    kale run     --input data/sample/metadata     (every stage, both KALE stages)
     kale diff    kale --from 3 --to 5
     kale export  --version 3
     kale demo    --config conf/local.yaml
@@ -126,6 +128,14 @@ def cmd_summary(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark.pipeline import run_summary
+
+    summary, ok = run_summary(cfg)
+    print(summary)
+    return 0 if ok else 1
+
+
 def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
     from kale_spark.pipeline import run_demo
 
@@ -208,6 +218,14 @@ COMMANDS: tuple[Command, ...] = (
     stage("augment", "alt-text + dense caption → stage1_captions: fusion LLM"),
     stage("filter", "captions → filtered_captions: drop leaked-prompt sentences"),
     stage("publish", "kept captions → the gold `kale` table, a release, exports"),
+    stage("train-student", "kept stage-1 captions → the stage-2 student (TorchDistributor)"),
+    stage("student-caption", "the student's share of ok images → stage2_captions"),
+    Command(
+        "run",
+        "the whole pipeline, both stages: DataComp metadata → the published `kale` table",
+        cmd_run,
+        (arg("--input", config_key="ingest.input", help="parquet file, folder or glob"),),
+    ),
     Command(
         "diff",
         "rows added, removed and changed between two table versions",
@@ -243,7 +261,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("summary", "rows and versions of every table in the lake", cmd_summary),
     Command(
         "demo",
-        "generate the sample and run every stage on it",
+        "generate the sample and `kale run` every stage on it",
         cmd_demo,
         (arg("--rows", type=int, help="sample rows (default: sample.rows)"),),
     ),

@@ -23,7 +23,7 @@ import yaml
 
 from kale_spark.fetch_batch import FetchStageOptions
 from kale_spark.hashing import sha256_hex
-from kale_spark.models.spec import ModelSpec
+from kale_spark.models.spec import GenerationParams, ModelSpec
 
 
 class ConfigError(ValueError):
@@ -189,6 +189,148 @@ class PublishConfig:
             raise ConfigError("publish.shards_per_read must be >= 1")
 
 
+@dataclass(frozen=True)
+class SplitConfig:
+    """Which ok images the teacher (stage 1) captions; the student captions the rest.
+
+    Deterministic by uid hash (kale_spark/split.py). Without a split section the
+    teacher takes everything; KALE's ratio is 100/218 (conf/paper.yaml), the local
+    profile about half.
+    """
+
+    teacher_fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.teacher_fraction <= 1.0:
+            raise ConfigError("split.teacher_fraction must be in [0, 1]")
+
+
+TRAIN_PARTS = ("projector", "projector_lm", "lora")
+# Activations of transformers' ACT2FN a projector may use (named here: no torch import).
+PROJECTOR_ACTS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "quick_gelu", "relu", "silu")
+
+
+@dataclass(frozen=True)
+class ProjectorConfig:
+    """The vision → LM projector (LLaVA-1.5's two-layer MLP): its shape and inputs.
+
+    ``hidden_act`` sits between the two linear layers (vision width → LM width →
+    LM width); ``vision_feature_layers`` are the vision tower's hidden states fed to
+    it, concatenated (one layer: the LLaVA default -2), which sets its input width.
+    """
+
+    hidden_act: str = "gelu"
+    vision_feature_layers: tuple[int, ...] = (-2,)
+    # "default" drops the CLS token, "full" keeps it.
+    feature_select: str = "default"
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        if self.hidden_act not in PROJECTOR_ACTS:
+            raise ConfigError(f"student.projector.hidden_act: unknown {self.hidden_act!r}")
+        if not self.vision_feature_layers:
+            raise ConfigError("student.projector.vision_feature_layers must not be empty")
+        if self.feature_select not in ("default", "full"):
+            raise ConfigError("student.projector.feature_select must be default or full")
+
+
+def _student_generation() -> GenerationParams:
+    return GenerationParams(max_new_tokens=32, min_new_tokens=16)
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """Stage 2: the LLaVA-style student, its training and its captioning.
+
+    The base models are hub ids, local paths, or the tiny local stand-ins
+    ``tiny:student-vision`` (a CLIP vision tower) and ``tiny:student-lm`` (a
+    Qwen2-architecture LM), built on the spot like the stage-1 tiny models.
+    """
+
+    vision_model: str = "tiny:student-vision"
+    vision_revision: str | None = None
+    language_model: str = "tiny:student-lm"
+    language_revision: str | None = None
+    # Images are resized to this; the vision tower's position embeddings are
+    # interpolated when it differs from the tower's own (the paper: 378 → 490).
+    image_size: int = 40
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+    prompt_id: str = "student_v1"
+    train_parts: str = "projector_lm"  # projector | projector_lm | lora
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_steps: int = 40
+    batch_size: int = 4  # per process
+    eval_interval: int = 10
+    checkpoint_interval: int = 10
+    keep_checkpoints: int = 2
+    max_val_batches: int = 8
+    val_fraction: float = 0.2
+    max_caption_tokens: int = 128
+    seed: int = 0
+    dtype: str = "float32"  # weights while training (bfloat16 on GPUs)
+    # TorchDistributor: processes (GPUs) and where they run.
+    num_processes: int = 1
+    local_mode: bool = True
+    use_gpu: bool = False
+    # Checkpoints live under <checkpoint_dir>/<training key>/ ("" = <lake.root>/student).
+    checkpoint_dir: str = ""
+    # The filtered_captions version to train on (null: the latest at train time).
+    source_version: int | None = None
+    # Parquet files per split in the training snapshot (ranks read whole files).
+    snapshot_files: int = 4
+    # student-caption: which checkpoint ("" = the one train-student made last) and how.
+    checkpoint: str = ""
+    caption_batch_size: int = 8
+    rows_per_commit: int = 256  # student-caption commits per this many rows
+    device: str = "auto"
+    max_input_tokens: int = 128
+    generation: GenerationParams = field(default_factory=_student_generation)
+
+    def __post_init__(self) -> None:
+        if self.train_parts not in TRAIN_PARTS:
+            raise ConfigError(
+                f"student.train_parts must be one of {', '.join(TRAIN_PARTS)}, "
+                f"got {self.train_parts!r}"
+            )
+        for name in (
+            "image_size",
+            "lora_r",
+            "lora_alpha",
+            "max_steps",
+            "batch_size",
+            "eval_interval",
+            "checkpoint_interval",
+            "keep_checkpoints",
+            "max_val_batches",
+            "max_caption_tokens",
+            "num_processes",
+            "snapshot_files",
+            "caption_batch_size",
+            "rows_per_commit",
+            "max_input_tokens",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"student.{name} must be >= 1")
+        if not self.lr > 0:
+            raise ConfigError("student.lr must be > 0")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError("student.val_fraction must be in (0, 1)")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"student.dtype: unknown {self.dtype!r}")
+        if self.source_version is not None and self.source_version < 0:
+            raise ConfigError("student.source_version must be >= 0 or null")
+        from kale_spark.prompts import PROMPTS
+
+        if self.prompt_id not in PROMPTS or "alt_text" not in PROMPTS[self.prompt_id].slots:
+            raise ConfigError(f"student.prompt_id {self.prompt_id!r}: needs a prompt with alt_text")
+
+
 def _tiny_vlm() -> ModelSpec:
     return ModelSpec(id="tiny:vlm", prompt_id="dense_v1", batch_size=8)
 
@@ -211,6 +353,8 @@ class Config:
     augment: ModelSpec = field(default_factory=_tiny_lm)
     filter: FilterConfig = field(default_factory=FilterConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
 
     def __post_init__(self) -> None:
         from kale_spark.models.loading import check_pinned  # light: no torch import

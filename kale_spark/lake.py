@@ -105,7 +105,30 @@ class Lake:
                     schema
                 ).execute()
             log.info("created Delta table %s at %s", name, self.path(name))
+        else:
+            self._evolve(name, schema)
         self.register(name)
+
+    def _evolve(self, name: str, schema: StructType) -> None:
+        """Bring an existing table up to `schema`: add the columns it lacks, drop NOT
+        NULL where `schema` allows null (e.g. a lake written before stage 2)."""
+        current = {f.name: f for f in self.read(name).schema.fields}
+        missing = [f for f in schema.fields if f.name not in current]
+        relax = [
+            f.name
+            for f in schema.fields
+            if f.name in current and f.nullable and not current[f.name].nullable
+        ]
+        if not missing and not relax:
+            return
+        table = f"delta.`{self.path(name)}`"
+        with self._commit_session({"stage": "evolve", "table": name}) as (session, _):
+            if missing:
+                cols = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+                session.sql(f"ALTER TABLE {table} ADD COLUMNS ({cols})")
+            for column in relax:
+                session.sql(f"ALTER TABLE {table} ALTER COLUMN `{column}` DROP NOT NULL")
+        log.info("evolved %s: added %s, nullable %s", name, [f.name for f in missing], relax)
 
     def table_properties(self, name: str) -> dict[str, str]:
         """The table's properties (`delta.*` and user-set ones)."""

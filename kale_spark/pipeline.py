@@ -1,4 +1,14 @@
-"""The whole pipeline in order, as the demo, `jobs/run_all.py` and a notebook run it."""
+"""The whole pipeline in order, as `kale run`, the demo, `jobs/run_all.py` and a notebook
+run it.
+
+    ingest → fetch → caption → augment → filter          (stage 1: the teacher)
+           → train-student → student-caption → filter    (stage 2: the student)
+           → publish                                      (both stages in `kale`)
+
+Every stage is idempotent, so a rerun on the same input trains nothing new (the
+student's checkpoint for the same training rows exists), generates nothing new and
+publishes no new release.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +22,28 @@ log = logging.getLogger(__name__)
 
 def stages() -> list:
     """The stage modules, in pipeline order; each has `run(spark, cfg)`."""
-    from kale_spark.stages import augment, caption, fetch, ingest, publish
+    from kale_spark.stages import (
+        augment,
+        caption,
+        fetch,
+        ingest,
+        publish,
+        student_caption,
+        train_student,
+    )
     from kale_spark.stages import filter as filter_stage
 
-    return [ingest, fetch, caption, augment, filter_stage, publish]
+    return [
+        ingest,
+        fetch,
+        caption,
+        augment,
+        filter_stage,
+        train_student,
+        student_caption,
+        filter_stage,
+        publish,
+    ]
 
 
 def run_all(spark, cfg: Config) -> list:
@@ -50,12 +78,19 @@ def ensure_sample(cfg: Config, rows: int | None = None) -> Path:
     return Path(cfg.sample.out)
 
 
-def run_demo(cfg: Config, rows: int | None = None) -> str:
-    """Generate the sample if it is missing, run every stage, return the summary."""
+def run_summary(cfg: Config) -> tuple[str, bool]:
+    """`kale run`: every stage from `ingest.input` to the published table; the summary
+    and whether every stage ran ok."""
     from kale_spark.report import lake_summary
     from kale_spark.session import get_session
 
-    ensure_sample(cfg, rows)
     spark = get_session(cfg.spark)
-    summaries = [run.summary() for run in run_all(spark, cfg)]
-    return "\n".join(summaries + ["", lake_summary(spark, cfg)])
+    runs = run_all(spark, cfg)
+    ok = len(runs) == len(stages()) and all(r.status == "ok" for r in runs)
+    return "\n".join([r.summary() for r in runs] + ["", lake_summary(spark, cfg)]), ok
+
+
+def run_demo(cfg: Config, rows: int | None = None) -> str:
+    """Generate the sample if it is missing, run every stage, return the summary."""
+    ensure_sample(cfg, rows)
+    return run_summary(cfg)[0]

@@ -169,13 +169,24 @@ STAGE1_CAPTIONS_SCHEMA = StructType(
     ]
 )
 
+# The student's captions (kale_spark/stages/student_caption.py): the stage-1 columns,
+# but there is no dense caption, so `dense_caption`, `dense_model` and
+# `dense_prompt_id` are null. `model` is the student checkpoint's path and
+# `model_revision` its content hash ("sha256:...").
+STAGE2_CAPTIONS = "stage2_captions"
+_DENSE_NULLABLE = {"dense_caption", "dense_model", "dense_prompt_id"}
+STAGE2_CAPTIONS_SCHEMA = StructType(
+    [
+        StructField(f.name, f.dataType, f.nullable or f.name in _DENSE_NULLABLE)
+        for f in STAGE1_CAPTIONS_SCHEMA.fields
+    ]
+)
+
 
 # ======================================================================================
 # filter / publish (kale_spark/stages/filter.py, kale_spark/stages/publish.py)
 # ======================================================================================
 
-# The student's captions; same columns as STAGE1_CAPTIONS_SCHEMA (it may not exist yet).
-STAGE2_CAPTIONS = "stage2_captions"
 FILTERED_CAPTIONS = "filtered_captions"
 KALE = "kale"
 RELEASES = "releases"
@@ -190,13 +201,17 @@ FILTERED_KEY = ("uid", "stage", "model", "prompt_id")
 REJECT_EMPTY = "empty_after_cleaning"
 REJECT_TOO_SHORT = "too_short"
 
+# Values of `novel_share_basis`: the texts a caption's words are checked against.
+BASIS_ALT_AND_DENSE = "alt_text+dense_caption"
+BASIS_ALT_ONLY = "alt_text"
+
 FILTERED_CAPTIONS_SCHEMA = StructType(
     [
         StructField("uid", StringType(), False),
         StructField("stage", StringType(), False),
         StructField("alt_text", StringType(), False),
-        StructField("dense_caption", StringType(), False),
-        StructField("dense_model", StringType(), False),
+        StructField("dense_caption", StringType(), True),
+        StructField("dense_model", StringType(), True),
         StructField("caption_raw", StringType(), False),
         StructField("caption", StringType(), False),
         StructField("removed_sentences", ArrayType(StringType(), False), False),
@@ -206,6 +221,8 @@ FILTERED_CAPTIONS_SCHEMA = StructType(
         StructField("word_count", IntegerType(), False),
         StructField("knowledge_retention", DoubleType(), True),
         StructField("novel_share", DoubleType(), False),
+        # What novel_share compares with: alt_text+dense_caption (stage 1) or alt_text.
+        StructField("novel_share_basis", StringType(), True),
         StructField("model", StringType(), False),
         StructField("model_revision", StringType(), False),
         StructField("prompt_id", StringType(), False),
@@ -225,17 +242,19 @@ KALE_SCHEMA = StructType(
         StructField("uid", StringType(), False),
         StructField("url", StringType(), False),
         StructField("alt_text", StringType(), False),
-        StructField("dense_caption", StringType(), False),
+        StructField("dense_caption", StringType(), True),
         StructField("caption", StringType(), False),
         StructField("stage", StringType(), False),
         StructField("model", StringType(), False),
         StructField("model_revision", StringType(), False),
         StructField("prompt_id", StringType(), False),
         StructField("gen_params", StringType(), False),
-        StructField("dense_model", StringType(), False),
+        StructField("dense_model", StringType(), True),
         StructField("word_count", IntegerType(), False),
         StructField("knowledge_retention", DoubleType(), True),
         StructField("novel_share", DoubleType(), False),
+        # What novel_share compares with: alt_text+dense_caption (stage 1) or alt_text.
+        StructField("novel_share_basis", StringType(), True),
         StructField("removed_sentences", ArrayType(StringType(), False), False),
         StructField("caption_run_id", StringType(), False),
         StructField("filter_run_id", StringType(), False),

@@ -214,10 +214,14 @@ class FuseEngine:
 
 def engine_for(kind: str, spec: ModelSpec, cache_dir: str | None = None) -> Any:
     """The engine for ``kind`` over the model of ``spec`` (loaded once per process)."""
-    if kind in ("caption", "student"):
+    if kind == "caption":
         from kale_spark.models.captioner import Captioner
 
         return CaptionEngine(Captioner.from_spec(spec, cache_dir=cache_dir))
+    if kind == "student":
+        from kale_spark.models.student import StudentCaptioner
+
+        return CaptionEngine(StudentCaptioner.from_spec(spec, cache_dir=cache_dir))
     if kind == "fuse":
         from kale_spark.models.fusion import FusionRewriter
 

@@ -25,6 +25,7 @@ from kale_spark import schema
 from kale_spark.config import Config
 from kale_spark.lake import Lake
 from kale_spark.runs import StageRun, stage_run
+from kale_spark.split import teacher_only
 from kale_spark.stages.model_stage import ModelStage, Target, run_model_stage
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def pairs(lake: Lake, cfg: Config, samples_version: int):
         ours = dense.where(
             (F.col("model") == cfg.caption.id) & (F.col("prompt_id") == cfg.caption.prompt_id)
         )
+        ours = teacher_only(ours, cfg.split.teacher_fraction)  # the student takes the rest
         # In the batch's own session: foreachBatch hands over a clone of the query's.
         session = dense.sparkSession
         samples = lake.read(schema.SAMPLES, version=samples_version, session=session)

@@ -21,6 +21,7 @@ from kale_spark import schema
 from kale_spark.config import Config
 from kale_spark.lake import Lake
 from kale_spark.runs import StageRun, stage_run
+from kale_spark.split import teacher_only
 from kale_spark.stages.model_stage import ModelStage, Target, run_model_stage
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             spec=spec,
             kind="caption",
             source=schema.IMAGES,
-            prepare=ok_images,
+            prepare=lambda images: teacher_only(ok_images(images), cfg.split.teacher_fraction),
             source_versions={schema.IMAGES: images_version},
             progress_interval_s=cfg.progress.interval_s,
             # One GPU per model task on a GPU cluster (stage-level scheduling); None locally.

@@ -1,6 +1,8 @@
 """Filter: caption tables → `filtered_captions` (leaked-prompt sentences removed, scored).
 
-Reads `stage1_captions` (and `stage2_captions` once the student has written it) and,
+Reads `stage1_captions` (and `stage2_captions` once the student has written it; its
+rows have no dense caption, so their `novel_share` compares with the alt-text alone and
+`novel_share_basis` says so) and,
 for every caption it has not seen yet, removes the sentences that leak the fusion
 prompt (:func:`kale_spark.artifacts.clean_caption`, given the instruction actually
 sent for the row: the template of its `prompt_id`, after the system turn its
@@ -53,6 +55,7 @@ BATCH_OUTPUT = (
     quality.WORD_COUNT,
     quality.KNOWLEDGE_RETENTION,
     quality.NOVEL_SHARE,
+    "novel_share_basis",
 )
 
 
@@ -109,6 +112,15 @@ def filter_batch(pdf: pd.DataFrame, min_words: int) -> pd.DataFrame:
     out["removed_sentences"] = pd.Series(removed, index=pdf.index, dtype="object")
     out["removal_reasons"] = pd.Series(reasons, index=pdf.index, dtype="object")
     out = quality.score_frame(out, "caption", "dense_caption", "alt_text")
+    # Stage-2 rows have no dense caption: their novel_share compares with the alt-text only.
+    out["novel_share_basis"] = pd.Series(
+        [
+            schema.BASIS_ALT_AND_DENSE if isinstance(d, str) and d else schema.BASIS_ALT_ONLY
+            for d in pdf["dense_caption"]
+        ],
+        index=pdf.index,
+        dtype="object",
+    )
     verdicts = [
         decide(c, int(w), min_words)
         for c, w in zip(out["caption"], out[quality.WORD_COUNT], strict=True)

@@ -1,0 +1,14 @@
+"""spark-submit entry point: the student's share of ok images → stage2_captions.
+
+    spark-submit --properties-file conf/spark/gpu-cluster.conf jobs/student_caption.py \
+        --config conf/paper.yaml --set lake.root=s3://bucket/kale
+
+kale_spark must be importable on the driver and the executors (installed in their
+Python environment, or shipped with --py-files).
+"""
+
+from kale_spark.cli import job_main
+from kale_spark.stages import student_caption
+
+if __name__ == "__main__":
+    raise SystemExit(job_main(student_caption))

@@ -1,0 +1,1 @@
+"""Training the stage-2 student: data streaming, checkpoints, the loop (no Spark here)."""

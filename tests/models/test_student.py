@@ -1,0 +1,235 @@
+"""The stage-2 student with tiny base models, through the real training loop.
+
+The tiny vision tower (CLIP) and LM (Qwen2 architecture) are built on the spot with
+random weights and a tokenizer trained here, composed into a LLaVA model, saved, and
+loaded back through the shared loader; training runs ``training.loop.train`` itself
+(the function TorchDistributor starts in each process) on Parquet files of examples.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from kale_spark.config import load_config
+from kale_spark.models import student as S
+from kale_spark.training import checkpoints
+from kale_spark.training.loop import FINAL, PROVENANCE, TrainJob, train
+
+CAPTIONS = [
+    "A photo of a red double-decker bus driving down a busy street in London.",
+    "A close-up of a golden retriever puppy lying on a green lawn in the sun.",
+    "The Eiffel Tower in Paris at sunset, with people walking along the river Seine.",
+    "A white ceramic mug of coffee on a wooden table next to an open notebook.",
+]
+
+
+def _jpeg(seed: int) -> bytes:
+    from PIL import Image
+
+    rng = random.Random(seed)
+    img = Image.new("RGB", (48, 40))
+    img.putdata([(rng.randrange(256), rng.randrange(256), 90) for _ in range(48 * 40)])
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _write_examples(path: Path, n: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.mkdir(parents=True)
+    rows = [
+        {
+            "uid": f"{i:032x}",
+            "image": _jpeg(i),
+            "alt_text": f"alt text {i}",
+            "caption": CAPTIONS[i % len(CAPTIONS)],
+        }
+        for i in range(n)
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), path / "part-00000.parquet")
+
+
+def _cfg(*overrides: str):
+    return load_config(None, ["student.batch_size=2", "student.lr=0.003", *overrides]).student
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The composed, untrained tiny student (its own cache: tiny_model_dir holds only
+    the stage-1 tiny models)."""
+    cache = tmp_path_factory.mktemp("student-cache")
+    return S.build_base(_cfg(), cache / "student-base", cache_dir=cache)
+
+
+def _job(tmp: Path, base: Path, scfg, n_train: int = 2, n_val: int = 2) -> TrainJob:
+    _write_examples(tmp / "train", n_train)
+    _write_examples(tmp / "val", n_val)
+    return TrainJob(
+        student=scfg,
+        run_dir=str(tmp / "run"),
+        base_dir=str(base),
+        train_data=str(tmp / "train"),
+        val_data=str(tmp / "val"),
+        provenance={"source_table": "test"},
+    )
+
+
+def test_composed_student_is_llava_with_resized_positions(base_dir: Path):
+    model, processor = S.load_student(base_dir)
+    assert type(model).__name__ == "LlavaForConditionalGeneration"
+    cfg = model.config
+    # tiny tower: 32 px, 8 px patches (4x4); the profile asks for 40 px: 5x5 + class token
+    assert cfg.vision_config.image_size == 40
+    assert model.model.vision_tower.embeddings.position_embedding.weight.shape[0] == 26
+    assert cfg.text_config.model_type == "qwen2"
+    enc = S.encode_examples(processor, [_jpeg(1)], ["a bus"], ["A red bus."])
+    assert int((enc["input_ids"] == cfg.image_token_id).sum()) == 25
+    out = model(**enc)
+    assert out.logits.shape[1] == enc["input_ids"].shape[1]
+
+
+def test_labels_count_only_the_caption(base_dir: Path):
+    _, processor = S.load_student(base_dir)
+    tok = processor.tokenizer
+    captions = ["A red bus in London.", "A dog on the grass next to a tree."]
+    enc = S.encode_examples(processor, [_jpeg(1), _jpeg(2)], ["bus", "a dog"], captions)
+    for i, caption in enumerate(captions):
+        expected = tok(caption, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        labels = enc["labels"][i]
+        assert [t for t in labels.tolist() if t != S.IGNORE_INDEX] == expected
+        # the labelled positions are exactly the tail of the row's real tokens
+        n_real = int(enc["attention_mask"][i].sum())
+        assert enc["input_ids"][i, n_real - len(expected) : n_real].tolist() == expected
+        assert (labels[: n_real - len(expected)] == S.IGNORE_INDEX).all()
+
+
+@pytest.mark.parametrize(
+    ("parts", "trains", "frozen"),
+    [
+        ("projector", ["multi_modal_projector"], ["language_model", "vision_tower", "lm_head"]),
+        ("projector_lm", ["multi_modal_projector", "language_model", "lm_head"], ["vision_tower"]),
+        ("lora", ["multi_modal_projector", "lora_A", "lora_B"], ["vision_tower", "lm_head"]),
+    ],
+)
+def test_train_parts(base_dir: Path, parts: str, trains: list[str], frozen: list[str]):
+    model, _ = S.load_student(base_dir)
+    model = S.apply_train_parts(model, _cfg(f"student.train_parts={parts}"))
+    names = list(S.trainable_state(model))
+    assert names
+    for part in trains:
+        assert any(part in n for n in names), (part, names[:5])
+    for part in frozen:
+        assert not any(part in n for n in names if "lora" not in part), part
+    if parts == "lora":
+        assert not any("language_model" in n and "lora" not in n for n in names)
+
+
+def test_overfits_a_fixed_batch(base_dir: Path, tmp_path: Path):
+    """The loss on one fixed batch of 2 falls below 30% of its start within 40 steps."""
+    scfg = _cfg(
+        "student.max_steps=40", "student.eval_interval=40", "student.checkpoint_interval=40"
+    )
+    losses: list[float] = []
+    result = train(_job(tmp_path, base_dir, scfg), on_step=lambda s, loss: losses.append(loss))
+    assert len(losses) == 40 and result["steps"] == 40
+    assert min(losses[-5:]) < 0.3 * losses[0], losses
+
+
+def test_resume_continues_step_count_and_loss(base_dir: Path, tmp_path: Path):
+    """Interrupted after the step-3 checkpoint, a rerun continues at step 4 with the
+    losses the uninterrupted run had."""
+    scfg = _cfg(
+        "student.max_steps=6",
+        "student.eval_interval=3",
+        "student.checkpoint_interval=3",
+        "student.keep_checkpoints=5",
+    )
+    straight: list[tuple[int, float]] = []
+    train(
+        _job(tmp_path / "a", base_dir, scfg, n_train=6),
+        on_step=lambda s, v: straight.append((s, v)),
+    )
+
+    job = _job(tmp_path / "b", base_dir, scfg, n_train=6)
+    first: list[tuple[int, float]] = []
+
+    def crash_at_5(step: int, loss: float) -> None:
+        first.append((step, loss))
+        if step == 5:
+            raise KeyboardInterrupt("simulated crash")
+
+    with pytest.raises(KeyboardInterrupt):
+        train(job, on_step=crash_at_5)
+    assert checkpoints.latest(job.checkpoint_root) == 3
+    assert not (Path(job.run_dir) / FINAL).exists()
+
+    second: list[tuple[int, float]] = []
+    result = train(job, on_step=lambda s, v: second.append((s, v)))
+    assert result["resumed_from"] == 3
+    assert [s for s, _ in second] == [4, 5, 6]
+    assert [s for s, _ in first] == [1, 2, 3, 4, 5]
+    for (s, got), (s2, want) in zip(second, straight[3:], strict=True):
+        assert s == s2 and got == pytest.approx(want, rel=1e-4, abs=1e-4)
+    assert [p["step"] for p in result["history"]] == [0, 3, 6]
+    # safetensors + JSON, nothing pickled
+    ckpt = Path(job.checkpoint_root) / "step-000006"
+    assert sorted(p.name for p in ckpt.iterdir()) == [
+        "optimizer.safetensors",
+        "state.json",
+        "trainable.safetensors",
+    ]
+    provenance = json.loads((Path(job.run_dir) / FINAL / PROVENANCE).read_text())
+    assert provenance["steps"] == 6 and provenance["source_table"] == "test"
+    assert provenance["content_hash"] == result["content_hash"]
+
+
+def test_student_captioner_from_the_final_checkpoint(base_dir: Path, tmp_path: Path):
+    scfg = _cfg("student.max_steps=2", "student.eval_interval=2", "student.checkpoint_interval=2")
+    result = train(_job(tmp_path, base_dir, scfg))
+    final = result["final_dir"]
+    assert S.content_hash(final) == result["content_hash"]
+    spec = S.student_spec(scfg, final, result["content_hash"])
+    captioner = S.StudentCaptioner.from_spec(spec)
+    out = captioner.caption([_jpeg(1), _jpeg(2)], ["a red bus", "a dog"])
+    assert len(out) == 2 and all(g.new_tokens >= 1 for g in out)
+    # batched equals one by one (left padding)
+    assert captioner.caption([_jpeg(2)], ["a dog"])[0].text == out[1].text
+    with pytest.raises(ValueError):
+        captioner.caption([_jpeg(1)])
+
+
+@pytest.mark.gpu
+def test_trains_and_resumes_on_a_gpu_in_bf16(base_dir: Path, tmp_path: Path):
+    """On CUDA: bf16 weights, the loop's device is the GPU, checkpoints load back."""
+    scfg = _cfg(
+        "student.max_steps=4",
+        "student.eval_interval=2",
+        "student.checkpoint_interval=2",
+        "student.use_gpu=true",
+        "student.dtype=bfloat16",
+    )
+    job = _job(tmp_path, base_dir, scfg, n_train=4)
+    losses: list[float] = []
+
+    def crash_at_3(step: int, loss: float) -> None:
+        losses.append(loss)
+        if step == 3:
+            raise KeyboardInterrupt("simulated crash")
+
+    with pytest.raises(KeyboardInterrupt):
+        train(job, on_step=crash_at_3)
+    result = train(job)
+    assert result["resumed_from"] == 2 and result["steps"] == 4
+    history = result["history"]
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    spec = S.student_spec(scfg, result["final_dir"], result["content_hash"])
+    assert spec.dtype == "bfloat16"
+    out = S.StudentCaptioner.from_spec(spec).caption([_jpeg(1)], ["a red bus"])
+    assert out[0].new_tokens >= 1

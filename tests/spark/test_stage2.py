@@ -1,0 +1,259 @@
+"""Both KALE stages end to end on real local Spark + Delta with the tiny models.
+
+One module-scoped pipeline: a generated DataComp-format sample → `pipeline.run_pipeline`
+(ingest, fetch, caption, augment, filter, train-student through TorchDistributor,
+student-caption, filter, publish), then `kale run` again through the CLI. The tests
+below read what those two runs wrote. Expected uid sets come from the documented hash
+rule computed here with hashlib, not from kale_spark.split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from kale_spark import cli, schema
+from kale_spark.config import load_config
+from kale_spark.lake import Lake
+from kale_spark.pipeline import run_all
+from kale_spark.sources.sample import generate_sample
+
+ROWS = 14
+TEACHER_FRACTION = 0.5
+STEPS = 6
+DATA_TABLES = (
+    schema.SAMPLES,
+    schema.IMAGES,
+    schema.DENSE_CAPTIONS,
+    schema.STAGE1_CAPTIONS,
+    schema.STAGE2_CAPTIONS,
+    schema.FILTERED_CAPTIONS,
+    schema.KALE,
+    schema.RELEASES,
+)
+
+
+def _teacher(uid: str) -> bool:
+    # split.py's documented rule, written out independently.
+    bucket = int(hashlib.sha256(f"kale-teacher:{uid}".encode()).hexdigest()[:8], 16)
+    return bucket < int(TEACHER_FRACTION * 2**32)
+
+
+def _dir_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.name != "provenance.json"):
+        h.update(str(f.relative_to(path)).encode() + b"\0" + f.read_bytes())
+    return "sha256:" + h.hexdigest()
+
+
+def _overrides(root: Path) -> list[str]:
+    return [
+        f"lake.root={root / 'lake'}",
+        "spark.master=local[2]",
+        "spark.shuffle_partitions=2",
+        "spark.arrow_batch_size=8",
+        f"sample.out={root / 'sample'}",
+        f"ingest.input={root / 'sample' / 'metadata'}",
+        f"fetch.file_root={root / 'sample'}",  # the sample's images are file:// URLs
+        f"models.cache_dir={root / 'model-cache'}",
+        "models.torch_threads=1",
+        "caption.generation.max_new_tokens=12",
+        "augment.generation.max_new_tokens=16",
+        f"split.teacher_fraction={TEACHER_FRACTION}",
+        f"student.max_steps={STEPS}",
+        "student.eval_interval=3",
+        "student.checkpoint_interval=3",
+        "student.batch_size=2",
+        "student.snapshot_files=2",
+        "student.lr=0.003",
+        "student.generation.max_new_tokens=16",
+        "student.generation.min_new_tokens=8",
+        # The tiny student's captions are noise a few steps in: keep every non-empty one,
+        # so the published table shows both stages.
+        "filter.min_words=1",
+        "publish.export=false",
+    ]
+
+
+def _table_rows(lake: Lake, table: str) -> list[tuple]:
+    df = lake.read(table)
+    drop = [
+        c for c in ("created_at", "fetched_at", "ingested_at", "published_at") if c in df.columns
+    ]
+    return sorted(tuple(str(v) for v in r) for r in df.drop(*drop).collect())
+
+
+@pytest.fixture(scope="module")
+def both_stages(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("stage2")
+    generate_sample(root / "sample", ROWS, bad_fraction=0.0, seed=5, max_side=300)
+    cfg = load_config(None, _overrides(root))
+    first = run_all(spark, cfg)
+    lake = Lake(spark, cfg.lake)
+    versions = {t: lake.version(t) for t in DATA_TABLES}
+    contents = {t: _table_rows(lake, t) for t in DATA_TABLES}
+    argv = ["run", "--input", str(root / "sample" / "metadata")]
+    for o in _overrides(root):
+        argv += ["--set", o]
+    rc = cli.main(argv)
+    return {
+        "cfg": cfg,
+        "lake": lake,
+        "first": {r.stage: r for r in first},
+        "versions": versions,
+        "contents": contents,
+        "rc": rc,
+    }
+
+
+def _uids(df) -> set[str]:
+    return {r["uid"] for r in df.select("uid").collect()}
+
+
+def test_split_expression_agrees_with_python(spark, both_stages) -> None:
+    from pyspark.sql import functions as F
+
+    from kale_spark import split
+
+    uids = [hashlib.md5(str(i).encode()).hexdigest() for i in range(300)]
+    df = spark.createDataFrame([(u,) for u in uids], "uid string")
+    got = {
+        r["uid"]: r["t"]
+        for r in df.select("uid", split.is_teacher_col(F.col("uid"), 0.4587).alias("t")).collect()
+    }
+    assert got == {u: split.is_teacher(u, 0.4587) for u in uids}
+
+
+def test_stage2_holds_exactly_the_students_ok_uids(both_stages) -> None:
+    lake = both_stages["lake"]
+    ok = _uids(lake.read(schema.IMAGES).where(f"status = '{schema.IMAGE_OK}'"))
+    student = {u for u in ok if not _teacher(u)}
+    teacher = ok - student
+    assert student and teacher  # the sample gives both sides something
+    stage2 = lake.read(schema.STAGE2_CAPTIONS)
+    assert _uids(stage2) == student
+    assert stage2.count() == len(student)
+    assert _uids(lake.read(schema.STAGE1_CAPTIONS)) == teacher
+    assert _uids(lake.read(schema.DENSE_CAPTIONS)) == teacher
+    assert not _uids(lake.read(schema.STAGE1_CAPTIONS)) & _uids(stage2)
+
+
+def test_stage2_rows_name_the_checkpoint(both_stages) -> None:
+    lake = both_stages["lake"]
+    rows = lake.read(schema.STAGE2_CAPTIONS).collect()
+    models = {r["model"] for r in rows}
+    assert len(models) == 1
+    checkpoint = Path(models.pop())
+    assert checkpoint.name == "final" and checkpoint.is_dir()
+    assert {r["model_revision"] for r in rows} == {_dir_hash(checkpoint)}
+    assert all(r["dense_caption"] is None and r["dense_model"] is None for r in rows)
+    assert {r["prompt_id"] for r in rows} == {"student_v1"}
+    trained_on = both_stages["first"]["train-student"].input_versions[schema.FILTERED_CAPTIONS]
+    for r in rows:
+        assert r["source_versions"]["student_train.filtered_captions"] == trained_on
+        assert r["caption_raw"].strip()
+
+
+def test_provenance_beside_the_weights(both_stages) -> None:
+    run = both_stages["first"]["train-student"]
+    lake = both_stages["lake"]
+    checkpoint = Path(lake.read(schema.STAGE2_CAPTIONS).first()["model"])
+    assert (checkpoint / "model.safetensors").is_file()
+    prov = json.loads((checkpoint / "provenance.json").read_text())
+    assert prov["source_table"] == "filtered_captions"
+    assert prov["source_version"] == run.input_versions[schema.FILTERED_CAPTIONS]
+    assert prov["config_hash"] == both_stages["cfg"].config_hash()
+    assert prov["base_models"]["vision"]["id"] == "tiny:student-vision"
+    assert prov["base_models"]["language"]["id"] == "tiny:student-lm"
+    assert prov["steps"] == STEPS
+    kept_teacher = (
+        lake.read(schema.FILTERED_CAPTIONS, version=prov["source_version"])
+        .where("stage = 'stage1' AND NOT rejected")
+        .count()
+    )
+    assert prov["data"]["train_rows"] + prov["data"]["val_rows"] == kept_teacher
+
+
+def test_training_learns_and_logs_losses_into_runs(spark, both_stages) -> None:
+    """Learning test: on the sample, validation loss after training < before."""
+    lake = both_stages["lake"]
+    run_id = both_stages["first"]["train-student"].run_id
+    row = lake.read(schema.RUNS).where(f"run_id = '{run_id}'").first()
+    assert row["status"] == "ok"
+    metrics, counts = row["metrics"], row["counts"]
+    assert counts["steps"] == STEPS and counts["trained_steps"] == STEPS
+    assert counts["val_rows"] >= 1 and counts["train_rows"] >= 1
+    for step in (0, 3, 6):
+        assert f"val_loss.step_{step:06d}" in metrics
+    for step in (3, 6):
+        assert f"train_loss.step_{step:06d}" in metrics
+    assert metrics["val_loss_before"] == metrics["val_loss.step_000000"]
+    assert metrics["val_loss_after"] < metrics["val_loss_before"]
+
+
+def test_kale_holds_both_stages(both_stages) -> None:
+    lake = both_stages["lake"]
+    kale = lake.read(schema.KALE).collect()
+    by_stage: dict[str, set[str]] = {}
+    for r in kale:
+        by_stage.setdefault(r["stage"], set()).add(r["uid"])
+    assert set(by_stage) == {"stage1", "stage2"}
+    assert all(_teacher(u) for u in by_stage["stage1"])
+    assert not any(_teacher(u) for u in by_stage["stage2"])
+    for r in kale:
+        if r["stage"] == "stage2":
+            assert r["dense_caption"] is None
+            assert r["novel_share_basis"] == schema.BASIS_ALT_ONLY
+        else:
+            assert r["dense_caption"]
+            assert r["novel_share_basis"] == schema.BASIS_ALT_AND_DENSE
+
+
+def test_rerun_gives_the_same_tables(both_stages) -> None:
+    lake = both_stages["lake"]
+    assert both_stages["rc"] == 0
+    for table in DATA_TABLES:
+        assert lake.version(table) == both_stages["versions"][table], table
+        assert _table_rows(lake, table) == both_stages["contents"][table], table
+    last = (
+        lake.read(schema.RUNS)
+        .where("stage = 'train-student'")
+        .orderBy("started_at", ascending=False)
+        .first()
+    )
+    assert last["counts"]["trained_steps"] == 0
+    student_runs = lake.read(schema.RUNS).where("stage = 'student-caption'").collect()
+    assert sorted(r["counts"]["generated"] for r in student_runs)[0] == 0
+
+
+def test_a_lake_from_before_stage2_is_brought_up_to_the_schema(spark, tmp_path) -> None:
+    """ensure_table on an old table: missing columns added, NOT NULL dropped where the
+    schema now allows null (dense_caption of stage-2 rows)."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    from kale_spark.config import LakeConfig
+
+    lake = Lake(spark, LakeConfig(root=str(tmp_path / "lake")))
+    old = StructType(
+        [
+            StructField("uid", StringType(), False),
+            StructField("dense_caption", StringType(), False),
+        ]
+    )
+    new = StructType(
+        [
+            StructField("uid", StringType(), False),
+            StructField("dense_caption", StringType(), True),
+            StructField("novel_share_basis", StringType(), True),
+        ]
+    )
+    lake.ensure_table("t", old)
+    assert not lake.read("t").schema["dense_caption"].nullable
+    lake.ensure_table("t", new)
+    df = spark.createDataFrame([("a" * 32, None, "alt_text")], new)
+    lake.append("t", df, {"stage": "test"})
+    row = lake.read("t").first()
+    assert row["dense_caption"] is None and row["novel_share_basis"] == "alt_text"
