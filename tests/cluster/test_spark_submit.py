@@ -16,9 +16,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from kale_spark.config import load_config
+from kale_spark.split import is_teacher
+
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
+LOCAL = REPO / "conf" / "local.yaml"
 ROWS = 12
 
 
@@ -65,13 +69,15 @@ def submitted(standalone_cluster, dist_zip, tmp_path_factory):
         "--conf", "spark.databricks.delta.snapshotPartitions=2",
         "--conf", "spark.sql.sources.parallelPartitionDiscovery.parallelism=2",
         str(REPO / "jobs" / "run_all.py"),
-        "--config", str(REPO / "conf" / "local.yaml"),
+        "--config", str(LOCAL),
         "--sample-rows", str(ROWS),
         "--set", f"lake.root={lake}",
         "--set", f"sample.out={sample}",
         "--set", "sample.bad_fraction=0.0",
         "--set", f"ingest.input={sample / 'metadata'}",
         "--set", f"models.cache_dir={tmp / 'models'}",
+        "--set", f"fetch.file_root={sample}",  # the sample's images are local files
+        "--set", "filter.min_words=1",  # the tiny teacher's noise must reach the student
         "--set", "spark.master=local[2]",  # the profile's master: must lose to --master
     ]  # fmt: skip
     proc = subprocess.run(
@@ -91,15 +97,34 @@ def test_whole_pipeline_runs_through_spark_submit(submitted):
     uids = set(pq.read_table(submitted["sample"] / "metadata").column("uid").to_pylist())
     assert len(uids) == ROWS
     lake = submitted["lake"]
-    for table in ("samples", "images", "dense_captions", "stage1_captions", "filtered_captions"):
+    # Both stages: the teacher's share by the uid-hash split, the student the rest.
+    teacher = {u for u in uids if is_teacher(u, load_config(LOCAL).split.teacher_fraction)}
+    assert teacher and teacher != uids
+    for table, expected in (
+        ("samples", uids),
+        ("images", uids),
+        ("dense_captions", teacher),
+        ("stage1_captions", teacher),
+        ("stage2_captions", uids - teacher),
+        ("filtered_captions", uids),
+    ):
         rows = _read_delta(lake / table)
-        assert set(rows.column("uid").to_pylist()) == uids, table
+        assert set(rows.column("uid").to_pylist()) == expected, table
     images = _read_delta(lake / "images")
     assert set(images.column("status").to_pylist()) == {"ok"}
     filtered = _read_delta(lake / "filtered_captions").to_pylist()
     kept = {r["uid"] for r in filtered if not r["rejected"]}
     assert set(_read_delta(lake / "kale").column("uid").to_pylist()) == kept
-    for stage in ("ingest", "fetch", "caption", "augment", "filter", "publish"):
+    for stage in (
+        "ingest",
+        "fetch",
+        "caption",
+        "augment",
+        "filter",
+        "train-student",
+        "student-caption",
+        "publish",
+    ):
         assert f"[{stage}] ok" in submitted["out"]
 
 

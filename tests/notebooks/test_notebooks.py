@@ -97,7 +97,9 @@ def notebook_run(spark, tmp_path_factory):
         "profile": str(REPO / "conf" / "local.yaml"),
         "lake_root": str(tmp / "lake"),
         "ingest_input": str(sample.metadata_dir),
+        # The notebooks cover stage 1: the teacher takes every image here.
         "overrides": f"models.cache_dir={tmp_path_factory.getbasetemp() / 'kale-model-cache'}; "
+        f"fetch.file_root={tmp / 'sample'}; split.teacher_fraction=1.0; "
         "spark.shuffle_partitions=2",
     }
     results = {nb.name: run_notebook(nb, spark, widgets) for nb in NOTEBOOKS}
