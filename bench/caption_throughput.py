@@ -139,12 +139,24 @@ def kale_config(args: argparse.Namespace, lake_root: Path):
             "master": f"local[{args.cores}]",
             "shuffle_partitions": args.cores,
             "arrow_batch_size": args.batch_size,
-            "conf": {"spark.driver.memory": "2g"},
+            "conf": {"spark.driver.memory": "2g", **event_log_conf(args.event_log)},
         },
         "models": {"torch_threads": 0},
         "caption": caption,
     }
     return build(Config, data)
+
+
+def event_log_conf(directory: str | None) -> dict[str, str]:
+    """Spark's event log (plain JSON lines) for a profile of the kale contestant's jobs."""
+    if not directory:
+        return {}
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return {
+        "spark.eventLog.enabled": "true",
+        "spark.eventLog.dir": Path(directory).resolve().as_uri(),
+        "spark.eventLog.compress": "false",
+    }
 
 
 def write_images_table(spark, lake, paths: list[Path], partitions: int) -> None:
@@ -301,6 +313,8 @@ def child_args(args: argparse.Namespace, name: str, images: int) -> list[str]:
     ]  # fmt: skip
     if args.rows_per_commit:
         out += ["--rows-per-commit", str(args.rows_per_commit)]
+    if args.event_log:
+        out += ["--event-log", str(args.event_log)]
     return out
 
 
@@ -384,6 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--contestants", default=",".join(CONTESTANTS))
     parser.add_argument("--rows-per-commit", type=int, default=0, help="0: the stage's default")
     parser.add_argument("--no-rss", action="store_true", help="skip the N/4 kale run")
+    parser.add_argument("--event-log", help="write the kale run's Spark event log here")
     parser.add_argument("--no-figures", dest="figures", action="store_false")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--child", choices=CONTESTANTS, help=argparse.SUPPRESS)

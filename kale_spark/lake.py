@@ -39,6 +39,8 @@ class WriteResult:
     rows_inserted: int
     rows_updated: int = 0
     rows_deleted: int = 0
+    committed: bool = True  # False: the write made no commit (nothing changed, or a
+    #                         transaction version the table had already seen)
 
 
 class Lake:
@@ -180,6 +182,16 @@ class Lake:
         """Where a streaming query over this lake keeps its checkpoint."""
         return self.path("/".join(["_checkpoints", *parts]))
 
+    def checkpoint_started(self, checkpoint: str) -> bool:
+        """Whether a streaming query has started from `checkpoint` before (its offset
+        log exists). Unknown (Spark Connect has no file system handle): True."""
+        if getattr(self.spark, "_jsparkSession", None) is None:
+            return True
+        sc = self.spark.sparkContext
+        path = sc._jvm.org.apache.hadoop.fs.Path(f"{checkpoint}/offsets")
+        fs = path.getFileSystem(sc._jsc.hadoopConfiguration())
+        return bool(fs.exists(path))
+
     def version(self, name: str) -> int | None:
         if not self.exists(name):
             return None
@@ -259,13 +271,22 @@ class Lake:
         source: DataFrame,
         commit: dict[str, str],
         merge_schema: bool = False,
+        txn: tuple[str, int] | None = None,
     ) -> WriteResult:
         """Append `source` to table `name` (`merge_schema`: add the columns it has and
-        the table lacks, e.g. a new `runs` column)."""
+        the table lacks, e.g. a new `runs` column).
+
+        `txn` = (app id, version) makes the append idempotent (Delta's txnAppId /
+        txnVersion): Delta skips it, without running `source`, when the table has
+        already committed that version or a later one for that app id; the result then
+        says `committed=False`.
+        """
         metadata, stamp = _commit_info(commit)
         writer = source.write.format("delta").mode("append").option(USER_METADATA_OPTION, metadata)
         if merge_schema:
             writer = writer.option("mergeSchema", "true")
+        if txn is not None:
+            writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
         writer.save(self.path(name))
         self.register(name)
         return self.last_write(name, stamp)
@@ -288,7 +309,7 @@ class Lake:
 
         last = DeltaTable.forPath(self.spark, self.path(name)).history(1).first()
         if stamp not in (last["userMetadata"] or ""):
-            return WriteResult(name, int(last["version"]), 0)
+            return WriteResult(name, int(last["version"]), 0, committed=False)
         m = last["operationMetrics"] or {}
         # MERGE reports numTargetRows*; a plain append reports numOutputRows.
         inserted = m.get("numTargetRowsInserted", m.get("numOutputRows", 0))

@@ -108,6 +108,11 @@ def _log_run(lake: Lake, run: StageRun) -> None:
         __version__,
         {k: float(v) for k, v in run.metrics.items()},
     )
-    df = lake.spark.createDataFrame([row], schema=schema.RUNS_SCHEMA)
+    import pandas as pd
+
+    # From pandas (Arrow): a local relation. A Python list would become an RDD that
+    # a Spark job with Python workers has to convert (about a second per run).
+    names = [f.name for f in schema.RUNS_SCHEMA.fields]
+    df = lake.spark.createDataFrame(pd.DataFrame([row], columns=names), schema=schema.RUNS_SCHEMA)
     # mergeSchema: a `runs` table from before a column was added gains it.
     lake.append(schema.RUNS, df, run.commit(), merge_schema=True)

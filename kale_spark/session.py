@@ -53,6 +53,9 @@ def session_conf(cfg: SparkConfig) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         # Schema changes are explicit in kale (schema.py); never merge silently.
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # Delta replays a table's log with this many tasks (default 50): on a small
+        # cluster that is 50 tasks per log read, seconds of overhead per stage.
+        "spark.databricks.delta.snapshotPartitions": str(min(cfg.shuffle_partitions, 50)),
     }
     if cfg.delta_packages:
         conf["spark.jars.packages"] = delta_packages()

@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kale_spark import schema
 from kale_spark.hashing import sha256_hex
-from kale_spark.lake import Lake
+from kale_spark.lake import Lake, WriteResult
 from kale_spark.models.spec import ModelSpec
 from kale_spark.progress import Progress, counter_accumulator
 from kale_spark.runs import StageRun
@@ -174,8 +176,24 @@ def checkpoint_name(stage: ModelStage) -> str:
     return f"{slug}-{sha256_hex(key)[:10]}"
 
 
+# A chunk's Delta transaction version: micro-batch id x this + chunk index.
+CHUNKS_PER_BATCH = 1_000_000
+
+
 class ChunkWriter:
-    """Runs the model over batches of candidate rows and commits them chunk by chunk."""
+    """Runs the model over batches of candidate rows and commits them chunk by chunk.
+
+    Chunks of a micro-batch are cut from all its candidates in uid order, committed
+    or not, so a replayed micro-batch (a crash before the checkpoint recorded it) is
+    cut into the same chunks. Each chunk is one append carrying Delta's txnAppId (the
+    streaming query's id, stable for the checkpoint's life) and txnVersion (batch,
+    chunk): a chunk that committed is skipped by Delta, and two runs that replay the
+    same micro-batch at once cannot both commit it. Rows already committed are removed
+    before the model runs, so nothing committed is generated again. A chunk outside
+    the stream (the catch-up pass), or one Delta skipped although it still had rows
+    (the chunk size changed between a crash and its rerun), goes through a keyed
+    insert-only MERGE instead.
+    """
 
     def __init__(self, lake: Lake, run: StageRun, stage: ModelStage, ctx: UdfContext) -> None:
         from kale_spark import udf
@@ -187,46 +205,71 @@ class ChunkWriter:
         self.failed_uids: set[str] = set()  # rows this run failed on (few; bounded per chunk)
         self.accumulator = counter_accumulator(lake.spark)
         self.model_fn = udf.model_partition_fn(ctx, stage.kind, progress=self.accumulator)
+        self.app_id: str | None = None
+        self._bound = threading.Event()
 
-    def todo(self, source_rows: DataFrame) -> DataFrame:
-        """Candidates among `source_rows` with no committed row for this model + prompt
-        (and that this run has not already failed on)."""
+    def bind(self, query_id: str) -> None:
+        """The streaming query's id: the txnAppId of this checkpoint's commits."""
+        self.app_id = f"kale:{self.stage.target.stage}:{query_id}"
+        self._bound.set()
+
+    def keys(self, prepared: DataFrame) -> list[tuple[str, bool]]:
+        """(uid, committed) of every candidate in `prepared`, in uid order; keys only."""
+        from pyspark.sql import functions as F
+
         done = already_done(self.lake, self.stage.target.table, self.stage.spec)
-        todo = self.stage.prepare(source_rows).join(done, schema.UID, "left_anti")
-        if self.failed_uids:  # a failed row is retried by the next run, not twice by this one
-            failed = self.lake.spark.createDataFrame(
-                [(u,) for u in sorted(self.failed_uids)], f"{schema.UID} string"
-            )
-            todo = todo.join(failed.hint("broadcast"), schema.UID, "left_anti")
-        return todo
+        flagged = prepared.select(schema.UID).join(
+            done.withColumn("_done", F.lit(True)), schema.UID, "left"
+        )
+        return sorted((r[0], bool(r[1])) for r in flagged.collect())
 
     def process(self, source_rows: DataFrame, batch_id: int) -> None:
         """foreachBatch: generate and commit the micro-batch's missing rows in chunks."""
         from pyspark import StorageLevel
 
-        todo = self.todo(source_rows).persist(StorageLevel.MEMORY_AND_DISK)
+        prepared = self.stage.prepare(source_rows)
+        keys = self.keys(prepared)
+        limit = self.stage.spec.rows_per_commit
+        chunks = [
+            [u for u, done in keys[i : i + limit] if not done and u not in self.failed_uids]
+            for i in range(0, len(keys), limit)
+        ]
+        n = sum(len(c) for c in chunks)
+        log.info("[%s] batch %d: %d rows to generate", self.stage.target.stage, batch_id, n)
+        if n == 0:
+            return
+        if batch_id >= 0 and not self._bound.wait(timeout=60):
+            log.warning("[%s] no query id: chunks commit by MERGE", self.stage.target.stage)
+        busy = [k for k, chunk in enumerate(chunks) if chunk]
+        # Several chunks read the micro-batch's rows once (persisted), not once each.
+        source = prepared.persist(StorageLevel.MEMORY_AND_DISK) if len(busy) > 1 else prepared
         try:
-            n = todo.count()
-            limit = self.stage.spec.rows_per_commit
-            log.info("[%s] batch %d: %d rows to generate", self.stage.target.stage, batch_id, n)
-            if n == 0:
-                return
-            if n <= limit:
-                self.commit_chunk(todo, n)
-                return
-            uids = sorted(r[0] for r in todo.select(schema.UID).collect())
-            spark = self.lake.spark
-            for start in range(0, len(uids), limit):
-                part = uids[start : start + limit]
-                keys = spark.createDataFrame([(u,) for u in part], f"{schema.UID} string")
-                self.commit_chunk(todo.join(keys.hint("broadcast"), schema.UID), len(part))
+            for k in busy:
+                whole = len(chunks[k]) == len(keys)  # the chunk is the whole micro-batch
+                rows = source if whole else self._only(source, chunks[k])
+                txn = None
+                if batch_id >= 0 and self.app_id is not None:
+                    txn = (self.app_id, batch_id * CHUNKS_PER_BATCH + k)
+                self.commit_chunk(rows, len(chunks[k]), txn)
         finally:
-            todo.unpersist()
+            if source is not prepared:
+                source.unpersist()
 
-    def _partitions(self, rows: int) -> int:
-        """Spread a chunk over the cluster: at least one model batch per task."""
+    def _only(self, rows: DataFrame, uids: list[str]) -> DataFrame:
+        import pandas as pd
+
+        # From pandas (Arrow): a local relation, no Python-worker job to build it.
+        keys = self.lake.spark.createDataFrame(
+            pd.DataFrame({schema.UID: uids}), f"{schema.UID} string"
+        )
+        return rows.join(keys.hint("broadcast"), schema.UID, "left_semi")
+
+    def _spread(self, chunk: DataFrame, rows: int) -> DataFrame:
+        """Spread a chunk evenly over the cluster, at least one model batch per task.
+        (A micro-batch's file splits are sized by bytes, not rows: 3 splits on 2
+        slots leave one slot idle for a third of the run, so rows are dealt out.)"""
         parallelism = self.lake.spark.sparkContext.defaultParallelism
-        return max(1, min(parallelism, -(-rows // self.stage.spec.batch_size)))
+        return chunk.repartition(max(1, min(parallelism, -(-rows // self.stage.spec.batch_size))))
 
     def _results_schema(self, chunk: DataFrame) -> StructType:
         from pyspark.sql.types import StructType
@@ -236,13 +279,26 @@ class ChunkWriter:
         fields = [f for f in chunk.schema.fields if f.name not in udf.DROPPED_INPUTS]
         return StructType(fields + list(udf.RESULT_TYPE.fields))
 
-    def commit_chunk(self, chunk: DataFrame, rows: int) -> None:
+    def _write_good(self, good: DataFrame, txn: tuple[str, int] | None) -> WriteResult:
+        """The chunk's good rows in one commit: an idempotent append, or the MERGE."""
+        target, run = self.stage.target, self.run
+        rows = output_rows(good, self.stage, run.run_id)
+        keys = list(schema.GENERATED_KEY)
+        if txn is None:
+            return self.lake.insert_new(target.table, rows, keys, run.commit())
+        written = self.lake.append(target.table, rows, run.commit(), txn=txn)
+        if written.committed:
+            return written
+        log.warning("[%s] Delta skipped chunk %s as committed; merging it", target.stage, txn)
+        return self.lake.insert_new(target.table, rows, keys, run.commit())
+
+    def commit_chunk(self, chunk: DataFrame, rows: int, txn: tuple[str, int] | None) -> None:
         """Model over one chunk; its good rows in one commit, its failures in quarantine."""
         from pyspark import StorageLevel
         from pyspark.sql import functions as F
 
         stage, run = self.stage, self.run
-        chunk = chunk.repartition(self._partitions(rows))
+        chunk = self._spread(chunk, rows)
         out_schema = self._results_schema(chunk)
         if stage.resource_profile is not None:
             mapped = chunk.mapInPandas(self.model_fn, out_schema, profile=stage.resource_profile)
@@ -251,20 +307,12 @@ class ChunkWriter:
         # Persisted for the chunk's two writes: the model runs once per row.
         results = mapped.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            by_reason = {
-                r["reason"]: r["count"] for r in results.groupBy("reason").count().collect()
-            }
-            n_good = by_reason.pop(None, 0)
             ok = F.col("reason").isNull()
-            written = self.lake.insert_new(
-                stage.target.table,
-                output_rows(results.where(ok), stage, run.run_id),
-                list(schema.GENERATED_KEY),
-                run.commit(),
-            )
-            if by_reason:
-                failed = results.where(~ok).select(schema.UID).collect()
-                self.failed_uids.update(r[0] for r in failed)
+            written = self._write_good(results.where(ok), txn)  # runs the model
+            failed = results.where(~ok).select(schema.UID, "reason").collect()
+            by_reason = Counter(r["reason"] for r in failed)
+            if failed:
+                self.failed_uids.update(r[schema.UID] for r in failed)
                 self.lake.ensure_table(schema.QUARANTINE, schema.QUARANTINE_SCHEMA)
                 q = self.lake.insert_new(
                     schema.QUARANTINE,
@@ -274,10 +322,11 @@ class ChunkWriter:
                 )
                 self.tally.quarantined += q.rows_inserted
                 run.output_versions[schema.QUARANTINE] = q.version
+            n_good = rows - len(failed)
         finally:
             results.unpersist()
         self.tally.generated += written.rows_inserted
-        self.tally.duplicates += n_good - written.rows_inserted
+        self.tally.duplicates += max(0, n_good - written.rows_inserted)
         self.tally.commits += 1
         for reason, count in by_reason.items():
             self.tally.failed[reason] = self.tally.failed.get(reason, 0) + count
@@ -286,7 +335,7 @@ class ChunkWriter:
             "[%s] committed %d rows (+%d failed) as %s v%d",
             stage.target.stage,
             written.rows_inserted,
-            sum(by_reason.values()),
+            len(failed),
             stage.target.table,
             written.version,
         )
@@ -304,8 +353,9 @@ def count_todo(lake: Lake, stage: ModelStage) -> tuple[int, int]:
     return n_done + by_done.get(None, 0), n_done
 
 
-def stream_source(lake: Lake, stage: ModelStage, writer: ChunkWriter) -> None:
-    """Every file of the source the checkpoint has not seen, micro-batch by micro-batch."""
+def stream_source(lake: Lake, stage: ModelStage, writer: ChunkWriter) -> bool:
+    """Every file of the source the checkpoint has not seen, micro-batch by micro-batch.
+    True when the checkpoint was new: the stream then delivered the whole snapshot."""
     options = {
         # Update commits (a fetch retry rewriting a row) are skipped here; the
         # catch-up pass picks up what they changed.
@@ -313,6 +363,7 @@ def stream_source(lake: Lake, stage: ModelStage, writer: ChunkWriter) -> None:
         "maxFilesPerTrigger": str(stage.spec.files_per_trigger),
     }
     checkpoint = lake.checkpoint_path(stage.target.stage, checkpoint_name(stage))
+    fresh = not lake.checkpoint_started(checkpoint)
     query = (
         lake.read_stream(stage.source, options)
         .writeStream.foreachBatch(writer.process)
@@ -320,7 +371,9 @@ def stream_source(lake: Lake, stage: ModelStage, writer: ChunkWriter) -> None:
         .trigger(availableNow=True)
         .start()
     )
+    writer.bind(str(query.id))
     query.awaitTermination()
+    return fresh
 
 
 def run_model_stage(lake: Lake, run: StageRun, stage: ModelStage, ctx: UdfContext) -> None:
@@ -331,7 +384,7 @@ def run_model_stage(lake: Lake, run: StageRun, stage: ModelStage, ctx: UdfContex
     n_candidates, n_done = count_todo(lake, stage)
     n_todo = n_candidates - n_done
     run.counts.update(candidates=n_candidates, already_done=n_done)
-    run.output_versions[target.table] = lake.version(target.table)
+    run.output_versions[target.table] = run.input_versions[target.table]
     if n_todo == 0:
         run.counts.update(generated=0, failed=0, quarantine_new=0, commits=0)
         run.notes.append(f"nothing to do: all {n_candidates} candidates have a {target.table} row")
@@ -353,17 +406,19 @@ def run_model_stage(lake: Lake, run: StageRun, stage: ModelStage, ctx: UdfContex
         poll=lambda: writer.accumulator.value,
     )
     with progress:
-        stream_source(lake, stage, writer)
-        # Catch-up: what the stream did not deliver, through the same chunks (the
-        # count reads keys only; the image bytes are read only when rows remain).
-        candidates, done = count_todo(lake, stage)
-        if candidates > done + len(writer.failed_uids):
-            log.info(
-                "[%s] catch-up: %d rows the stream did not deliver",
-                target.stage,
-                candidates - done - len(writer.failed_uids),
-            )
-            writer.process(lake.read(stage.source), batch_id=-1)
+        if not stream_source(lake, stage, writer):
+            # Catch-up: what a resumed stream did not deliver (rows an update commit
+            # changed, rows that failed in an earlier run), through the same chunks. A
+            # new checkpoint delivered the whole snapshot: nothing to catch up. The
+            # count reads keys only; the image bytes are read only when rows remain.
+            candidates, done = count_todo(lake, stage)
+            if candidates > done + len(writer.failed_uids):
+                log.info(
+                    "[%s] catch-up: %d rows the stream did not deliver",
+                    target.stage,
+                    candidates - done - len(writer.failed_uids),
+                )
+                writer.process(lake.read(stage.source), batch_id=-1)
     _fill_run(run, writer.tally, progress, n_candidates, n_todo)
 
 
