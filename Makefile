@@ -62,7 +62,7 @@ bench-fetch: setup
 
 # Throughput: kale's caption stage vs the raw PyTorch loop, Ray Data and Daft (a few
 # minutes on 2 cores), then the fusion LLM (tokens/s). Writes bench/figures/<device>.json.
-BENCH_IMAGES ?= 256
+BENCH_IMAGES ?= 2048
 bench: setup
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python bench/caption_throughput.py --images $(BENCH_IMAGES) --workdir bench/work

@@ -208,6 +208,12 @@ class Lake:
         table = DeltaTable.forPath(self.spark, self.path(name))
         return table.history(limit) if limit else table.history()
 
+    def file_count(self, name: str) -> int:
+        """Data files in the table's current snapshot (from the log: no data read)."""
+        from delta.tables import DeltaTable
+
+        return int(DeltaTable.forPath(self.spark, self.path(name)).detail().first()["numFiles"])
+
     def count(self, name: str) -> int:
         return self.read(name).count() if self.exists(name) else 0
 

@@ -22,15 +22,41 @@ from kale_spark.prompts import get_prompt
 __all__ = ["Captioner", "Prepared", "decode_image"]
 
 
-def decode_image(data: bytes, index: int = 0) -> Any:
-    """JPEG/PNG/... bytes → RGB ``PIL.Image``; ``ValueError`` naming the item otherwise."""
+def decode_image(data: bytes, index: int = 0, min_side: int | None = None) -> Any:
+    """JPEG/PNG/... bytes → RGB ``PIL.Image``; ``ValueError`` naming the item otherwise.
+
+    With ``min_side`` a JPEG is decoded straight at the smallest DCT scale (1/2, 1/4,
+    1/8) that keeps both sides >= ``min_side`` (Pillow's ``draft``): a 2000 px photo
+    for a 224 px model decodes at 1/4 size, about twice as fast, and the processor's
+    resize then starts from a smaller image. No side ever drops below ``min_side``,
+    so the model still sees a downscale, never an upscale.
+    """
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if min_side and img.format == "JPEG":
+                img.draft("RGB", (min_side, min_side))
             return img.convert("RGB")
     except Exception as exc:
         raise ValueError(f"image {index}: cannot decode ({type(exc).__name__}: {exc})") from exc
+
+
+def model_input_side(processor: Any) -> int | None:
+    """The largest side a fixed-size image processor resizes or crops to (CLIP and
+    SigLIP towers: 224, 336, 490 ...), or None when the size depends on the image
+    (dynamic resolution, tiling): then images are decoded at full size."""
+    image_processor = getattr(processor, "image_processor", None)
+    if image_processor is None or any(
+        getattr(image_processor, attr, None) for attr in ("max_pixels", "image_grid_pinpoints")
+    ):
+        return None
+    sides = []
+    for attr in ("size", "crop_size"):
+        value = getattr(image_processor, attr, None)
+        value = value if isinstance(value, dict) else getattr(value, "__dict__", {})
+        sides += [v for k, v in value.items() if k in ("shortest_edge", "height", "width") and v]
+    return max(sides) if sides else None
 
 
 @dataclass
@@ -73,6 +99,7 @@ class Captioner:
             if image_token_id is not None and image_token_id != self.tokenizer.unk_token_id:
                 self._suppress = (image_token_id,)
         self._image_extra: int | None = None
+        self.decode_side = model_input_side(processor)
 
     @classmethod
     def from_spec(
@@ -141,7 +168,7 @@ class Captioner:
         return run_with_oom_split(self._caption_batch, items, self.spec.batch_size)
 
     def _caption_batch(self, items: list[tuple[int, bytes, str | None]]) -> list[Generated]:
-        pil_images = [decode_image(data, index) for index, data, _ in items]
+        pil_images = [decode_image(data, index, self.decode_side) for index, data, _ in items]
         prompts = [self.prompt_text(alt) for _, _, alt in items]
         inputs = self.processor(images=pil_images, text=prompts, padding=True, return_tensors="pt")
         return self._generate(dict(inputs))
@@ -178,7 +205,7 @@ class Captioner:
         pil_images, rows, errors = [], [], {}
         for i, data in enumerate(images):
             try:
-                pil_images.append(decode_image(data, i))
+                pil_images.append(decode_image(data, i, self.decode_side))
                 rows.append(i)
             except ValueError as exc:
                 errors[i] = exc
@@ -216,7 +243,7 @@ class Captioner:
         return out
 
     def _prompted_batch(self, items: list[tuple[int, bytes, str]]) -> list[Generated]:
-        pil_images = [decode_image(data, index) for index, data, _ in items]
+        pil_images = [decode_image(data, index, self.decode_side) for index, data, _ in items]
         inputs = self.processor(
             images=pil_images, text=[p for _, _, p in items], padding=True, return_tensors="pt"
         )

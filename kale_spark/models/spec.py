@@ -119,10 +119,13 @@ class ModelSpec:
     compile: bool = False
     generation: GenerationParams = field(default_factory=GenerationParams)
     # How the model stage runs (not lineage: they never change an output row).
-    # Rows one Delta commit carries; a crash redoes at most the chunks in flight.
-    rows_per_commit: int = 256
-    # Source files per streaming micro-batch (Delta's maxFilesPerTrigger).
-    files_per_trigger: int = 8
+    # Rows one Delta commit carries; a crash redoes at most the chunks in flight. (A
+    # commit costs about a second of Spark/Delta work: 1024 rows is ~1 min of a 2-core
+    # CPU; a GPU cluster at KALE's scale wants more, or the log holds 10^5 commits.)
+    rows_per_commit: int = 1024
+    # Source files per streaming micro-batch (Delta's maxFilesPerTrigger); 0 = sized
+    # so that a micro-batch holds about one commit's rows (from the source's rows per file).
+    files_per_trigger: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.generation, dict):  # built from YAML without the nested type
@@ -172,9 +175,9 @@ class ModelSpec:
                 f"commit sha, got {self.revision!r}"
             )
         for name in ("batch_size", "max_input_tokens", "rows_per_commit", "files_per_trigger"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            value, least = getattr(self, name), 0 if name == "files_per_trigger" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
         floor = self.min_alt_text_tokens
         if isinstance(floor, bool) or not isinstance(floor, int) or floor < 0:
             raise ValueError(f"min_alt_text_tokens must be an int >= 0, got {floor!r}")

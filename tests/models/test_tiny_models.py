@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -406,3 +407,32 @@ def test_trust_remote_code_with_pinned_commit_is_allowed():
         id="THUDM/cogvlm-chat-hf", prompt_id="dense_v1", trust_remote_code=True, revision=SHA
     )
     assert spec.lineage()["model_revision"] == SHA
+
+
+def test_jpeg_decoded_at_a_reduced_scale_never_below_the_model_side(vlm) -> None:
+    from kale_spark.models.captioner import decode_image, model_input_side
+
+    model, processor = vlm
+    side = model_input_side(processor)
+    assert side == model.config.vision_config.image_size  # the tower's fixed input size
+    big = _photo_jpeg((side * 9, side * 5))
+    full = decode_image(big, 0)
+    reduced = decode_image(big, 0, side)
+    assert full.size == (side * 9, side * 5)
+    # Pillow's draft picks the smallest DCT scale keeping both sides >= side: 1/4 here.
+    assert reduced.size == (-(-side * 9 // 4), -(-side * 5 // 4))
+    assert min(reduced.size) >= side
+    png = io.BytesIO()
+    full.save(png, format="PNG")
+    assert decode_image(png.getvalue(), 0, side).size == full.size  # only JPEGs are drafted
+
+
+def _photo_jpeg(size: tuple[int, int]) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0 : size[1], 0 : size[0]]
+    rgb = np.stack([(x * 255 // size[0]), (y * 255 // size[1]), ((x + y) % 256)], axis=-1)
+    out = io.BytesIO()
+    Image.fromarray(rgb.astype("uint8")).save(out, format="JPEG", quality=90)
+    return out.getvalue()
