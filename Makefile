@@ -60,8 +60,8 @@ bench-fetch: setup
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/fetch_throughput.py --images $(BENCH_FETCH_IMAGES) --workdir /tmp/kale-fetch-bench
 
-# Throughput: kale's caption stage vs the raw PyTorch loop, Ray Data and Daft (a few
-# minutes on 2 cores), then the fusion LLM (tokens/s). Writes bench/figures/<device>.json.
+# Throughput: kale's caption stage vs the raw PyTorch loop, Ray Data and Daft (~10
+# minutes on 2 cores at 2048 images), then the fusion LLM (tokens/s). Writes bench/figures/<device>.json.
 BENCH_IMAGES ?= 2048
 bench: setup
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
