@@ -190,9 +190,7 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             run.notes.append("nothing to fetch: every sample has a final images row")
             return run
 
-        # Enough tasks to keep every core busy, none much bigger than rows_per_task.
-        cores = spark.sparkContext.defaultParallelism
-        parts = max(cores, math.ceil(n_todo / cfg.fetch.rows_per_task))
+        parts = task_count(n_todo, cfg.fetch.rows_per_task, spark.sparkContext.defaultParallelism)
         # Executors add each batch's statuses; the reporter polls the accumulator.
         acc = counter_accumulator(spark)
         progress = Progress(
@@ -211,7 +209,7 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
                 written = _write(lake, fetched, n_retry, run.commit())
         finally:
             todo.unpersist()
-        by_status = _status_counts(lake, run.run_id)
+        by_status = _written_statuses(acc.value, written) or _status_counts(lake, run.run_id)
 
         run.counts.update(progress.counts())
         run.metrics.update(progress.metrics())
@@ -223,6 +221,22 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         ok = by_status.get(schema.IMAGE_OK, 0)
         run.notes.append(f"{ok}/{n_todo} fetched rows ok; {n_samples} samples in all")
     return run
+
+
+def task_count(rows: int, rows_per_task: int, cores: int) -> int:
+    """Tasks for ``rows`` rows: a multiple of ``cores`` (no core idles while the last
+    few tasks run alone), each of at most about ``rows_per_task`` rows."""
+    cores = max(1, cores)
+    return cores * max(1, math.ceil(rows / (rows_per_task * cores)))
+
+
+def _written_statuses(counted: Counter, written) -> dict[str, int] | None:
+    """The statuses the tasks counted, when they account for exactly the rows an append
+    committed (no task's rows counted twice or lost); else None."""
+    total = sum(counted.values())
+    if not written.committed or written.rows_updated or total != written.rows_inserted:
+        return None
+    return {status: n for status, n in counted.items() if n}
 
 
 def _status_counts(lake: Lake, run_id: str) -> dict[str, int]:
