@@ -230,7 +230,8 @@ def main() -> None:
                 ),
                 "ok": {"kale": kale["ok"], "img2dataset": i2d["ok"]},
             }
-        )
+        ),
+        flush=True,  # before any native library's exit-time abort can lose it
     )
 
 
