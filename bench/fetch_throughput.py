@@ -163,6 +163,19 @@ def run_kale(sample: Path, lake: Path, extra: list[str]) -> dict:
     }
 
 
+def event_log_sets(directory: str | None) -> list[str]:
+    """kale --set values that write Spark's event log (plain JSON lines) to ``directory``."""
+    if not directory:
+        return []
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    conf = {
+        "spark.eventLog.enabled": "true",
+        "spark.eventLog.dir": Path(directory).resolve().as_uri(),
+        "spark.eventLog.compress": "false",
+    }
+    return [f"spark.conf={json.dumps(conf)}"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=1000)
@@ -170,6 +183,7 @@ def main() -> None:
     parser.add_argument("--max-side", type=int, default=1200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kale-set", action="append", default=[], help="extra kale --set")
+    parser.add_argument("--event-log", help="write Spark's JSON event log of `kale fetch` here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -193,7 +207,7 @@ def main() -> None:
     try:
         meta = sample / "metadata" / "part-00000.parquet"
         i2d = run_img2dataset(meta, work / "img2dataset", args.images)
-        kale = run_kale(sample, work / "lake", args.kale_set)
+        kale = run_kale(sample, work / "lake", [*args.kale_set, *event_log_sets(args.event_log)])
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -216,7 +230,8 @@ def main() -> None:
                 ),
                 "ok": {"kale": kale["ok"], "img2dataset": i2d["ok"]},
             }
-        )
+        ),
+        flush=True,  # before any native library's exit-time abort can lose it
     )
 
 

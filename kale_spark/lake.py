@@ -195,10 +195,29 @@ class Lake:
     def version(self, name: str) -> int | None:
         if not self.exists(name):
             return None
+        latest = self._log_version(name)
+        if latest is not None:
+            return latest
         from delta.tables import DeltaTable
 
         row = DeltaTable.forPath(self.spark, self.path(name)).history(1).first()
         return int(row["version"])
+
+    def _log_version(self, name: str) -> int | None:
+        """The latest version from Delta's log directly (no Spark job: `history` runs
+        one, a second or more on a fresh session); None where the JVM is not reachable
+        (Spark Connect) or Delta's internal API differs."""
+        jsession = getattr(self.spark, "_jsparkSession", None)
+        if jsession is None:
+            return None
+        try:
+            jvm = self.spark.sparkContext._jvm
+            log_ = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(jsession, self.path(name))
+            none = jvm.scala.Option.empty()
+            return int(log_.update(False, none, none).version())
+        except Exception:  # py4j errors: an API change in another Delta version
+            log.debug("DeltaLog version of %s unavailable; reading the history", name)
+            return None
 
     def history(self, name: str, limit: int | None = None) -> DataFrame:
         from delta.tables import DeltaTable

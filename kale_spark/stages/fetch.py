@@ -76,6 +76,30 @@ def candidates(lake: Lake, cfg: FetchConfig) -> DataFrame:
     return _samples_to_fetch(lake, cfg).where("_todo").drop("_todo")
 
 
+def _plan(lake: Lake, cfg: FetchConfig, fresh: bool) -> tuple[DataFrame, int, int, int]:
+    """(samples to fetch, #samples, #to fetch, #retries among them) in one counting job;
+    the write job reads the plan again (cheaper than caching every candidate).
+
+    ``fresh``: the images table was created by this run, so it is empty: every sample is
+    fetched, none a retry, and no join with it is planned or run."""
+    from pyspark.sql import functions as F
+
+    if fresh:
+        todo = lake.read(schema.SAMPLES).select(
+            "uid", "url", "sha256", F.lit(0).alias("prev_attempts")
+        )
+        n_samples = todo.count()
+        return todo, n_samples, n_samples, 0
+    every = _samples_to_fetch(lake, cfg)
+    todo_flag = F.col("_todo").cast("long")
+    n_samples, n_todo, n_retry = every.agg(
+        F.count(F.lit(1)),
+        F.coalesce(F.sum(todo_flag), F.lit(0)),
+        F.coalesce(F.sum(todo_flag * (F.col("prev_attempts") > 0).cast("long")), F.lit(0)),
+    ).first()
+    return every.where("_todo").drop("_todo"), n_samples, n_todo, n_retry
+
+
 def _shard_entries(spark: SparkSession, paths: tuple[str, ...]) -> DataFrame:
     """uid → location of its image in img2dataset shards, indexed in parallel per shard."""
     from pyspark.sql import Window
@@ -156,28 +180,19 @@ def _shard_index(pdf) -> dict:
 
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     from pyspark import StorageLevel
-    from pyspark.sql import functions as F
 
     lake = Lake(spark, cfg.lake)
     opts = stage_options(cfg.fetch)
     with stage_run(lake, cfg, STAGE) as run:
         if not lake.exists(schema.SAMPLES):
             raise LookupError("no `samples` table yet: run `kale ingest` first")
+        fresh = not lake.exists(schema.IMAGES)  # first fetch: every sample is new
         lake.ensure_table(schema.IMAGES, schema.IMAGES_SCHEMA)
         run.input_versions = {
             schema.SAMPLES: lake.version(schema.SAMPLES),
             schema.IMAGES: lake.version(schema.IMAGES),
         }
-        # One job counts samples, candidates and retries; the write job reads the join
-        # again (cheaper than caching every candidate, and only one pass writes).
-        every = _samples_to_fetch(lake, cfg.fetch)
-        todo_flag = F.col("_todo").cast("long")
-        n_samples, n_todo, n_retry = every.agg(
-            F.count(F.lit(1)),
-            F.coalesce(F.sum(todo_flag), F.lit(0)),
-            F.coalesce(F.sum(todo_flag * (F.col("prev_attempts") > 0).cast("long")), F.lit(0)),
-        ).first()
-        todo = every.where("_todo").drop("_todo")
+        todo, n_samples, n_todo, n_retry = _plan(lake, cfg.fetch, fresh)
         webdataset = bool(cfg.fetch.webdataset)
         if webdataset:  # indexing the tars is costly: do it once
             todo = todo.join(_shard_entries(spark, cfg.fetch.webdataset), "uid", "left")
@@ -190,9 +205,7 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             run.notes.append("nothing to fetch: every sample has a final images row")
             return run
 
-        # Enough tasks to keep every core busy, none much bigger than rows_per_task.
-        cores = spark.sparkContext.defaultParallelism
-        parts = max(cores, math.ceil(n_todo / cfg.fetch.rows_per_task))
+        parts = task_count(n_todo, cfg.fetch.rows_per_task, spark.sparkContext.defaultParallelism)
         # Executors add each batch's statuses; the reporter polls the accumulator.
         acc = counter_accumulator(spark)
         progress = Progress(
@@ -211,7 +224,7 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
                 written = _write(lake, fetched, n_retry, run.commit())
         finally:
             todo.unpersist()
-        by_status = _status_counts(lake, run.run_id)
+        by_status = _written_statuses(acc.value, written) or _status_counts(lake, run.run_id)
 
         run.counts.update(progress.counts())
         run.metrics.update(progress.metrics())
@@ -223,6 +236,22 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         ok = by_status.get(schema.IMAGE_OK, 0)
         run.notes.append(f"{ok}/{n_todo} fetched rows ok; {n_samples} samples in all")
     return run
+
+
+def task_count(rows: int, rows_per_task: int, cores: int) -> int:
+    """Tasks for ``rows`` rows: a multiple of ``cores`` (no core idles while the last
+    few tasks run alone), each of at most about ``rows_per_task`` rows."""
+    cores = max(1, cores)
+    return cores * max(1, math.ceil(rows / (rows_per_task * cores)))
+
+
+def _written_statuses(counted: Counter, written) -> dict[str, int] | None:
+    """The statuses the tasks counted, when they account for exactly the rows an append
+    committed (no task's rows counted twice or lost); else None."""
+    total = sum(counted.values())
+    if not written.committed or written.rows_updated or total != written.rows_inserted:
+        return None
+    return {status: n for status, n in counted.items() if n}
 
 
 def _status_counts(lake: Lake, run_id: str) -> dict[str, int]:

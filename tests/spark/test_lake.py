@@ -75,6 +75,19 @@ def test_insert_new_of_nothing_new_makes_no_commit(spark, lake) -> None:
     assert rerun.rows_inserted == 0 and rerun.version == version == lake.version("t")
 
 
+def test_version_is_the_latest_commit_read_from_the_log_or_the_history(
+    spark, lake, monkeypatch
+) -> None:
+    assert lake.version("t") is None  # no table yet
+    lake.ensure_table("t", SCHEMA)  # version 0
+    lake.append("t", _df(spark, [("a", 1)]), {"step": "one"})  # 1
+    lake.append("t", _df(spark, [("b", 2)]), {"step": "two"})  # 2
+    assert lake._log_version("t") == 2  # the log path answers on classic Spark
+    assert lake.version("t") == 2
+    monkeypatch.setattr(Lake, "_log_version", lambda self, name: None)  # e.g. Spark Connect
+    assert lake.version("t") == 2
+
+
 def test_apply_changes_deletes_updates_and_inserts(spark, lake) -> None:
     lake.ensure_table("t", SCHEMA)
     lake.append("t", _df(spark, [("a", 1), ("b", 2), ("c", 3)]), {"step": "seed"})

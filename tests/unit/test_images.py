@@ -293,8 +293,37 @@ def test_retryable_statuses() -> None:
         ({"max_pixels": -1}, "max_pixels"),
         ({"quality": 101}, "quality"),
         ({"upscale": "yes"}, "upscale"),
+        ({"resample": "cubic"}, "resample"),
     ],
 )
 def test_image_options_validation(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=f"^{field} "):
         ImageOptions(**kwargs)
+
+
+def test_resample_option_validation() -> None:
+    with pytest.raises(ValueError, match="^resample "):
+        ImageOptions(resample="nearest")
+    assert ImageOptions().resample == "area"  # DataComp's (img2dataset's) downscaling
+
+
+def _step_png(width: int = 1000, height: int = 40) -> bytes:
+    """Left half grey 64, right half grey 192 (the edge falls on an output pixel edge)."""
+    img = Image.new("L", (width, height), 64)
+    img.paste(192, (width // 2, 0, width, height))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("resample", "blurs"), [("area", False), ("lanczos", True)])
+def test_resample_filter_is_applied(resample: str, blurs: bool) -> None:
+    opts = ImageOptions(resolution=490, resample=resample, quality=100)
+    result = decode_and_resize(_step_png(), opts)
+    assert result.status == Status.OK, result.error
+    assert (result.width, result.height) == (490, 20)
+    values = set(_open(result.image).convert("L").get_flattened_data())
+    # An area average of an aligned edge has no mixed pixel; Lanczos spreads the edge
+    # over several (and rings past both greys).
+    mixed = {v for v in values if 68 < v < 188}
+    assert bool(mixed) is blurs, sorted(values)
