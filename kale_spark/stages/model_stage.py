@@ -241,7 +241,10 @@ class ChunkWriter:
         if n == 0:
             return
         if batch_id >= 0 and not self._bound.wait(timeout=60):
+            # Never bound (foreachBatch runs in another process, e.g. on Spark Connect):
+            # this and every later chunk commits by MERGE, without waiting again.
             log.warning("[%s] no query id: chunks commit by MERGE", self.stage.target.stage)
+            self._bound.set()
         for k, chunk in enumerate(chunks):
             if not chunk:
                 continue
