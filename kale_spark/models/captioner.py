@@ -168,10 +168,14 @@ class Captioner:
         return run_with_oom_split(self._caption_batch, items, self.spec.batch_size)
 
     def _caption_batch(self, items: list[tuple[int, bytes, str | None]]) -> list[Generated]:
-        pil_images = [decode_image(data, index, self.decode_side) for index, data, _ in items]
+        pil_images = self._decode(items)
         prompts = [self.prompt_text(alt) for _, _, alt in items]
         inputs = self.processor(images=pil_images, text=prompts, padding=True, return_tensors="pt")
         return self._generate(dict(inputs))
+
+    def _decode(self, items: Sequence[tuple[int, bytes, Any]]) -> list[Any]:
+        """(index, image bytes, ...) items -> RGB images at the model's decode side."""
+        return [decode_image(data, index, self.decode_side) for index, data, _ in items]
 
     def _generate(self, inputs: dict[str, Any]) -> list[Generated]:
         return generate_and_decode(
@@ -243,7 +247,7 @@ class Captioner:
         return out
 
     def _prompted_batch(self, items: list[tuple[int, bytes, str]]) -> list[Generated]:
-        pil_images = [decode_image(data, index, self.decode_side) for index, data, _ in items]
+        pil_images = self._decode(items)
         inputs = self.processor(
             images=pil_images, text=[p for _, _, p in items], padding=True, return_tensors="pt"
         )

@@ -220,13 +220,8 @@ class ChunkWriter:
 
     def keys(self, prepared: DataFrame) -> list[tuple[str, bool]]:
         """(uid, committed) of every candidate in `prepared`, in uid order; keys only."""
-        from pyspark.sql import functions as F
-
-        done = already_done(self.lake, self.stage.target.table, self.stage.spec)
-        flagged = prepared.select(schema.UID).join(
-            done.withColumn("_done", F.lit(True)), schema.UID, "left"
-        )
-        return sorted((r[0], bool(r[1])) for r in flagged.collect())
+        flagged = flag_committed(self.lake, self.stage, prepared)
+        return sorted((r[schema.UID], bool(r["_done"])) for r in flagged.collect())
 
     def process(self, source_rows: DataFrame, batch_id: int) -> None:
         """foreachBatch: generate and commit the micro-batch's missing rows in chunks."""
@@ -367,13 +362,18 @@ def files_per_trigger(lake: Lake, stage: ModelStage, n_candidates: int) -> int:
     return max(1, int(stage.spec.rows_per_commit // max(per_file, 1.0)))
 
 
-def count_todo(lake: Lake, stage: ModelStage) -> tuple[int, int]:
-    """(candidates, already done) over the source's current snapshot; reads keys only."""
+def flag_committed(lake: Lake, stage: ModelStage, candidates: DataFrame) -> DataFrame:
+    """(uid, _done) for each candidate: _done true when the target holds its row for this
+    model and prompt, null otherwise. Keys only."""
     from pyspark.sql import functions as F
 
-    candidates = stage.prepare(lake.read(stage.source)).select(schema.UID)
     done = already_done(lake, stage.target.table, stage.spec).withColumn("_done", F.lit(True))
-    flagged = candidates.join(done, schema.UID, "left")
+    return candidates.select(schema.UID).join(done, schema.UID, "left")
+
+
+def count_todo(lake: Lake, stage: ModelStage) -> tuple[int, int]:
+    """(candidates, already done) over the source's current snapshot; reads keys only."""
+    flagged = flag_committed(lake, stage, stage.prepare(lake.read(stage.source)))
     by_done = {r["_done"]: r["count"] for r in flagged.groupBy("_done").count().collect()}
     n_done = by_done.get(True, 0)
     return n_done + by_done.get(None, 0), n_done
