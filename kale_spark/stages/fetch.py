@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from kale_spark import schema
@@ -25,6 +26,7 @@ from kale_spark.images import RETRYABLE_HTTP_CODES, RETRYABLE_HTTP_RANGE, RETRYA
 from kale_spark.lake import Lake
 from kale_spark.progress import Progress, counter_accumulator
 from kale_spark.runs import StageRun, stage_run
+from kale_spark.warmup import warm_python_workers
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -186,13 +188,21 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
     with stage_run(lake, cfg, STAGE) as run:
         if not lake.exists(schema.SAMPLES):
             raise LookupError("no `samples` table yet: run `kale ingest` first")
+        # The tasks' Python workers start (imports: ~1 s each) while the driver plans.
+        warm_python_workers(spark, ("kale_spark.fetch_batch",))
         fresh = not lake.exists(schema.IMAGES)  # first fetch: every sample is new
-        lake.ensure_table(schema.IMAGES, schema.IMAGES_SCHEMA)
-        run.input_versions = {
-            schema.SAMPLES: lake.version(schema.SAMPLES),
-            schema.IMAGES: lake.version(schema.IMAGES),
-        }
-        todo, n_samples, n_todo, n_retry = _plan(lake, cfg.fetch, fresh)
+        run.input_versions = {schema.SAMPLES: lake.version(schema.SAMPLES)}
+        if fresh:
+            # The plan reads `samples` alone: create `images` meanwhile (two driver
+            # threads; each is a second or more of planning on a fresh JVM).
+            with ThreadPoolExecutor(1) as pool:
+                created = pool.submit(lake.ensure_table, schema.IMAGES, schema.IMAGES_SCHEMA)
+                todo, n_samples, n_todo, n_retry = _plan(lake, cfg.fetch, fresh)
+                created.result()
+        else:
+            lake.ensure_table(schema.IMAGES, schema.IMAGES_SCHEMA)
+            todo, n_samples, n_todo, n_retry = _plan(lake, cfg.fetch, fresh)
+        run.input_versions[schema.IMAGES] = lake.version(schema.IMAGES)
         webdataset = bool(cfg.fetch.webdataset)
         if webdataset:  # indexing the tars is costly: do it once
             todo = todo.join(_shard_entries(spark, cfg.fetch.webdataset), "uid", "left")

@@ -1,0 +1,49 @@
+"""The Python-worker warm-up a stage starts while its driver plans (kale_spark/warmup.py)."""
+
+from __future__ import annotations
+
+from kale_spark.warmup import warm_python_workers
+
+
+def _worker_state(spark, module: str) -> list[tuple[int, bool]]:
+    """(pid, module already imported?) from each task of a mapInPandas job.
+
+    Spark hands out idle workers oldest first and puts a finished one at the back, so
+    16 tasks on 2 slots cycle through the idle workers (other tests leave some) and
+    reach the ones the warm-up started."""
+
+    def probe(batches):
+        import os
+        import sys
+
+        import pandas as pd
+
+        for _ in batches:
+            pass
+        yield pd.DataFrame({"pid": [os.getpid()], "loaded": [module in sys.modules]})
+
+    rows = spark.range(0, 16, 1, 16).mapInPandas(probe, "pid long, loaded boolean").collect()
+    return [(r["pid"], r["loaded"]) for r in rows]
+
+
+def test_warmed_workers_are_reused_with_the_modules_already_imported(spark):
+    # A module no other test imports in a worker: its presence proves the warm-up did it.
+    module = "kale_spark.card"
+    warm = warm_python_workers(spark, (module,))
+    assert warm is not None
+    assert warm.join(timeout=120)
+    assert warm.error is None
+    assert len(warm.pids) >= 1
+    state = _worker_state(spark, module)
+    # Idle workers are reused: a task that lands on a warmed worker finds the module.
+    assert any(pid in warm.pids and loaded for pid, loaded in state), (state, warm.pids)
+
+
+def test_a_failing_warm_up_is_recorded_never_raised(spark):
+    warm = warm_python_workers(spark, ("kale_spark.no_such_module",))
+    assert warm is not None
+    assert warm.join(timeout=120)
+    assert warm.error is not None and "no_such_module" in warm.error
+    assert warm.pids == set()
+    # The session is unharmed.
+    assert spark.range(3).count() == 3
