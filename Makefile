@@ -9,9 +9,9 @@ BIN    := $(VENV)/bin
 STAMPS := .stamps
 SAMPLE_ROWS ?= 120
 
-.PHONY: setup demo test lint bench clean-lake dist conf bench-fetch
+.PHONY: setup jvm-archive demo test lint bench clean-lake dist conf bench-fetch
 
-setup: $(STAMPS)/venv jars
+setup: $(STAMPS)/venv jars jvm-archive
 
 $(STAMPS)/venv: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ $(STAMPS)/venv: pyproject.toml
 # The coordinate comes from the installed delta-spark (kale_spark/jars.py).
 jars: $(STAMPS)/venv
 	$(BIN)/python -m kale_spark.jars ensure
+
+# The driver JVM's class-data-sharing archive (kale_spark/jvm.py): built once per
+# machine, JDK and Spark/Delta jars (about 30 s); local sessions map it at start.
+jvm-archive: jars
+	$(BIN)/python -m kale_spark.jvm archive
 
 demo: setup
 	$(BIN)/kale demo --config conf/local.yaml --rows $(SAMPLE_ROWS)

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from kale_spark.config import SparkConfig
+from kale_spark.jvm import archive_path, driver_java_options
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 # Set by spark-submit (and notebook kernels) when the JVM was started before Python.
 GATEWAY_ENV = "PYSPARK_GATEWAY_PORT"
+JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 # Which Python the workers run is the launcher's business on a cluster
 # (--archives venv + spark.pyspark.python, or the nodes' image); in local mode they
 # run this interpreter.
@@ -123,6 +125,20 @@ def given_master(submitted: dict[str, str] | None = None) -> str | None:
     return from_args or _master_in_defaults(_defaults_file())
 
 
+def _launches_local_jvm(
+    cfg: SparkConfig, submitted: dict[str, str], master: str, jvm_running: bool
+) -> bool:
+    """True when this call starts the driver JVM itself, in local mode, with
+    ``spark.jvm_quick_start``: only then do kale's JVM options apply."""
+    return (
+        cfg.jvm_quick_start
+        and not submitted
+        and not jvm_running
+        and master.startswith("local")
+        and "--driver-java-options" not in os.environ.get("PYSPARK_SUBMIT_ARGS", "")
+    )
+
+
 def get_session(cfg: SparkConfig):
     """The active SparkSession if there is one, else a new one built from `cfg`."""
     from pyspark.sql import SparkSession
@@ -150,7 +166,12 @@ def get_session(cfg: SparkConfig):
     if "spark.app.name" not in submitted:
         builder = builder.appName(cfg.app_name)
     remote_workers = bool(submitted) and not master.startswith("local")
-    for key, value in session_conf(cfg).items():
+    conf = session_conf(cfg)
+    from pyspark import SparkContext
+
+    if _launches_local_jvm(cfg, submitted, master, SparkContext._gateway is not None):
+        conf[JAVA_OPTIONS] = driver_java_options(conf.get(JAVA_OPTIONS, ""), archive_path())
+    for key, value in conf.items():
         if key in submitted or (remote_workers and key in _LOCAL_ONLY):
             continue  # spark-submit / spark-defaults / --conf win
         builder = builder.config(key, value)

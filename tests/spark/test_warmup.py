@@ -47,3 +47,19 @@ def test_a_failing_warm_up_is_recorded_never_raised(spark):
     assert warm.pids == set()
     # The session is unharmed.
     assert spark.range(3).count() == 3
+
+
+def test_the_local_driver_jvm_runs_with_the_quick_start_options(spark):
+    """The suite's own session was built by get_session on local[2] (kale_spark/jvm.py):
+    C1 only, and the class archive `make setup` built when there is one."""
+    from kale_spark import jvm
+
+    jvm_ = spark.sparkContext._jvm
+    args = list(jvm_.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    assert jvm.C1_ONLY in args
+    archive = jvm.archive_path()
+    shared = [a for a in args if a.startswith("-XX:SharedArchiveFile=")]
+    if archive is not None and archive.is_file():
+        assert shared == [f"-XX:SharedArchiveFile={archive}"]
+    else:
+        assert shared == []

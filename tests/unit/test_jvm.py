@@ -1,0 +1,53 @@
+"""Quick-start options for a local driver JVM (kale_spark/jvm.py, session.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kale_spark import jvm
+from kale_spark.config import SparkConfig
+from kale_spark.session import _launches_local_jvm
+
+
+def test_options_are_c1_then_the_archive_when_it_exists_then_the_users(tmp_path: Path) -> None:
+    archive = tmp_path / "kale-x.jsa"
+    assert jvm.driver_java_options("", archive) == jvm.C1_ONLY  # no file: no archive flag
+    archive.write_bytes(b"x")
+    options = jvm.driver_java_options("-Dkale.user=1 -XX:TieredStopAtLevel=4", archive)
+    words = options.split()
+    assert words[0] == jvm.C1_ONLY
+    assert f"-XX:SharedArchiveFile={archive}" in words
+    # The profile's own options come last, so HotSpot lets them win.
+    assert words[-2:] == ["-Dkale.user=1", "-XX:TieredStopAtLevel=4"]
+
+
+def test_the_archive_key_follows_the_jars(tmp_path: Path, monkeypatch) -> None:
+    jars = tmp_path / "spark" / "jars"
+    jars.mkdir(parents=True)
+    (jars / "spark-core.jar").write_bytes(b"a")
+    monkeypatch.setenv("SPARK_HOME", str(tmp_path / "spark"))
+    monkeypatch.setenv("KALE_JVM_CACHE", str(tmp_path / "cache"))
+    if jvm.java_binary() is None:
+        pytest.skip("no java on this machine")
+    first = jvm.archive_path()
+    assert first is not None and first.parent == tmp_path / "cache"
+    assert jvm.archive_path() == first  # stable
+    (jars / "spark-core.jar").write_bytes(b"a newer jar")
+    assert jvm.archive_path() != first  # an upgraded jar needs another archive
+
+
+@pytest.mark.parametrize(
+    "quick, submitted, master, running, expected",
+    [
+        (True, {}, "local[2]", False, True),
+        (False, {}, "local[2]", False, False),  # spark.jvm_quick_start=false
+        (True, {}, "local[2]", True, False),  # the JVM already runs: too late
+        (True, {"spark.master": "local[2]"}, "local[2]", False, False),  # spark-submit's JVM
+        (True, {}, "spark://host:7077", False, False),  # a cluster's options are its own
+    ],
+)
+def test_only_a_local_jvm_kale_starts_gets_the_options(quick, submitted, master, running, expected):
+    cfg = SparkConfig(master=master, jvm_quick_start=quick)
+    assert _launches_local_jvm(cfg, submitted, master, running) is expected
