@@ -10,7 +10,7 @@ HotSpot features cut that cost:
   more CPU than a short run gets back, on a machine whose cores the Python workers
   need.
 * Class data sharing (AppCDS): the classes a kale session loads are parsed, verified
-  and archived once per machine (``python -m kale_spark.jvm archive``, run by
+  and archived once per virtualenv (``python -m kale_spark.jvm archive``, run by
   ``make setup``); later JVMs map the archive instead of loading the jars' classes.
   The archive is keyed by the Java binary and the Spark and Delta jars, so another
   JDK or a Spark upgrade uses (and needs) another archive; without one the JVM
@@ -43,9 +43,11 @@ QUIET_CDS = "-Xlog:cds=off,cds+dynamic=off"
 
 
 def cache_dir() -> Path:
-    """``$KALE_JVM_CACHE`` or ``~/.cache/kale-spark/jvm``."""
+    """``$KALE_JVM_CACHE``, else ``share/kale-spark/jvm`` in this Python environment:
+    one archive per virtualenv (its pyspark's jars), gone with it, and a clean-up of
+    stale archives never touches another checkout's."""
     env = os.environ.get("KALE_JVM_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "kale-spark" / "jvm"
+    return Path(env) if env else Path(sys.prefix) / "share" / "kale-spark" / "jvm"
 
 
 def java_binary() -> Path | None:
