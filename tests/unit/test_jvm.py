@@ -13,11 +13,14 @@ from kale_spark.session import _launches_local_jvm
 
 def test_options_are_c1_then_the_archive_when_it_exists_then_the_users(tmp_path: Path) -> None:
     archive = tmp_path / "kale-x.jsa"
-    assert jvm.driver_java_options("", archive) == jvm.C1_ONLY  # no file: no archive flag
+    # No file: no archive flag; a big machine keeps HotSpot's own collector.
+    assert jvm.driver_java_options("", archive, cores=16) == jvm.C1_ONLY
+    assert jvm.driver_java_options("", archive, cores=2).split() == [jvm.C1_ONLY, jvm.SERIAL_GC]
     archive.write_bytes(b"x")
-    options = jvm.driver_java_options("-Dkale.user=1 -XX:TieredStopAtLevel=4", archive)
+    options = jvm.driver_java_options("-Dkale.user=1 -XX:TieredStopAtLevel=4", archive, cores=8)
     words = options.split()
     assert words[0] == jvm.C1_ONLY
+    assert jvm.SERIAL_GC not in words
     assert f"-XX:SharedArchiveFile={archive}" in words
     # The profile's own options come last, so HotSpot lets them win.
     assert words[-2:] == ["-Dkale.user=1", "-XX:TieredStopAtLevel=4"]
