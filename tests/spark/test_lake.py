@@ -88,6 +88,28 @@ def test_version_is_the_latest_commit_read_from_the_log_or_the_history(
     assert lake.version("t") == 2
 
 
+def test_the_commit_file_answers_as_the_history_does(spark, lake, monkeypatch) -> None:
+    """last_write reads the latest commit's file (no Spark job); the history is the
+    fallback and must give the same WriteResult."""
+    lake.ensure_table("t", SCHEMA)
+    lake.append("t", _df(spark, [("a", 1), ("b", 2)]), {"step": "one"})
+    lake.upsert("t", _df(spark, [("a", 10), ("c", 3)]), ["k"], {"step": "up"}, "true")
+    fast = lake._last_commit_info("t")
+    row = lake.history("t").orderBy("version", ascending=False).first()
+    assert fast == {
+        "version": row["version"],
+        "userMetadata": row["userMetadata"],
+        "operationMetrics": dict(row["operationMetrics"]),
+    }
+    stamp = json.loads(row["userMetadata"])["commit"]
+    via_file = lake.last_write("t", stamp)
+    monkeypatch.setattr(Lake, "_last_commit_info", lambda self, name: None)
+    via_history = lake.last_write("t", stamp)
+    assert via_file == via_history
+    assert (via_file.rows_inserted, via_file.rows_updated, via_file.committed) == (1, 1, True)
+    assert not lake.last_write("t", "another-stamp").committed
+
+
 def test_apply_changes_deletes_updates_and_inserts(spark, lake) -> None:
     lake.ensure_table("t", SCHEMA)
     lake.append("t", _df(spark, [("a", 1), ("b", 2), ("c", 3)]), {"step": "seed"})
