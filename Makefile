@@ -60,7 +60,7 @@ lint: $(STAMPS)/venv
 	$(BIN)/ruff format --check $(LINT_PATHS)
 
 # kale fetch vs img2dataset on the same URLs from a local server (prints one JSON line).
-BENCH_FETCH_IMAGES ?= 1000
+BENCH_FETCH_IMAGES ?= 3000
 bench-fetch: setup
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/fetch_throughput.py --images $(BENCH_FETCH_IMAGES) --workdir /tmp/kale-fetch-bench

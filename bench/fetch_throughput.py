@@ -1,6 +1,6 @@
 """Throughput of `kale fetch` against img2dataset on the same URLs from a local server.
 
-    .venv/bin/python bench/fetch_throughput.py --images 1000 --workdir /tmp/kale-bench
+    .venv/bin/python bench/fetch_throughput.py --images 3000 --workdir /tmp/kale-bench
 
 1. Writes a DataComp-format sample of N drawn images (JPEG/PNG/WebP, up to
    --max-side px) whose URLs point at a static server on 127.0.0.1.
@@ -178,7 +178,7 @@ def event_log_sets(directory: str | None) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--images", type=int, default=3000)
     parser.add_argument("--workdir", default="/tmp/kale-fetch-bench")
     parser.add_argument("--max-side", type=int, default=1200)
     parser.add_argument("--seed", type=int, default=0)
