@@ -103,7 +103,7 @@ def _row(uid: str, source: str, fetched: FetchResult | None = None, **values: ob
             attempts=fetched.attempts,
         )
     row.update(values)
-    if not row["status"]:  # a bug; process_row turns it into an internal-error row
+    if not row["status"]:  # a bug; acquire_row / complete_row turn it into an internal-error row
         raise ValueError(f"images row for uid {uid} has no status")
     row["attempts"] = row["attempts"] or 0
     row["error"] = cut_error(row["error"])
@@ -241,7 +241,7 @@ def complete_row(acquired: dict | _Fetched, opts: FetchStageOptions) -> dict:
     """The CPU half of a row: hash, decode, resize and encode what ``acquire_row``
     returned. Never raises. Runs in the task's own thread: one decode per core at a
     time, as a Spark task holds one core (decoding in every fetch thread oversubscribes
-    the cores and costs ~12% more CPU per row, measured)."""
+    the cores and costs ~14% more CPU per row, measured)."""
     if isinstance(acquired, dict):
         return acquired
     a = acquired
@@ -251,20 +251,17 @@ def complete_row(acquired: dict | _Fetched, opts: FetchStageOptions) -> dict:
         return _internal_error(a.uid, a.source, exc)
 
 
-def process_row(
-    uid: str,
-    url: object,
-    expected_sha256: object,
-    opts: FetchStageOptions,
-    entry: ShardEntry | None = None,
-    from_shards: bool = False,
-) -> dict:
-    """One ``images`` row (a dict over IMAGES_COLUMNS). Never raises.
+def _completed_rows(
+    items: Iterable[tuple], opts: FetchStageOptions, from_shards: bool
+) -> Iterator[dict]:
+    """``_items`` tuples as ``images`` rows, in input order: the I/O in the bounded
+    fetch pool, the decode in the calling thread."""
 
-    With ``from_shards`` the image is read from ``entry`` (img2dataset shards; None:
-    not_found_in_shards) instead of fetched from ``url``.
-    """
-    return complete_row(acquire_row(uid, url, expected_sha256, opts, entry, from_shards), opts)
+    def acquire(item: tuple) -> dict | _Fetched:
+        return acquire_row(item[0], item[1], item[2], opts, item[3], from_shards)
+
+    for acquired in map_bounded(acquire, items, opts.concurrency):
+        yield complete_row(acquired, opts)
 
 
 def _source_of(url: object) -> str:
@@ -276,7 +273,7 @@ def empty_images_frame() -> pd.DataFrame:
 
 
 def images_frame(rows: list[dict], run_id: str) -> pd.DataFrame:
-    """Rows from process_row as a frame with exactly IMAGES_COLUMNS, typed as IMAGES_DTYPES."""
+    """Rows from complete_row as a frame with exactly IMAGES_COLUMNS, typed as IMAGES_DTYPES."""
     if not isinstance(run_id, str) or not run_id:
         raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
     if not rows:
@@ -320,11 +317,7 @@ def process_batch(
     started = time.monotonic()
     from_shards = shard_index is not None
 
-    def work(item: tuple) -> dict | _Fetched:
-        return acquire_row(item[0], item[1], item[2], opts, item[3], from_shards)
-
-    rows = [complete_row(a, opts) for a in map_bounded(work, items, opts.concurrency)]
-    out = images_frame(rows, run_id)
+    out = images_frame(list(_completed_rows(items, opts, from_shards)), run_id)
     counts = collections.Counter(out["status"])
     logger.info(
         "fetch batch: %d rows in %.1fs (%s)",
@@ -353,12 +346,9 @@ def process_partition(
         for pdf, shard_index in batches:
             yield from _items(pdf, shard_index)
 
-    def work(item: tuple) -> dict | _Fetched:
-        return acquire_row(item[0], item[1], item[2], opts, item[3], from_shards)
-
     done: list[dict] = []
-    for acquired in map_bounded(work, rows(), opts.concurrency):
-        done.append(complete_row(acquired, opts))
+    for row in _completed_rows(rows(), opts, from_shards):
+        done.append(row)
         if len(done) >= out_rows:
             yield images_frame(done, run_id)
             done = []
