@@ -192,16 +192,14 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         warm_python_workers(spark, ("kale_spark.fetch_batch",))
         fresh = not lake.exists(schema.IMAGES)  # first fetch: every sample is new
         run.input_versions = {schema.SAMPLES: lake.version(schema.SAMPLES)}
-        if fresh:
-            # The plan reads `samples` alone: create `images` meanwhile (two driver
-            # threads; each is a second or more of planning on a fresh JVM).
-            with ThreadPoolExecutor(1) as pool:
-                created = pool.submit(lake.ensure_table, schema.IMAGES, schema.IMAGES_SCHEMA)
-                todo, n_samples, n_todo, n_retry = _plan(lake, cfg.fetch, fresh)
-                created.result()
-        else:
-            lake.ensure_table(schema.IMAGES, schema.IMAGES_SCHEMA)
+        # A first fetch plans from `samples` alone: `images` is created meanwhile (two
+        # driver threads; each is a second or more of planning on a fresh JVM).
+        with ThreadPoolExecutor(1) as pool:
+            created = pool.submit(lake.ensure_table, schema.IMAGES, schema.IMAGES_SCHEMA)
+            if not fresh:
+                created.result()  # the plan joins with `images`
             todo, n_samples, n_todo, n_retry = _plan(lake, cfg.fetch, fresh)
+            created.result()
         run.input_versions[schema.IMAGES] = lake.version(schema.IMAGES)
         webdataset = bool(cfg.fetch.webdataset)
         if webdataset:  # indexing the tars is costly: do it once
