@@ -293,7 +293,8 @@ class StudentConfig:
     # student-caption: which checkpoint ("" = the one train-student made last) and how.
     checkpoint: str = ""
     caption_batch_size: int = 8
-    rows_per_commit: int = 256  # student-caption commits per this many rows
+    rows_per_commit: int = 0  # student-caption: > 0 fixes the rows per commit
+    commit_interval_s: float = 600.0  # else a commit holds about this much generation
     device: str = "auto"
     max_input_tokens: int = 128
     generation: GenerationParams = field(default_factory=_student_generation)
@@ -318,11 +319,12 @@ class StudentConfig:
             "num_processes",
             "snapshot_files",
             "caption_batch_size",
-            "rows_per_commit",
             "max_input_tokens",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"student.{name} must be >= 1")
+        if self.rows_per_commit < 0 or not self.commit_interval_s > 0:
+            raise ConfigError("student.rows_per_commit must be >= 0, commit_interval_s > 0")
         if not self.lr > 0:
             raise ConfigError("student.lr must be > 0")
         if not 0.0 < self.val_fraction < 1.0:

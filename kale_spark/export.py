@@ -145,13 +145,42 @@ def _range(df: DataFrame, lo: str | None, hi: str | None) -> DataFrame:
 
 
 def _shard_bounds(df: DataFrame, rows_per_shard: int) -> tuple[int, list[str | None]]:
-    """(rows, the first uid of each shard): shards cut at exact row counts in uid order."""
-    uids = df.select("uid").orderBy("uid").toArrow().column("uid").to_pylist()
-    total = len(uids)
-    n_shards = max(1, -(-total // rows_per_shard))
-    return total, [
-        uids[i * rows_per_shard] if i * rows_per_shard < total else None for i in range(n_shards)
-    ]
+    """(rows, the first uid of each shard): shards cut at exact row counts in uid order.
+
+    The driver gets one uid per shard, never the table's uids: the uids are range-
+    partitioned (sorted within), each partition's size collected, and each shard's
+    first uid picked inside its partition from the running offsets."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    parts = max(1, df.sparkSession.sparkContext.defaultParallelism)
+    ranged = (
+        df.select("uid")
+        .repartitionByRange(parts, "uid")
+        .withColumn("_p", F.spark_partition_id())
+        .persist()
+    )
+    try:
+        sizes = dict(ranged.groupBy("_p").count().collect())
+        # Range partitions are in uid order: partition p starts at the rows before it.
+        offsets, running = {}, 0
+        for p in sorted(sizes):
+            offsets[p] = running
+            running += sizes[p]
+        start = F.create_map(*[x for p, o in offsets.items() for x in (F.lit(p), F.lit(o))])
+        index = (
+            start[F.col("_p")] + F.row_number().over(Window.partitionBy("_p").orderBy("uid")) - 1
+        )
+        firsts = (
+            ranged.withColumn("_i", index)
+            .where(F.col("_i") % rows_per_shard == 0)
+            .select("_i", "uid")
+            .collect()
+        )
+    finally:
+        ranged.unpersist()
+    uids = [r["uid"] for r in sorted(firsts)]
+    return running, uids or [None]
 
 
 def _image_map(images: DataFrame, df: DataFrame, lo: str | None, hi: str | None) -> dict:

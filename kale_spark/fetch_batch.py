@@ -57,7 +57,7 @@ def _pandas_dtype(spark_field) -> str:
 # pandas dtypes of IMAGES_COLUMNS, from the StructType.
 IMAGES_DTYPES: dict[str, str] = {f.name: _pandas_dtype(f) for f in schema.IMAGES_SCHEMA.fields}
 
-INPUT_COLUMNS = ("uid", "url", "sha256")
+INPUT_COLUMNS = ("uid", "url", "sha256", "text")
 
 
 HASH_POLICIES = ("ignore", "flag", "reject")
@@ -257,11 +257,13 @@ def _completed_rows(
     """``_items`` tuples as ``images`` rows, in input order: the I/O in the bounded
     fetch pool, the decode in the calling thread."""
 
-    def acquire(item: tuple) -> dict | _Fetched:
-        return acquire_row(item[0], item[1], item[2], opts, item[3], from_shards)
+    def acquire(item: tuple) -> tuple[dict | _Fetched, object]:
+        return acquire_row(item[0], item[1], item[2], opts, item[3], from_shards), item[4]
 
-    for acquired in map_bounded(acquire, items, opts.concurrency):
-        yield complete_row(acquired, opts)
+    for acquired, alt_text in map_bounded(acquire, items, opts.concurrency):
+        row = complete_row(acquired, opts)
+        row["alt_text"] = alt_text if isinstance(alt_text, str) else None
+        yield row
 
 
 def _source_of(url: object) -> str:
@@ -288,7 +290,9 @@ def images_frame(rows: list[dict], run_id: str) -> pd.DataFrame:
 
 
 def _items(pdf: pd.DataFrame, shard_index: dict | None) -> list[tuple]:
-    """(uid, url, sha256, shard entry) per distinct non-null uid, in input order."""
+    """(uid, url, sha256, shard entry, alt-text) per distinct non-null uid, in input
+    order (the sample's alt-text travels into its images row: the model stages read
+    it there instead of joining `samples` per chunk)."""
     missing = [c for c in ("uid", "url") if c not in pdf.columns]
     if missing:
         raise ValueError(f"process_batch input lacks columns {missing}")
@@ -298,7 +302,8 @@ def _items(pdf: pd.DataFrame, shard_index: dict | None) -> list[tuple]:
     uids = frame["uid"].astype(str).tolist()
     hashes = frame["sha256"].tolist() if "sha256" in frame.columns else [None] * len(uids)
     entries = [shard_index.get(u) for u in uids] if shard_index is not None else [None] * len(uids)
-    return list(zip(uids, frame["url"].tolist(), hashes, entries, strict=True))
+    texts = frame["text"].tolist() if "text" in frame.columns else [None] * len(uids)
+    return list(zip(uids, frame["url"].tolist(), hashes, entries, texts, strict=True))
 
 
 def process_batch(

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # writer) a SQL conf of the session that runs them. See Lake._commit_session.
 USER_METADATA_OPTION = "userMetadata"
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+CHANGE_FEED_PROPERTY = "delta.enableChangeDataFeed"
+COMMITS_SEARCHED = 16  # how far back last_write looks for its own commit
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class WriteResult:
     rows_deleted: int = 0
     committed: bool = True  # False: the write made no commit (nothing changed, or a
     #                         transaction version the table had already seen)
+    files: int = 0  # data files the commit added
 
 
 class Lake:
@@ -97,19 +100,32 @@ class Lake:
             self.register(name)
         return names
 
-    def ensure_table(self, name: str, schema: StructType) -> None:
-        """Create an empty Delta table with `schema` if none exists, and register it."""
+    def ensure_table(self, name: str, schema: StructType, change_feed: bool = False) -> None:
+        """Create an empty Delta table with `schema` if none exists, and register it.
+        `change_feed`: record Delta's change data feed from the start (a model stage
+        streams the changes of its source)."""
         from delta.tables import DeltaTable
 
         if not self.exists(name):
             with self._commit_session({"stage": "create", "table": name}) as (session, _):
-                DeltaTable.createIfNotExists(session).location(self.path(name)).addColumns(
-                    schema
-                ).execute()
+                builder = DeltaTable.createIfNotExists(session).location(self.path(name))
+                if change_feed:
+                    builder = builder.property(CHANGE_FEED_PROPERTY, "true")
+                builder.addColumns(schema).execute()
             log.info("created Delta table %s at %s", name, self.path(name))
         else:
             self._evolve(name, schema)
         self.register(name)
+
+    def ensure_change_feed(self, name: str) -> None:
+        """Turn on the change data feed of an existing table (a table created before a
+        stage streamed it); one commit, only when it is off."""
+        if self.table_properties(name).get(CHANGE_FEED_PROPERTY, "false").lower() == "true":
+            return
+        log.warning("turning on the change data feed of %s (a table from an older lake)", name)
+        self.set_table_properties(
+            name, {CHANGE_FEED_PROPERTY: "true"}, {"stage": "evolve", "table": name}
+        )
 
     def _evolve(self, name: str, schema: StructType) -> None:
         """Bring an existing table up to `schema`: add the columns it lacks, drop NOT
@@ -192,6 +208,84 @@ class Lake:
         fs = path.getFileSystem(sc._jsc.hadoopConfiguration())
         return bool(fs.exists(path))
 
+    def txn_committed(self, name: str, app_id: str, version: int) -> bool:
+        """Whether table `name` has committed transaction `version` (or a later one) of
+        `app_id` (Delta's txnAppId / txnVersion), read from the table's snapshot. False
+        where that cannot be read (Spark Connect): the caller then runs its write and
+        Delta skips it."""
+        jsession = getattr(self.spark, "_jsparkSession", None)
+        if jsession is None:
+            return False
+        try:
+            jvm = self.spark.sparkContext._jvm
+            log_ = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(jsession, self.path(name))
+            none = jvm.scala.Option.empty()
+            latest = log_.update(False, none, none).transactions().get(app_id)
+            return bool(latest.isDefined()) and int(latest.get()) >= version
+        except Exception:  # py4j errors: an API change in another Delta version
+            log.warning("cannot read Delta transactions of %s; the write decides", name)
+            return False
+
+    # ----------------------------------------------------- small files beside tables
+
+    def _fs(self, path: str) -> tuple[Any, Any] | None:
+        """(Hadoop FileSystem, Path) for `path`, or None without a JVM (Spark Connect)."""
+        if getattr(self.spark, "_jsparkSession", None) is None:
+            return None
+        sc = self.spark.sparkContext
+        jpath = sc._jvm.org.apache.hadoop.fs.Path(path)
+        return jpath.getFileSystem(sc._jsc.hadoopConfiguration()), jpath
+
+    def read_text(self, path: str) -> str | None:
+        """A small text file under the lake (e.g. beside a checkpoint), or None."""
+        handle = self._fs(path)
+        if handle is None:
+            local = Path(path.removeprefix("file:"))
+            return local.read_text() if local.is_file() else None
+        fs, jpath = handle
+        if not fs.exists(jpath):
+            return None
+        stream = fs.open(jpath)
+        try:
+            return self.spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(
+                stream, "UTF-8"
+            )
+        finally:
+            stream.close()
+
+    def write_text(self, path: str, text: str) -> None:
+        """Write a small text file under the lake, replacing it (written whole, then
+        renamed where the file system renames atomically)."""
+        handle = self._fs(path)
+        if handle is None:
+            local = Path(path.removeprefix("file:"))
+            local.parent.mkdir(parents=True, exist_ok=True)
+            tmp = local.with_name(f".{local.name}.tmp")
+            tmp.write_text(text)
+            tmp.replace(local)
+            return
+        fs, jpath = handle
+        jvm = self.spark.sparkContext._jvm
+        tmp = jvm.org.apache.hadoop.fs.Path(
+            jpath.getParent(), f".{jpath.getName()}.{uuid.uuid4().hex}"
+        )
+        out = fs.create(tmp, True)
+        try:
+            out.write(bytearray(text.encode()))
+        finally:
+            out.close()
+        fs.delete(jpath, False)
+        if not fs.rename(tmp, jpath):
+            raise OSError(f"cannot rename {tmp} to {jpath}")
+
+    def delete_path(self, path: str) -> None:
+        handle = self._fs(path)
+        if handle is None:
+            Path(path.removeprefix("file:")).unlink(missing_ok=True)
+            return
+        fs, jpath = handle
+        fs.delete(jpath, False)
+
     def version(self, name: str) -> int | None:
         if not self.exists(name):
             return None
@@ -203,15 +297,11 @@ class Lake:
         row = DeltaTable.forPath(self.spark, self.path(name)).history(1).first()
         return int(row["version"])
 
-    def _last_commit_info(self, name: str) -> dict[str, Any] | None:
-        """The latest commit's version, userMetadata and operationMetrics, read from its
-        commit file (``_delta_log/<version>.json``, the protocol's layout) through the
-        JVM's file system: no Spark job (``history(1)`` runs one per write: 0.15-0.3 s).
-        None where that is not possible (Spark Connect, no such file: a table whose
-        commits live elsewhere); the caller then reads the history."""
-        version = self._log_version(name)
-        if version is None:
-            return None
+    def _commit_info(self, name: str, version: int) -> dict[str, Any] | None:
+        """Version `version`'s userMetadata and operationMetrics, read from its commit
+        file (``_delta_log/<version>.json``, the protocol's layout) through the JVM's
+        file system: no Spark job (``history`` runs one: 0.15-0.3 s). None where that
+        is not possible (Spark Connect, no such file); the caller reads the history."""
         try:
             sc = self.spark.sparkContext
             jvm = sc._jvm
@@ -236,6 +326,32 @@ class Lake:
                     "operationMetrics": info.get("operationMetrics"),
                 }
         return None
+
+    def _find_commit(self, name: str, stamp: str) -> dict[str, Any] | None:
+        """The commit whose user metadata holds `stamp`, among the last COMMITS_SEARCHED
+        versions (other writers of the same table, e.g. a model stage's other lane, may
+        have committed after it); the latest commit when none does. Commit files first,
+        the history where they cannot be read."""
+        latest = self._log_version(name)
+        infos: list[dict[str, Any]] = []
+        if latest is not None:
+            for version in range(latest, max(-1, latest - COMMITS_SEARCHED), -1):
+                info = self._commit_info(name, version)
+                if info is None:
+                    infos = []
+                    break
+                if stamp in (info["userMetadata"] or ""):
+                    return info
+                infos.append(info)
+        if not infos:
+            from delta.tables import DeltaTable
+
+            history = DeltaTable.forPath(self.spark, self.path(name)).history(COMMITS_SEARCHED)
+            infos = [r.asDict() for r in history.collect()]
+            for info in infos:
+                if stamp in (info["userMetadata"] or ""):
+                    return info
+        return infos[0] if infos else None
 
     def _log_version(self, name: str) -> int | None:
         """The latest version from Delta's log directly (no Spark job: `history` runs
@@ -364,11 +480,7 @@ class Lake:
         A MERGE that changes nothing makes no commit at all; the stamp tells our commit
         from an older one.
         """
-        last = self._last_commit_info(name)
-        if last is None:
-            from delta.tables import DeltaTable
-
-            last = DeltaTable.forPath(self.spark, self.path(name)).history(1).first().asDict()
+        last = self._find_commit(name, stamp)
         if stamp not in (last["userMetadata"] or ""):
             return WriteResult(name, int(last["version"]), 0, committed=False)
         m = last["operationMetrics"] or {}
@@ -380,6 +492,7 @@ class Lake:
             rows_inserted=int(inserted),
             rows_updated=int(m.get("numTargetRowsUpdated", 0)),
             rows_deleted=int(m.get("numTargetRowsDeleted", 0)),
+            files=int(m.get("numTargetFilesAdded", m.get("numFiles", 0))),
         )
 
     def _merge(

@@ -22,3 +22,4 @@ REASON_DUPLICATE_UID = "duplicate_uid_in_input"
 REASON_GENERATION_ERROR = "generation_error"  # the model call raised on this row
 REASON_EMPTY_OUTPUT = "empty_output"  # the model generated no text
 REASON_MISSING_INPUT = "missing_input"  # no image bytes / no dense caption to work from
+REASON_PREPARE_ERROR = "prepare_error"  # the image did not decode or the processor refused it

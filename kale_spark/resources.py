@@ -32,6 +32,7 @@ __all__ = [
     "MODEL_TASK_CPUS_KEY",
     "MODEL_TASK_GPUS_KEY",
     "ModelTaskResources",
+    "model_slots",
     "model_stage_profile",
     "model_task_resources",
 ]
@@ -98,3 +99,17 @@ def model_stage_profile(spark: Any):
     profile = ResourceProfileBuilder().require(requests).build
     log.info("model stages: %s GPU and %d CPUs per task", resources.gpus, resources.cpus)
     return profile
+
+
+def model_slots(spark: Any) -> int:
+    """Model tasks the cluster runs at once: its cores (Spark's default parallelism)
+    over the CPUs one model task takes (1 without a model profile). A chunk gives each
+    slot work (stages/chunks.py)."""
+    try:
+        sc = spark.sparkContext
+        cores = int(sc.defaultParallelism)
+        resources = model_task_resources(dict(sc.getConf().getAll()))
+    except Exception:  # Spark Connect: no SparkContext on the driver
+        return max(1, int(spark.conf.get("spark.default.parallelism", "1") or 1))
+    cpus = resources.cpus if resources is not None else 1
+    return max(1, cores // cpus)

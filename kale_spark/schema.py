@@ -128,6 +128,9 @@ IMAGES_SCHEMA = StructType(
         StructField("source", StringType(), True),
         StructField("fetched_at", TimestampType(), True),
         StructField("run_id", StringType(), False),
+        # The sample's alt-text, carried so that the model stages never join `samples`
+        # per chunk (null in rows fetched before it was carried).
+        StructField("alt_text", StringType(), True),
     ]
 )
 IMAGE_OK = "ok"
@@ -142,8 +145,8 @@ LINEAGE_FIELDS = [
     StructField("run_id", StringType(), False),
     StructField("created_at", TimestampType(), False),
 ]
-# A rerun generates only what is missing for this model and prompt.
-GENERATED_KEY = ("uid", "model", "prompt_id")
+# A rerun generates only what is missing for this model, revision and prompt.
+GENERATED_KEY = ("uid", "model", "model_revision", "prompt_id")
 
 DENSE_CAPTIONS_SCHEMA = StructType(
     [
@@ -152,6 +155,8 @@ DENSE_CAPTIONS_SCHEMA = StructType(
         StructField("prompt_tokens", IntegerType(), False),
         StructField("new_tokens", IntegerType(), False),
         *LINEAGE_FIELDS,
+        # The image's alt-text (from `images`), for augment; null in older rows.
+        StructField("alt_text", StringType(), True),
     ]
 )
 
@@ -195,7 +200,7 @@ RELEASES = "releases"
 CAPTION_STAGES = {"stage1": STAGE1_CAPTIONS, "stage2": STAGE2_CAPTIONS}
 
 # A rerun of filter processes only captions it has not seen under this key.
-FILTERED_KEY = ("uid", "stage", "model", "prompt_id")
+FILTERED_KEY = ("uid", "stage", "model", "model_revision", "prompt_id")
 
 # Why filter rejects a caption (stable strings; null when the caption is kept).
 REJECT_EMPTY = "empty_after_cleaning"

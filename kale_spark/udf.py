@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ import pandas as pd
 
 from kale_spark import schema
 from kale_spark.config import Config
-from kale_spark.models.cache import LOAD_LOG_ENV
+from kale_spark.models.cache import LOAD_LOG_ENV, load_count
 from kale_spark.models.pipeline import (
     ERROR_CHARS,
     KINDS,
@@ -60,6 +61,7 @@ from kale_spark.models.pipeline import (
     result_row,
 )
 from kale_spark.models.spec import ModelSpec
+from kale_spark.resources import model_task_resources
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -212,7 +214,9 @@ def udf_context(spark: SparkSession, cfg: Config, spec: ModelSpec) -> UdfContext
     threads = cfg.models.torch_threads
     if threads == 0:
         master, conf = _spark_conf(spark)
-        threads = auto_torch_threads(master, conf)
+        resources = model_task_resources({"spark.master": master, **conf})
+        # Under a model resource profile a task holds its profile's CPUs.
+        threads = resources.cpus if resources is not None else auto_torch_threads(master, conf)
     return UdfContext(
         spec=spec,
         cache_dir=cfg.models.cache_dir or None,
@@ -305,7 +309,7 @@ DROPPED_INPUTS = ("image",)
 
 
 def model_partition_fn(
-    ctx: UdfContext, kind: str, progress: Any = None
+    ctx: UdfContext, kind: str, progress: Any = None, workers: Any = None
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """The function a model stage runs with ``DataFrame.mapInPandas``.
 
@@ -320,7 +324,8 @@ def model_partition_fn(
 
     With ``progress`` (a Counter accumulator, progress.counter_accumulator), each
     output frame adds its ``generated``/``failed`` counts so the driver reports them
-    live.
+    live. With ``workers`` (another one), each task adds ``worker:<host>:<pid>`` and
+    the model loads it caused (``loads``): loads per worker, for the `runs` row.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}")
@@ -333,13 +338,20 @@ def model_partition_fn(
         if first is None:
             return
         ctx.enter_worker()
+        loads = load_count()
         engine = engine_for(kind, ctx.spec, ctx.cache_dir)
+        if workers is not None:
+            from collections import Counter
+
+            worker = f"worker:{socket.gethostname()}:{os.getpid()}"
+            workers.add(Counter({worker: 1, "loads": load_count() - loads}))
         frames_out = run_partition(
             engine,
             itertools.chain([first], frames),
             batch_size=ctx.spec.batch_size,
             max_batch_tokens=ctx.spec.max_batch_tokens,
             new_tokens=ctx.spec.generation.max_new_tokens,
+            beams=ctx.spec.generation.num_beams,
             prepare_threads=ctx.prepare_threads,
             on_batch=lambda rows, seconds: ctx.log_batch(kind, rows, seconds),
         )

@@ -11,6 +11,7 @@ from kale_spark.models.spec import GenerationParams, ModelSpec
 
 __all__ = [
     "Generated",
+    "PrepareError",
     "compiled",
     "generate_and_decode",
     "is_oom_error",
@@ -24,6 +25,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class PrepareError(ValueError):
+    """A row the model's processor (or the image decoder) rejects: its row goes to
+    quarantine with reason ``prepare_error``; the other rows of its batch go on."""
 
 
 @dataclass(frozen=True)
@@ -118,15 +124,17 @@ def token_batches(
     batch_size: int,
     max_batch_tokens: int | None = None,
     sort: bool = False,
+    beams: int = 1,
 ) -> list[list[int]]:
     """Group row indices into generation batches by token budget.
 
     ``costs`` are the rows' prompt tokens. A batch holds at most ``batch_size``
-    rows and, with ``max_batch_tokens``, rows x (its longest prompt + ``new_tokens``)
-    <= ``max_batch_tokens`` (what a left-padded batch holds in its KV cache); a row
-    over the budget alone gets a batch of its own. With ``sort`` the rows are taken
-    longest first, so a batch holds prompts of similar length (little padding).
-    Every index appears in exactly one batch.
+    rows and, with ``max_batch_tokens``, rows x ``beams`` x (its longest prompt +
+    ``new_tokens``) <= ``max_batch_tokens`` (what a left-padded batch holds in its KV
+    cache: beam search keeps ``beams`` sequences per row); a row over the budget alone
+    gets a batch of its own. With ``sort`` the rows are taken longest first, so a
+    batch holds prompts of similar length (little padding). Every index appears in
+    exactly one batch.
 
     >>> token_batches([5, 50, 6, 48], new_tokens=10, batch_size=4, max_batch_tokens=120, sort=True)
     [[1, 3], [2, 0]]
@@ -140,7 +148,8 @@ def token_batches(
     for i in order:
         width = max(longest, costs[i]) + new_tokens
         full = len(current) >= batch_size or (
-            max_batch_tokens is not None and (len(current) + 1) * width > max_batch_tokens
+            max_batch_tokens is not None
+            and (len(current) + 1) * max(1, beams) * width > max_batch_tokens
         )
         if current and full:
             batches.append(current)

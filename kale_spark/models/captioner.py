@@ -14,7 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kale_spark.models.batching import Generated, generate_and_decode, run_with_oom_split
+from kale_spark.models.batching import (
+    Generated,
+    PrepareError,
+    generate_and_decode,
+    run_with_oom_split,
+)
 from kale_spark.models.fusion import count_tokens, normalize_space, truncate_tokens
 from kale_spark.models.spec import ModelSpec
 from kale_spark.prompts import get_prompt
@@ -40,6 +45,22 @@ def decode_image(data: bytes, index: int = 0, min_side: int | None = None) -> An
             return img.convert("RGB")
     except Exception as exc:
         raise ValueError(f"image {index}: cannot decode ({type(exc).__name__}: {exc})") from exc
+
+
+SIZE_CACHE = 4096  # image sizes whose token count a captioner remembers
+PROBE_SIZES = ((448, 448), (896, 448), (448, 1344))
+
+
+def _image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from an image's header (no decode); None when unreadable (its
+    row then fails in ``prepare``)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except Exception:
+        return None
 
 
 def model_input_side(processor: Any) -> int | None:
@@ -98,8 +119,12 @@ class Captioner:
             image_token_id = self.tokenizer.convert_tokens_to_ids(image_token)
             if image_token_id is not None and image_token_id != self.tokenizer.unk_token_id:
                 self._suppress = (image_token_id,)
-        self._image_extra: int | None = None
-        self.decode_side = model_input_side(processor)
+        # Image tokens beyond the placeholder, by image size (None: any size).
+        self._image_extra: dict[tuple[int, int] | None, int] | None = None
+        # A tower whose token count is the same for every image size resizes to a
+        # fixed side (CLIP, SigLIP): its JPEGs may be decoded at a reduced DCT scale.
+        self.fixed_size = self._tokens_fixed()
+        self.decode_side = model_input_side(processor) if self.fixed_size else None
 
     @classmethod
     def from_spec(
@@ -189,37 +214,77 @@ class Captioner:
 
     # --- the two halves of a batch, for a pipeline that overlaps them --------------
 
-    def prompt_tokens(self, prompt: str) -> int:
-        """Tokens ``prompt`` takes once its image placeholder is expanded (an estimate
-        for models whose image token count depends on the image)."""
-        if self._image_extra is None:
-            from PIL import Image
+    def prompt_tokens(self, prompt: str, image: bytes | None = None) -> int:
+        """Tokens ``prompt`` takes once its image placeholder is expanded for ``image``,
+        counted by the model's own processor: once for a fixed-size tower, per image
+        size for a dynamic-resolution one (Qwen2-VL: ~300 at 490 px, not the 4 of a
+        64 px probe). ``PrepareError`` when the processor refuses the image's size."""
+        size = None if self.fixed_size or image is None else _image_size(image)
+        extra = self._image_extra.get(size) if self._image_extra else None
+        if extra is None:
+            extra = self._probe_extra(prompt, size)
+        return count_tokens(prompt, self.tokenizer) + extra
 
-            probe = self.processor(
-                images=[Image.new("RGB", (64, 64))], text=[prompt], return_tensors="pt"
-            )
-            self._image_extra = int(probe["input_ids"].shape[1]) - count_tokens(
-                prompt, self.tokenizer
-            )
-        return count_tokens(prompt, self.tokenizer) + self._image_extra
+    def _tokens_fixed(self) -> bool:
+        """Whether the processor gives every image size the same number of tokens
+        (asked of the processor itself, with three shapes)."""
+        prompt = self._templated({"alt_text": ""} if self.needs_alt_text else {})
+        try:
+            counts = {self._probe_extra(prompt, size) for size in PROBE_SIZES}
+        except PrepareError:
+            return False
+        finally:
+            self._image_extra = None
+        return len(counts) == 1
+
+    def _probe_extra(self, prompt: str, size: tuple[int, int] | None) -> int:
+        from PIL import Image
+
+        probe_image = Image.new("RGB", size or PROBE_SIZES[0])
+        try:
+            probe = self.processor(images=[probe_image], text=[prompt], return_tensors="pt")
+        except Exception as exc:
+            raise PrepareError(f"the processor refuses a {size} image: {exc}") from exc
+        extra = int(probe["input_ids"].shape[1]) - count_tokens(prompt, self.tokenizer)
+        if self._image_extra is None or len(self._image_extra) >= SIZE_CACHE:
+            self._image_extra = {}
+        self._image_extra[size] = extra
+        return extra
 
     def prepare(self, images: Sequence[bytes], prompts: Sequence[str]) -> Prepared:
-        """Decode and preprocess a batch; an image that does not decode is an error
-        of its row only (the other rows still go to the model)."""
+        """Decode and preprocess a batch. An image that does not decode, or that the
+        processor refuses, is an error of its row only (``PrepareError``): the other
+        rows still go to the model."""
         pil_images, rows, errors = [], [], {}
         for i, data in enumerate(images):
             try:
                 pil_images.append(decode_image(data, i, self.decode_side))
                 rows.append(i)
             except ValueError as exc:
-                errors[i] = exc
+                errors[i] = PrepareError(str(exc))
         items = list(zip(images, prompts, strict=True))
         if not rows:
             return Prepared(len(images), None, rows, errors, items)
-        inputs = self.processor(
-            images=pil_images, text=[prompts[i] for i in rows], padding=True, return_tensors="pt"
-        )
-        return Prepared(len(images), dict(inputs), rows, errors, items)
+        try:
+            inputs = self._process(pil_images, [prompts[i] for i in rows])
+        except Exception:
+            # One row refused (e.g. an aspect ratio the processor rejects): find it,
+            # then process the rest together.
+            kept = []
+            for i, img in zip(rows, pil_images, strict=True):
+                try:
+                    self._process([img], [prompts[i]])
+                    kept.append((i, img))
+                except Exception as exc:
+                    errors[i] = PrepareError(f"image {i}: the processor refused it: {exc}")
+            rows = [i for i, _ in kept]
+            if not rows:
+                return Prepared(len(images), None, rows, errors, items)
+            inputs = self._process([img for _, img in kept], [prompts[i] for i in rows])
+        return Prepared(len(images), inputs, rows, errors, items)
+
+    def _process(self, images: list[Any], prompts: list[str]) -> dict[str, Any]:
+        return dict(self.processor(images=images, text=prompts, padding=True, return_tensors="pt"))
 
     def run(self, prepared: Prepared) -> list[Generated | BaseException]:
         """``generate`` on a prepared batch: one result (or exception) per row, in order.

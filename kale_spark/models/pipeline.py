@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from kale_spark import reasons
-from kale_spark.models.batching import Generated, is_oom_error, token_batches
+from kale_spark.models.batching import Generated, PrepareError, is_oom_error, token_batches
 from kale_spark.models.spec import ModelSpec
 
 __all__ = [
@@ -69,6 +69,8 @@ def error_row(reason: str, error: str) -> dict[str, Any]:
 
 def result_row(result: Any, clean: Callable[[str], str] = str.strip) -> dict[str, Any]:
     """A ``RESULT_COLUMNS`` row for a ``Generated`` (or the exception that replaced it)."""
+    if isinstance(result, PrepareError):
+        return error_row(reasons.REASON_PREPARE_ERROR, str(result))
     if isinstance(result, BaseException):
         return error_row(reasons.REASON_GENERATION_ERROR, f"{type(result).__name__}: {result}")
     text = clean(result.text)
@@ -121,7 +123,6 @@ class CaptionEngine:
         self.captioner = captioner
         self.clean: Callable[[str], str] = str.strip
         self._prompt = None if captioner.needs_alt_text else captioner.prompt_text()
-        self._cost = None if self._prompt is None else captioner.prompt_tokens(self._prompt)
 
     def split(self, frame: pd.DataFrame) -> Split:
         images = frame["image"].to_numpy(dtype=object)
@@ -131,12 +132,18 @@ class CaptionEngine:
             if _is_blank(data):
                 errors[i] = error_row(reasons.REASON_MISSING_INPUT, "no image bytes")
                 continue
-            if self._prompt is not None:
-                prompt, cost = self._prompt, self._cost
-            else:
-                alt = alts[i] if isinstance(alts[i], str) else ""
-                prompt = self.captioner.prompt_text(alt)
-                cost = self.captioner.prompt_tokens(prompt)
+            try:
+                if self._prompt is not None:
+                    prompt = self._prompt
+                else:
+                    alt = alts[i] if isinstance(alts[i], str) else ""
+                    prompt = self.captioner.prompt_text(alt)
+                cost = self.captioner.prompt_tokens(prompt, data)
+            except Exception as exc:  # the processor refuses this row: its row only
+                errors[i] = result_row(
+                    exc if isinstance(exc, PrepareError) else PrepareError(str(exc))
+                )
+                continue
             ok.append(i)
             items.append((data, prompt))
             costs.append(cost)
@@ -186,7 +193,7 @@ class FuseEngine:
                 prompts.append(self.rewriter.build_prompt(alt, d))
                 ok.append(i)
             except Exception as exc:
-                errors[i] = result_row(exc)
+                errors[i] = result_row(PrepareError(f"{type(exc).__name__}: {exc}"))
         ids = self.rewriter.token_ids(prompts) if prompts else []
         return Split(ok, ids, [len(x) for x in ids], errors)
 
@@ -256,9 +263,16 @@ def _batches_of(
     batch_size: int,
     max_batch_tokens: int | None,
     new_tokens: int,
+    beams: int = 1,
 ) -> Iterator[_Work]:
     """The prefetch side: frames in, prepared model batches (and finished rows) out."""
     window = batch_size * (WINDOW_BATCHES if engine.sort else 1)
+    budget = {
+        "batch_size": batch_size,
+        "max_batch_tokens": max_batch_tokens,
+        "new_tokens": new_tokens,
+        "beams": beams,
+    }
     keep_parts: list[pd.DataFrame] = []
     items: list[Any] = []
     costs: list[int] = []
@@ -276,25 +290,16 @@ def _batches_of(
             items.extend(split.items)
             costs.extend(split.costs)
         if len(items) >= window:
-            keep_parts, items, costs = yield from _cut(
-                engine, keep_parts, items, costs, batch_size, max_batch_tokens, new_tokens
-            )
+            keep_parts, items, costs = yield from _cut(engine, keep_parts, items, costs, budget)
     if items:
-        yield from _cut(
-            engine, keep_parts, items, costs, batch_size, max_batch_tokens, new_tokens, final=True
-        )
+        yield from _cut(engine, keep_parts, items, costs, budget, final=True)
 
 
-def _cut(engine, keep_parts, items, costs, batch_size, max_batch_tokens, new_tokens, final=False):
+def _cut(engine, keep_parts, items, costs, budget: dict[str, Any], final=False):
     """Prepare the full batches of the pending rows; returns the rows carried over."""
     keep = pd.concat(keep_parts, ignore_index=True)
-    batches = token_batches(
-        costs,
-        new_tokens=new_tokens,
-        batch_size=batch_size,
-        max_batch_tokens=max_batch_tokens,
-        sort=engine.sort,
-    )
+    batch_size = budget["batch_size"]
+    batches = token_batches(costs, sort=engine.sort, **budget)
     carry: list[int] = []
     if not final and len(batches) > 1 and len(batches[-1]) < batch_size:
         carry = batches.pop()
@@ -376,6 +381,7 @@ def run_partition(
     prefetch: int = 2,
     prepare_threads: int = 1,
     on_batch: Callable[[int, float], None] | None = None,
+    beams: int = 1,
 ) -> Iterator[pd.DataFrame]:
     """Run ``engine`` over ``frames``; preparation runs ``prefetch`` batches ahead in a
     thread. Yields one frame per model batch (and per group of rows with no input).
@@ -390,6 +396,7 @@ def run_partition(
         batch_size=batch_size,
         max_batch_tokens=max_batch_tokens,
         new_tokens=new_tokens,
+        beams=beams,
     )
     prefetcher = _Prefetcher(engine, works, prefetch, prepare_threads)
     try:

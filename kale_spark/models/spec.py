@@ -119,13 +119,16 @@ class ModelSpec:
     compile: bool = False
     generation: GenerationParams = field(default_factory=GenerationParams)
     # How the model stage runs (not lineage: they never change an output row).
-    # Rows one Delta commit carries; a crash redoes at most the chunks in flight. (A
-    # commit costs about a second of Spark/Delta work: 1024 rows is ~1 min of a 2-core
-    # CPU; a GPU cluster at KALE's scale wants more, or the log holds 10^5 commits.)
-    rows_per_commit: int = 1024
+    # A Delta commit carries what the cluster's model slots generate in about this many
+    # seconds (stages/chunks.py); a crash redoes at most the chunks in flight.
+    commit_interval_s: float = 600.0
+    # > 0: a fixed number of rows per commit instead.
+    rows_per_commit: int = 0
     # Source files per streaming micro-batch (Delta's maxFilesPerTrigger); 0 = sized
-    # so that a micro-batch holds about one commit's rows (from the source's rows per file).
+    # so that a micro-batch holds a few commits' rows (from the source's rows per file).
     files_per_trigger: int = 0
+    # Retry the rows that failed in earlier runs (one pass over the source per run).
+    retry_failed: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.generation, dict):  # built from YAML without the nested type
@@ -175,7 +178,7 @@ class ModelSpec:
                 f"commit sha, got {self.revision!r}"
             )
         for name in ("batch_size", "max_input_tokens", "rows_per_commit", "files_per_trigger"):
-            value, least = getattr(self, name), 0 if name == "files_per_trigger" else 1
+            value, least = getattr(self, name), 0 if name.endswith(("_trigger", "_commit")) else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
         floor = self.min_alt_text_tokens
@@ -199,6 +202,14 @@ class ModelSpec:
                 f"cache_implementation must be one of {CACHE_IMPLEMENTATIONS}, "
                 f"got {self.cache_implementation!r}"
             )
+        if (
+            isinstance(self.commit_interval_s, bool)
+            or not isinstance(self.commit_interval_s, (int, float))
+            or not self.commit_interval_s > 0
+        ):
+            raise ValueError(f"commit_interval_s must be > 0, got {self.commit_interval_s!r}")
+        if not isinstance(self.retry_failed, bool):
+            raise ValueError(f"retry_failed must be a bool, got {self.retry_failed!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be a bool, got {self.compile!r}")
         if not isinstance(self.generation, GenerationParams):

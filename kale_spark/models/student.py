@@ -465,6 +465,7 @@ def student_spec(scfg: StudentConfig, checkpoint: str, checkpoint_hash: str) -> 
         device=scfg.device,
         batch_size=scfg.caption_batch_size,
         rows_per_commit=scfg.rows_per_commit,
+        commit_interval_s=scfg.commit_interval_s,
         max_input_tokens=scfg.max_input_tokens,
         generation=scfg.generation,
     )

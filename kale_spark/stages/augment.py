@@ -1,17 +1,20 @@
-"""Augment: alt-text (`samples.text`) + dense caption → `stage1_captions` (KALE Stage 1b).
+"""Augment: alt-text + dense caption → `stage1_captions` (KALE Stage 1b).
 
-A Spark SQL join pairs each sample's web alt-text with its dense caption from the
-`cfg.caption` model and prompt; the LLM of `cfg.augment` (the paper:
+Each dense caption of the `cfg.caption` model (revision and prompt) carries its
+image's web alt-text (fetch copies `samples.text` into `images.alt_text`, caption
+carries it on), so the pairs need no join; the LLM of `cfg.augment` (the paper:
 Mistral-7B-Instruct-v0.2 with CapsFusion's prompt) fuses them in a mapInPandas model
 function (udf.model_partition_fn), loaded once per Python worker. New dense captions
-stream in from `dense_captions`; results are committed in chunks of
-`augment.rows_per_commit` rows (stages/model_stage.py). `caption_raw` is the
-model's answer with echoed scaffolding stripped (fusion.postprocess), before the
-leaked-prompt filter.
+stream in from `dense_captions`; results are committed in chunks of about
+`augment.commit_interval_s` of generation (stages/model_stage.py). `caption_raw` is
+the model's answer with echoed scaffolding stripped (fusion.postprocess), before the
+leaked-prompt filter. A lake whose dense captions predate the carried alt-text joins
+`samples` in Spark SQL instead.
 
 Lineage: model, revision, prompt id, generation parameters, the `samples` and
 `dense_captions` versions the run started from, run id. Idempotent on (uid, model,
-prompt_id); failures go to `quarantine` (stage `augment`, source_file `dense_captions`).
+revision, prompt_id); failures go to `quarantine` (stage `augment`, source_file
+`dense_captions`).
 
     candidates = already_done + generated + failed
 """
@@ -43,38 +46,65 @@ TARGET = Target(
 )
 PASSTHROUGH = ("uid", "alt_text", "dense_caption", "dense_model", "dense_prompt_id")
 
-PAIRS_SQL = """
+# Dense captions written before they carried their alt-text take it from `samples`.
+LEGACY_PAIRS_SQL = """
 SELECT d.uid,
-       s.text          AS alt_text,
+       coalesce(d.alt_text, s.text) AS alt_text,
        d.dense_caption,
        d.model         AS dense_model,
        d.prompt_id     AS dense_prompt_id
-FROM {samples} s
-JOIN {dense} d ON s.uid = d.uid
+FROM {dense} d
+JOIN {samples} s ON s.uid = d.uid
 """
 
 
-def pairs(lake: Lake, cfg: Config, samples_version: int):
-    """`prepare` for the stream: a batch of dense captions → (alt-text, dense) pairs."""
+def ours(dense: DataFrame, cfg: Config) -> DataFrame:
+    """The dense captions of `cfg.caption` (model, revision, prompt) in the teacher's share."""
+    from kale_spark.stages.model_stage import key_condition
+
+    return teacher_only(dense.where(key_condition(cfg.caption)), cfg.split.teacher_fraction)
+
+
+def pairs(lake: Lake, cfg: Config, samples_version: int, legacy: bool):
+    """`prepare` for the stream: a batch of dense captions → (alt-text, dense) pairs.
+    The alt-text comes with the dense caption; only `legacy` lakes (rows without it)
+    join `samples`, a scan of it per micro-batch."""
     from pyspark.sql import functions as F
 
     def prepare(dense: DataFrame) -> DataFrame:
-        ours = dense.where(
-            (F.col("model") == cfg.caption.id) & (F.col("prompt_id") == cfg.caption.prompt_id)
-        )
-        ours = teacher_only(ours, cfg.split.teacher_fraction)  # the student takes the rest
+        mine = ours(dense, cfg)
+        if not legacy:
+            return mine.select(
+                schema.UID,
+                "alt_text",
+                "dense_caption",
+                F.col("model").alias("dense_model"),
+                F.col("prompt_id").alias("dense_prompt_id"),
+            )
         # In the batch's own session: foreachBatch hands over a clone of the query's.
         session = dense.sparkSession
         samples = lake.read(schema.SAMPLES, version=samples_version, session=session)
-        return session.sql(PAIRS_SQL, samples=samples, dense=ours)
+        return session.sql(LEGACY_PAIRS_SQL, samples=samples, dense=mine)
 
     return prepare
+
+
+def has_legacy_rows(lake: Lake, cfg: Config) -> bool:
+    """Whether dense captions of `cfg.caption` lack their alt-text (written before it
+    was carried); one scan of two columns per run."""
+    from pyspark.sql import functions as F
+
+    dense = lake.read(schema.DENSE_CAPTIONS)
+    legacy = ours(dense, cfg).where(F.col("alt_text").isNull()).limit(1).count() > 0
+    if legacy:
+        log.warning("dense captions without alt-text (an older lake): joining samples per chunk")
+    return legacy
 
 
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     """Fuse alt-text and dense caption for every sample with a `cfg.caption` caption."""
     from kale_spark import udf
-    from kale_spark.resources import model_stage_profile
+    from kale_spark.resources import model_slots, model_stage_profile
 
     lake = Lake(spark, cfg.lake)
     spec = cfg.augment
@@ -92,12 +122,13 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             spec=spec,
             kind="fuse",
             source=schema.DENSE_CAPTIONS,
-            prepare=pairs(lake, cfg, versions[schema.SAMPLES]),
+            prepare=pairs(lake, cfg, versions[schema.SAMPLES], has_legacy_rows(lake, cfg)),
             source_versions=versions,
             passthrough=PASSTHROUGH,
             progress_interval_s=cfg.progress.interval_s,
             # One GPU per model task on a GPU cluster (stage-level scheduling); None locally.
             resource_profile=model_stage_profile(spark),
+            slots=model_slots(spark),
         )
         run_model_stage(lake, run, stage, udf.udf_context(spark, cfg, spec))
         if spec.is_tiny:

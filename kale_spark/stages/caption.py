@@ -2,11 +2,11 @@
 
 The VLM of `cfg.caption` (the paper: CogVLM-17B at 490x490) runs in a mapInPandas
 model function (udf.model_partition_fn), loaded once per Python worker. Work streams
-from the `images` table and is committed in chunks of `caption.rows_per_commit`
-rows (stages/model_stage.py): a killed run loses at most the chunks in flight.
+from the `images` table and is committed in chunks of about `caption.commit_interval_s` of
+generation (stages/model_stage.py): a killed run loses at most the chunks in flight.
 Rows carry their lineage: model, revision, prompt id, generation parameters, the
 `images` version the run started from, run id. Idempotent on (uid, model,
-prompt_id). A row whose generation fails goes to `quarantine` (stage `caption`,
+revision, prompt_id). A row whose generation fails goes to `quarantine` (stage `caption`,
 source_file `images`).
 
     candidates = already_done + generated + failed
@@ -40,16 +40,17 @@ TARGET = Target(
 
 
 def ok_images(images: DataFrame) -> DataFrame:
-    """The images the teacher captions: fetched ok, with their bytes."""
+    """The images the teacher captions: fetched ok, with their bytes and alt-text (which
+    the dense caption row carries on, for augment)."""
     from pyspark.sql import functions as F
 
-    return images.where(F.col("status") == schema.IMAGE_OK).select(schema.UID, "image")
+    return images.where(F.col("status") == schema.IMAGE_OK).select(schema.UID, "image", "alt_text")
 
 
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     """Caption every `ok` image that has no dense caption from `cfg.caption` yet."""
     from kale_spark import udf
-    from kale_spark.resources import model_stage_profile
+    from kale_spark.resources import model_slots, model_stage_profile
 
     lake = Lake(spark, cfg.lake)
     spec = cfg.caption
@@ -65,9 +66,11 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             source=schema.IMAGES,
             prepare=lambda images: teacher_only(ok_images(images), cfg.split.teacher_fraction),
             source_versions={schema.IMAGES: images_version},
+            passthrough=(schema.UID, "alt_text"),
             progress_interval_s=cfg.progress.interval_s,
             # One GPU per model task on a GPU cluster (stage-level scheduling); None locally.
             resource_profile=model_stage_profile(spark),
+            slots=model_slots(spark),
         )
         run_model_stage(lake, run, stage, udf.udf_context(spark, cfg, spec))
         if spec.is_tiny:

@@ -60,7 +60,7 @@ def _samples_to_fetch(lake: Lake, cfg: FetchConfig) -> DataFrame:
     """Every sample with `_todo` (fetch it now) and the attempts its images row spent."""
     from pyspark.sql import functions as F
 
-    samples = lake.read(schema.SAMPLES).select("uid", "url", "sha256")
+    samples = lake.read(schema.SAMPLES).select("uid", "url", "sha256", "text")
     images = lake.read(schema.IMAGES).select("uid", "status", "http_status", "attempts")
     retryable = retryable_condition()
     todo = F.col("status").isNull() | (retryable & (F.col("attempts") < cfg.max_attempts_total))
@@ -68,6 +68,7 @@ def _samples_to_fetch(lake: Lake, cfg: FetchConfig) -> DataFrame:
         "uid",
         "url",
         "sha256",
+        "text",
         F.coalesce("attempts", F.lit(0)).alias("prev_attempts"),
         F.coalesce(todo, F.lit(False)).alias("_todo"),
     )
@@ -88,7 +89,7 @@ def _plan(lake: Lake, cfg: FetchConfig, fresh: bool) -> tuple[DataFrame, int, in
 
     if fresh:
         todo = lake.read(schema.SAMPLES).select(
-            "uid", "url", "sha256", F.lit(0).alias("prev_attempts")
+            "uid", "url", "sha256", "text", F.lit(0).alias("prev_attempts")
         )
         n_samples = todo.count()
         return todo, n_samples, n_samples, 0
@@ -195,7 +196,11 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         # A first fetch plans from `samples` alone: `images` is created meanwhile (two
         # driver threads; each is a second or more of planning on a fresh JVM).
         with ThreadPoolExecutor(1) as pool:
-            created = pool.submit(lake.ensure_table, schema.IMAGES, schema.IMAGES_SCHEMA)
+            # The change data feed on: the model stages stream its changes (a retry
+            # turning a row ok is an update, not an append).
+            created = pool.submit(
+                lake.ensure_table, schema.IMAGES, schema.IMAGES_SCHEMA, change_feed=True
+            )
             if not fresh:
                 created.result()  # the plan joins with `images`
             todo, n_samples, n_todo, n_retry = _plan(lake, cfg.fetch, fresh)

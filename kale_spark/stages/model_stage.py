@@ -1,28 +1,36 @@
 """What the model stages (caption, augment, student-caption) share: generation that
-commits as it goes, exactly once per (uid, model, prompt_id).
+commits as it goes, exactly once per (uid, model, revision, prompt), at a cost linear in
+the rows it generates.
 
-    source table ─ Structured Streaming, trigger(availableNow), checkpoint under the lake,
-    │              files per micro-batch sized to about one commit (files_per_trigger)
+    source table ─ its change feed streamed, trigger(availableNow), a checkpoint per
+    │              (stage, source, model, revision, prompt, generation parameters);
+    │              micro-batches of about CHUNKS_PER_BATCH chunks (maxFilesPerTrigger)
     └ foreachBatch(micro-batch):
-        keys: (uid, committed?) of its candidates, in uid order     (keys only)
-        cut into even chunks of at most `<stage>.rows_per_commit`, each:
-          committed rows dropped ─ model (mapInPandas, one model per Python worker)
-          ─▶ append to the output table with txnAppId/txnVersion   ─ one commit
-          ─▶ failed rows into quarantine (reason, error), never lost
-    catch-up (resumed checkpoints only): candidates the stream did not deliver (rows
-              an update commit changed, earlier failures) through the same chunks,
-              committed by insert-only MERGE.
+        candidates (prepare), persisted once, counted; cut into even chunks by uid hash,
+        the cut recorded in the checkpoint (a replay cuts the same chunks)
+        LANES threads, chunk k in lane k % LANES, each lane in order:
+          model (mapInPandas over every model slot, several batches per task, one
+          model per Python worker) ─ results persisted
+          ─▶ failures (if any) appended to quarantine  ┐ both with txnAppId = query id +
+          ─▶ good rows appended to the target         ┘ lane, txnVersion = batch, chunk
 
-Exactly once. Chunks are cut from every candidate of the micro-batch, committed or
-not, so a replayed micro-batch (a crash between a commit and the checkpoint) is cut
-the same way: each chunk's append carries the streaming query's id as txnAppId and
-(batch id, chunk index) as txnVersion, and Delta skips a version it has committed
-(and fails the second of two runs committing the same one at once). Committed rows
-are removed from a chunk before the model runs, so nothing committed is generated
-again. A chunk Delta skips although rows remained (rows_per_commit changed between
-a crash and its rerun) is merged on the key instead. A killed run loses at most the
-chunks in flight; the rerun resumes from the checkpoint. Every commit carries the
-run id.
+Linear cost. Nothing scans the target per chunk: the stream delivers each source row
+once per checkpoint, and Delta's txn makes a replayed chunk a no-op (its model does
+not run: the target's txn is read before). "Already done" is checked only where a
+new checkpoint meets an old target (one persisted key set per run, and rows already
+quarantined for the key are left to `retry_failed`). The driver holds counts, never
+keys. Update commits of the source (a fetch retry turning a row ok) arrive through
+its change data feed (`delta.enableChangeDataFeed`), so no full catch-up pass is
+needed; `<stage>.retry_failed` runs one, once per run, for the rows that failed.
+
+Every slot busy. A chunk is what the model slots produce in `commit_interval_s`
+(chunks.ChunkSizer: the rate measured in this run, or the last run's, from the
+checkpoint); the lanes overlap one chunk's commit with the next chunk's model, and
+the scheduler hands a lane's tasks to slots as the other lane's tasks finish.
+A first run without a rate restarts its query once, after the first micro-batch,
+with micro-batches sized from the rate it measured.
+
+Files. A chunk's good rows are one file (more only past FILE_BYTES of text).
 
     candidates = already_done + generated + failed    (without concurrent writers)
 """
@@ -32,6 +40,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +52,14 @@ from kale_spark.lake import Lake, WriteResult
 from kale_spark.models.spec import ModelSpec
 from kale_spark.progress import Progress, counter_accumulator
 from kale_spark.runs import StageRun
+from kale_spark.stages.chunks import (
+    HASH_SPACE,
+    LANES,
+    ChunkPlans,
+    ChunkSizer,
+    chunk_txn,
+    files_for,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -53,6 +70,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RAW_ERROR_CHARS = 500
+FILE_BYTES = 128 * 2**20  # a chunk's output is one file up to about this much text
+CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+# Version of the stream layout; part of the checkpoint name (v2: the change feed).
+STREAM_LAYOUT = "cdf1"
+RESIZE = "kale: micro-batches resized"  # the message of the one planned restart
 
 
 @dataclass(frozen=True)
@@ -85,27 +107,56 @@ class ModelStage:
     passthrough: Sequence[str] = (schema.UID,)
     progress_interval_s: float = 10.0
     resource_profile: Any = None  # a pyspark ResourceProfile for the model tasks, or None
+    slots: int = 1  # model tasks the cluster runs at once
 
 
 @dataclass
 class Tally:
-    """What a run committed, summed over its chunks."""
+    """What a run committed, summed over its chunks (lanes add under the lock)."""
 
     generated: int = 0
     duplicates: int = 0
     quarantined: int = 0
     commits: int = 0
-    failed: dict[str, int] = field(default_factory=dict)
+    replayed: int = 0  # chunks a replayed micro-batch found committed: no model run
+    files: int = 0
+    failed: Counter = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
-def already_done(lake: Lake, table: str, spec: ModelSpec) -> DataFrame:
-    """uids that `table` already holds for this model and prompt."""
+# ------------------------------------------------------------------ keys and rows
+
+
+def key_condition(spec: ModelSpec) -> Column:
+    """Rows of a generated table made by this model, revision and prompt."""
     from pyspark.sql import functions as F
 
     return (
-        lake.read(table)
-        .where((F.col("model") == spec.id) & (F.col("prompt_id") == spec.prompt_id))
-        .select(schema.UID)  # unique: (uid, model, prompt_id) is the table's key
+        (F.col("model") == spec.id)
+        & (F.col("model_revision") == spec.model_revision)
+        & (F.col("prompt_id") == spec.prompt_id)
+    )
+
+
+def already_done(lake: Lake, table: str, spec: ModelSpec) -> DataFrame:
+    """uids that `table` already holds for this model, revision and prompt."""
+    return lake.read(table).where(key_condition(spec)).select(schema.UID)
+
+
+def quarantined(lake: Lake, stage: ModelStage) -> DataFrame:
+    """uids this stage quarantined for this model, revision and prompt."""
+    from pyspark.sql import functions as F
+
+    spec = stage.spec
+    return (
+        lake.read(schema.QUARANTINE)
+        .where(
+            (F.col("stage") == stage.target.stage)
+            & (F.col("raw")["model"] == spec.id)
+            & (F.col("raw")["model_revision"] == spec.model_revision)
+            & (F.col("raw")["prompt_id"] == spec.prompt_id)
+        )
+        .select(schema.UID)
     )
 
 
@@ -128,7 +179,7 @@ def lineage_columns(
 
 def quarantine_rows(failed: DataFrame, stage: ModelStage, run_id: str) -> DataFrame:
     """Failed results as quarantine rows. `source_row` is a stable hash of (uid, model,
-    prompt_id): a rerun that fails again adds nothing, another model's failure does."""
+    revision, prompt_id): one failure per key, whichever run met it."""
     from pyspark.sql import functions as F
 
     spec = stage.spec
@@ -149,7 +200,9 @@ def quarantine_rows(failed: DataFrame, stage: ModelStage, run_id: str) -> DataFr
     return failed.select(
         F.lit(stage.target.stage).alias("stage"),
         F.lit(stage.target.source_table).alias("source_file"),
-        F.xxhash64(schema.UID, F.lit(spec.id), F.lit(spec.prompt_id)).alias("source_row"),
+        F.xxhash64(
+            schema.UID, F.lit(spec.id), F.lit(spec.model_revision), F.lit(spec.prompt_id)
+        ).alias("source_row"),
         F.col(schema.UID),
         F.col("reason"),
         raw.alias("raw"),
@@ -174,30 +227,46 @@ def output_rows(good: DataFrame, stage: ModelStage, run_id: str) -> DataFrame:
 
 
 def checkpoint_name(stage: ModelStage) -> str:
-    """A checkpoint per (stage, source, model, prompt): another model starts afresh."""
+    """A checkpoint per (stage, source, model, revision, prompt, generation parameters).
+
+    The generation parameters are in the checkpoint, not in the key: new parameters
+    start a new stream, which finds the rows made under the old ones done (one key
+    check, once) and generates only what is missing; a new revision or prompt is a
+    new key and regenerates everything."""
     spec = stage.spec
-    key = f"{stage.source}|{spec.id}|{spec.prompt_id}".encode()
+    lineage = spec.lineage()
+    key = "|".join(
+        [STREAM_LAYOUT, stage.source, spec.id, spec.model_revision, spec.prompt_id]
+        + [lineage["gen_params"]]
+    ).encode()
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{spec.id}-{spec.prompt_id}").strip("_")[:80]
     return f"{slug}-{sha256_hex(key)[:10]}"
 
 
-# A chunk's Delta transaction version: micro-batch id x this + chunk index.
-CHUNKS_PER_BATCH = 1_000_000
+def source_rows(changes: DataFrame) -> DataFrame:
+    """The rows a change-feed micro-batch adds or turns into (inserts, update
+    post-images), without the feed's own columns."""
+    from pyspark.sql import functions as F
+
+    if "_change_type" not in changes.columns:
+        return changes
+    rows = changes.where(F.col("_change_type").isin("insert", "update_postimage"))
+    return rows.drop(*CDF_COLUMNS)
+
+
+# ------------------------------------------------------------------ the writer
 
 
 class ChunkWriter:
-    """Runs the model over batches of candidate rows and commits them chunk by chunk.
+    """Runs the model over each micro-batch's candidates and commits them chunk by chunk.
 
-    Chunks of a micro-batch are cut from all its candidates in uid order, committed
-    or not, so a replayed micro-batch (a crash before the checkpoint recorded it) is
-    cut into the same chunks. Each chunk is one append carrying Delta's txnAppId (the
-    streaming query's id, stable for the checkpoint's life) and txnVersion (batch,
-    chunk): a chunk that committed is skipped by Delta, and two runs that replay the
-    same micro-batch at once cannot both commit it. Rows already committed are removed
-    before the model runs, so nothing committed is generated again. A chunk outside
-    the stream (the catch-up pass), or one Delta skipped although it still had rows
-    (the chunk size changed between a crash and its rerun), goes through a keyed
-    insert-only MERGE instead.
+    The micro-batch's candidates are persisted and counted once, cut into even chunks
+    by uid hash (the count of chunks is recorded in the checkpoint before any chunk
+    runs, so a replay cuts the same chunks), and run on LANES threads. A chunk's
+    quarantine rows go first, then its good rows, each an append with txnAppId (the
+    query id and the chunk's lane) and txnVersion (batch, chunk): a chunk whose good
+    rows are committed is skipped before its model runs; a crash between the two
+    appends redoes the model once and Delta skips the quarantine append.
     """
 
     def __init__(self, lake: Lake, run: StageRun, stage: ModelStage, ctx: UdfContext) -> None:
@@ -207,226 +276,251 @@ class ChunkWriter:
         self.run = run
         self.stage = stage
         self.tally = Tally()
-        self.failed_uids: set[str] = set()  # rows this run failed on (few; bounded per chunk)
-        self.accumulator = counter_accumulator(lake.spark)
-        self.model_fn = udf.model_partition_fn(ctx, stage.kind, progress=self.accumulator)
+        self.accumulator = counter_accumulator(lake.spark)  # rows by outcome (progress)
+        self.workers = counter_accumulator(lake.spark)  # model loads, one key per worker
+        self.model_fn = udf.model_partition_fn(
+            ctx, stage.kind, progress=self.accumulator, workers=self.workers
+        )
+        self.sizer: ChunkSizer | None = None
+        self.plans: ChunkPlans | None = None
+        self.done_keys: DataFrame | None = None  # set when a new checkpoint meets old rows
         self.app_id: str | None = None
+        self.resize_to: int | None = None  # files per micro-batch a restart should use
         self._bound = threading.Event()
 
     def bind(self, query_id: str) -> None:
-        """The streaming query's id: the txnAppId of this checkpoint's commits."""
+        """The streaming query's id: the txnAppId (with a lane) of this query's commits."""
         self.app_id = f"kale:{self.stage.target.stage}:{query_id}"
         self._bound.set()
 
-    def keys(self, prepared: DataFrame) -> list[tuple[str, bool]]:
-        """(uid, committed) of every candidate in `prepared`, in uid order; keys only."""
-        flagged = flag_committed(self.lake, self.stage, prepared)
-        return sorted((r[schema.UID], bool(r["_done"])) for r in flagged.collect())
-
-    def process(self, source_rows: DataFrame, batch_id: int) -> None:
+    def process(self, changes: DataFrame, batch_id: int) -> None:
         """foreachBatch: generate and commit the micro-batch's missing rows in chunks."""
-        prepared = self.stage.prepare(source_rows)
-        keys = self.keys(prepared)
-        chunks = [
-            [u for u, done in part if not done and u not in self.failed_uids]
-            for part in even_parts(keys, self.stage.spec.rows_per_commit)
-        ]
-        n = sum(len(c) for c in chunks)
-        log.info("[%s] batch %d: %d rows to generate", self.stage.target.stage, batch_id, n)
-        if n == 0:
+        if self.resize_to is not None:
+            raise RuntimeError(RESIZE)  # the query restarts; this batch is replayed
+        if not self._bound.wait(timeout=60):
+            raise RuntimeError("the streaming query's id never reached the writer")
+        self.plans.forget(batch_id - 1)  # the engine moved on: batch_id - 1 is committed
+        self.run_batch(source_rows(changes), batch_id)
+        self.resize_to = self.sizer.resize_after_first_batch()
+
+    def run_batch(self, rows: DataFrame, batch_id: int | None) -> None:
+        """Persist and count the candidates of `rows`, then commit them chunk by chunk
+        (`batch_id` None: the retry pass, merged on the key without txn)."""
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        prepared = self.stage.prepare(rows)
+        if self.done_keys is not None:
+            prepared = prepared.join(self.done_keys, schema.UID, "left_anti")
+        prepared = prepared.withColumn("_h", F.pmod(F.xxhash64(schema.UID), F.lit(HASH_SPACE)))
+        prepared = prepared.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            n = prepared.count()
+            log.info("[%s] batch %s: %d rows to generate", self.stage.target.stage, batch_id, n)
+            if n == 0:
+                return
+            bounds = self.sizer.chunks_for(n)
+            if batch_id is not None:
+                bounds = self.plans.cut(batch_id, bounds)
+            h = F.col("_h")
+            parts = [
+                (
+                    k,
+                    prepared.where((h >= lo) & (h < hi)).drop("_h"),
+                    max(1, n * (hi - lo) // HASH_SPACE),
+                )
+                for k, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False))
+            ]
+            self._run_lanes(parts, batch_id)
+        finally:
+            prepared.unpersist()
+
+    def _run_lanes(self, parts: list[tuple[int, DataFrame, int]], batch_id: int | None) -> None:
+        """Chunk k on lane k % LANES; each lane commits its chunks in order."""
+        from pyspark import InheritableThread
+
+        errors: list[BaseException] = []
+
+        def lane(mine: list[tuple[int, DataFrame, int]]) -> None:
+            try:
+                for k, chunk, rows in mine:
+                    if errors:
+                        return
+                    self.commit_chunk(chunk, rows, batch_id, k)
+            except BaseException as exc:  # re-raised in the caller's thread
+                errors.append(exc)
+
+        by_lane = [parts[i::LANES] for i in range(LANES)]
+        threads = [InheritableThread(target=lane, args=(m,)) for m in by_lane[1:] if m]
+        for t in threads:
+            t.start()
+        lane(by_lane[0])
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+    def commit_chunk(self, chunk: DataFrame, rows: int, batch_id: int | None, k: int) -> None:
+        """Model over one chunk; its failures, then its good rows, each in one commit."""
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        stage = self.stage
+        txn = None if batch_id is None else chunk_txn(self.app_id, batch_id, k)
+        if txn is not None and self.lake.txn_committed(stage.target.table, *txn):
+            with self.tally.lock:
+                self.tally.replayed += 1
+            log.info("[%s] chunk %s committed before: skipped", stage.target.stage, txn)
             return
-        if batch_id >= 0 and not self._bound.wait(timeout=60):
-            # Never bound (foreachBatch runs in another process, e.g. on Spark Connect):
-            # this and every later chunk commits by MERGE, without waiting again.
-            log.warning("[%s] no query id: chunks commit by MERGE", self.stage.target.stage)
-            self._bound.set()
-        for k, chunk in enumerate(chunks):
-            if not chunk:
-                continue
-            # A chunk that is not the whole micro-batch reads it through a filter on its
-            # uids; micro-batches are sized to about one chunk (files_per_trigger), so
-            # the batch's files are rarely read twice and nothing is cached.
-            rows = prepared if len(chunk) == len(keys) else self._only(prepared, chunk)
-            txn = None
-            if batch_id >= 0 and self.app_id is not None:
-                txn = (self.app_id, batch_id * CHUNKS_PER_BATCH + k)
-            self.commit_chunk(rows, len(chunk), txn)
+        started = time.monotonic()
+        results = self._model(chunk, rows).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            by_reason = {
+                r["reason"]: r["count"] for r in results.groupBy("reason").count().collect()
+            }
+            n_good = by_reason.pop(None, 0)
+            n_failed = sum(by_reason.values())
+            q_rows = 0
+            if n_failed:
+                q_rows = self._quarantine(results.where(F.col("reason").isNotNull()), txn)
+            written = self._write_good(results.where(F.col("reason").isNull()), n_good, txn)
+        finally:
+            results.unpersist()
+        self.sizer.record(n_good + n_failed, time.monotonic() - started)
+        self._count(written, n_good, by_reason, q_rows)
 
-    def _only(self, rows: DataFrame, uids: list[str]) -> DataFrame:
-        import pandas as pd
-
-        # From pandas (Arrow): a local relation, no Python-worker job to build it.
-        keys = self.lake.spark.createDataFrame(
-            pd.DataFrame({schema.UID: uids}), f"{schema.UID} string"
-        )
-        return rows.join(keys.hint("broadcast"), schema.UID, "left_semi")
-
-    def _spread(self, chunk: DataFrame, rows: int) -> DataFrame:
-        """Spread a chunk evenly over the cluster, at least one model batch per task.
-        (A micro-batch's file splits are sized by bytes, not rows: 3 splits on 2
-        slots leave one slot idle for a third of the run, so rows are dealt out.)"""
-        parallelism = self.lake.spark.sparkContext.defaultParallelism
-        return chunk.repartition(max(1, min(parallelism, -(-rows // self.stage.spec.batch_size))))
-
-    def _results_schema(self, chunk: DataFrame) -> StructType:
+    def _model(self, chunk: DataFrame, rows: int) -> DataFrame:
+        """mapInPandas over the chunk, dealt out over every model slot."""
         from pyspark.sql.types import StructType
 
         from kale_spark import udf
 
-        fields = [f for f in chunk.schema.fields if f.name not in udf.DROPPED_INPUTS]
-        return StructType(fields + list(udf.RESULT_TYPE.fields))
+        tasks = max(1, min(self.stage.slots, -(-rows // self.stage.spec.batch_size)))
+        spread = chunk.repartition(tasks)
+        fields = [f for f in spread.schema.fields if f.name not in udf.DROPPED_INPUTS]
+        out_schema = StructType(fields + list(udf.RESULT_TYPE.fields))
+        profile = self.stage.resource_profile
+        if profile is not None:
+            return spread.mapInPandas(self.model_fn, out_schema, profile=profile)
+        return spread.mapInPandas(self.model_fn, out_schema)
 
-    def _write_good(self, good: DataFrame, txn: tuple[str, int] | None) -> WriteResult:
-        """The chunk's good rows in one commit: an idempotent append, or the MERGE."""
-        target, run = self.stage.target, self.run
-        rows = output_rows(good, self.stage, run.run_id)
-        keys = list(schema.GENERATED_KEY)
-        if txn is None:
-            return self.lake.insert_new(target.table, rows, keys, run.commit())
-        written = self.lake.append(target.table, rows, run.commit(), txn=txn)
-        if written.committed:
-            return written
-        log.warning("[%s] Delta skipped chunk %s as committed; merging it", target.stage, txn)
-        return self.lake.insert_new(target.table, rows, keys, run.commit())
-
-    def commit_chunk(self, chunk: DataFrame, rows: int, txn: tuple[str, int] | None) -> None:
-        """Model over one chunk; its good rows in one commit, its failures in quarantine."""
-        from pyspark import StorageLevel
-        from pyspark.sql import functions as F
-
+    def _quarantine(self, failed: DataFrame, txn: tuple[str, int] | None) -> int:
         stage, run = self.stage, self.run
-        chunk = self._spread(chunk, rows)
-        out_schema = self._results_schema(chunk)
-        if stage.resource_profile is not None:
-            mapped = chunk.mapInPandas(self.model_fn, out_schema, profile=stage.resource_profile)
+        self.lake.ensure_table(schema.QUARANTINE, schema.QUARANTINE_SCHEMA)
+        rows = quarantine_rows(failed, stage, run.run_id).coalesce(1)
+        if txn is None:
+            q = self.lake.insert_new(
+                schema.QUARANTINE, rows, list(schema.QUARANTINE_KEY), run.commit()
+            )
         else:
-            mapped = chunk.mapInPandas(self.model_fn, out_schema)
-        # Persisted for the chunk's two writes: the model runs once per row.
-        results = mapped.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            ok = F.col("reason").isNull()
-            written = self._write_good(results.where(ok), txn)  # runs the model
-            failed = results.where(~ok).select(schema.UID, "reason").collect()
-            by_reason = Counter(r["reason"] for r in failed)
-            if failed:
-                self.failed_uids.update(r[schema.UID] for r in failed)
-                self.lake.ensure_table(schema.QUARANTINE, schema.QUARANTINE_SCHEMA)
-                q = self.lake.insert_new(
-                    schema.QUARANTINE,
-                    quarantine_rows(results.where(~ok), stage, run.run_id),
-                    list(schema.QUARANTINE_KEY),
-                    run.commit(),
-                )
-                self.tally.quarantined += q.rows_inserted
+            q = self.lake.append(schema.QUARANTINE, rows, run.commit(), txn=txn)
+        with self.tally.lock:
+            self.tally.quarantined += q.rows_inserted
+            if q.committed:
                 run.output_versions[schema.QUARANTINE] = q.version
-            n_good = rows - len(failed)
-        finally:
-            results.unpersist()
-        self.tally.generated += written.rows_inserted
-        self.tally.duplicates += max(0, n_good - written.rows_inserted)
-        self.tally.commits += 1
-        for reason, count in by_reason.items():
-            self.tally.failed[reason] = self.tally.failed.get(reason, 0) + count
-        run.output_versions[stage.target.table] = written.version
+        return q.rows_inserted
+
+    def _write_good(self, good: DataFrame, n_good: int, txn: tuple[str, int] | None) -> WriteResult:
+        """The chunk's good rows in one commit (one file up to FILE_BYTES)."""
+        target, run = self.stage.target, self.run
+        per_row = 256 + 8 * self.stage.spec.generation.max_new_tokens
+        rows = output_rows(good, self.stage, run.run_id).coalesce(
+            files_for(n_good * per_row, FILE_BYTES)
+        )
+        if txn is None:
+            return self.lake.insert_new(
+                target.table, rows, list(schema.GENERATED_KEY), run.commit()
+            )
+        return self.lake.append(target.table, rows, run.commit(), txn=txn)
+
+    def _count(
+        self, written: WriteResult, n_good: int, by_reason: Mapping[str, int], q_rows: int
+    ) -> None:
+        stage, tally = self.stage, self.tally
+        with tally.lock:
+            tally.generated += written.rows_inserted
+            tally.duplicates += max(0, n_good - written.rows_inserted)
+            tally.files += written.files
+            tally.commits += 1
+            tally.failed.update(by_reason)
+            if written.committed:
+                version = self.run.output_versions.get(stage.target.table, -1)
+                self.run.output_versions[stage.target.table] = max(version, written.version)
         log.info(
             "[%s] committed %d rows (+%d failed) as %s v%d",
             stage.target.stage,
             written.rows_inserted,
-            len(failed),
+            sum(by_reason.values()),
             stage.target.table,
             written.version,
         )
 
 
-def even_parts(items: Sequence[Any], limit: int) -> list[Sequence[Any]]:
-    """`items` cut, in order, into the fewest parts of at most `limit`, sizes within one
-    of each other (300 rows at 256 a commit: 150 + 150, not 256 + 44)."""
-    if not items:
-        return []
-    parts = -(-len(items) // limit)
-    size, extra = divmod(len(items), parts)
-    out, start = [], 0
-    for i in range(parts):
-        end = start + size + (1 if i < extra else 0)
-        out.append(items[start:end])
-        start = end
-    return out
-
-
-def files_per_trigger(lake: Lake, stage: ModelStage, n_candidates: int) -> int:
-    """`<stage>.files_per_trigger`, or when 0 the files that hold about one commit's
-    candidates (rows_per_commit / candidates per file of the source), at least 1."""
-    if stage.spec.files_per_trigger:
-        return stage.spec.files_per_trigger
-    per_file = n_candidates / max(1, lake.file_count(stage.source))
-    return max(1, int(stage.spec.rows_per_commit // max(per_file, 1.0)))
-
-
-def flag_committed(lake: Lake, stage: ModelStage, candidates: DataFrame) -> DataFrame:
-    """(uid, _done) for each candidate: _done true when the target holds its row for this
-    model and prompt, null otherwise. Keys only."""
-    from pyspark.sql import functions as F
-
-    done = already_done(lake, stage.target.table, stage.spec).withColumn("_done", F.lit(True))
-    return candidates.select(schema.UID).join(done, schema.UID, "left")
+# ------------------------------------------------------------------ the run
 
 
 def count_todo(lake: Lake, stage: ModelStage) -> tuple[int, int]:
-    """(candidates, already done) over the source's current snapshot; reads keys only."""
-    flagged = flag_committed(lake, stage, stage.prepare(lake.read(stage.source)))
-    by_done = {r["_done"]: r["count"] for r in flagged.groupBy("_done").count().collect()}
-    n_done = by_done.get(True, 0)
-    return n_done + by_done.get(None, 0), n_done
+    """(candidates in the source's snapshot, rows the target holds for the key): two
+    counts, no join (a progress total and the run's accounting, once per run)."""
+    n_candidates = stage.prepare(lake.read(stage.source)).count()
+    n_done = lake.read(stage.target.table).where(key_condition(stage.spec)).count()
+    return n_candidates, n_done
 
 
-def stream_source(lake: Lake, stage: ModelStage, writer: ChunkWriter, files: int) -> bool:
-    """Every file of the source the checkpoint has not seen, `files` per micro-batch.
-    True when the checkpoint was new: the stream then delivered the whole snapshot."""
-    options = {
-        # Update commits (a fetch retry rewriting a row) are skipped here; the
-        # catch-up pass picks up what they changed.
-        "skipChangeCommits": "true",
-        "maxFilesPerTrigger": str(files),
-    }
+def stream_source(lake: Lake, stage: ModelStage, writer: ChunkWriter) -> None:
+    """Every change of the source the checkpoint has not seen, about CHUNKS_PER_BATCH
+    chunks per micro-batch; restarted once when a first run has measured its rate."""
+    from pyspark.errors import StreamingQueryException
+
     checkpoint = lake.checkpoint_path(stage.target.stage, checkpoint_name(stage))
-    fresh = not lake.checkpoint_started(checkpoint)
-    query = (
-        lake.read_stream(stage.source, options)
-        .writeStream.foreachBatch(writer.process)
-        .option("checkpointLocation", checkpoint)
-        .trigger(availableNow=True)
-        .start()
-    )
-    writer.bind(str(query.id))
-    query.awaitTermination()
-    return fresh
+    while True:
+        files = writer.sizer.files_per_trigger()
+        query = (
+            lake.read_stream(
+                stage.source, {"readChangeFeed": "true", "maxFilesPerTrigger": str(files)}
+            )
+            .writeStream.foreachBatch(writer.process)
+            .option("checkpointLocation", checkpoint)
+            .trigger(availableNow=True)
+            .start()
+        )
+        writer.bind(str(query.id))
+        try:
+            query.awaitTermination()
+            return
+        except StreamingQueryException as exc:
+            if writer.resize_to is None or RESIZE not in str(exc):
+                raise
+            log.info("[%s] restarting: %d files per micro-batch", stage.target.stage, files)
+            writer.sizer.use_files(writer.resize_to)
+            writer.resize_to = None
 
 
 def run_model_stage(lake: Lake, run: StageRun, stage: ModelStage, ctx: UdfContext) -> None:
     """Generate every missing row of `stage`, committing chunk by chunk; fill `run`."""
     target = stage.target
-    lake.ensure_table(target.table, target.table_schema)
+    lake.ensure_table(target.table, target.table_schema, change_feed=True)
+    lake.ensure_change_feed(stage.source)
     run.input_versions[target.table] = lake.version(target.table)
-    n_candidates, n_done = count_todo(lake, stage)
-    n_todo = n_candidates - n_done
-    run.counts.update(candidates=n_candidates, already_done=n_done)
     run.output_versions[target.table] = run.input_versions[target.table]
-    if n_todo == 0:
-        run.counts.update(generated=0, failed=0, quarantine_new=0, commits=0)
-        run.notes.append(f"nothing to do: all {n_candidates} candidates have a {target.table} row")
-        return
-    files = files_per_trigger(lake, stage, n_candidates)
+    n_candidates, n_done = count_todo(lake, stage)
+    n_todo = max(0, n_candidates - n_done)
+    run.counts.update(candidates=n_candidates, already_done=n_done)
+    checkpoint = lake.checkpoint_path(target.stage, checkpoint_name(stage))
+    writer = ChunkWriter(lake, run, stage, ctx)
+    writer.plans = ChunkPlans(lake, checkpoint)
+    writer.sizer = ChunkSizer.for_stage(lake, stage, checkpoint, n_candidates)
     log.info(
-        "[%s] %d of %d rows to generate with %s (%s), %d rows per commit, %d files per batch",
+        "[%s] about %d of %d rows to generate with %s@%s (%s); %s",
         target.stage,
         n_todo,
         n_candidates,
         stage.spec.id,
+        stage.spec.model_revision,
         stage.spec.prompt_id,
-        stage.spec.rows_per_commit,
-        files,
+        writer.sizer.describe(),
     )
-    writer = ChunkWriter(lake, run, stage, ctx)
+    fresh = not lake.checkpoint_started(checkpoint)
     progress = Progress(
         target.stage,
         n_todo,
@@ -434,36 +528,72 @@ def run_model_stage(lake: Lake, run: StageRun, stage: ModelStage, ctx: UdfContex
         poll=lambda: writer.accumulator.value,
     )
     with progress:
-        if not stream_source(lake, stage, writer, files):
-            # Catch-up: what a resumed stream did not deliver (rows an update commit
-            # changed, rows that failed in an earlier run), through the same chunks. A
-            # new checkpoint delivered the whole snapshot: nothing to catch up. The
-            # count reads keys only; the image bytes are read only when rows remain.
-            candidates, done = count_todo(lake, stage)
-            if candidates > done + len(writer.failed_uids):
-                log.info(
-                    "[%s] catch-up: %d rows the stream did not deliver",
-                    target.stage,
-                    candidates - done - len(writer.failed_uids),
-                )
-                writer.process(lake.read(stage.source), batch_id=-1)
-    _fill_run(run, writer.tally, progress, n_candidates, n_todo)
+        if fresh and n_done:
+            writer.done_keys = _done_keys(lake, stage)
+        try:
+            stream_source(lake, stage, writer)
+            writer.done_keys = None
+            if stage.spec.retry_failed:
+                _retry_failed(lake, stage, writer)
+        finally:
+            if writer.done_keys is not None:
+                writer.done_keys.unpersist()
+    writer.sizer.save()
+    _fill_run(run, writer, progress, n_candidates, n_done)
+
+
+def _done_keys(lake: Lake, stage: ModelStage) -> DataFrame:
+    """Keys a new checkpoint must not generate again: rows the target holds for the key,
+    and rows quarantined for it (those wait for `retry_failed`). Persisted once."""
+    from pyspark import StorageLevel
+
+    log.info("[%s] new checkpoint over an old target: skipping done keys", stage.target.stage)
+    done = already_done(lake, stage.target.table, stage.spec)
+    if lake.exists(schema.QUARANTINE):
+        done = done.unionByName(quarantined(lake, stage))
+    done = done.distinct().persist(StorageLevel.MEMORY_AND_DISK)
+    done.count()
+    return done
+
+
+def _retry_failed(lake: Lake, stage: ModelStage, writer: ChunkWriter) -> None:
+    """Once per run: the candidates that still have no row (failed in an earlier run),
+    except those this run failed on, through the same chunks, merged on the key."""
+    from pyspark.sql import functions as F
+
+    if not lake.exists(schema.QUARANTINE):
+        return
+    failed = quarantined(lake, stage)
+    this_run = lake.read(schema.QUARANTINE).where(F.col("run_id") == writer.run.run_id)
+    retry = failed.join(this_run.select(schema.UID), schema.UID, "left_anti").join(
+        already_done(lake, stage.target.table, stage.spec), schema.UID, "left_anti"
+    )
+    if retry.limit(1).count() == 0:
+        return
+    log.info("[%s] retrying rows that failed in earlier runs", stage.target.stage)
+    candidates = lake.read(stage.source).join(retry.distinct(), schema.UID, "left_semi")
+    writer.run_batch(candidates, None)
 
 
 def _fill_run(
-    run: StageRun, tally: Tally, progress: Progress, n_candidates: int, n_todo: int
+    run: StageRun, writer: ChunkWriter, progress: Progress, n_candidates: int, n_done: int
 ) -> None:
+    tally = writer.tally
     n_failed = sum(tally.failed.values())
     run.counts.update(
         generated=tally.generated,
         failed=n_failed,
         quarantine_new=tally.quarantined,
         commits=tally.commits,
+        chunks_replayed=tally.replayed,
+        files=tally.files,
     )
     for reason, n in sorted(tally.failed.items()):
         run.counts[f"failed.{reason}"] = n
     run.counts.update(progress.counts())
     run.metrics.update(progress.metrics())
+    run.metrics.update(_worker_metrics(writer.workers.value))
+    run.metrics.update(writer.sizer.metrics())
     if tally.duplicates:
         run.notes.append(
             f"{tally.duplicates} generated rows were already in the table "
@@ -471,6 +601,18 @@ def _fill_run(
         )
     rate = progress.metrics()["rows_per_s"]
     run.notes.append(
-        f"candidates {n_candidates} = already done {n_candidates - n_todo} + generated "
-        f"{tally.generated} + failed {n_failed}  ({tally.commits} commits, {rate:.2f} rows/s)"
+        f"candidates {n_candidates}: already done {n_done} before the run, generated "
+        f"{tally.generated}, failed {n_failed}  ({tally.commits} commits, "
+        f"{tally.files} files, {rate:.2f} rows/s)"
     )
+
+
+def _worker_metrics(workers: Mapping[str, int]) -> dict[str, float]:
+    """Model loads and the Python workers that ran the model (one key each)."""
+    n_workers = sum(1 for k in workers if k.startswith("worker:"))
+    loads = workers.get("loads", 0)
+    return {
+        "model_loads": float(loads),
+        "model_workers": float(n_workers),
+        "loads_per_worker": round(loads / n_workers, 3) if n_workers else 0.0,
+    }

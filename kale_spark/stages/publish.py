@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGE = "publish"
-CDF_PROPERTY = "delta.enableChangeDataFeed"
 # The column of `changes` that marks a uid to delete from `kale`.
 DELETE_FLAG = "_delete"
 
@@ -73,11 +72,8 @@ def gold_rows(filtered: DataFrame, samples: DataFrame) -> DataFrame:
 
 def _ensure_tables(lake: Lake) -> None:
     """The gold table, with the change data feed on (kale diff reads it), and releases."""
-    lake.ensure_table(schema.KALE, schema.KALE_SCHEMA)
-    if lake.table_properties(schema.KALE).get(CDF_PROPERTY, "false").lower() != "true":
-        lake.set_table_properties(
-            schema.KALE, {CDF_PROPERTY: "true"}, {"stage": "create", "table": schema.KALE}
-        )
+    lake.ensure_table(schema.KALE, schema.KALE_SCHEMA, change_feed=True)
+    lake.ensure_change_feed(schema.KALE)
     lake.ensure_table(schema.RELEASES, schema.RELEASES_SCHEMA)
 
 

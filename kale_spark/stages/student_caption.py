@@ -12,8 +12,9 @@ Rows have no dense caption (`dense_caption`, `dense_model`, `dense_prompt_id` nu
 Lineage: `model` is the checkpoint's path, `model_revision` its content hash, plus
 the prompt id, generation parameters, the `images` / `samples` versions read and the
 `filtered_captions` version the student was trained on
-(`source_versions["student_train.filtered_captions"]`). A uid that already has a
-stage-1 caption is never captioned here. Idempotent on (uid, model, prompt_id).
+(`source_versions["student_train.filtered_captions"]`). The uid-hash split keeps the
+teacher's share out (publish prefers a stage-1 caption should a uid have both, after a
+change of `split.teacher_fraction`). Idempotent on (uid, model, revision, prompt_id).
 
     candidates = already_done + generated + failed
 """
@@ -63,23 +64,20 @@ def resolve_checkpoint(lake: Lake, cfg: Config) -> tuple[str, str, dict[str, Any
     return pointer["path"], pointer["content_hash"], pointer
 
 
-def student_share(lake: Lake, cfg: Config, samples_version: int):
+def student_share(lake: Lake, cfg: Config, samples_version: int, legacy: bool):
     """`prepare` for the stream: a batch of `images` rows → the student's candidates
-    (uid, image, alt-text; dense columns null), never a uid with a stage-1 caption."""
+    (uid, image, alt-text; dense columns null). The split keeps the teacher's uids
+    out; `legacy` lakes (images rows without their alt-text) join `samples`."""
     from pyspark.sql import functions as F
 
     def prepare(images: DataFrame) -> DataFrame:
-        session = images.sparkSession  # foreachBatch hands over a clone of the query's
-        ok = images.where(F.col("status") == schema.IMAGE_OK).where(
-            ~is_teacher_col(F.col(schema.UID), cfg.split.teacher_fraction)
-        )
-        samples = lake.read(schema.SAMPLES, version=samples_version, session=session)
-        out = ok.select(schema.UID, "image").join(
-            samples.select(schema.UID, F.col("text").alias("alt_text")), schema.UID
-        )
-        if lake.exists(schema.STAGE1_CAPTIONS):
-            stage1 = lake.read(schema.STAGE1_CAPTIONS, session=session).select(schema.UID)
-            out = out.join(stage1, schema.UID, "left_anti")
+        out = student_rows(images, cfg).select(schema.UID, "image", "alt_text")
+        if legacy:
+            session = images.sparkSession  # foreachBatch hands over a clone of the query's
+            samples = lake.read(schema.SAMPLES, version=samples_version, session=session)
+            out = out.join(
+                samples.select(schema.UID, F.col("text").alias("_text")), schema.UID
+            ).select(schema.UID, "image", F.coalesce("alt_text", "_text").alias("alt_text"))
         for name in ("dense_caption", "dense_model", "dense_prompt_id"):
             out = out.withColumn(name, F.lit(None).cast("string"))
         return out
@@ -87,12 +85,32 @@ def student_share(lake: Lake, cfg: Config, samples_version: int):
     return prepare
 
 
+def student_rows(images: DataFrame, cfg: Config) -> DataFrame:
+    """The student's share of the ok images."""
+    from pyspark.sql import functions as F
+
+    return images.where(F.col("status") == schema.IMAGE_OK).where(
+        ~is_teacher_col(F.col(schema.UID), cfg.split.teacher_fraction)
+    )
+
+
+def has_legacy_rows(lake: Lake, cfg: Config) -> bool:
+    """Whether the student's images lack their alt-text (fetched before it was carried)."""
+    from pyspark.sql import functions as F
+
+    rows = student_rows(lake.read(schema.IMAGES), cfg).where(F.col("alt_text").isNull())
+    legacy = rows.limit(1).count() > 0
+    if legacy:
+        log.warning("images without alt-text (an older lake): joining samples per chunk")
+    return legacy
+
+
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     """Caption every ok image of the student's share that has no caption from this
     checkpoint yet."""
     from kale_spark import udf
     from kale_spark.models.student import student_spec
-    from kale_spark.resources import model_stage_profile
+    from kale_spark.resources import model_slots, model_stage_profile
 
     lake = Lake(spark, cfg.lake)
     with stage_run(lake, cfg, STAGE) as run:
@@ -112,12 +130,13 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             spec=spec,
             kind="student",
             source=schema.IMAGES,
-            prepare=student_share(lake, cfg, versions[schema.SAMPLES]),
+            prepare=student_share(lake, cfg, versions[schema.SAMPLES], has_legacy_rows(lake, cfg)),
             source_versions=source_versions,
             passthrough=PASSTHROUGH,
             progress_interval_s=cfg.progress.interval_s,
             # One GPU per model task on a GPU cluster (stage-level scheduling); None locally.
             resource_profile=model_stage_profile(spark),
+            slots=model_slots(spark),
         )
         run_model_stage(lake, run, stage, udf.udf_context(spark, cfg, spec))
         run.notes.append(f"student checkpoint {path} ({digest})")

@@ -109,3 +109,54 @@ def test_lm_family_batched_left_padded_equals_one_by_one(family, family_dir):
     assert len({g.text for g in batched}) == 3
     # The chat turn's end token stops generation: never part of the text.
     assert all(tokenizer.eos_token not in g.text for g in batched)
+
+
+def _jpeg_of(size: tuple[int, int]) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, (120, 60, 30)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_a_row_the_processor_refuses_is_quarantined_alone(family_dir, jpegs):
+    """Qwen2-VL's processor raises on an aspect ratio above 200: that row ends with
+    reason prepare_error, the rows beside it are captioned, nothing raises."""
+    import pandas as pd
+
+    from kale_spark import reasons
+    from kale_spark.models.pipeline import CaptionEngine, run_partition
+
+    path = family_dir("qwen2_vl")
+    spec = _spec(path, "dense_v1", batch_size=4, max_new_tokens=4)
+    engine = CaptionEngine(Captioner(*load_vlm(spec), spec))
+    images = [jpegs[0], _jpeg_of((3, 900)), jpegs[1], jpegs[2]]  # 1:300
+    frame = pd.DataFrame({"uid": ["a", "thin", "b", "c"], "image": images})
+    out = pd.concat(list(run_partition(engine, [frame], batch_size=4))).set_index("uid")
+    assert out.loc["thin", "reason"] == reasons.REASON_PREPARE_ERROR
+    assert out.loc[["a", "b", "c"], "reason"].isna().all()
+    assert out.loc[["a", "b", "c"], "text"].str.len().min() > 0
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "llava"])
+def test_image_tokens_are_counted_by_the_models_own_processor(family, family_dir):
+    """The token budget's cost of a row is what the processor really makes of that
+    image: per image size for a dynamic-resolution family, once for a fixed tower."""
+    path = family_dir(family)
+    spec = _spec(path, "dense_v1")
+    captioner = Captioner(*load_vlm(spec), spec)
+    prompt = captioner.prompt_text()
+    counts = {}
+    for size in ((64, 64), (490, 490), (490, 245)):
+        image = _jpeg_of(size)
+        real = captioner.prepare([image], [prompt]).inputs["attention_mask"].sum().item()
+        counts[size] = captioner.prompt_tokens(prompt, image)
+        assert counts[size] == real
+    if family == "qwen2_vl":
+        assert len(set(counts.values())) > 1  # dynamic resolution: counted per size
+        assert captioner.decode_side is None  # so decoded at full size
+    else:
+        assert len(set(counts.values())) == 1
+        assert captioner.decode_side is not None

@@ -48,7 +48,7 @@ def test_caption_partition_matches_the_captioner(tiny_model_dir, vlm, jpegs, tmp
     assert list(out.columns) == ["keep_me", *RESULT_COLUMNS]
     assert sorted(out.index) == uids
     assert out["keep_me"].to_dict() == {u: i for i, u in enumerate(uids)}
-    assert out.loc["u1", "reason"] == schema.REASON_GENERATION_ERROR
+    assert out.loc["u1", "reason"] == schema.REASON_PREPARE_ERROR
     assert "cannot decode" in out.loc["u1", "error"]
     assert out.loc["u2", "reason"] == schema.REASON_MISSING_INPUT
     good = ["u0", "u3", "u4", "u5"]

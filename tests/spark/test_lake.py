@@ -89,23 +89,25 @@ def test_version_is_the_latest_commit_read_from_the_log_or_the_history(
 
 
 def test_the_commit_file_answers_as_the_history_does(spark, lake, monkeypatch) -> None:
-    """last_write reads the latest commit's file (no Spark job); the history is the
-    fallback and must give the same WriteResult."""
+    """last_write reads commit files (no Spark job); the history is the fallback and
+    must give the same WriteResult, also when another commit came after ours."""
     lake.ensure_table("t", SCHEMA)
     lake.append("t", _df(spark, [("a", 1), ("b", 2)]), {"step": "one"})
     lake.upsert("t", _df(spark, [("a", 10), ("c", 3)]), ["k"], {"step": "up"}, "true")
-    fast = lake._last_commit_info("t")
     row = lake.history("t").orderBy("version", ascending=False).first()
+    fast = lake._commit_info("t", row["version"])
     assert fast == {
         "version": row["version"],
         "userMetadata": row["userMetadata"],
         "operationMetrics": dict(row["operationMetrics"]),
     }
     stamp = json.loads(row["userMetadata"])["commit"]
+    lake.append("t", _df(spark, [("d", 4)]), {"step": "a later writer"})
     via_file = lake.last_write("t", stamp)
-    monkeypatch.setattr(Lake, "_last_commit_info", lambda self, name: None)
+    monkeypatch.setattr(Lake, "_commit_info", lambda self, name, version: None)
     via_history = lake.last_write("t", stamp)
     assert via_file == via_history
+    assert via_file.version == row["version"]
     assert (via_file.rows_inserted, via_file.rows_updated, via_file.committed) == (1, 1, True)
     assert not lake.last_write("t", "another-stamp").committed
 

@@ -231,6 +231,7 @@ def test_a_row_whose_generation_fails_goes_to_quarantine(spark, tmp_path) -> Non
     payloads = [_jpeg(1), b"this is not a jpeg", _jpeg(3)]
     rows = [
         (uid, "ok", None, 200, 1, 40, 30, 40, 30, "image/jpeg", None, None, data, "file", now, "t")
+        + ("alt text",)
         for uid, data in zip(uids, payloads, strict=True)
     ]
     lake.append(schema.IMAGES, spark.createDataFrame(rows, schema.IMAGES_SCHEMA), {"stage": "test"})
@@ -243,13 +244,16 @@ def test_a_row_whose_generation_fails_goes_to_quarantine(spark, tmp_path) -> Non
     assert _uids(lake.read(schema.DENSE_CAPTIONS)) == {uids[0], uids[2]}
     q = lake.read(schema.QUARANTINE).collect()
     assert [(r["stage"], r["source_file"], r["uid"], r["reason"]) for r in q] == [
-        ("caption", schema.IMAGES, uids[1], schema.REASON_GENERATION_ERROR)
+        ("caption", schema.IMAGES, uids[1], schema.REASON_PREPARE_ERROR)
     ]
     assert "cannot decode" in q[0]["raw"]["error"]
     assert q[0]["raw"]["model"] == "tiny:vlm" and q[0]["run_id"] == first.run_id
 
-    # The failed row is retried on a rerun; it fails again and is not filed twice.
-    again = caption.run(spark, cfg)
+    # A rerun leaves it alone; one with retry_failed retries it: it fails again and is
+    # not filed twice.
+    plain = caption.run(spark, cfg)
+    assert (plain.counts["generated"], plain.counts["failed"]) == (0, 0)
+    again = caption.run(spark, _config(tmp_path, "caption.retry_failed=true"))
     assert again.counts["already_done"] == 2
     assert again.counts["generated"] == 0
     assert again.counts["failed"] == 1
