@@ -509,13 +509,14 @@ def plain_ingest(root: Path, n: int, args: argparse.Namespace) -> None:
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
+    catalog = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
     builder = (
         SparkSession.builder.master(f"local[{args.cores}]")
         .config("spark.sql.shuffle.partitions", str(args.cores))
         .config("spark.ui.enabled", "false")
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-    )  # fmt: skip
+        .config("spark.sql.catalog.spark_catalog", catalog)
+    )
     spark = configure_spark_with_delta_pip(builder).getOrCreate()
     df = spark.read.parquet(str(root / "metadata"))
     valid = df.where(
