@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMPS := .stamps
 SAMPLE_ROWS ?= 120
 
-.PHONY: setup jvm-archive demo test lint bench clean-lake dist conf bench-fetch
+.PHONY: setup jvm-archive demo test lint bench clean-lake dist conf bench-fetch bench-scale
 
 setup: $(STAMPS)/venv jars jvm-archive
 
@@ -73,6 +73,12 @@ bench: setup
 	$(BIN)/python bench/caption_throughput.py --images $(BENCH_IMAGES) --workdir bench/work
 	$(BIN)/python bench/fusion_throughput.py --workdir bench/work
 
+# Every stage at two sizes ten times apart (model stages 10^4 and 10^5 rows, the others
+# 10^5 and 10^6): growth, rows per file, driver RSS, caption vs the raw engine loop,
+# ingest vs plain Spark. About an hour on 2 cores. Writes bench/figures/scale-cpu.json.
+bench-scale: setup
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python bench/scale.py
 
 clean-lake:
 	rm -rf lake data/sample

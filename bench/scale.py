@@ -358,6 +358,11 @@ def setup_student(root: Path, n: int, args: argparse.Namespace) -> None:
     from kale_spark.models.student import build_base
 
     setup_images(root, n, args)
+    spark, lake = _session(root, args)
+    from kale_spark import schema
+
+    lake.ensure_table(schema.SAMPLES, schema.SAMPLES_SCHEMA)  # its version is lineage
+    spark.stop()
     target = args.workdir / "student"
     if not (target / "config.json").is_file():
         cfg = load_config(str(REPO / "conf" / "local.yaml"), [])
@@ -382,6 +387,7 @@ def setup_dense(root: Path, n: int, args: argparse.Namespace) -> None:
         created_at=dt.datetime.now(dt.timezone.utc),
     )  # fmt: skip
     _write(spark, lake, schema.DENSE_CAPTIONS, frame, schema.DENSE_CAPTIONS_SCHEMA, 20000)
+    lake.ensure_table(schema.SAMPLES, schema.SAMPLES_SCHEMA)  # augment records its version
     spark.stop()
 
 

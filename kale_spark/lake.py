@@ -213,18 +213,27 @@ class Lake:
         `app_id` (Delta's txnAppId / txnVersion), read from the table's snapshot. False
         where that cannot be read (Spark Connect): the caller then runs its write and
         Delta skips it."""
+        snapshot = self._snapshot(name)
+        if snapshot is None:
+            return False
+        latest = snapshot.transactions().get(app_id)
+        return bool(latest.isDefined()) and int(latest.get()) >= version
+
+    def _snapshot(self, name: str) -> Any:
+        """The table's latest Delta snapshot (a py4j handle; no Spark job), or None where
+        the JVM is not reachable (Spark Connect) or Delta's internal API differs: callers
+        then fall back to a public API (the history) or to Delta's own checks."""
         jsession = getattr(self.spark, "_jsparkSession", None)
         if jsession is None:
-            return False
+            return None
         try:
             jvm = self.spark.sparkContext._jvm
             log_ = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(jsession, self.path(name))
             none = jvm.scala.Option.empty()
-            latest = log_.update(False, none, none).transactions().get(app_id)
-            return bool(latest.isDefined()) and int(latest.get()) >= version
+            return log_.update(False, none, none)
         except Exception:  # py4j errors: an API change in another Delta version
-            log.warning("cannot read Delta transactions of %s; the write decides", name)
-            return False
+            log.warning("the Delta log of %s is unreadable through the JVM; falling back", name)
+            return None
 
     # ----------------------------------------------------- small files beside tables
 
@@ -355,19 +364,9 @@ class Lake:
 
     def _log_version(self, name: str) -> int | None:
         """The latest version from Delta's log directly (no Spark job: `history` runs
-        one, a second or more on a fresh session); None where the JVM is not reachable
-        (Spark Connect) or Delta's internal API differs."""
-        jsession = getattr(self.spark, "_jsparkSession", None)
-        if jsession is None:
-            return None
-        try:
-            jvm = self.spark.sparkContext._jvm
-            log_ = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(jsession, self.path(name))
-            none = jvm.scala.Option.empty()
-            return int(log_.update(False, none, none).version())
-        except Exception:  # py4j errors: an API change in another Delta version
-            log.debug("DeltaLog version of %s unavailable; reading the history", name)
-            return None
+        one, a second or more on a fresh session); None where that is unreadable."""
+        snapshot = self._snapshot(name)
+        return None if snapshot is None else int(snapshot.version())
 
     def history(self, name: str, limit: int | None = None) -> DataFrame:
         from delta.tables import DeltaTable

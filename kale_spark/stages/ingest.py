@@ -150,6 +150,14 @@ def _quarantine_rows(df: DataFrame, run_id: str) -> DataFrame:
     )
 
 
+def _insert(lake: Lake, table: str, rows: DataFrame, keys: list[str], run: StageRun):
+    """Rows whose key the table lacks: a plain append into a table no write has touched
+    yet (version 0, as created: nothing to match), else an insert-only MERGE."""
+    if lake.version(table) == 0:
+        return lake.append(table, rows, run.commit())
+    return lake.insert_new(table, rows, keys, run.commit())
+
+
 def run(spark: SparkSession, cfg: Config, input_path: str | None = None) -> StageRun:
     """Ingest `input_path` (default `cfg.ingest.input`) into the lake."""
     from pyspark import StorageLevel
@@ -172,14 +180,15 @@ def run(spark: SparkSession, cfg: Config, input_path: str | None = None) -> Stag
             valid = by_reason.pop(None, 0)
             quarantined = sum(by_reason.values())
 
-            written = lake.insert_new(
-                schema.SAMPLES, _samples_rows(classified, run.run_id), ["uid"], run.commit()
+            written = _insert(
+                lake, schema.SAMPLES, _samples_rows(classified, run.run_id), ["uid"], run
             )
-            q_written = lake.insert_new(
+            q_written = _insert(
+                lake,
                 schema.QUARANTINE,
                 _quarantine_rows(classified, run.run_id),
                 list(schema.QUARANTINE_KEY),
-                run.commit(),
+                run,
             )
         finally:
             classified.unpersist()
