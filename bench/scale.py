@@ -511,19 +511,23 @@ def raw_loop(root: Path, n: int, args: argparse.Namespace) -> None:
 def plain_ingest(root: Path, n: int, args: argparse.Namespace) -> None:
     """What a user writes without kale: read, filter the valid rows, one row per uid,
     a Delta write; the same validity rules as kale's on uid, url and text."""
-    from delta import configure_spark_with_delta_pip
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
+    from kale_spark.jars import SPARK_PROVIDED_EXCLUDES, delta_packages
+
     catalog = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-    builder = (
+    spark = (
         SparkSession.builder.master(f"local[{args.cores}]")
         .config("spark.sql.shuffle.partitions", str(args.cores))
         .config("spark.ui.enabled", "false")
+        # Delta's jars as kale resolves them (offline: from the local Maven cache).
+        .config("spark.jars.packages", delta_packages())
+        .config("spark.jars.excludes", ",".join(SPARK_PROVIDED_EXCLUDES))
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", catalog)
+        .getOrCreate()
     )
-    spark = configure_spark_with_delta_pip(builder).getOrCreate()
     df = spark.read.parquet(str(root / "metadata"))
     valid = df.where(
         F.lower(F.trim("uid")).rlike("^[0-9a-f]{32}$")

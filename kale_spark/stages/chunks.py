@@ -10,7 +10,8 @@ MIN_BATCHES_PER_TASK batches (so prefetch overlaps generation), except the last.
 Chunks are ranges of a uid hash (``_h`` in [0, HASH_SPACE)): a micro-batch's cut is
 a list of bounds, written to ``kale-chunks/<batch id>.json`` under the checkpoint
 before the first chunk runs, so a replayed micro-batch is cut the same way whatever
-the rate says then (``ChunkPlans``).
+the rate says then (``ChunkPlans``). Without a rate the cut is recorded in two steps:
+the warm-up chunk, then (once it has run) the rest.
 """
 
 from __future__ import annotations
@@ -125,12 +126,22 @@ class ChunkSizer:
 
     def chunks_for(self, rows: int) -> list[int]:
         """Hash bounds cutting a micro-batch of `rows` candidates into chunks. Without a
-        rate yet: a warm-up chunk of `min_rows`, then the rest in one chunk."""
+        rate yet, only a warm-up chunk of `min_rows`: bounds that end below HASH_SPACE,
+        the rest to be cut by ``cut_rest`` once the warm-up chunk has given a rate."""
         if self.rows_per_commit or self.rate() is not None:
-            return even_bounds(max(1, math.ceil(rows / self.chunk_rows())))
+            return self.cut_rest(0, rows)
         if rows <= self.min_rows:
             return even_bounds(1)
-        return [0, HASH_SPACE * self.min_rows // rows, HASH_SPACE]
+        return [0, HASH_SPACE * self.min_rows // rows]
+
+    def cut_rest(self, lo: int, rows: int) -> list[int]:
+        """Bounds from `lo` to HASH_SPACE cutting about `rows` rows into chunks (one
+        chunk while there is still no rate: a replay whose warm-up chunk was skipped)."""
+        if self.rows_per_commit or self.rate() is not None:
+            parts = max(1, math.ceil(max(rows, 1) / self.chunk_rows()))
+        else:
+            parts = 1
+        return [lo + (HASH_SPACE - lo) * i // parts for i in range(parts + 1)]
 
     def files_per_trigger(self) -> int:
         if self.fixed_files:
@@ -199,19 +210,26 @@ class ChunkPlans:
         self.lake = lake
         self.dir = f"{checkpoint}/kale-chunks"
 
-    def cut(self, batch_id: int, bounds: list[int]) -> list[int]:
-        """The recorded cut of `batch_id` (a replay), else `bounds`, recorded now."""
-        path = f"{self.dir}/{batch_id}.json"
-        saved = self.lake.read_text(path)
-        if saved is not None:
-            recorded = json.loads(saved)["bounds"]
-            log.info(
-                "micro-batch %d replayed: its %d chunks as cut before", batch_id, len(recorded) - 1
-            )
-            return recorded
-        self.lake.write_text(path, json.dumps({"bounds": bounds}))
+    def load(self, batch_id: int | None) -> list[int] | None:
+        """The recorded cut of `batch_id` (a replay), else None."""
+        if batch_id is None:
+            return None
+        saved = self.lake.read_text(self._path(batch_id))
+        if saved is None:
+            return None
+        bounds = json.loads(saved)["bounds"]
+        log.info("micro-batch %d replayed: its chunks as cut before", batch_id)
         return bounds
+
+    def save(self, batch_id: int | None, bounds: list[int]) -> list[int]:
+        """Record the cut of `batch_id` before any of its chunks runs; returns it."""
+        if batch_id is not None:
+            self.lake.write_text(self._path(batch_id), json.dumps({"bounds": bounds}))
+        return bounds
+
+    def _path(self, batch_id: int) -> str:
+        return f"{self.dir}/{batch_id}.json"
 
     def forget(self, batch_id: int) -> None:
         if batch_id >= 0:
-            self.lake.delete_path(f"{self.dir}/{batch_id}.json")
+            self.lake.delete_path(self._path(batch_id))

@@ -319,21 +319,37 @@ class ChunkWriter:
             log.info("[%s] batch %s: %d rows to generate", self.stage.target.stage, batch_id, n)
             if n == 0:
                 return
-            bounds = self.sizer.chunks_for(n)
-            if batch_id is not None:
-                bounds = self.plans.cut(batch_id, bounds)
-            h = F.col("_h")
-            parts = [
-                (
-                    k,
-                    prepared.where((h >= lo) & (h < hi)).drop("_h"),
-                    max(1, n * (hi - lo) // HASH_SPACE),
-                )
-                for k, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False))
-            ]
-            self._run_lanes(parts, batch_id)
+            bounds = self.plans.load(batch_id) or self.plans.save(
+                batch_id, self.sizer.chunks_for(n)
+            )
+            if bounds[-1] < HASH_SPACE:
+                # No rate yet: the warm-up chunk alone, then the rest cut by its rate.
+                self._run_lanes(self._parts(prepared, n, bounds, 0), batch_id)
+                rest = self.sizer.cut_rest(bounds[-1], n * (HASH_SPACE - bounds[-1]) // HASH_SPACE)
+                bounds = self.plans.save(batch_id, bounds + rest[1:])
+                self._run_lanes(self._parts(prepared, n, bounds, 1), batch_id)
+            else:
+                self._run_lanes(self._parts(prepared, n, bounds, 0), batch_id)
         finally:
             prepared.unpersist()
+
+    @staticmethod
+    def _parts(
+        prepared: DataFrame, n: int, bounds: list[int], first: int
+    ) -> list[tuple[int, DataFrame, int]]:
+        """(index, rows, about how many) of the chunks `first`.. that `bounds` cut."""
+        from pyspark.sql import functions as F
+
+        h = F.col("_h")
+        return [
+            (
+                k,
+                prepared.where((h >= lo) & (h < hi)).drop("_h"),
+                max(1, n * (hi - lo) // HASH_SPACE),
+            )
+            for k, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False))
+            if k >= first
+        ]
 
     def _run_lanes(self, parts: list[tuple[int, DataFrame, int]], batch_id: int | None) -> None:
         """Chunk k on lane k % LANES; each lane commits its chunks in order."""

@@ -27,8 +27,12 @@ def test_without_a_rate_a_warm_up_chunk_then_the_rest() -> None:
     warm = 4 * MIN_BATCHES_PER_TASK * 8
     assert s.chunk_rows() == warm
     bounds = s.chunks_for(10 * warm)
-    assert bounds == [0, HASH_SPACE // 10, HASH_SPACE]
+    assert bounds == [0, HASH_SPACE // 10]  # the warm-up chunk only: the rest waits
     assert s.chunks_for(warm) == [0, HASH_SPACE]  # a small batch is one chunk
+    assert s.cut_rest(bounds[-1], 9 * warm) == [HASH_SPACE // 10, HASH_SPACE]  # no rate yet
+    s.record(rows=warm, seconds=1.0)  # the warm-up chunk ran: warm rows/s
+    rest = s.cut_rest(bounds[-1], 9 * warm * 10)  # 10 s of it per chunk: 9 chunks
+    assert len(rest) - 1 == 9 and rest[0] == bounds[-1] and rest[-1] == HASH_SPACE
 
 
 def test_a_measured_rate_sizes_chunks_by_time_and_never_below_the_warm_up() -> None:
