@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from kale_spark import caption_stats, quality, schema
-from kale_spark.artifacts import clean_caption
+from kale_spark.curation import clean_caption
 from kale_spark.config import Config
 from kale_spark.lake import Lake
 from kale_spark.progress import Progress, counter_accumulator

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kale_spark.artifacts import (
+from kale_spark.curation import (
     Cleaned,
     classify_sentence,
     clean_caption,
