@@ -58,7 +58,11 @@ DATA = ROOT / "tests" / "data"
 FIGURES = ROOT / "bench" / "figures" / "artifacts.json"
 HOLDOUT_LOG = ROOT / "bench" / "figures" / "artifacts_holdout_log.jsonl"
 RULES_DIR = ROOT / "kale_spark" / "curation"
-DEV_SETS = {"dev": DATA / "artifact_eval.jsonl", "dev_history": DATA / "artifact_holdout.jsonl"}
+DEV_SETS = {
+    "dev": DATA / "artifact_eval.jsonl",
+    "dev_history": DATA / "artifact_holdout.jsonl",
+    "dev_kinds": DATA / "artifact_dev_kinds.jsonl",
+}
 HOLDOUT = "holdout_v2"
 HOLDOUT_PATH = DATA / "artifact_holdout_v2.jsonl"
 CONTEXT_BEFORE = "The photo was taken on a clear afternoon."

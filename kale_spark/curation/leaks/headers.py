@@ -1,0 +1,53 @@
+"""Kind ``header``: a label in front of, or instead of, the caption - "Merged:",
+"New Sentence:", "Sentence 3:", "**Refined caption:**", "Here is the merged caption:",
+"Assistant:". Only the label is removed; the caption after it is kept if it passes
+the other rules. A label whose words name a carrier ("The sign's text:") is content.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kale_spark.curation.leaks.base import Rule, Sentence
+from kale_spark.curation.leaks.content import CARRIERS
+
+__all__ = ["Header"]
+
+_I = re.IGNORECASE
+_HEAD = (
+    r"caption|description|sentence|text|version|output|result|answer|response|rewrite|"
+    r"summary|revision|fusion|merge|draft|paraphrase|assistant|ai|note|explanation|"
+    r"rationale|reasoning|alt[\s-]?text|input|prompt|instruction"
+)
+_PARTICIPLE = (
+    r"merged|combined|refined|rewritten|fused|revised|final|improved|updated|corrected|"
+    r"rephrased|edited|enhanced|augmented|polished|integrated"
+)
+_LABEL = re.compile(
+    r"^[\W_]*(?:(?:sure|certainly|of\s+course|okay|ok|absolutely)[,!.]?\s+)?"
+    rf"(?:here(?:['’]s|\s+is|\s+are)\s+(?:[\w'’-]+\s+){{0,5}}?(?:{_HEAD})s?(?:\s+[\w'’-]+){{0,6}}?"
+    rf"|(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD})s?(?:\s*\([^()]{{0,30}}\))?(?:\s*#?\s*\d+)?"
+    rf"|{_PARTICIPLE})"
+    r"\s*\**\s*:\s*\**\s*",
+    _I,
+)
+_CARRIER = re.compile(rf"\b(?:{CARRIERS})\b", _I)
+
+
+class Header(Rule):
+    """A leading label; :meth:`label_end` says where it ends."""
+
+    name = "header"
+    kind = "header"
+
+    def label_end(self, s: Sentence) -> int | None:
+        """The end of a leading label in ``s.text``, or None."""
+        m = _LABEL.match(s.text)  # on the text itself: the end is an index into it
+        if m is None or _CARRIER.search(m.group(0)) or '"' in m.group(0):
+            return None
+        return m.end()
+
+    def matches(self, s: Sentence) -> bool:
+        """The whole sentence is a label ("Merged caption:")."""
+        end = self.label_end(s)
+        return end is not None and not s.text[end:].strip()

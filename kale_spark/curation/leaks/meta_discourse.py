@@ -1,0 +1,330 @@
+"""Kind ``meta_discourse``: the sentence talks about texts - the inputs the model was
+given (Sentence 1, the alt-text, the dense caption, the prompt) or the caption it is
+writing (this caption, the merged description) - instead of about the image.
+
+A reference to a text is one of three strengths:
+
+- *named*: only a prompt has it (Sentence 2, the alt-text, the synthetic caption,
+  the keyword list, the vision model, the prompt, the given information);
+- *ordinal*: a text picked out among several (the first sentence, both captions,
+  the latter description, the other input);
+- *bare*: the caption, the description, the text.
+
+Named and ordinal references leak unless the sentence is about text in the image;
+a bare one leaks only when it is used as a source ("the caption says", "as described
+in the description"). A reference tied to a carrier right beside it ("the first
+sentence of the poem", "the caption under the cartoon"), a text noun used as a
+modifier ("the caption contest", "an alt-text field") and quoted text are content.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kale_spark.curation.leaks.base import Rule, Sentence
+from kale_spark.curation.leaks.vocab import verb_forms
+
+__all__ = ["AsDescribedAside", "TextReference", "SelfReference", "find_references"]
+
+_I = re.IGNORECASE
+_TEXT = r"(?:sentence|caption|description|text|version|input|account)"
+_ORD = (
+    r"first|second|third|former|latter|1st|2nd|other|two|both|either|neither|each|previous|"
+    r"preceding|earlier|initial|original|above"
+)
+_NAMED = re.compile(
+    r"\bsentences?\s*(?:#\s*|no\.\s*|number\s+)?(?:[1-4]|one|two|three|four)\b(?![.,]\d)"
+    r"|\b(?:alt|alternative|alternate)[\s-]?(?:text|tag|attribute)s?\b"
+    r"|\bkeywords?(?:[\s-]+(?:style|heavy|based|only))?[\s-]+(?:lists?|texts?|alt|captions?|"
+    r"tags?|strings?)\b|\bthe\s+keywords\b"
+    r"|\b(?:synthetic|dense|generated|(?:machine|model|ai|auto|computer)[\s-]?(?:generated|"
+    r"written)|automatic|automated)[\s-]+(?:(?:visual|image|dense)\s+)?(?:captions?|"
+    r"descriptions?|texts?|sentences?)\b"
+    r"|\b(?:web|source|input|raw|reference|original|given|provided|supplied|image|photo)[\s-]+"
+    r"(?:captions?|texts?|descriptions?|sentences?|inputs?|wording)\b"
+    r"|\bknowledge[\s-](?:augmented|enriched|enhanced)\b"
+    r"|\b(?:both|two|the|these|those)\s+pieces\s+of\s+(?:text|information|input)\b"
+    r"|\b(?:inputs?|sources?)\s*#?\s*(?:[1-4]|one|two)\b"
+    r"|\b(?:first|second|other|two|both|either|neither)\s+(?:inputs?|sources?)\b(?!\s+of\b)"
+    r"|\bthe\s+inputs?\b"
+    r"|\b(?:given|provided|supplied)\s+(?:sentences|captions|descriptions|texts?|inputs?|"
+    r"information|details|context|knowledge|facts|data|keywords)\b"
+    r"|\b(?:information|details|text|texts|context|knowledge|facts|sentences|captions|"
+    r"descriptions|inputs|data|keywords)\s+(?:provided|given|supplied|at\s+hand)\b"
+    r"|\b(?:generated|written|produced|created|output|predicted|suggested|proposed)\s+by\s+"
+    r"(?:the|a|an|another)\s+(?:[\w-]+\s+)?(?:model|ai|assistant|system|captioner|llm|vlm)\b",
+    _I,
+)
+_ORDINAL = re.compile(
+    rf"\b(?:{_ORD})\s+{_TEXT}s?\b"
+    r"|\b(?:the|this|my|your)\s+(?:prompt|instructions?|task|request)\b|\bthe\s+user\b"
+    r"|\b(?:vision|language|captioning|caption|image|ai|multimodal|vision[\s-]language|"
+    r"visual|text|generative)[\s-]+models?\b"
+    rf"|\b(?:sentence|caption|description|text)s?\s+(?:above|below)\b"
+    rf"(?!\s+(?:the|a|an|it|its|his|her|their)\b)",
+    _I,
+)
+# "The former is vague", "of the original": an ordinal standing for a text.
+_PRONOUN = re.compile(r"\bthe\s+(?:original|former|latter)\b", _I)
+_BARE = re.compile(r"\b(?:the|that)\s+(?:caption|description|sentence|text)s?\b", _I)
+
+# A singular text noun followed by a noun is a modifier ("the caption contest", "the
+# input tray", "an alt-text field"); followed by a verb or one of these, it is the
+# head of its phrase ("the caption says", "the caption now ...").
+_HEAD_FOLLOWERS = frozenset(
+    """is are was were be been being has have had does do did can could may might will
+    would should must says said also only clearly then simply just merely never not now
+    already still even further again however though thus too and or but nor as that which
+    who where whose than so yet about of in on at by for from with within into to over under
+    above below between after before here there it its itself alone instead""".split()
+)
+_NEXT = re.compile(r"^\s*([A-Za-z][\w'’-]*)")
+_PROMPTISH = re.compile(
+    r"^\s+of\s+(?:the|a|an|this|that|its|both|each)?\s*(?:\w+\s+)?(?:inputs?|prompts?|"
+    r"instructions?|alt[\s-]?text|captions?|descriptions?|sentences?|texts?|sources?|"
+    r"keywords?|models?|tasks?|requests?|outputs?)\b",
+    _I,
+)
+
+_PARTICIPLES = (
+    r"mentioned|described|stated|noted|indicated|depicted|shown|suggested|specified|given|"
+    r"provided|listed|named|identified|taken|drawn|derived|sourced|highlighted|outlined|"
+    r"detailed|explained|presented|seen|conveyed|expressed|captured|reflected|referenced|"
+    r"implied|found|retained|kept|preserved|borrowed|obtained|added|portrayed|cited|quoted|"
+    r"included|contained|written|reported|recorded|called|supplied|pulled|gathered|learned"
+)
+_ATTRIB_BEFORE = re.compile(
+    rf"(?:\b(?:as\s+)?(?:{_PARTICIPLES})\s+(?:in|by|from|within|on|through)"
+    r"|\baccording\s+to|\b(?:as\s+)?per|\bbased\s+on|\bgoing\s+by|\bthanks\s+to|"
+    r"\bjudging\s+(?:by|from)|\b(?:in\s+line|consistent|in\s+keeping|in\s+accordance|"
+    r"in\s+agreement|along|together)\s+with|\b(?:unlike|like|than|from|between|following|"
+    r"besides|beyond|without|despite|drawing\s+(?:on|from)|combining|merging|fusing|"
+    r"blending|integrating|comparing|summari[sz]ing|to\s+summari[sz]e|taking|using)"
+    r"|^\W*(?:in|within|for|of))\s+"
+    r"(?:(?:the|a|an|this|that|these|those|both|each|its|their|of\s+the|all)\s+|[\w-]+(?:'s|’s)\s+)*$",
+    _I,
+)
+_SOURCE_VERBS = verb_forms(
+    "mention",
+    "describe",
+    "state",
+    "note",
+    "say",
+    "indicate",
+    "identify",
+    "name",
+    "add",
+    "provide",
+    "give",
+    "suggest",
+    "call",
+    "list",
+    "focus",
+    "tell",
+    "refer",
+    "highlight",
+    "emphasize",
+    "emphasise",
+    "specify",
+    "supply",
+    "confirm",
+    "place",
+    "agree",
+    "differ",
+    "omit",
+    "misspell",
+    "contradict",
+    "claim",
+    "report",
+    "offer",
+    "depict",
+    "show",
+    "reveal",
+    "explain",
+    "portray",
+    "lack",
+    "exhibit",
+    "contain",
+    "include",
+    "credit",
+    "date",
+    "attribute",
+    "paint",
+    "present",
+    "capture",
+    "convey",
+    "imply",
+    "cite",
+    "characterize",
+    "characterise",
+    "frame",
+    "label",
+    "locate",
+    "set",
+    "put",
+    "point",
+    "read",
+    "talk",
+    "speak",
+    "treat",
+    "assume",
+    "spell",
+    "misidentify",
+    "get",
+    "use",
+)
+_ATTRIB_AFTER = re.compile(
+    r"^(?:'s|’s)?\s+(?:(?:also|only|clearly|explicitly|further|then|simply|just|merely|"
+    r"correctly|wrongly|incorrectly|instead|however|actually|specifically)\s+)?"
+    r"(?:(?:does|do|did)\s+not\s+|doesn't\s+|don't\s+|didn't\s+|never\s+|could\s+|may\s+|"
+    r"might\s+|can\s+)?"
+    rf"(?:{_SOURCE_VERBS}|said|told|gave|given)\b",
+    _I,
+)
+_QUOTE_NEXT = re.compile(r"^\s*[:,]?\s*[\"“‘']")
+
+
+def _modifier(masked: str, start: int, end: int) -> bool:
+    """The text noun at ``start:end`` modifies the next word ("caption contest")."""
+    if masked[end - 1 : end].lower() == "s" or masked[end : end + 1] in "'’":
+        return False  # a plural or possessive text is a head: "the instructions ask"
+    m = _NEXT.match(masked[end:])
+    if m is None:
+        return False
+    word = m.group(1).lower()
+    if word in _HEAD_FOLLOWERS or word.endswith(("s", "ed", "ly", "ing")):
+        return False
+    return True
+
+
+def _owned_by_other(masked: str, end: int) -> bool:
+    """ "The first sentence of the poem": a text of something that is not a prompt part."""
+    after = masked[end:]
+    return after.startswith(" of ") and not _PROMPTISH.match(after)
+
+
+def attributed(masked: str, start: int, end: int) -> bool:
+    """The reference is used as a source of information ("as described in X", "X says").
+    "The caption reads: "..."" quotes what a text shows and is not attribution."""
+    if _ATTRIB_BEFORE.search(masked[:start]):
+        return True
+    after = _ATTRIB_AFTER.match(masked[end:])
+    return bool(after) and not _QUOTE_NEXT.match(masked[end + after.end() :])
+
+
+def _pronoun(masked: str, end: int) -> bool:
+    """ "The original" stands alone: punctuation, a verb or a function word follows."""
+    m = _NEXT.match(masked[end:])
+    if m is None:
+        return True
+    word = m.group(1).lower()
+    return word in _HEAD_FOLLOWERS or re.fullmatch(rf"(?:{_SOURCE_VERBS})", word) is not None
+
+
+_PATTERNS = (("named", _NAMED), ("ordinal", _ORDINAL), ("pronoun", _PRONOUN), ("bare", _BARE))
+
+
+def find_references(s: Sentence) -> list[tuple[int, int, str]]:
+    """Spans (start, end, strength) of the texts the sentence talks about, leaving out
+    texts tied to a carrier, texts of something else and modifiers."""
+    masked = s.masked
+    found = []
+    for strength, pattern in _PATTERNS:
+        for m in pattern.finditer(masked):
+            a, b = m.span()
+            # What an input says is never shown by a text verb: "the alt-text reads ...".
+            if s.tied(a, b, verbs=strength != "named") or _owned_by_other(masked, b):
+                continue
+            if strength == "pronoun" and not _pronoun(masked, b):
+                continue
+            if _modifier(masked, a, b) and not _ATTRIB_BEFORE.search(masked[:a]):
+                continue
+            found.append((a, b, strength))
+    return found
+
+
+def reference_leaks(s: Sentence, a: int, b: int, strength: str) -> bool:
+    """Whether one found reference makes the sentence a leak (see the module docstring)."""
+    if attributed(s.masked, a, b):
+        return True
+    if strength == "named":
+        return not s.shows_carrier
+    if strength in ("ordinal", "pronoun"):
+        return not s.shows_text
+    return False
+
+
+class TextReference(Rule):
+    """An input or the prompt is what the sentence talks about."""
+
+    name = "text_reference"
+    kind = "meta_discourse"
+
+    def matches(self, s: Sentence) -> bool:
+        return any(reference_leaks(s, a, b, k) for a, b, k in find_references(s))
+
+
+_OUT = (
+    r"(?:caption|description|sentence|text|version|rewrite|summary|output|paragraph|response|"
+    r"answer|information|details)"
+)
+_PROC = (
+    r"merged|combined|refined|revised|rewritten|fused|integrated|updated|improved|enhanced|"
+    r"resulting|generated|synthesized|consolidated|unified|polished|edited|reworded|"
+    r"rephrased|expanded|augmented|enriched|corrected|condensed|shortened|blended|"
+    r"knowledge[\s-]augmented|final"
+)
+_SELF = re.compile(
+    rf"\b(?:this|these)\s+(?:(?:{_PROC}|new|full|complete|single|present|current|above|whole|"
+    rf"overall|detailed|coherent|more|last)\s+)*{_OUT}s?\b"
+    rf"|\b(?:the|a|an|my|our|your)\s+(?:(?:new|single|coherent|more|complete|detailed)\s+)*"
+    rf"(?:{_PROC})\s+{_OUT}s?\b"
+    rf"|\b(?:the|my|our)\s+(?:new|present|current)\s+{_OUT}s?\b"
+    rf"|\bthe\s+above\s+{_OUT}s?\b"
+    rf"|\b(?:the|my|this)\s+{_OUT}s?\s+(?:above|below)\b(?!\s+(?:the|a|an|it|its|his|her|their)\b)",
+    _I,
+)
+# Editing narration about the output: "the caption now ...", "the text has been merged".
+_EDITED = re.compile(
+    rf"\b(?:the|this)\s+{_OUT}s?\s+(?:now\b|(?:(?:has|have|had)\s+been|was|were|is|are)\s+"
+    rf"(?:now\s+)?(?:{_PROC}|modified|adjusted|lengthened|tailored|crafted|written\s+to)\b)",
+    _I,
+)
+
+
+class SelfReference(Rule):
+    """The caption talks about itself ("This caption blends ...", "the merged description")."""
+
+    name = "self_reference"
+    kind = "meta_discourse"
+
+    def matches(self, s: Sentence) -> bool:
+        masked = s.masked
+        for m in _SELF.finditer(masked):
+            after = masked[m.end() :]
+            if m.group(0).lower().endswith(("version", "versions")) and after.startswith(" of "):
+                continue  # "this version of the Mona Lisa"
+            if not s.tied(m.start(), m.end()) and not _modifier(masked, m.start(), m.end()):
+                return True
+        return _EDITED.search(masked) is not None
+
+
+_ASIDE = re.compile(
+    r"\bas\s+(?:(?:previously|already|earlier|originally|just|briefly)\s+)?(?:described|"
+    r"mentioned|stated|noted|specified|indicated|given|provided|requested|instructed|outlined|"
+    r"explained|discussed|detailed|listed|established|said|established|suggested)\b"
+    r"(?=\s*(?:[,.;:)!?]|$|(?:above|earlier|before|previously|below|already|here|elsewhere|"
+    r"initially|originally)\b))",
+    _I,
+)
+
+
+class AsDescribedAside(Rule):
+    """ "As described," "as mentioned earlier": a pointer back to some text, with no
+    object in the image ("as described on the placard" names one and is content)."""
+
+    name = "as_described"
+    kind = "meta_discourse"
+
+    def matches(self, s: Sentence) -> bool:
+        return _ASIDE.search(s.masked) is not None

@@ -1,0 +1,120 @@
+"""Kind ``narration``: the writer talks about itself, to a user, or about its own
+steps - first person ("I merged ...", "My analysis now turns to ..."), second person
+("As you can see"), assistant chatter ("Sure!", "Hope this helps", "As an AI ..."),
+announcing the next step ("Moving on to ...") and narrating its edits ("the name was
+inferred from ...").
+
+Pronouns inside quotes are masked; "my", "we" and "you" in a sentence about text
+in the image (a mug that says my coffee, a board that tells you to order) are content.
+A capitalised "I" after a capitalised word is a numeral (World War I).
+"""
+
+from __future__ import annotations
+
+import re
+
+from kale_spark.curation.leaks.base import Rule, Sentence
+
+__all__ = ["AssistantNarration", "EditNarration", "FirstPerson"]
+
+_I = re.IGNORECASE
+
+# "I" followed by a verb or a contraction.
+_I_CLAUSE = re.compile(r"(?<![\w'’.-])I(?:['’](?:m|ve|ll|d)\b|\s+(?=[a-z]))")
+_PREV_WORD = re.compile(r"([A-Za-z][\w'’-]*)\W*$")
+# First person plural and second person, case kept so "US" and "U.S." are not "us".
+_PERSON = re.compile(
+    r"\b(?:[Mm]y|[Mm]e|[Mm]yself|[Mm]ine|[Ww]e|[Ww]e['’](?:re|ve|ll|d)|[Oo]ur|[Oo]urselves|us|"
+    r"[Yy]ou|[Yy]our|[Yy]ours|[Yy]ou['’](?:re|ve|ll|d)|[Ll]et['’]s|[Ll]et\s+us)\b"
+)
+_CHATTER = re.compile(
+    r"^\W*(?:sure|certainly|of\s+course|okay|ok|absolutely|alright|gladly|happy\s+to\s+help|"
+    r"no\s+problem|great\s+question|here\s+you\s+go|apologies|sorry|thank\s+you|thanks)\b"
+    r"|\bhope\s+(?:this|that|it)\b|\blet\s+me\b|\bfeel\s+free\b|\bplease\s+(?:note|let|see)\b"
+    r"|\bas\s+(?:requested|instructed|asked|directed)\b|\banything\s+else\b"
+    r"|\bas\s+an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
+    r"llm|chatbot)\b"
+    r"|\bhere(?:['’]s|\s+is|\s+are)\s+(?:[\w'’-]+\s+){0,4}?(?:caption|description|sentence|"
+    r"text|version|summary|rewrite|output|result|answer|response|attempt)s?\b"
+    r"|^\W*(?:below|above)\s+(?:is|are)\b|^\W*the\s+following\s+(?:is|are|sentence|"
+    r"caption|description|text)\b",
+    _I,
+)
+_NEXT_STEP = re.compile(
+    r"^\W*(?:moving\s+on|turning\s+(?:now\s+|next\s+)?to|next\s+up|now\s+for|to\s+(?:begin|"
+    r"start|sum\s+up|conclude)\b|(?:first(?:ly)?|next|now|finally|then|lastly),?\s+(?:i|we|"
+    r"let['’]?s?)\b)"
+    r"|\b(?:analysis|attention|focus|discussion|description|caption|eye)\s+(?:now\s+|then\s+|"
+    r"next\s+)?(?:turns?|shifts?|moves?)\s+(?:to|toward)",
+    _I,
+)
+
+
+class FirstPerson(Rule):
+    """The writer says "I", "we", "my", "let's" or speaks to "you"."""
+
+    name = "first_person"
+    kind = "narration"
+
+    def matches(self, s: Sentence) -> bool:
+        masked = s.masked
+        if s.shows_text:
+            return False  # "a card signed with the words I love you"
+        for m in _I_CLAUSE.finditer(masked):
+            prev = _PREV_WORD.search(masked[: m.start()])
+            numeral = prev is not None and prev.group(1)[0].isupper() and prev.start() > 0
+            if not numeral:
+                return True
+        return _PERSON.search(masked) is not None
+
+
+# The writer narrating its fusion step: "Combining these details, ...".
+_FUSING = re.compile(
+    r"^\W*(?:by\s+)?(?:combining|merging|integrating|fusing|blending|synthesi[sz]ing|"
+    r"consolidating|putting\s+together|drawing\s+(?:on|from)|taking|weighing|reconciling)\s+"
+    r"(?:these|the|both|all|this|those|that)\s+(?:\w+\s+)?(?:details|information|sentences|"
+    r"captions|descriptions|sources|inputs|elements|facts|knowledge|texts|pieces|clues|accounts)\b",
+    _I,
+)
+
+
+class AssistantNarration(Rule):
+    """Assistant chatter, or the writer announcing or narrating its steps."""
+
+    name = "assistant_narration"
+    kind = "narration"
+
+    def matches(self, s: Sentence) -> bool:
+        masked = s.masked
+        return bool(_CHATTER.search(masked) or _NEXT_STEP.search(masked) or _FUSING.search(masked))
+
+
+# Verbs only a writer does to a text ("the grammar was corrected", "it was inferred").
+_EDIT = re.compile(
+    r"\b(?:has|have|had|was|were|is|are|been)\s+(?:\w+ly\s+)?(?:been\s+)?(?:rephrased|reworded|"
+    r"restructured|concatenated|rewritten|paraphrased|corrected|inferred|omitted|left\s+out|"
+    r"verified|cross-checked|favou?red|incorporated|fused|merged|combined|woven|integrated|"
+    r"turned\s+into\s+an?\s+(?:full|complete|proper|coherent)\s+sentence)\b",
+    _I,
+)
+# Verbs a writer does to facts: only when facts are the subject.
+_FACTS_KEPT = re.compile(
+    r"\b(?:names?|dates?|brands?|locations?|places?|details|information|facts|knowledge|"
+    r"titles?|wording|phrases?|context|years?|words?)\b[^.]*?\b(?:has|have|had|was|were|is|"
+    r"are)\s+(?:\w+ly\s+)?(?:been\s+)?(?:retained|kept|preserved|added|taken|drawn|borrowed|"
+    r"carried\s+over|dropped|removed)\b",
+    _I,
+)
+
+
+class EditNarration(Rule):
+    """The writer narrates what it did to the texts ("the grammar has been corrected",
+    "the date was taken from ..."); a restored building is not edited text."""
+
+    name = "edit_narration"
+    kind = "narration"
+
+    def matches(self, s: Sentence) -> bool:
+        if s.shows_carrier:
+            return False
+        return _EDIT.search(s.masked) is not None or _FACTS_KEPT.search(s.masked) is not None
