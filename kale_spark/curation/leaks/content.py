@@ -58,7 +58,7 @@ SURFACES = (
 # text, the others only a text right before them ("the first sentence is underlined").
 TEXT_VERBS = (
     r"reads?(?!\s+(?:like|as|more|less|better|well|\w+ly)\b)|reading(?!\s+(?:like|as)\b)|titled|entitled|labell?ed|"
-    r"written|printed|engraved|inscribed|handwritten|typed|spelled|spells|stamped|"
+    r"written(?!\s+(?:without|to|for|with|so|as|in\s+(?:a|an|one)\b))|printed|engraved|inscribed|handwritten|typed|spelled|spells|stamped|"
     r"embroidered|etched|scrawled|lettered"
 )
 WEAK_TEXT_VERBS = (

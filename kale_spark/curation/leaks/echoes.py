@@ -89,8 +89,9 @@ _PHRASES = re.compile(
     r"|\bnames,?\s+(?:and\s+)?places\b|\bbrands,?\s+(?:and\s+)?dates\b|\bplaces,?\s+brands\b"
     r"|\bmerg(?:e[sd]?|ing)\s+and\s+refin(?:e[sd]?|ing)\b|\bconcatenat\w*"
     r"|\bflaws?\s+in\s+(?:sentence\s+)?(?:structure|grammar)\b|\bsuffers?\s+from\s+flaws\b"
-    r"|\bfalse\s+information\b|\bwithout\s+any\s+introduction\b|\bnotes\s+or\s+comments\b"
-    r"|\bthe\s+caption\s+only\b|\bdescribe\s+this\s+image\b",
+    r"|\bfalse\s+information\b|\bnotes\s+or\s+comments\b|\bdescribe\s+this\s+image\b"
+    r"|\b(?:without|no|any)\s+(?:any\s+)?(?:introduction|preamble|commentary|comments|notes)\b"
+    r"|\b(?:only\s+the\s+caption|the\s+caption\s+only)\b",
     _I,
 )
 _KEEP = re.compile(

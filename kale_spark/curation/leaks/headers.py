@@ -25,7 +25,8 @@ _PARTICIPLE = (
 )
 _LABEL = re.compile(
     r"^[\W_]*(?:(?:sure|certainly|of\s+course|okay|ok|absolutely)[,!.]?\s+)?"
-    rf"(?:here(?:['’]s|\s+is|\s+are)\s+(?:[\w'’-]+\s+){{0,5}}?(?:{_HEAD})s?(?:\s+[\w'’-]+){{0,6}}?"
+    r"(?:here\s+(?:you\s+go|it\s+is|we\s+go)"
+    rf"|here(?:['’]s|\s+is|\s+are)\s+(?:[\w'’-]+\s+){{0,5}}?(?:{_HEAD})s?(?:\s+[\w'’-]+){{0,6}}?"
     rf"|(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD})s?(?:\s*\([^()]{{0,30}}\))?(?:\s*#?\s*\d+)?"
     rf"|{_PARTICIPLE})"
     r"\s*\**\s*:\s*\**\s*",

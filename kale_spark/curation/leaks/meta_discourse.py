@@ -51,6 +51,7 @@ _NAMED = re.compile(
     r"information|details|context|knowledge|facts|data|keywords)\b"
     r"|\b(?:information|details|text|texts|context|knowledge|facts|sentences|captions|"
     r"descriptions|inputs|data|keywords)\s+(?:provided|given|supplied|at\s+hand)\b"
+    r"|\bmodel['’]s\s+(?:caption|description|output|text|answer|response)s?\b"
     r"|\b(?:generated|written|produced|created|output|predicted|suggested|proposed)\s+by\s+"
     r"(?:the|a|an|another)\s+(?:[\w-]+\s+)?(?:model|ai|assistant|system|captioner|llm|vlm)\b",
     _I,
@@ -188,6 +189,8 @@ def _modifier(masked: str, start: int, end: int) -> bool:
     """The text noun at ``start:end`` modifies the next word ("caption contest")."""
     if masked[end - 1 : end].lower() == "s" or masked[end : end + 1] in "'’":
         return False  # a plural or possessive text is a head: "the instructions ask"
+    if re.search(r"(?:\d|one|two|three|four)$", masked[start:end], _I):
+        return False  # "Sentence 2 fills in ...": a numbered text modifies nothing
     m = _NEXT.match(masked[end:])
     if m is None:
         return False
@@ -216,7 +219,7 @@ def _pronoun(masked: str, end: int) -> bool:
     """ "The original" stands alone: punctuation, a verb or a function word follows."""
     m = _NEXT.match(masked[end:])
     if m is None:
-        return True
+        return not masked[end:].lstrip()[:1].isdigit()  # "the original 1920s tiles"
     word = m.group(1).lower()
     return word in _HEAD_FOLLOWERS or re.fullmatch(rf"(?:{_SOURCE_VERBS})", word) is not None
 
@@ -274,9 +277,14 @@ _PROC = (
     r"rephrased|expanded|augmented|enriched|corrected|condensed|shortened|blended|"
     r"knowledge[\s-]augmented|final"
 )
+_SELF_THIS = re.compile(
+    rf"\b(?:this|these)\s+(?:(?:new|full|complete|single|present|current|whole|overall|"
+    rf"detailed|coherent|more|last)\s+)*{_OUT}s?\b",
+    _I,
+)
 _SELF = re.compile(
     rf"\b(?:this|these)\s+(?:(?:{_PROC}|new|full|complete|single|present|current|above|whole|"
-    rf"overall|detailed|coherent|more|last)\s+)*{_OUT}s?\b"
+    rf"overall|detailed|coherent|more|last)\s+)*(?:{_PROC}|above)\s+{_OUT}s?\b"
     rf"|\b(?:the|a|an|my|our|your)\s+(?:(?:new|single|coherent|more|complete|detailed)\s+)*"
     rf"(?:{_PROC})\s+{_OUT}s?\b"
     rf"|\b(?:the|my|our)\s+(?:new|present|current)\s+{_OUT}s?\b"
@@ -300,7 +308,9 @@ class SelfReference(Rule):
 
     def matches(self, s: Sentence) -> bool:
         masked = s.masked
-        for m in _SELF.finditer(masked):
+        # "This description" in a sentence about printed text may be that text.
+        this = () if s.shows_text else tuple(_SELF_THIS.finditer(masked))
+        for m in (*_SELF.finditer(masked), *this):
             after = masked[m.end() :]
             if m.group(0).lower().endswith(("version", "versions")) and after.startswith(" of "):
                 continue  # "this version of the Mona Lisa"
