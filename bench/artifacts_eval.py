@@ -197,65 +197,75 @@ def evaluate(holdout: bool, show_errors: str | None) -> dict[str, dict[str, Scor
     return results
 
 
-def speed_captions(n_sentences: int = 5) -> list[tuple[str, str | None]]:
-    """Caption-sized texts (five dev sentences each, leaks and honest mixed) with the
-    prompt the filter would pass."""
+def speed_captions(honest_only: bool, n_sentences: int = 6) -> list[str]:
+    """Caption-sized texts of six dev sentences each (about KALE's 67 words): leaks and
+    honest mixed, or honest only (every rule runs on every sentence: the slow case)."""
     rows = [r for path in DEV_SETS.values() for r in load_rows(path)]
-    texts = [
-        " ".join(r["sentence"] for r in rows[i : i + n_sentences])
-        for i in range(0, len(rows), n_sentences)
-    ]
-    prompt = FUSE_CAPSFUSION_V1.template
-    return [(t, prompt) for t in texts]
+    if honest_only:
+        rows = [r for r in rows if not r["leak"]]
+    sentences = [r["sentence"] for r in rows]
+    return [" ".join(sentences[i : i + n_sentences]) for i in range(0, len(rows), n_sentences)]
+
+
+def _cpu_ms_per_caption(work: Callable[[], object], n: int, repeats: int) -> dict:
+    """CPU time of this process (one thread, so one core) per caption: median, min, max of
+    ``repeats`` runs. CPU time, not wall time: the machine is shared."""
+    per = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        work()
+        per.append((time.process_time() - t0) / n * 1000)
+    return {
+        "ms_per_caption_median": round(statistics.median(per), 4),
+        "ms_per_caption_min": round(min(per), 4),
+        "ms_per_caption_max": round(max(per), 4),
+    }
 
 
 def measure_speed(repeats: int = 7) -> dict:
     """clean_caption alone, and the filter's whole pure batch function (clean, score,
-    decide), per caption, in this one Python thread (one core)."""
+    decide), per caption, in this one Python thread."""
+    import os
+
     import pandas as pd
 
     from kale_spark.stages.filter import filter_batch
 
-    captions = speed_captions()
-    n_sent = sum(len(split_sentences(t)) for t, _ in captions)
-    frame = pd.DataFrame(
-        {
-            "uid": [str(i) for i in range(len(captions))],
-            "stage": "stage1",
-            "model": "m",
-            "prompt_id": FUSE_CAPSFUSION_V1.id,
-            "alt_text": "Vintage Leica M3 camera on a walnut desk, Berlin 1962",
-            "dense_caption": "a camera on a wooden desk next to a window with soft light",
-            "caption_raw": [t for t, _ in captions],
+    prompt = FUSE_CAPSFUSION_V1.template
+    out: dict = {"repeats": repeats, "threads": 1, "clock": "process_time (CPU)"}
+    for name, honest_only in (("mixed", False), ("honest_only", True)):
+        captions = speed_captions(honest_only)
+        n_sent = sum(len(split_sentences(t)) for t in captions)
+        frame = pd.DataFrame(
+            {
+                "uid": [str(i) for i in range(len(captions))],
+                "stage": "stage1",
+                "model": "m",
+                "prompt_id": FUSE_CAPSFUSION_V1.id,
+                "alt_text": "Vintage Leica M3 camera on a walnut desk, Berlin 1962",
+                "dense_caption": "a camera on a wooden desk next to a window with soft light",
+                "caption_raw": captions,
+            }
+        )
+        clean = _cpu_ms_per_caption(
+            lambda cs=captions: [clean_caption(t, prompt) for t in cs], len(captions), repeats
+        )
+        batch = _cpu_ms_per_caption(
+            lambda f=frame: filter_batch(f, min_words=5), len(captions), repeats
+        )
+        out[name] = {
+            "captions": len(captions),
+            "sentences": n_sent,
+            "words_per_caption": round(sum(len(t.split()) for t in captions) / len(captions), 1),
+            "sentences_per_s_median": round(
+                n_sent / len(captions) / clean["ms_per_caption_median"] * 1000
+            ),
+            "clean_caption": clean,
+            "filter_batch": batch,
         }
-    )
-    clean_s, batch_s = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for text, prompt in captions:
-            clean_caption(text, prompt)
-        clean_s.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        filter_batch(frame, min_words=5)
-        batch_s.append(time.perf_counter() - t0)
-
-    def summary(seconds: list[float]) -> dict:
-        per = [s / len(captions) * 1000 for s in seconds]
-        return {
-            "ms_per_caption_median": round(statistics.median(per), 4),
-            "ms_per_caption_min": round(min(per), 4),
-            "ms_per_caption_max": round(max(per), 4),
-        }
-
-    return {
-        "captions": len(captions),
-        "sentences": n_sent,
-        "repeats": repeats,
-        "sentences_per_s_median": round(n_sent / statistics.median(clean_s)),
-        "clean_caption": summary(clean_s),
-        "filter_batch": summary(batch_s),
-        "threads": 1,
-    }
+    out["load_average_1m"] = round(os.getloadavg()[0], 2)
+    out["cpus"] = os.cpu_count()
+    return out
 
 
 def log_holdout_scoring(results: dict[str, dict[str, Score]], command: str) -> None:

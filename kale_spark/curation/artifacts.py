@@ -91,9 +91,12 @@ def classify_sentence(sentence: str, prompt: str | None = None) -> str | None:
     Looks at the whole sentence: a sentence that is only a label ("Merged caption:")
     is a ``header``; a label in front of a caption is :func:`clean_caption`'s job.
     """
-    view = Sentence(sentence, prompt)
+    return _first_rule(Sentence(sentence, prompt))
+
+
+def _first_rule(view: Sentence) -> str | None:
     for rule in RULES:
-        if rule.matches(view):
+        if rule.applies(view) and rule.matches(view):
             return rule.name
     return None
 
@@ -109,14 +112,16 @@ def clean_caption(text: str, prompt: str | None = None) -> Cleaned:
     removed: list[str] = []
     reasons: list[str] = []
     for sentence in split_sentences(text):
-        end = HEADER.label_end(Sentence(sentence))
+        view = Sentence(sentence, prompt)
+        end = HEADER.label_end(view)
         if end is not None:
             removed.append(sentence[:end].strip())
             reasons.append(HEADER.name)
             sentence = sentence[end:].strip()
             if not sentence:
                 continue
-        reason = classify_sentence(sentence, prompt)
+            view = Sentence(sentence, prompt)
+        reason = _first_rule(view)
         if reason is None:
             kept.append(sentence)
         else:

@@ -29,28 +29,23 @@ class Sentence:
     """One sentence as the rules see it: the text, the text with quotes masked, the
     instruction sent for its row (or None), and lazily, whether it shows image text."""
 
-    __slots__ = ("_carrier", "_shows_text", "masked", "prompt", "text")
+    __slots__ = ("_shows_text", "masked", "prompt", "shows_carrier", "text", "words")
 
     def __init__(self, text: str, prompt: str | None = None) -> None:
         self.text = text
         self.masked = content.mask_quotes(text)
         self.prompt = prompt
+        self.words = content.words(self.masked)
+        # It names a thing in the image that bears text (a sign, a screen, a cover).
+        self.shows_carrier = content.shows_carrier(self.words)
         self._shows_text: bool | None = None
-        self._carrier: bool | None = None
 
     @property
     def shows_text(self) -> bool:
         """It is about text in the image (a carrier or a text verb, quotes aside)."""
         if self._shows_text is None:
-            self._shows_text = content.shows_text(self.masked)
+            self._shows_text = content.shows_text(self.masked, self.words)
         return self._shows_text
-
-    @property
-    def shows_carrier(self) -> bool:
-        """It names a thing in the image that bears text (a sign, a screen, a cover)."""
-        if self._carrier is None:
-            self._carrier = content.shows_carrier(self.masked)
-        return self._carrier
 
     def tied(self, start: int, end: int, verbs: bool = True) -> bool:
         """The span is text a carrier right beside it shows (see content.tied_to_carrier)."""
@@ -64,6 +59,13 @@ class Rule:
 
     name: ClassVar[str]
     kind: ClassVar[str]
+    # Words one of which the rule needs to match at all (empty: no such gate). A cheap
+    # set test that spares the regexes; tests check it never changes a decision.
+    triggers: ClassVar[frozenset[str]] = frozenset()
+
+    def applies(self, sentence: Sentence) -> bool:
+        """False when the sentence lacks every trigger word (so ``matches`` is False)."""
+        return not self.triggers or not self.triggers.isdisjoint(sentence.words)
 
     def matches(self, sentence: Sentence) -> bool:
         raise NotImplementedError

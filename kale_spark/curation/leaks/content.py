@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import re
 
+from kale_spark.curation.leaks.vocab import alternation
+
 __all__ = [
     "CARRIERS",
     "SURFACES",
     "TEXT_VERBS",
     "WEAK_TEXT_VERBS",
+    "words",
     "mask_quotes",
     "shows_carrier",
     "shows_text",
@@ -29,46 +32,76 @@ __all__ = [
 
 _I = re.IGNORECASE
 
+
+def _nouns(text: str) -> frozenset[str]:
+    """Each noun and its plural ("box" -> box, boxes; "story" -> story, stories)."""
+    out = set()
+    for noun in text.split():
+        out.add(noun)
+        if noun.endswith("y") and noun[-2] not in "aeiou":
+            out.add(noun[:-1] + "ies")
+        elif noun.endswith(("s", "x", "ch", "sh", "z")):
+            out.add(noun + "es")
+        else:
+            out.add(noun + "s")
+    return frozenset(out)
+
+
 # Things whose point is to bear text: a sentence that names one is about text the
 # image shows. A class of object, never one example's noun.
-CARRIERS = (
-    r"signs?|signage|signposts?|posters?|plaques?|placards?|banners?|billboards?|"
-    r"whiteboards?|blackboards?|chalkboards?|noticeboards?|corkboards?|pages?|books?|"
-    r"textbooks?|notebooks?|workbooks?|worksheets?|handouts?|covers?|screens?|monitors?|"
-    r"displays?|slides?|projectors?|labels?|stickers?|postcards?|lettering|envelopes?|"
-    r"menus?|poems?|lyrics|speech(?:es)?|essays?|articles?|paragraphs?|passages?|chapters?|"
-    r"novels?|scripts?|manuscripts?|scrolls?|headlines?|newspapers?|magazines?|flyers?|"
-    r"leaflets?|brochures?|pamphlets?|certificates?|diplomas?|infographics?|charts?|diagrams?|"
-    r"presentations?|"
-    r"lectures?|lessons?|classrooms?|exams?|quiz(?:zes)?|inscriptions?|engravings?|"
-    r"comics?|cartoons?|memes?|subtitles?|tweets?|websites?|webpages?|catalogu?es?|"
-    r"receipts?|marquees?|teleprompters?|prompters?|words|slogans?|mottos?|quotes?|quotations?|verses?|teachers?|"
-    r"students?|instructors?|t-shirts?"
-)
+CARRIERS = _nouns(
+    """sign signage signpost poster plaque placard banner billboard whiteboard blackboard
+    chalkboard noticeboard corkboard page book textbook notebook workbook worksheet handout
+    cover screen monitor display slide projector label sticker postcard lettering envelope
+    menu poem lyric speech essay article paragraph passage chapter novel script manuscript
+    scroll headline newspaper magazine flyer leaflet brochure pamphlet certificate diploma
+    infographic chart diagram presentation lecture lesson classroom exam quiz inscription
+    engraving comic cartoon meme subtitle tweet website webpage catalogue catalog receipt
+    marquee teleprompter prompter slogan motto quote quotation verse teacher student
+    instructor shirt sheet dictionary"""
+) | {"quizzes", "dictionaries"}
+# Nouns that name shown text without naming a thing that bears it.
+_TEXT_NOUNS = frozenset({"lettering", "inscription", "inscriptions"})
 # Where text can sit, when it is named right beside a text ("the instructions on the
 # lid" is covered by the preposition; these name the thing).
 SURFACES = (
-    rf"{CARRIERS}|boards?|cards?|tags?|notes?|letters?|maps?|forms?|"
-    r"tickets?|titles?|murals?|walls?|windows?|doors?|storefronts?|box(?:es)?|packages?|"
-    r"packaging|bottles?|jars?|wrappers?|mugs?|totes?|shirts?|jerseys?|memorials?|"
-    r"monuments?|panels?|stones?|televisions?|tvs?|laptops?|computers?|phones?|"
-    r"smartphones?|tablets?|apps?|albums?|posts?|stor(?:y|ies)|songs?"
+    CARRIERS
+    | _nouns(
+        """board card tag note letter map form ticket title mural wall window door storefront
+    box package packaging bottle jar wrapper mug tote jersey memorial monument panel stone
+    television tv laptop computer phone smartphone tablet app album post story song paper"""
+    )
+    | {"words"}
 )
-# Verbs that say text is shown; the strong ones mark a whole sentence as about image
+# Verbs that say text is shown: the strong ones mark a whole sentence as about image
 # text, the others only a text right before them ("the first sentence is underlined").
-TEXT_VERBS = (
-    r"reads?(?!\s+(?:like|as|more|less|better|well|\w+ly)\b)|reading(?!\s+(?:like|as)\b)|titled|entitled|labell?ed|"
-    r"written(?!\s+(?:without|to|for|with|so|as|in\s+(?:a|an|one)\b))|printed|engraved|inscribed|handwritten|typed|spelled|spells|stamped|"
-    r"embroidered|etched|scrawled|lettered"
+_STRONG_VERBS = (
+    r"reads?(?!\s+(?:like|as|more|less|better|well|\w+ly)\b)|reading(?!\s+(?:like|as)\b)|"
+    r"titled|entitled|labell?ed|"
+    r"written(?!\s+(?:without|to|for|with|so|as|in\s+(?:a|an|one)\b))|printed|engraved|"
+    r"inscribed|handwritten|typed|spelled|spells|stamped|embroidered|etched|scrawled|lettered|"
+    r"signed"
+)
+TEXT_VERBS = frozenset(
+    """read reads reading titled entitled labeled labelled written printed engraved inscribed
+    handwritten typed spelled spells stamped embroidered etched scrawled lettered
+    signed""".split()
 )
 WEAK_TEXT_VERBS = (
-    rf"{TEXT_VERBS}|painted|carved|projected|underlined|circled|highlighted|erased|"
-    r"displayed|signed|crossed\s+out|shown"
+    rf"{_STRONG_VERBS}|painted|carved|projected|underlined|circled|highlighted|erased|"
+    r"displayed|crossed\s+out|shown"
 )
+_SURFACES = alternation(SURFACES)
+_TOKENS = re.compile(r"[a-z0-9]+")
+_STRONG_VERB = re.compile(rf"\b(?:{_STRONG_VERBS})\b", _I)
+
+
+def words(masked: str) -> frozenset[str]:
+    """The lowercase letter/digit runs of a sentence ("T-shirt's" -> t, shirt, s)."""
+    return frozenset(_TOKENS.findall(masked.lower()))
+
 
 _QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|(?<![\w'’])['‘][^'’]*['’](?![\w'’])")
-_CARRIER_ANY = re.compile(rf"\b(?:{CARRIERS})\b", _I)
-_TEXT_ANY = re.compile(rf"\b(?:{CARRIERS}|{TEXT_VERBS})\b", _I)
 _DET = r"(?:the|a|an|this|that|these|those|its|his|her|their|each|every|both|one|my|our)"
 _PREP = (
     r"(?:on|in|inside|beneath|under|underneath|below|above|at|of|next\s+to|beside|across|"
@@ -77,7 +110,7 @@ _PREP = (
 # Right after the span: a surface ("Sentence 1 on the worksheet") or a place on
 # something ("the instructions on the lid", "the caption under the cartoon") ...
 _TIED_PLACE = re.compile(
-    rf"^(?:'s|’s)?\s*(?:(?:{_PREP}\s+)+(?:{_DET}\s+)?(?:[\w'’-]+\s+){{0,3}}?(?:{SURFACES})\b"
+    rf"^(?:'s|’s)?\s*(?:(?:{_PREP}\s+)+(?:{_DET}\s+)?(?:[\w'’-]+\s+){{0,3}}?(?:{_SURFACES})\b"
     r"|(?:on|beneath|under|underneath|below|above|next\s+to|beside|across|along|inside|atop|"
     r"onto|at\s+the\s+(?:top|bottom|foot|head)\s+of)\s+(?!the\s+other\s+hand\b)"
     rf"(?:{_DET})\b)",
@@ -97,7 +130,7 @@ _TIED_PICTURE = re.compile(
     _I,
 )
 # A carrier right before the span: "the poster's caption", "the sign text".
-_TIED_BEFORE = re.compile(rf"\b(?:{SURFACES})(?:'s|’s|s'|’)?\s+(?:{_DET}\s+)?$", _I)
+_TIED_BEFORE = re.compile(rf"\b(?:{_SURFACES})(?:'s|’s|s'|’)?\s+(?:{_DET}\s+)?$", _I)
 
 
 def mask_quotes(sentence: str) -> str:
@@ -105,14 +138,16 @@ def mask_quotes(sentence: str) -> str:
     return _QUOTED.sub(lambda m: m.group(0)[0] + "___" + m.group(0)[-1], sentence)
 
 
-def shows_text(masked: str) -> bool:
+def shows_carrier(tokens: frozenset[str]) -> bool:
+    """The sentence (its :func:`words`) names a carrier."""
+    return not CARRIERS.isdisjoint(tokens)
+
+
+def shows_text(masked: str, tokens: frozenset[str]) -> bool:
     """The sentence is about text in the image: it names a carrier or a text verb."""
-    return _TEXT_ANY.search(masked) is not None
-
-
-def shows_carrier(masked: str) -> bool:
-    """The sentence names a carrier (a text verb alone does not count)."""
-    return _CARRIER_ANY.search(masked) is not None
+    if shows_carrier(tokens) or not _TEXT_NOUNS.isdisjoint(tokens):
+        return True
+    return not TEXT_VERBS.isdisjoint(tokens) and _STRONG_VERB.search(masked) is not None
 
 
 def tied_to_carrier(masked: str, start: int, end: int, verbs: bool = True) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from kale_spark.curation.leaks.base import Rule, Sentence
-from kale_spark.curation.leaks.meta_discourse import find_references
+from kale_spark.curation.leaks.meta_discourse import REFERENCE_WORDS, find_references
 
 __all__ = ["InputCritique"]
 
@@ -41,6 +41,7 @@ class InputCritique(Rule):
 
     name = "input_critique"
     kind = "input_critique"
+    triggers = REFERENCE_WORDS
 
     def matches(self, s: Sentence) -> bool:
         if s.shows_carrier or not _JUDGEMENT.search(s.masked):

@@ -48,8 +48,9 @@ def _content_stems(text: str) -> list[str]:
 
 
 @lru_cache(maxsize=64)
-def _prompt_grams(prompt: str, n: int = 5) -> tuple[frozenset, frozenset]:
-    """The instruction's five-grams (three content words or more) and content bigrams."""
+def _prompt_grams(prompt: str, n: int = 5) -> tuple[frozenset, frozenset, frozenset]:
+    """The instruction's five-grams (three content words or more), content bigrams and
+    content stems."""
     grams: set[tuple[str, ...]] = set()
     pairs: set[tuple[str, str]] = set()
     for part in _SLOT.split(prompt):
@@ -60,7 +61,8 @@ def _prompt_grams(prompt: str, n: int = 5) -> tuple[frozenset, frozenset]:
                 grams.add(gram)
         stems = _content_stems(part)
         pairs.update(zip(stems, stems[1:], strict=False))
-    return frozenset(grams), frozenset(pairs - _COMMON_BIGRAMS)
+    pairs -= _COMMON_BIGRAMS
+    return frozenset(grams), frozenset(pairs), frozenset(t for pair in pairs for t in pair)
 
 
 class InstructionOverlap(Rule):
@@ -72,7 +74,10 @@ class InstructionOverlap(Rule):
     def matches(self, s: Sentence) -> bool:
         if not s.prompt or s.shows_text:
             return False
-        grams, pairs = _prompt_grams(s.prompt)
+        grams, pairs, stems = _prompt_grams(s.prompt)
+        # Both tests need at least two of the instruction's content words.
+        if sum(_stem(w) in stems for w in s.words if w not in STOPWORDS) < 2:
+            return False
         tokens = [t.lower() for t in _WORD.findall(s.masked)]
         if any(tuple(tokens[i : i + 5]) in grams for i in range(len(tokens) - 4)):
             return True
@@ -114,6 +119,13 @@ class InstructionVocabulary(Rule):
 
     name = "instruction_vocabulary"
     kind = "instruction_echo"
+    triggers = frozenset(
+        """sentence structure structures structured nice real world depth visual description
+        descriptions factual names brands places merge merges merged merging concatenate
+        concatenates concatenated concatenating concatenation flaw flaws suffer suffers false
+        notes describe introduction preamble commentary comments only knowledge key brand
+        location contextual background pieces relevant important proper""".split()
+    )
 
     def matches(self, s: Sentence) -> bool:
         if s.shows_text:
@@ -144,11 +156,17 @@ _IMPERATIVE = re.compile(
 )
 _OBLIGATION = re.compile(
     r"\b(?:caption|description|sentence|output|answer|response|text|rewrite|summary|version|"
-    r"it|this|we|you|one)\s+(?:also\s+)?(?:should|must|needs?\s+to|has\s+to|have\s+to|"
+    r"it|this|we|you|one)\s+(?:also\s+|here\s+)?(?:should|must|needs?\s+to|has\s+to|have\s+to|"
     r"ought\s+to|is\s+(?:to|supposed\s+to|meant\s+to|expected\s+to|required\s+to)|"
     r"will\s+need\s+to)\s+(?:also\s+)?(?:not\s+)?"
     rf"(?:{_WRITER_VERBS}|be\s+(?:concise|factual|detailed|clear|brief|short|accurate|"
     r"written|kept|mentioned|included|avoided|removed|omitted|highlighted|a\s+single))\b",
+    _I,
+)
+# What the caption would or will do: "Any good caption here would highlight ...".
+_WOULD = re.compile(
+    r"\b(?:caption|description|output|answer|response|rewrite|summary)s?\s+(?:here\s+)?"
+    rf"(?:would|will)\s+(?:also\s+)?(?:not\s+)?(?:{_WRITER_VERBS})\b",
     _I,
 )
 
@@ -163,4 +181,7 @@ class Directive(Rule):
     def matches(self, s: Sentence) -> bool:
         if s.shows_text:
             return False
-        return _IMPERATIVE.search(s.masked) is not None or _OBLIGATION.search(s.masked) is not None
+        masked = s.masked
+        return bool(
+            _IMPERATIVE.search(masked) or _OBLIGATION.search(masked) or _WOULD.search(masked)
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from kale_spark.curation.leaks.base import Rule, Sentence
-from kale_spark.curation.leaks.content import CARRIERS
+from kale_spark.curation.leaks.content import CARRIERS, words
 
 __all__ = ["Header"]
 
@@ -32,7 +32,6 @@ _LABEL = re.compile(
     r"\s*\**\s*:\s*\**\s*",
     _I,
 )
-_CARRIER = re.compile(rf"\b(?:{CARRIERS})\b", _I)
 
 
 class Header(Rule):
@@ -44,7 +43,7 @@ class Header(Rule):
     def label_end(self, s: Sentence) -> int | None:
         """The end of a leading label in ``s.text``, or None."""
         m = _LABEL.match(s.text)  # on the text itself: the end is an index into it
-        if m is None or _CARRIER.search(m.group(0)) or '"' in m.group(0):
+        if m is None or not CARRIERS.isdisjoint(words(m.group(0))) or '"' in m.group(0):
             return None
         return m.end()
 

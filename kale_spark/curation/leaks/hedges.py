@@ -15,7 +15,7 @@ import re
 from kale_spark.curation.leaks.base import Rule, Sentence
 from kale_spark.curation.leaks.content import SURFACES
 from kale_spark.curation.leaks.meta_discourse import find_references
-from kale_spark.curation.leaks.vocab import verb_forms
+from kale_spark.curation.leaks.vocab import alternation, verb_forms
 
 __all__ = ["AgreementHedge", "AbsenceHedge"]
 
@@ -116,6 +116,8 @@ _ABSENT = re.compile(
     r"clear)\b"
     r"|^\W*(?:no|neither|none)\b[^.]*\b(?:is|are|was|were)\s+(?:\w+ly\s+)?(?:mentioned|"
     r"specified|stated|provided|given|indicated|named|included)\b"
+    r"|\b(?:does|do|did)\s+not\s+(?:mention|specify|say|state|give|name|indicate|provide|"
+    r"include|identify)\b"
     r"|\bno\s+(?:mention|indication|information|details?)\s+(?:of|about|on|regarding|is|are)\b"
     r"|\b(?:not\s+enough|insufficient|limited|little)\s+(?:information|details?|context|data)\b"
     r"|\bunclear\s+from\b|\bthere\s+is\s+no\s+(?:way\s+to|mention)\b",
@@ -124,7 +126,7 @@ _ABSENT = re.compile(
 
 
 _ON_SURFACE = re.compile(
-    rf"\b(?:on|in|inside)\s+(?:the|a|an|its|this|their)\s+(?:[\w'’-]+\s+){{0,3}}?(?:{SURFACES})\b",
+    rf"\b(?:on|in|inside)\s+(?:the|a|an|its|this|their)\s+(?:[\w'’-]+\s+){{0,3}}?(?:{alternation(SURFACES)})\b",
     _I,
 )
 
@@ -134,8 +136,10 @@ class AbsenceHedge(Rule):
 
     name = "absence_hedge"
     kind = "agreement_hedge"
+    triggers = frozenset("not never no neither none insufficient limited little unclear".split())
 
     def matches(self, s: Sentence) -> bool:
-        if s.shows_carrier or _ON_SURFACE.search(s.masked):
-            return False  # "not mentioned anywhere on the box": absent from the image
-        return _ABSENT.search(s.masked) is not None
+        if s.shows_carrier or _ABSENT.search(s.masked) is None:
+            return False
+        # "not mentioned anywhere on the box": absent from the image, not from the inputs.
+        return _ON_SURFACE.search(s.masked) is None

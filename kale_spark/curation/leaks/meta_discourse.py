@@ -257,11 +257,22 @@ def reference_leaks(s: Sentence, a: int, b: int, strength: str) -> bool:
     return False
 
 
+# Every reference pattern above needs one of these words.
+REFERENCE_WORDS = frozenset(
+    """sentence sentences alt alternative alternate keyword keywords caption captions
+    description descriptions text texts input inputs wording model models ai assistant
+    system captioner llm vlm knowledge pieces source sources information details context
+    facts data version versions account accounts prompt instruction instructions task
+    request user original former latter""".split()
+)
+
+
 class TextReference(Rule):
     """An input or the prompt is what the sentence talks about."""
 
     name = "text_reference"
     kind = "meta_discourse"
+    triggers = REFERENCE_WORDS
 
     def matches(self, s: Sentence) -> bool:
         return any(reference_leaks(s, a, b, k) for a, b, k in find_references(s))
@@ -292,6 +303,12 @@ _SELF = re.compile(
     rf"|\b(?:the|my|this)\s+{_OUT}s?\s+(?:above|below)\b(?!\s+(?:the|a|an|it|its|his|her|their)\b)",
     _I,
 )
+# The output's length: "The caption is under 80 words."
+_LENGTH = re.compile(
+    rf"\b(?:the|this|my|our)\s+{_OUT}\s+(?:is|has|contains|runs|stays|comes\s+in|falls)\s+"
+    r"(?:to\s+)?(?:[\w-]+\s+){0,3}?(?:words?|characters?|tokens?)\b",
+    _I,
+)
 # Editing narration about the output: "the caption now ...", "the text has been merged".
 _EDITED = re.compile(
     rf"\b(?:the|this)\s+{_OUT}s?\s+(?:now\b|(?:(?:has|have|had)\s+been|was|were|is|are)\s+"
@@ -305,6 +322,11 @@ class SelfReference(Rule):
 
     name = "self_reference"
     kind = "meta_discourse"
+    triggers = frozenset(
+        """caption description sentence text version rewrite summary output paragraph
+        response answer information details""".split()
+    )
+    triggers = triggers | {w + "s" for w in triggers}
 
     def matches(self, s: Sentence) -> bool:
         masked = s.masked
@@ -316,7 +338,7 @@ class SelfReference(Rule):
                 continue  # "this version of the Mona Lisa"
             if not s.tied(m.start(), m.end()) and not _modifier(masked, m.start(), m.end()):
                 return True
-        return _EDITED.search(masked) is not None
+        return bool(_EDITED.search(masked) or (not s.shows_text and _LENGTH.search(masked)))
 
 
 _ASIDE = re.compile(
@@ -335,6 +357,7 @@ class AsDescribedAside(Rule):
 
     name = "as_described"
     kind = "meta_discourse"
+    triggers = frozenset({"as"})
 
     def matches(self, s: Sentence) -> bool:
         return _ASIDE.search(s.masked) is not None

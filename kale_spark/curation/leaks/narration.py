@@ -27,21 +27,26 @@ _PERSON = re.compile(
     r"\b(?:[Mm]y|[Mm]e|[Mm]yself|[Mm]ine|[Ww]e|[Ww]e['’](?:re|ve|ll|d)|[Oo]ur|[Oo]urselves|us|"
     r"[Yy]ou|[Yy]our|[Yy]ours|[Yy]ou['’](?:re|ve|ll|d)|[Ll]et['’]s|[Ll]et\s+us)\b"
 )
-_CHATTER = re.compile(
+# Chatter that opens a sentence, and chatter anywhere (which, in a sentence about text
+# in the image, may be that text: a sign saying "Please note: ...").
+_OPENER = re.compile(
     r"^\W*(?:sure|certainly|of\s+course|okay|ok|absolutely|alright|gladly|happy\s+to\s+help|"
     r"no\s+problem|great\s+question|here\s+you\s+go|apologies|sorry|thank\s+you|thanks)\b"
-    r"|\bhope\s+(?:this|that|it)\b|\blet\s+me\b|\bfeel\s+free\b|\bplease\s+(?:note|let|see)\b"
-    r"|\bas\s+(?:requested|instructed|asked|directed)\b|\banything\s+else\b"
-    r"|\bas\s+an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
-    r"llm|chatbot)\b"
-    r"|\bhere(?:['’]s|\s+is|\s+are)\s+(?:[\w'’-]+\s+){0,4}?(?:caption|description|sentence|"
-    r"text|version|summary|rewrite|output|result|answer|response|attempt)s?\b"
     r"|^\W*(?:below|above)\s+(?:is|are)\b|^\W*the\s+following\s+(?:is|are|sentence|"
-    r"caption|description|text)\b",
+    r"caption|description|text)\b"
+    r"|\bas\s+an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
+    r"llm|chatbot)\b",
+    _I,
+)
+_CHATTER = re.compile(
+    r"\bhope\s+(?:this|that|it)\b|\blet\s+me\b|\bfeel\s+free\b|\bplease\s+(?:note|let|see)\b"
+    r"|\bas\s+(?:requested|instructed|asked|directed|required)\b|\banything\s+else\b"
+    r"|\bhere(?:['’]s|\s+is|\s+are)\s+(?:[\w'’-]+\s+){0,4}?(?:caption|description|sentence|"
+    r"text|version|summary|rewrite|output|result|answer|response|attempt)s?\b",
     _I,
 )
 _NEXT_STEP = re.compile(
-    r"^\W*(?:moving\s+on|turning\s+(?:now\s+|next\s+)?to|next\s+up|now\s+for|to\s+(?:begin|"
+    r"^\W*(?:moving\s+on|turning\s+(?:now\s+|next\s+)?to|(?:next|now)\s+(?:up|comes?|for)\b|to\s+(?:begin|"
     r"start|sum\s+up|conclude)\b|(?:first(?:ly)?|next|now|finally|then|lastly),?\s+(?:i|we|"
     r"let['’]?s?)\b)"
     r"|\b(?:analysis|attention|focus|discussion|description|caption|eye)\s+(?:now\s+|then\s+|"
@@ -83,10 +88,22 @@ class AssistantNarration(Rule):
 
     name = "assistant_narration"
     kind = "narration"
+    triggers = frozenset(
+        """sure certainly course okay ok absolutely alright gladly happy problem great here
+        apologies sorry thank thanks hope let feel please requested instructed asked directed
+        required comes come up for
+        anything ai artificial language llm chatbot assistant below above following moving
+        turning next now begin start sum conclude first firstly finally then lastly turns
+        turn shifts shift moves move combining merging integrating fusing blending
+        synthesizing synthesising consolidating putting drawing taking weighing reconciling
+        toward""".split()
+    )
 
     def matches(self, s: Sentence) -> bool:
         masked = s.masked
-        return bool(_CHATTER.search(masked) or _NEXT_STEP.search(masked) or _FUSING.search(masked))
+        if _OPENER.search(masked) or _NEXT_STEP.search(masked) or _FUSING.search(masked):
+            return True
+        return not s.shows_text and _CHATTER.search(masked) is not None
 
 
 # Verbs only a writer does to a text ("the grammar was corrected", "it was inferred").
@@ -113,6 +130,12 @@ class EditNarration(Rule):
 
     name = "edit_narration"
     kind = "narration"
+    triggers = frozenset(
+        """rephrased reworded restructured concatenated rewritten paraphrased corrected
+        inferred omitted left verified cross favored favoured incorporated fused merged
+        combined woven integrated turned retained kept preserved added taken drawn borrowed
+        carried dropped removed""".split()
+    )
 
     def matches(self, s: Sentence) -> bool:
         if s.shows_carrier:
