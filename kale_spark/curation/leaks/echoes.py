@@ -96,7 +96,9 @@ _PHRASES = re.compile(
     r"|\bflaws?\s+in\s+(?:sentence\s+)?(?:structure|grammar)\b|\bsuffers?\s+from\s+flaws\b"
     r"|\bfalse\s+information\b|\bnotes\s+or\s+comments\b|\bdescribe\s+this\s+image\b"
     r"|\b(?:without|no|any)\s+(?:any\s+)?(?:introduction|preamble|commentary|comments|notes)\b"
-    r"|\b(?:only\s+the\s+caption|the\s+caption\s+only)\b",
+    r"|\b(?:only\s+the\s+caption|the\s+caption\s+only)\b|\bwell[\s-]+formed\b"
+    r"|\bgrammatically\s+(?:correct|sound|accurate|proper)\b|\bcoherent\s+(?:sentence|caption|"
+    r"description|whole)\b",
     _I,
 )
 _KEEP = re.compile(
@@ -124,7 +126,8 @@ class InstructionVocabulary(Rule):
         descriptions factual names brands places merge merges merged merging concatenate
         concatenates concatenated concatenating concatenation flaw flaws suffer suffers false
         notes describe introduction preamble commentary comments only knowledge key brand
-        location contextual background pieces relevant important proper""".split()
+        location contextual background pieces relevant important proper well formed
+        grammatically coherent""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
@@ -145,11 +148,14 @@ _ORDERS = (
     r"describe|mention|include|focus|highlight|keep|retain|preserve|merge|combine|avoid|"
     r"ensure|emphasi[sz]e|refine|rewrite|correct|fix|integrate|incorporate|provide|give|"
     r"omit|remove|state|specify|write|use|add|make|capture|convey|stress|repeat|"
-    r"concatenate|summari[sz]e|limit|start|begin"
+    r"concatenate|summari[sz]e|limit|start|begin|stick|prioriti[sz]e|prefer|favou?r|trust|"
+    r"rely|ignore|drop|skip|leave|cut|shorten|expand|paraphrase|translate|output|answer|"
+    r"respond|return|reply|produce|generate|create|craft|compose|draft|explain|check|verify|"
+    r"double-check|mind|treat|name|identify|list|note\s+down"
 )
 _IMPERATIVE = re.compile(
     r"^\W*(?:please\s+)?(?:(?:do\s+not|don['’]t|never|always|be\s+sure\s+to|make\s+sure|"
-    r"remember\s+to|try\s+to|note\s+that)\b"
+    r"remember|try\s+to|note\s+that)\b"
     rf"|(?:{_ORDERS})\s+(?=(?:the|a|an|this|that|these|those|it|them|both|all|any|"
     r"only|on|to|every|each|your|its|their|what|how|which|whether|more|less)\b|\w+ing\b))",
     _I,
@@ -160,7 +166,16 @@ _OBLIGATION = re.compile(
     r"ought\s+to|is\s+(?:to|supposed\s+to|meant\s+to|expected\s+to|required\s+to)|"
     r"will\s+need\s+to)\s+(?:also\s+)?(?:not\s+)?"
     rf"(?:{_WRITER_VERBS}|be\s+(?:concise|factual|detailed|clear|brief|short|accurate|"
-    r"written|kept|mentioned|included|avoided|removed|omitted|highlighted|a\s+single))\b",
+    r"written|kept|mentioned|included|avoided|removed|omitted|highlighted|a\s+single|under|"
+    r"at\s+most|no\s+more|fewer|shorter|longer))\b",
+    _I,
+)
+# Captions in general, as an instruction talks of them: "A good caption names the place."
+_GOOD_CAPTION = re.compile(
+    r"\b(?:a|any|the|every|each|your)\s+(?:good|great|ideal|proper|better|strong|fused|merged|"
+    r"final|perfect|well-written)\s+(?:caption|description|answer|response|output)s?\b"
+    r"|\bsuch\s+an?\s+(?:caption|description)\b|\bno\s+need\s+to\s+(?:repeat|mention|include|"
+    r"describe|add|say|state|name)\b",
     _I,
 )
 # What the caption would or will do: "Any good caption here would highlight ...".
@@ -183,5 +198,8 @@ class Directive(Rule):
             return False
         masked = s.masked
         return bool(
-            _IMPERATIVE.search(masked) or _OBLIGATION.search(masked) or _WOULD.search(masked)
+            _IMPERATIVE.search(masked)
+            or _OBLIGATION.search(masked)
+            or _WOULD.search(masked)
+            or _GOOD_CAPTION.search(masked)
         )

@@ -17,7 +17,8 @@ _I = re.IGNORECASE
 _HEAD = (
     r"caption|description|sentence|text|version|output|result|answer|response|rewrite|"
     r"summary|revision|fusion|merge|draft|paraphrase|assistant|ai|note|explanation|"
-    r"rationale|reasoning|alt[\s-]?text|input|prompt|instruction"
+    r"rationale|reasoning|alt[\s-]?text|input|prompt|instruction|step|analysis|observation|"
+    r"comment|correction|translation|title|justification|thoughts|word\s+count"
 )
 _PARTICIPLE = (
     r"merged|combined|refined|rewritten|fused|revised|final|improved|updated|corrected|"
@@ -27,9 +28,12 @@ _LABEL = re.compile(
     r"^[\W_]*(?:(?:sure|certainly|of\s+course|okay|ok|absolutely)[,!.]?\s+)?"
     r"(?:here\s+(?:you\s+go|it\s+is|we\s+go)"
     rf"|here(?:['’]s|\s+is|\s+are)\s+(?:[\w'’-]+\s+){{0,5}}?(?:{_HEAD})s?(?:\s+[\w'’-]+){{0,6}}?"
-    rf"|(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD})s?(?:\s*\([^()]{{0,30}}\))?(?:\s*#?\s*\d+)?"
+    rf"|(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD})s?(?:\s*#?\s*\d+)?(?:\s*\([^()]{{0,30}}\))?"
+    r"(?:\s*#?\s*\d+)?"
     rf"|{_PARTICIPLE})"
-    r"\s*\**\s*:\s*\**\s*",
+    r"(?:\s*\**\s*:|\s+[—–-]\s)\s*\**\s*"
+    # A markdown heading or a bracketed label on its own: "### Caption", "[Merged caption]".
+    rf"|^\s*(?:#{{1,6}}\s*|\[)(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s*\]?\s*$",
     _I,
 )
 

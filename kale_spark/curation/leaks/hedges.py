@@ -58,12 +58,18 @@ _TEXTS_AGREE = re.compile(
     r"\b(?:sources|inputs|texts|accounts|versions|descriptions|captions|sentences)\s+"
     r"(?:(?:do|does|did|not|don['’]t|also|both|all|seem\s+to|appear\s+to)\s+)*"
     r"(?:agree|disagree|differ|conflict|contradict|match|concur|diverge|align|coincide|"
-    r"line\s+up)\b",
+    r"line\s+up|point\s+to|overlap)\b",
+    _I,
+)
+# Words of conflict that need no texts named: captions rarely have discrepancies.
+_CONFLICT_ALONE = re.compile(
+    r"\b(?:discrepanc(?:y|ies)|inconsistenc(?:y|ies)|contradictions?|contradictory|"
+    r"mismatch(?:ed|es)?|reconcil\w+)\b",
     _I,
 )
 _CONFLICT = re.compile(
     r"\b(?:discrepanc(?:y|ies)|inconsisten\w+|contradict\w*|mismatch\w*|disagree\w*|"
-    r"conflicting|(?:at\s+odds|do\s+not\s+agree|don['’]t\s+agree|do\s+not\s+match|"
+    r"reconcil\w+|conflicting|(?:at\s+odds|do\s+not\s+agree|don['’]t\s+agree|do\s+not\s+match|"
     r"don['’]t\s+match|are\s+(?:in)?consistent)|conflicts?\s+(?:between|about|over|on|"
     r"regarding|with))\b",
     _I,
@@ -80,7 +86,11 @@ _TRUST = re.compile(
     r"|\b(?:unclear|uncertain|not\s+clear|not\s+certain)\s+(?:whether|if|which|from)\b"
     r"|\bit\s+is\s+(?:unclear|uncertain|not\s+clear|not\s+certain|impossible\s+to\s+(?:tell|"
     r"say|know|confirm|verify|determine))\b"
-    r"|\bwhich\s+(?:of\s+the\s+two|one)\s+is\s+(?:correct|right|accurate)\b",
+    r"|\bwhich\s+(?:[\w-]+\s+){0,3}?(?:is|was|are)\s+(?:correct|right|accurate|true|wrong|"
+    r"mistaken)\b"
+    r"|\b(?:hard|difficult|impossible)\s+to\s+(?:say|tell|know|determine|confirm|verify)\b"
+    r"|\b(?:remains?|stays?)\s+(?:unclear|uncertain|ambiguous|unconfirmed|unverified)\b"
+    r"|\bmay\s+or\s+may\s+not\b",
     _I,
 )
 
@@ -105,6 +115,8 @@ class AgreementHedge(Rule):
         masked = s.masked
         if _TRUST.search(masked) or _several_texts(masked) or _TEXTS_AGREE.search(masked):
             return True
+        if _CONFLICT_ALONE.search(masked):
+            return True
         if _CONFLICT.search(masked):
             return bool(_PLURAL_TEXTS.search(masked) or find_references(s))
         return False
@@ -120,7 +132,10 @@ _ABSENT = re.compile(
     r"include|identify)\b"
     r"|\bno\s+(?:mention|indication|information|details?)\s+(?:of|about|on|regarding|is|are)\b"
     r"|\b(?:not\s+enough|insufficient|limited|little)\s+(?:information|details?|context|data)\b"
-    r"|\bunclear\s+from\b|\bthere\s+is\s+no\s+(?:way\s+to|mention)\b",
+    r"|\bunclear\s+from\b|\bthere\s+is\s+no\s+(?:way\s+to|mention)\b"
+    r"|\b(?:information|details|mention|data)\b[^.]*\b(?:is|are)\s+(?:missing|absent|lacking|"
+    r"unavailable)\b"
+    r"|^\W*nothing\s+in\s+(?:the|either|both|these|those)\b",
     _I,
 )
 
@@ -136,7 +151,10 @@ class AbsenceHedge(Rule):
 
     name = "absence_hedge"
     kind = "agreement_hedge"
-    triggers = frozenset("not never no neither none insufficient limited little unclear".split())
+    triggers = frozenset(
+        "not never no neither none insufficient limited little unclear missing absent lacking "
+        "unavailable nothing".split()
+    )
 
     def matches(self, s: Sentence) -> bool:
         if s.shows_carrier or _ABSENT.search(s.masked) is None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 
 from kale_spark.curation.leaks.base import Rule, Sentence
+from kale_spark.curation.leaks.content import SURFACES
 from kale_spark.curation.leaks.vocab import verb_forms
 
 __all__ = ["AsDescribedAside", "TextReference", "SelfReference", "find_references"]
@@ -42,7 +43,10 @@ _NAMED = re.compile(
     r"descriptions?|texts?|sentences?)\b"
     r"|\b(?:web|source|input|raw|reference|original|given|provided|supplied|image|photo)[\s-]+"
     r"(?:captions?|texts?|descriptions?|sentences?|inputs?|wording)\b"
-    r"|\bknowledge[\s-](?:augmented|enriched|enhanced)\b"
+    r"|\bknowledge[\s-](?:augmented|enriched|enhanced)\b|\bground[\s-]truth\b"
+    r"|\b(?:the|its|their)\s+(?:metadata|hashtags?|file\s*name|filename|seo\s+keywords)\b"
+    r"|\b(?:vlm|llm|ai|model|bot|machine|captioner)[\s-]+(?:captions?|descriptions?|outputs?)\b"
+    r"|\b(?:cogvlm|llava|blip-?\d?|chatgpt|gpt-?\d\w*|capsfusion)\b"
     r"|\b(?:both|two|the|these|those)\s+pieces\s+of\s+(?:text|information|input)\b"
     r"|\b(?:inputs?|sources?)\s*#?\s*(?:[1-4]|one|two)\b"
     r"|\b(?:first|second|other|two|both|either|neither)\s+(?:inputs?|sources?)\b(?!\s+of\b)"
@@ -60,14 +64,20 @@ _ORDINAL = re.compile(
     rf"\b(?:{_ORD})\s+{_TEXT}s?\b"
     r"|\b(?:the|this|my|your)\s+(?:prompt|instructions?|task|request)\b|\bthe\s+user\b"
     r"|\b(?:vision|language|captioning|caption|image|ai|multimodal|vision[\s-]language|"
-    r"visual|text|generative)[\s-]+models?\b"
+    r"visual|text|generative)[\s-]+models?\b|\bthe\s+visual\s+representation\b|\bthe\s+tags\b"
     rf"|\b(?:sentence|caption|description|text)s?\s+(?:above|below)\b"
     rf"(?!\s+(?:the|a|an|it|its|his|her|their)\b)",
     _I,
 )
 # "The former is vague", "of the original": an ordinal standing for a text.
-_PRONOUN = re.compile(r"\bthe\s+(?:original|former|latter)\b", _I)
-_BARE = re.compile(r"\b(?:the|that)\s+(?:caption|description|sentence|text)s?\b", _I)
+_PRONOUN = re.compile(r"\bthe\s+(?:original|former|latter|(?:first|second|other)\s+one)\b", _I)
+# Up to two modifiers, none ending in -s ("the short caption", not "the hallway explains
+# sentence"); a modifier that names a surface makes it that surface's text.
+_BARE = re.compile(
+    r"\b(?:the|that|its|their)\s+(?P<mods>(?:[a-z][\w-]*(?<!s)\s+){0,2}?)"
+    r"(?:caption|description|sentence|text)s?\b",
+    _I,
+)
 
 # A singular text noun followed by a noun is a modifier ("the caption contest", "the
 # input tray", "an alt-text field"); followed by a verb or one of these, it is the
@@ -100,86 +110,43 @@ _ATTRIB_BEFORE = re.compile(
     r"\bjudging\s+(?:by|from)|\b(?:in\s+line|consistent|in\s+keeping|in\s+accordance|"
     r"in\s+agreement|along|together)\s+with|\b(?:unlike|like|than|from|between|following|"
     r"besides|beyond|without|despite|drawing\s+(?:on|from)|combining|merging|fusing|"
-    r"blending|integrating|comparing|summari[sz]ing|to\s+summari[sz]e|taking|using)"
-    r"|^\W*(?:in|within|for|of))\s+"
+    r"blending|integrating|comparing|summari[sz]ing|to\s+summari[sz]e|taking|using|trusting|"
+    r"favou?ring|prioriti[sz]ing|preferring|deferring\s+to|relying\s+on|relies\s+on|"
+    r"rely\s+on|depends?\s+on|via|courtesy\s+of)"
+    r"|^\W*(?:for|of|in|within))\s+"
     r"(?:(?:the|a|an|this|that|these|those|both|each|its|their|of\s+the|all)\s+|[\w-]+(?:'s|’s)\s+)*$",
     _I,
 )
+# What a text does when it is used as a source: "the alt-text names ...", "Sentence 2
+# omits ...", "the caption merges ...".
 _SOURCE_VERBS = verb_forms(
-    "mention",
-    "describe",
-    "state",
-    "note",
-    "say",
-    "indicate",
-    "identify",
-    "name",
-    "add",
-    "provide",
-    "give",
-    "suggest",
-    "call",
-    "list",
-    "focus",
-    "tell",
-    "refer",
-    "highlight",
-    "emphasize",
-    "emphasise",
-    "specify",
-    "supply",
-    "confirm",
-    "place",
-    "agree",
-    "differ",
-    "omit",
-    "misspell",
-    "contradict",
-    "claim",
-    "report",
-    "offer",
-    "depict",
-    "show",
-    "reveal",
-    "explain",
-    "portray",
-    "lack",
-    "exhibit",
-    "contain",
-    "include",
-    "credit",
-    "date",
-    "attribute",
-    "paint",
-    "present",
-    "capture",
-    "convey",
-    "imply",
-    "cite",
-    "characterize",
-    "characterise",
-    "frame",
-    "label",
-    "locate",
-    "set",
-    "put",
-    "point",
-    "read",
-    "talk",
-    "speak",
-    "treat",
-    "assume",
-    "spell",
-    "misidentify",
-    "get",
-    "use",
+    *"""mention describe state note say indicate identify name add provide give suggest call
+    list focus tell refer highlight emphasize emphasise specify supply confirm place agree
+    differ omit misspell contradict claim report offer depict show reveal explain portray
+    lack exhibit contain include credit date attribute paint present capture convey imply
+    cite characterize characterise frame label locate set put point read talk speak treat
+    assume spell misidentify misname mislabel get use inform establish clarify contribute
+    bring record hint assert insist situate center centre stress enumerate corroborate
+    conflict disagree match miss ignore skip overlook neglect forget mistake reference quote
+    support term dub tag merge combine blend fuse integrate weave keep retain preserve
+    maintain avoid drop leave describe specify allude""".split()
 )
 _ATTRIB_AFTER = re.compile(
     r"^(?:'s|’s)?\s+(?:(?:also|only|clearly|explicitly|further|then|simply|just|merely|"
     r"correctly|wrongly|incorrectly|instead|however|actually|specifically)\s+)?"
     r"(?:(?:does|do|did)\s+not\s+|doesn't\s+|don't\s+|didn't\s+|never\s+|could\s+|may\s+|"
-    r"might\s+|can\s+)?"
-    rf"(?:{_SOURCE_VERBS}|said|told|gave|given)\b",
+    r"might\s+|can\s+|fails?\s+to\s+|seems?\s+to\s+|appears?\s+to\s+)?"
+    rf"(?:{_SOURCE_VERBS}|said|told|gave|given|brought|left|kept|got|spelt|made\s+clear)\b"
+    r"|^(?:'s|’s)?\s+(?:is|are|was|were)\s+(?:\w+\s+)?(?:silent|vague|unclear|explicit|specific|"
+    r"clear|wrong|right|correct|mistaken|accurate|confident|sure|inaccurate)\s+(?:about|on|that|"
+    r"regarding|in|as\s+to)\b",
+    _I,
+)
+# "The date in the caption", "the name within Sentence 1": a source, unless the
+# sentence is about a thing bearing text ("the verb in Sentence 1" on a slide).
+_IN_BEFORE = re.compile(
+    r"\b(?:in|within)\s+(?:(?:the|a|an|this|that|these|those|both|each|its|their|all)\s+|"
+    r"[\w-]+(?:'s|’s)\s+)*$",
     _I,
 )
 _QUOTE_NEXT = re.compile(r"^\s*[:,]?\s*[\"“‘']")
@@ -206,10 +173,13 @@ def _owned_by_other(masked: str, end: int) -> bool:
     return after.startswith(" of ") and not _PROMPTISH.match(after)
 
 
-def attributed(masked: str, start: int, end: int) -> bool:
+def attributed(s: Sentence, start: int, end: int) -> bool:
     """The reference is used as a source of information ("as described in X", "X says").
     "The caption reads: "..."" quotes what a text shows and is not attribution."""
+    masked = s.masked
     if _ATTRIB_BEFORE.search(masked[:start]):
+        return True
+    if not s.shows_carrier and _IN_BEFORE.search(masked[:start]):
         return True
     after = _ATTRIB_AFTER.match(masked[end:])
     return bool(after) and not _QUOTE_NEXT.match(masked[end + after.end() :])
@@ -221,6 +191,8 @@ def _pronoun(masked: str, end: int) -> bool:
     if m is None:
         return not masked[end:].lstrip()[:1].isdigit()  # "the original 1920s tiles"
     word = m.group(1).lower()
+    if masked[end - 3 : end].lower() == "one":  # "the second one names ...", a verb only
+        return re.fullmatch(rf"(?:{_SOURCE_VERBS})", word) is not None
     return word in _HEAD_FOLLOWERS or re.fullmatch(rf"(?:{_SOURCE_VERBS})", word) is not None
 
 
@@ -240,6 +212,8 @@ def find_references(s: Sentence) -> list[tuple[int, int, str]]:
                 continue
             if strength == "pronoun" and not _pronoun(masked, b):
                 continue
+            if strength == "bare" and not SURFACES.isdisjoint(m.group("mods").lower().split()):
+                continue
             if _modifier(masked, a, b) and not _ATTRIB_BEFORE.search(masked[:a]):
                 continue
             found.append((a, b, strength))
@@ -248,7 +222,7 @@ def find_references(s: Sentence) -> list[tuple[int, int, str]]:
 
 def reference_leaks(s: Sentence, a: int, b: int, strength: str) -> bool:
     """Whether one found reference makes the sentence a leak (see the module docstring)."""
-    if attributed(s.masked, a, b):
+    if attributed(s, a, b):
         return True
     if strength == "named":
         return not s.shows_carrier
@@ -263,8 +237,14 @@ REFERENCE_WORDS = frozenset(
     description descriptions text texts input inputs wording model models ai assistant
     system captioner llm vlm knowledge pieces source sources information details context
     facts data version versions account accounts prompt instruction instructions task
-    request user original former latter""".split()
+    request user original former latter one ground metadata hashtag hashtags filename file
+    vlm bot machine outputs output cogvlm llava blip chatgpt capsfusion representation tags
+    gpt""".split()
 )
+
+
+# "The model" is a text's author only as a source: a fashion model shows a dress.
+_PER_MODEL = re.compile(r"\b(?:according\s+to|per|based\s+on|as\s+\w+\s+by)\s+the\s+model\b", _I)
 
 
 class TextReference(Rule):
@@ -275,7 +255,9 @@ class TextReference(Rule):
     triggers = REFERENCE_WORDS
 
     def matches(self, s: Sentence) -> bool:
-        return any(reference_leaks(s, a, b, k) for a, b, k in find_references(s))
+        if any(reference_leaks(s, a, b, k) for a, b, k in find_references(s)):
+            return True
+        return _PER_MODEL.search(s.masked) is not None
 
 
 _OUT = (
@@ -309,6 +291,7 @@ _LENGTH = re.compile(
     r"(?:to\s+)?(?:[\w-]+\s+){0,3}?(?:words?|characters?|tokens?)\b",
     _I,
 )
+_WORD_COUNT = re.compile(r"\bword\s+count\b|^\W*\(?\s*\d+\s+words\s*\)?\W*$", _I)
 # Editing narration about the output: "the caption now ...", "the text has been merged".
 _EDITED = re.compile(
     rf"\b(?:the|this)\s+{_OUT}s?\s+(?:now\b|(?:(?:has|have|had)\s+been|was|were|is|are)\s+"
@@ -326,7 +309,7 @@ class SelfReference(Rule):
         """caption description sentence text version rewrite summary output paragraph
         response answer information details""".split()
     )
-    triggers = triggers | {w + "s" for w in triggers}
+    triggers = triggers | {w + "s" for w in triggers} | {"count", "words"}
 
     def matches(self, s: Sentence) -> bool:
         masked = s.masked
@@ -338,11 +321,14 @@ class SelfReference(Rule):
                 continue  # "this version of the Mona Lisa"
             if not s.tied(m.start(), m.end()) and not _modifier(masked, m.start(), m.end()):
                 return True
-        return bool(_EDITED.search(masked) or (not s.shows_text and _LENGTH.search(masked)))
+        if _EDITED.search(masked) or _WORD_COUNT.search(masked):
+            return True
+        return not s.shows_text and _LENGTH.search(masked) is not None
 
 
 _ASIDE = re.compile(
-    r"\bas\s+(?:(?:previously|already|earlier|originally|just|briefly)\s+)?(?:described|"
+    r"\bas\s+(?:(?:was|were|is|are|has\s+been|had\s+been)\s+)?"
+    r"(?:(?:previously|already|earlier|originally|just|briefly)\s+)?(?:described|"
     r"mentioned|stated|noted|specified|indicated|given|provided|requested|instructed|outlined|"
     r"explained|discussed|detailed|listed|established|said|established|suggested)\b"
     r"(?=\s*(?:[,.;:)!?]|$|(?:above|earlier|before|previously|below|already|here|elsewhere|"

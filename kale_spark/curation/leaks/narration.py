@@ -32,7 +32,7 @@ _PERSON = re.compile(
 _OPENER = re.compile(
     r"^\W*(?:sure|certainly|of\s+course|okay|ok|absolutely|alright|gladly|happy\s+to\s+help|"
     r"no\s+problem|great\s+question|here\s+you\s+go|apologies|sorry|thank\s+you|thanks)\b"
-    r"|^\W*(?:below|above)\s+(?:is|are)\b|^\W*the\s+following\s+(?:is|are|sentence|"
+    r"|^\W*(?:below|above)\s+(?:is|are)\b|^\W*what\s+follows\b|^\W*the\s+following\s+(?:is|are|sentence|"
     r"caption|description|text)\b"
     r"|\bas\s+an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
     r"llm|chatbot)\b",
@@ -49,6 +49,8 @@ _NEXT_STEP = re.compile(
     r"^\W*(?:moving\s+on|turning\s+(?:now\s+|next\s+)?to|(?:next|now)\s+(?:up|comes?|for)\b|to\s+(?:begin|"
     r"start|sum\s+up|conclude)\b|(?:first(?:ly)?|next|now|finally|then|lastly),?\s+(?:i|we|"
     r"let['’]?s?)\b)"
+    r"|\b(?:the|my|our)\s+(?:goal|aim|objective|task|job|intention|purpose)\s+(?:here\s+)?"
+    r"(?:is|was)\s+to\b"
     r"|\b(?:analysis|attention|focus|discussion|description|caption|eye)\s+(?:now\s+|then\s+|"
     r"next\s+)?(?:turns?|shifts?|moves?)\s+(?:to|toward)",
     _I,
@@ -76,7 +78,8 @@ class FirstPerson(Rule):
 # The writer narrating its fusion step: "Combining these details, ...".
 _FUSING = re.compile(
     r"^\W*(?:by\s+)?(?:combining|merging|integrating|fusing|blending|synthesi[sz]ing|"
-    r"consolidating|putting\s+together|drawing\s+(?:on|from)|taking|weighing|reconciling)\s+"
+    r"consolidating|putting\s+together|drawing\s+(?:on|from)|taking|weighing|reconciling|"
+    r"trusting|favou?ring|prioriti[sz]ing|preferring|following|relying\s+on|deferring\s+to)\s+"
     r"(?:these|the|both|all|this|those|that)\s+(?:\w+\s+)?(?:details|information|sentences|"
     r"captions|descriptions|sources|inputs|elements|facts|knowledge|texts|pieces|clues|accounts)\b",
     _I,
@@ -96,7 +99,8 @@ class AssistantNarration(Rule):
         turning next now begin start sum conclude first firstly finally then lastly turns
         turn shifts shift moves move combining merging integrating fusing blending
         synthesizing synthesising consolidating putting drawing taking weighing reconciling
-        toward""".split()
+        trusting favoring favouring prioritizing prioritising preferring relying deferring
+        toward what follows goal aim objective job intention purpose""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
