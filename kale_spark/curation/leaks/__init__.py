@@ -9,19 +9,31 @@ from __future__ import annotations
 
 from kale_spark.curation.leaks.base import KINDS, Rule, Sentence
 from kale_spark.curation.leaks.critiques import InputCritique
-from kale_spark.curation.leaks.echoes import Directive, InstructionOverlap, InstructionVocabulary
+from kale_spark.curation.leaks.echoes import (
+    Directive,
+    InstructionOverlap,
+    InstructionVocabulary,
+    TemplateSlot,
+)
 from kale_spark.curation.leaks.headers import Header
 from kale_spark.curation.leaks.hedges import AbsenceHedge, AgreementHedge
 from kale_spark.curation.leaks.meta_discourse import AsDescribedAside, SelfReference, TextReference
-from kale_spark.curation.leaks.narration import AssistantNarration, EditNarration, FirstPerson
+from kale_spark.curation.leaks.narration import (
+    AssistantNarration,
+    EditNarration,
+    FirstPerson,
+    Question,
+)
 
 __all__ = ["HEADER", "KINDS", "RULES", "RULE_NAMES", "Rule", "Sentence"]
 
 HEADER = Header()
 RULES: tuple[Rule, ...] = (
     HEADER,
+    TemplateSlot(),
     AssistantNarration(),
     FirstPerson(),
+    Question(),
     InputCritique(),
     AgreementHedge(),
     AbsenceHedge(),

@@ -36,14 +36,38 @@ _JUDGEMENT = re.compile(
 )
 
 
+# Judgements of writing that imply a text without naming it ("The grammar is poor").
+_WRITING_FAULT = re.compile(
+    r"\b(?:poor|bad|broken|awkward|clumsy|flawed|faulty|imperfect|weak|sloppy|shaky|"
+    r"questionable|incorrect|garbled)\s+(?:grammar|spelling|punctuation|syntax|phrasing|wording|"
+    r"english)\b"
+    r"|\b(?:the|its)\s+(?:grammar|spelling|punctuation|syntax|phrasing|wording)\s+(?:is|was|are|"
+    r"has|needs|could|of)\b"
+    r"|\bspelling\s+(?:mistakes?|errors?)\b|\btypos?\b|\bmisspell\w*|\bungrammatical\b|"
+    r"\brun-on\b|\bhallucinat\w*",
+    _I,
+)
+# "The first is clumsy": an ordinal standing for an input, next to a judgement.
+_ORDINAL_ALONE = re.compile(
+    r"\bthe\s+(?:first|second|former|latter|other)\s+(?:one\s+)?(?:is|was|has|reads|seems|"
+    r"contains|lacks)\b",
+    _I,
+)
+
+
 class InputCritique(Rule):
     """A text the model was given, judged for its quality."""
 
     name = "input_critique"
     kind = "input_critique"
-    triggers = REFERENCE_WORDS
 
     def matches(self, s: Sentence) -> bool:
-        if s.shows_carrier or not _JUDGEMENT.search(s.masked):
+        if s.shows_text:
             return False
-        return bool(find_references(s))
+        if _WRITING_FAULT.search(s.masked):
+            return True
+        if not _JUDGEMENT.search(s.masked):
+            return False
+        if _ORDINAL_ALONE.search(s.masked):
+            return True
+        return not REFERENCE_WORDS.isdisjoint(s.words) and bool(find_references(s))

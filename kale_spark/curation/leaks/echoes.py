@@ -26,7 +26,7 @@ from functools import lru_cache
 from kale_spark.curation.leaks.base import Rule, Sentence
 from kale_spark.quality import STOPWORDS
 
-__all__ = ["Directive", "InstructionOverlap", "InstructionVocabulary"]
+__all__ = ["Directive", "InstructionOverlap", "InstructionVocabulary", "TemplateSlot"]
 
 _I = re.IGNORECASE
 _WORD = re.compile(r"[^\W_]+")
@@ -157,7 +157,8 @@ _IMPERATIVE = re.compile(
     r"^\W*(?:please\s+)?(?:(?:do\s+not|don['’]t|never|always|be\s+sure\s+to|make\s+sure|"
     r"remember|try\s+to|note\s+that)\b"
     rf"|(?:{_ORDERS})\s+(?=(?:the|a|an|this|that|these|those|it|them|both|all|any|"
-    r"only|on|to|every|each|your|its|their|what|how|which|whether|more|less)\b|\w+ing\b))",
+    r"only|on|to|every|each|your|its|their|what|how|which|whether|more|less|one|two|with)\b|"
+    r"\w+ing\b))",
     _I,
 )
 _OBLIGATION = re.compile(
@@ -203,3 +204,16 @@ class Directive(Rule):
             or _WOULD.search(masked)
             or _GOOD_CAPTION.search(masked)
         )
+
+
+_SLOT_NAME = re.compile(r"\{\s*[A-Za-z_][\w ]{0,30}\}")
+
+
+class TemplateSlot(Rule):
+    """A prompt template's placeholder left in the text ("Sentence 1: {alt_text}")."""
+
+    name = "template_slot"
+    kind = "instruction_echo"
+
+    def matches(self, s: Sentence) -> bool:
+        return "{" in s.text and _SLOT_NAME.search(s.text) is not None

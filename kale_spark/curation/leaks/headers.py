@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from kale_spark.curation.leaks.base import Rule, Sentence
-from kale_spark.curation.leaks.content import CARRIERS, words
+from kale_spark.curation.leaks.content import CARRIERS, TEXT_VERBS, words
 
 __all__ = ["Header"]
 
@@ -28,14 +28,18 @@ _LABEL = re.compile(
     r"^[\W_]*(?:(?:sure|certainly|of\s+course|okay|ok|absolutely)[,!.]?\s+)?"
     r"(?:here\s+(?:you\s+go|it\s+is|we\s+go)"
     rf"|here(?:['’]s|\s+is|\s+are)\s+(?:[\w'’-]+\s+){{0,5}}?(?:{_HEAD})s?(?:\s+[\w'’-]+){{0,6}}?"
-    rf"|(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD})s?(?:\s*#?\s*\d+)?(?:\s*\([^()]{{0,30}}\))?"
-    r"(?:\s*#?\s*\d+)?"
+    rf"|(?:[\w'’-]+,?\s+){{0,5}}?(?:{_HEAD})s?(?:\s*#?\s*\d+)?(?:\s*\([^()]{{0,30}}\))?"
+    r"(?:\s*#?\s*\d+)?(?:\s+[\w'’-]+){0,3}?"
     rf"|{_PARTICIPLE})"
     r"(?:\s*\**\s*:|\s+[—–-]\s)\s*\**\s*"
     # A markdown heading or a bracketed label on its own: "### Caption", "[Merged caption]".
     rf"|^\s*(?:#{{1,6}}\s*|\[)(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s*\]?\s*$",
     _I,
 )
+
+
+# A label that says text is shown introduces that text: it is content.
+_SAYS = TEXT_VERBS | {"says", "said", "say", "shows", "show", "displays", "asks"}
 
 
 class Header(Rule):
@@ -47,8 +51,11 @@ class Header(Rule):
     def label_end(self, s: Sentence) -> int | None:
         """The end of a leading label in ``s.text``, or None."""
         m = _LABEL.match(s.text)  # on the text itself: the end is an index into it
-        if m is None or not CARRIERS.isdisjoint(words(m.group(0))) or '"' in m.group(0):
+        if m is None or '"' in m.group(0):
             return None
+        label = words(m.group(0))
+        if not CARRIERS.isdisjoint(label) or not _SAYS.isdisjoint(label):
+            return None  # "The sign's text: ...", "A caption beneath reads: ..."
         return m.end()
 
     def matches(self, s: Sentence) -> bool:

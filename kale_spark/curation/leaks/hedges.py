@@ -90,7 +90,10 @@ _TRUST = re.compile(
     r"mistaken)\b"
     r"|\b(?:hard|difficult|impossible)\s+to\s+(?:say|tell|know|determine|confirm|verify)\b"
     r"|\b(?:remains?|stays?)\s+(?:unclear|uncertain|ambiguous|unconfirmed|unverified)\b"
-    r"|\bmay\s+or\s+may\s+not\b",
+    r"|\bmay\s+or\s+may\s+not\b"
+    r"|\b(?:one\s+of\s+(?:them|the\s+two)|either|both|they)\s+(?:must|may|might|could|"
+    r"can['’]?not|cannot|can['’]t)\s+be\s+(?:wrong|mistaken|incorrect|inaccurate|right|correct|"
+    r"true)\b",
     _I,
 )
 

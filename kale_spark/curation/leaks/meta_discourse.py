@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 
 from kale_spark.curation.leaks.base import Rule, Sentence
-from kale_spark.curation.leaks.content import SURFACES
+from kale_spark.curation.leaks.content import SURFACES, words
 from kale_spark.curation.leaks.vocab import verb_forms
 
 __all__ = ["AsDescribedAside", "TextReference", "SelfReference", "find_references"]
@@ -43,7 +43,8 @@ _NAMED = re.compile(
     r"descriptions?|texts?|sentences?)\b"
     r"|\b(?:web|source|input|raw|reference|original|given|provided|supplied|image|photo)[\s-]+"
     r"(?:captions?|texts?|descriptions?|sentences?|inputs?|wording)\b"
-    r"|\bknowledge[\s-](?:augmented|enriched|enhanced)\b|\bground[\s-]truth\b"
+    r"|\bknowledge[\s-](?:augmented|enriched|enhanced)(?:\s+(?:caption|description|text|sentence|"
+    r"version)s?)?\b|\bground[\s-]truth\b"
     r"|\b(?:the|its|their)\s+(?:metadata|hashtags?|file\s*name|filename|seo\s+keywords)\b"
     r"|\b(?:vlm|llm|ai|model|bot|machine|captioner)[\s-]+(?:captions?|descriptions?|outputs?)\b"
     r"|\b(?:cogvlm|llava|blip-?\d?|chatgpt|gpt-?\d\w*|capsfusion)\b"
@@ -61,7 +62,8 @@ _NAMED = re.compile(
     _I,
 )
 _ORDINAL = re.compile(
-    rf"\b(?:{_ORD})\s+{_TEXT}s?\b"
+    rf"\b(?:{_ORD})\s+{_TEXT}s?\b|\bone\s+(?:of\s+the\s+)?(?:sentence|caption|description|"
+    r"input|source)s?\b"
     r"|\b(?:the|this|my|your)\s+(?:prompt|instructions?|task|request)\b|\bthe\s+user\b"
     r"|\b(?:vision|language|captioning|caption|image|ai|multimodal|vision[\s-]language|"
     r"visual|text|generative)[\s-]+models?\b|\bthe\s+visual\s+representation\b|\bthe\s+tags\b"
@@ -74,7 +76,7 @@ _PRONOUN = re.compile(r"\bthe\s+(?:original|former|latter|(?:first|second|other)
 # Up to two modifiers, none ending in -s ("the short caption", not "the hallway explains
 # sentence"); a modifier that names a surface makes it that surface's text.
 _BARE = re.compile(
-    r"\b(?:the|that|its|their)\s+(?P<mods>(?:[a-z][\w-]*(?<!s)\s+){0,2}?)"
+    r"\b(?:the|that|its|their)\s+(?P<mods>(?:[a-z][\w-]*(?<!s)(?:['’]s)?\s+){0,2}?)"
     r"(?:caption|description|sentence|text)s?\b",
     _I,
 )
@@ -212,7 +214,7 @@ def find_references(s: Sentence) -> list[tuple[int, int, str]]:
                 continue
             if strength == "pronoun" and not _pronoun(masked, b):
                 continue
-            if strength == "bare" and not SURFACES.isdisjoint(m.group("mods").lower().split()):
+            if strength == "bare" and not SURFACES.isdisjoint(words(m.group("mods"))):
                 continue
             if _modifier(masked, a, b) and not _ATTRIB_BEFORE.search(masked[:a]):
                 continue
@@ -239,10 +241,16 @@ REFERENCE_WORDS = frozenset(
     facts data version versions account accounts prompt instruction instructions task
     request user original former latter one ground metadata hashtag hashtags filename file
     vlm bot machine outputs output cogvlm llava blip chatgpt capsfusion representation tags
-    gpt""".split()
+    gpt described referred characterized characterised mentioned portrayed depicted""".split()
 )
 
 
+# A text implied as the source: "The room is described as a hotel lobby."
+_DESCRIBED_AS = re.compile(
+    r"\b(?:is|are|was|were)\s+(?:\w+ly\s+)?(?:described|referred\s+to|characteri[sz]ed|"
+    r"mentioned|portrayed|depicted)\s+as\b",
+    _I,
+)
 # "The model" is a text's author only as a source: a fashion model shows a dress.
 _PER_MODEL = re.compile(r"\b(?:according\s+to|per|based\s+on|as\s+\w+\s+by)\s+the\s+model\b", _I)
 
@@ -257,7 +265,9 @@ class TextReference(Rule):
     def matches(self, s: Sentence) -> bool:
         if any(reference_leaks(s, a, b, k) for a, b, k in find_references(s)):
             return True
-        return _PER_MODEL.search(s.masked) is not None
+        if _PER_MODEL.search(s.masked):
+            return True
+        return not s.shows_text and _DESCRIBED_AS.search(s.masked) is not None
 
 
 _OUT = (

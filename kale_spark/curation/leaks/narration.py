@@ -15,7 +15,7 @@ import re
 
 from kale_spark.curation.leaks.base import Rule, Sentence
 
-__all__ = ["AssistantNarration", "EditNarration", "FirstPerson"]
+__all__ = ["AssistantNarration", "EditNarration", "FirstPerson", "Question"]
 
 _I = re.IGNORECASE
 
@@ -35,9 +35,13 @@ _OPENER = re.compile(
     r"|^\W*(?:below|above)\s+(?:is|are)\b|^\W*what\s+follows\b|^\W*the\s+following\s+(?:is|are|sentence|"
     r"caption|description|text)\b"
     r"|\bas\s+an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
-    r"llm|chatbot)\b",
+    r"llm|chatbot)\b"
+    r"|^\W*(?:best\s+regards|kind\s+regards|cheers|enjoy|good\s+luck|all\s+the\s+best|"
+    r"thanks\s+for\s+\w+ing)\b|^\W*(?:well|so|alright|right|hmm+|um+|now)\s*,",
     _I,
 )
+# A question is put to a user (a sign's question is content: see the rule).
+_QUESTION = re.compile(r"\?[\s\"'”’)]*$")
 _CHATTER = re.compile(
     r"\bhope\s+(?:this|that|it)\b|\blet\s+me\b|\bfeel\s+free\b|\bplease\s+(?:note|let|see)\b"
     r"|\bas\s+(?:requested|instructed|asked|directed|required)\b|\banything\s+else\b"
@@ -80,8 +84,9 @@ _FUSING = re.compile(
     r"^\W*(?:by\s+)?(?:combining|merging|integrating|fusing|blending|synthesi[sz]ing|"
     r"consolidating|putting\s+together|drawing\s+(?:on|from)|taking|weighing|reconciling|"
     r"trusting|favou?ring|prioriti[sz]ing|preferring|following|relying\s+on|deferring\s+to)\s+"
-    r"(?:these|the|both|all|this|those|that)\s+(?:\w+\s+)?(?:details|information|sentences|"
-    r"captions|descriptions|sources|inputs|elements|facts|knowledge|texts|pieces|clues|accounts)\b",
+    r"(?:(?:these|the|both|all|this|those|that)\s+(?:\w+\s+)?(?:details|information|sentences|"
+    r"captions|descriptions|sources|inputs|elements|facts|knowledge|texts|pieces|clues|accounts)|"
+    r"(?:the|these|both|all)\s+two)\b",
     _I,
 )
 
@@ -100,7 +105,8 @@ class AssistantNarration(Rule):
         turn shifts shift moves move combining merging integrating fusing blending
         synthesizing synthesising consolidating putting drawing taking weighing reconciling
         trusting favoring favouring prioritizing prioritising preferring relying deferring
-        toward what follows goal aim objective job intention purpose""".split()
+        toward what follows goal aim objective job intention purpose regards cheers enjoy
+        luck best well so right hmm um""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
@@ -110,10 +116,20 @@ class AssistantNarration(Rule):
         return not s.shows_text and _CHATTER.search(masked) is not None
 
 
+class Question(Rule):
+    """A question, which a caption never asks (a question on a sign is content)."""
+
+    name = "question"
+    kind = "narration"
+
+    def matches(self, s: Sentence) -> bool:
+        return "?" in s.masked and not s.shows_text and _QUESTION.search(s.masked) is not None
+
+
 # Verbs only a writer does to a text ("the grammar was corrected", "it was inferred").
 _EDIT = re.compile(
     r"\b(?:has|have|had|was|were|is|are|been)\s+(?:\w+ly\s+)?(?:been\s+)?(?:rephrased|reworded|"
-    r"restructured|concatenated|rewritten|paraphrased|corrected|inferred|omitted|left\s+out|"
+    r"restructured|concatenated|rewritten|paraphrased|corrected|fixed|inferred|omitted|left\s+out|"
     r"verified|cross-checked|favou?red|incorporated|fused|merged|combined|woven|integrated|"
     r"turned\s+into\s+an?\s+(?:full|complete|proper|coherent)\s+sentence)\b",
     _I,
@@ -135,7 +151,7 @@ class EditNarration(Rule):
     name = "edit_narration"
     kind = "narration"
     triggers = frozenset(
-        """rephrased reworded restructured concatenated rewritten paraphrased corrected
+        """rephrased reworded restructured concatenated rewritten paraphrased corrected fixed
         inferred omitted left verified cross favored favoured incorporated fused merged
         combined woven integrated turned retained kept preserved added taken drawn borrowed
         carried dropped removed""".split()
