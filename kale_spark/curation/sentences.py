@@ -74,7 +74,8 @@ def _is_boundary(line: str, m: re.Match[str], start: int) -> bool:
     if low in _NEVER_END:
         return False
     if low in _NUMBER_ABBREV:
-        return not next_word[:1].isdigit() and starter
+        # "No. 10", "p. 12": a number follows; "cover art. Soft light" ends a sentence.
+        return not next_word[:1].isdigit() and (starter or len(tok) > 2)
     if low == "etc":
         return True
     pos = start + tok_match.start()

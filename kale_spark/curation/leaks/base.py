@@ -29,7 +29,15 @@ class Sentence:
     """One sentence as the rules see it: the text, the text with quotes masked, the
     instruction sent for its row (or None), and lazily, whether it shows image text."""
 
-    __slots__ = ("_shows_text", "masked", "prompt", "shows_carrier", "text", "words")
+    __slots__ = (
+        "_displays",
+        "_shows_text",
+        "masked",
+        "prompt",
+        "shows_carrier",
+        "text",
+        "words",
+    )
 
     def __init__(self, text: str, prompt: str | None = None) -> None:
         self.text = text
@@ -39,6 +47,18 @@ class Sentence:
         # It names a thing in the image that bears text (a sign, a screen, a cover).
         self.shows_carrier = content.shows_carrier(self.words)
         self._shows_text: bool | None = None
+        self._displays: bool | None = None
+
+    @property
+    def displays_text(self) -> bool:
+        """It names a carrier and a verb by which it shows text (see content.displays_text)."""
+        if self._displays is None:
+            self._displays = content.displays_text(self.masked, self.words)
+        return self._displays
+
+    def introduced(self, pos: int) -> bool:
+        """Text at ``pos`` follows a carrier or a verb that introduces shown text."""
+        return content.introduced(self.masked, pos)
 
     @property
     def shows_text(self) -> bool:

@@ -25,6 +25,11 @@ __all__ = [
     "WEAK_TEXT_VERBS",
     "words",
     "mask_quotes",
+    "DISPLAY_WORDS",
+    "INTRODUCERS",
+    "carrier_displays",
+    "displays_text",
+    "introduced",
     "shows_carrier",
     "shows_text",
     "tied_to_carrier",
@@ -136,6 +141,55 @@ _TIED_BEFORE = re.compile(rf"\b(?:{_SURFACES})(?:'s|’s|s'|’)?\s+(?:{_DET}\s+
 def mask_quotes(sentence: str) -> str:
     """Replace quoted text with ``___``, keeping the quote marks and the length of nothing else."""
     return _QUOTED.sub(lambda m: m.group(0)[0] + "___" + m.group(0)[-1], sentence)
+
+
+def _verbs(text: str) -> frozenset[str]:
+    out = set()
+    for v in text.split():
+        stem = v[:-1] if v.endswith("e") else v
+        out |= {v, v + "s", stem + "ing", v + "d" if v.endswith("e") else v + "ed"}
+    return frozenset(out)
+
+
+# Verbs by which a thing bearing text shows or says it ("a slide asks students to ...").
+DISPLAY_WORDS = (
+    TEXT_VERBS
+    | _verbs(
+        """show display list ask say tell compare explain teach feature present contain
+        include illustrate highlight bear carry describe define warn announce advertise
+        promise urge offer quote print depict spell label introduce instruct invite remind
+        welcome project"""
+    )
+    | {"shown", "said", "told", "taught", "bore", "says", "saying"}
+)
+# Words after which a pronoun or an aside is quoted text ("a mug that says I need
+# coffee", "signed with the words I love you", "a sign reading Let me know").
+INTRODUCERS = (
+    DISPLAY_WORDS
+    | CARRIERS
+    | _TEXT_NOUNS
+    | frozenset("""words slogan slogans motto title titled message messages signed reads""".split())
+)
+
+
+def carrier_displays(tokens: frozenset[str]) -> bool:
+    """A carrier and a verb by which it shows text are both named: the sentence is about
+    what that text says ("A slide asks students to find the verb in Sentence 1")."""
+    if not _TEXT_NOUNS.isdisjoint(tokens):
+        return True
+    return not CARRIERS.isdisjoint(tokens) and not DISPLAY_WORDS.isdisjoint(tokens)
+
+
+def displays_text(masked: str, tokens: frozenset[str]) -> bool:
+    """:func:`carrier_displays`, or a verb only shown text takes ("printed on its side")."""
+    if carrier_displays(tokens):
+        return True
+    return not TEXT_VERBS.isdisjoint(tokens) and _STRONG_VERB.search(masked) is not None
+
+
+def introduced(masked: str, pos: int) -> bool:
+    """Text at ``pos`` follows a carrier or a verb that introduces shown text."""
+    return not INTRODUCERS.isdisjoint(words(masked[:pos]))
 
 
 def shows_carrier(tokens: frozenset[str]) -> bool:

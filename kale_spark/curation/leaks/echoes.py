@@ -195,11 +195,10 @@ class Directive(Rule):
     kind = "instruction_echo"
 
     def matches(self, s: Sentence) -> bool:
-        if s.shows_text:
-            return False
         masked = s.masked
+        # An order at the start may be a sign's ("Mind the gap, warns a sign").
         return bool(
-            _IMPERATIVE.search(masked)
+            (_IMPERATIVE.search(masked) and not s.shows_text)
             or _OBLIGATION.search(masked)
             or _WOULD.search(masked)
             or _GOOD_CAPTION.search(masked)

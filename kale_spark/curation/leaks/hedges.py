@@ -149,6 +149,12 @@ _ON_SURFACE = re.compile(
 )
 
 
+_SURFACE_SAYS = re.compile(
+    rf"\b(?:{alternation(SURFACES)})(?:['’]s)?\s+(?:\w+\s+){{0,2}}$",
+    _I,
+)
+
+
 class AbsenceHedge(Rule):
     """What the inputs leave out ("No date is given", "The location is not specified")."""
 
@@ -160,7 +166,11 @@ class AbsenceHedge(Rule):
     )
 
     def matches(self, s: Sentence) -> bool:
-        if s.shows_carrier or _ABSENT.search(s.masked) is None:
+        m = _ABSENT.search(s.masked)
+        if m is None:
             return False
-        # "not mentioned anywhere on the box": absent from the image, not from the inputs.
-        return _ON_SURFACE.search(s.masked) is None
+        # Absent from a thing in the image, not from the inputs: "not mentioned anywhere
+        # on the box", "the sign does not say ...".
+        return _ON_SURFACE.search(s.masked) is None and not _SURFACE_SAYS.search(
+            s.masked[: m.start()]
+        )

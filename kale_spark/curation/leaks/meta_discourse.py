@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 
+from kale_spark.curation.leaks import content
 from kale_spark.curation.leaks.base import Rule, Sentence
 from kale_spark.curation.leaks.content import SURFACES, words
 from kale_spark.curation.leaks.vocab import verb_forms
@@ -209,8 +210,12 @@ def find_references(s: Sentence) -> list[tuple[int, int, str]]:
     for strength, pattern in _PATTERNS:
         for m in pattern.finditer(masked):
             a, b = m.span()
-            # What an input says is never shown by a text verb: "the alt-text reads ...".
-            if s.tied(a, b, verbs=strength != "named") or _owned_by_other(masked, b):
+            if strength == "named":
+                # What an input says is never shown by a text verb ("the alt-text reads"),
+                # and an input stays one whatever it is of ("the alt-text of a web image").
+                if s.tied(a, b, verbs=False):
+                    continue
+            elif s.tied(a, b) or _owned_by_other(masked, b):
                 continue
             if strength == "pronoun" and not _pronoun(masked, b):
                 continue
@@ -226,10 +231,10 @@ def reference_leaks(s: Sentence, a: int, b: int, strength: str) -> bool:
     """Whether one found reference makes the sentence a leak (see the module docstring)."""
     if attributed(s, a, b):
         return True
-    if strength == "named":
-        return not s.shows_carrier
+    if strength == "named":  # "the alt-text is poorly written": an input all the same
+        return not content.carrier_displays(s.words)
     if strength in ("ordinal", "pronoun"):
-        return not s.shows_text
+        return not s.displays_text
     return False
 
 
@@ -324,11 +329,9 @@ class SelfReference(Rule):
     def matches(self, s: Sentence) -> bool:
         masked = s.masked
         # "This description" in a sentence about printed text may be that text.
-        this = () if s.shows_text else tuple(_SELF_THIS.finditer(masked))
-        for m in (*_SELF.finditer(masked), *this):
-            after = masked[m.end() :]
-            if m.group(0).lower().endswith(("version", "versions")) and after.startswith(" of "):
-                continue  # "this version of the Mona Lisa"
+        for m in (*_SELF.finditer(masked), *_SELF_THIS.finditer(masked)):
+            if _owned_by_other(masked, m.end()):
+                continue  # "this version of the Mona Lisa", "this description of the house"
             if not s.tied(m.start(), m.end()) and not _modifier(masked, m.start(), m.end()):
                 return True
         if _EDITED.search(masked) or _WORD_COUNT.search(masked):

@@ -69,14 +69,14 @@ class FirstPerson(Rule):
 
     def matches(self, s: Sentence) -> bool:
         masked = s.masked
-        if s.shows_text:
-            return False  # "a card signed with the words I love you"
+        # A pronoun after a carrier or a verb of showing is the shown text's own:
+        # "a card signed with the words I love you", "a board tells you to order".
         for m in _I_CLAUSE.finditer(masked):
             prev = _PREV_WORD.search(masked[: m.start()])
             numeral = prev is not None and prev.group(1)[0].isupper() and prev.start() > 0
-            if not numeral:
+            if not numeral and not s.introduced(m.start()):
                 return True
-        return _PERSON.search(masked) is not None
+        return any(not s.introduced(m.start()) for m in _PERSON.finditer(masked))
 
 
 # The writer narrating its fusion step: "Combining these details, ...".
@@ -113,7 +113,7 @@ class AssistantNarration(Rule):
         masked = s.masked
         if _OPENER.search(masked) or _NEXT_STEP.search(masked) or _FUSING.search(masked):
             return True
-        return not s.shows_text and _CHATTER.search(masked) is not None
+        return any(not s.introduced(m.start()) for m in _CHATTER.finditer(masked))
 
 
 class Question(Rule):
@@ -123,7 +123,10 @@ class Question(Rule):
     kind = "narration"
 
     def matches(self, s: Sentence) -> bool:
-        return "?" in s.masked and not s.shows_text and _QUESTION.search(s.masked) is not None
+        if "?" not in s.masked:
+            return False
+        m = _QUESTION.search(s.masked)
+        return m is not None and not s.shows_text
 
 
 # Verbs only a writer does to a text ("the grammar was corrected", "it was inferred").
