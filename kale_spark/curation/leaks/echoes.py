@@ -87,7 +87,10 @@ class InstructionOverlap(Rule):
 
 _PHRASES = re.compile(
     r"\bsentence\s+structures?\b|\bwell[\s-]+structured\b|\bnice\s+(?:sentence\s+)?structure\b"
-    r"|\breal[\s-]+world\s+(?:knowledge|information|facts|details?|context|data)\b"
+    r"|\breal[\s-]+world\s+(?:knowledge|information|info|facts?|details?|context|data|names?|"
+    r"elements?|identity|identification|specifics|particulars|accuracy|grounding|references?|"
+    r"terms|perspective|standpoint|cues|content|entities|background|insights?|clues|"
+    r"specificity|attributes|information)\b|\bweb\s+images?\b"
     r"|\bin[\s-]depth\s+(?:real[\s-]world\s+)?(?:details?|knowledge|information)\b"
     r"|\b(?:detailed\s+|dense\s+)?visual\s+descriptions?\b"
     r"|\bfactual\s+(?:information|knowledge|details|context|captions?)\b"
@@ -127,7 +130,7 @@ class InstructionVocabulary(Rule):
         concatenates concatenated concatenating concatenation flaw flaws suffer suffers false
         notes describe introduction preamble commentary comments only knowledge key brand
         location contextual background pieces relevant important proper well formed
-        grammatically coherent""".split()
+        grammatically coherent web""".split()
     )
 
     def matches(self, s: Sentence) -> bool:

@@ -18,7 +18,8 @@ _HEAD = (
     r"caption|description|sentence|text|version|output|result|answer|response|rewrite|"
     r"summary|revision|fusion|merge|draft|paraphrase|assistant|ai|note|explanation|"
     r"rationale|reasoning|alt[\s-]?text|input|prompt|instruction|step|analysis|observation|"
-    r"comment|correction|translation|title|justification|thoughts|word\s+count"
+    r"comment|correction|translation|title|justification|thoughts|word\s+count|original|"
+    r"knowledge|context|keywords|tags|facts|details"
 )
 _PARTICIPLE = (
     r"merged|combined|refined|rewritten|fused|revised|final|improved|updated|corrected|"
@@ -32,7 +33,9 @@ _LABEL = re.compile(
     r"(?:\s*#?\s*\d+)?(?:\s+[\w'’-]+){0,3}?"
     rf"|{_PARTICIPLE})"
     r"(?:\s*\**\s*:|\s+[—–-]\s)\s*\**\s*"
-    # A markdown heading or a bracketed label on its own: "### Caption", "[Merged caption]".
+    # A label on its own: "### Caption", "[Merged caption]", "New sentence."
+    rf"|^\W*(?:(?:new|merged|final|refined|combined|fused|rewritten|revised|improved|"
+    rf"knowledge-augmented)\s+)+(?:{_HEAD})s?\W*$"
     rf"|^\s*(?:#{{1,6}}\s*|\[)(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s*\]?\s*$",
     _I,
 )

@@ -58,7 +58,7 @@ _TEXTS_AGREE = re.compile(
     r"\b(?:sources|inputs|texts|accounts|versions|descriptions|captions|sentences)\s+"
     r"(?:(?:do|does|did|not|don['’]t|also|both|all|seem\s+to|appear\s+to)\s+)*"
     r"(?:agree|disagree|differ|conflict|contradict|match|concur|diverge|align|coincide|"
-    r"line\s+up|point\s+to|overlap)\b",
+    r"line\s+up|point\s+to|overlap|corroborate|complement|reinforce|mirror)\b",
     _I,
 )
 # Words of conflict that need no texts named: captions rarely have discrepancies.
@@ -98,6 +98,13 @@ _TRUST = re.compile(
 )
 
 
+_THEY_AGREE = re.compile(
+    r"\b(?:they|these|both)\s+(?:all\s+|both\s+)?(?:agree|disagree|conflict|contradict|"
+    r"corroborate)\s+(?:that|on|about|regarding|with\s+each\s+other)\b|\bconsensus\b",
+    _I,
+)
+
+
 def _several_texts(masked: str) -> bool:
     for m in _SEVERAL.finditer(masked):
         noun = m.group("noun")
@@ -118,7 +125,7 @@ class AgreementHedge(Rule):
         masked = s.masked
         if _TRUST.search(masked) or _several_texts(masked) or _TEXTS_AGREE.search(masked):
             return True
-        if _CONFLICT_ALONE.search(masked):
+        if _CONFLICT_ALONE.search(masked) or _THEY_AGREE.search(masked):
             return True
         if _CONFLICT.search(masked):
             return bool(_PLURAL_TEXTS.search(masked) or find_references(s))
@@ -138,7 +145,9 @@ _ABSENT = re.compile(
     r"|\bunclear\s+from\b|\bthere\s+is\s+no\s+(?:way\s+to|mention)\b"
     r"|\b(?:information|details|mention|data)\b[^.]*\b(?:is|are)\s+(?:missing|absent|lacking|"
     r"unavailable)\b"
-    r"|^\W*nothing\s+in\s+(?:the|either|both|these|those)\b",
+    r"|^\W*nothing\s+in\s+(?:the|either|both|these|those)\b"
+    r"|\bno\s+(?:image|photo|picture)\s+(?:was|is|has\s+been)\s+(?:provided|shared|given|"
+    r"attached|available|supplied)\b",
     _I,
 )
 

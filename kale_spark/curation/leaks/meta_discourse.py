@@ -51,6 +51,9 @@ _NAMED = re.compile(
     r"|\b(?:cogvlm|llava|blip-?\d?|chatgpt|gpt-?\d\w*|capsfusion)\b"
     r"|\b(?:both|two|the|these|those)\s+pieces\s+of\s+(?:text|information|input)\b"
     r"|\b(?:inputs?|sources?)\s*#?\s*(?:[1-4]|one|two)\b"
+    r"|\b(?:caption|description|text|passage|snippet)\s*#?\s*[1-4]\b(?![.,:]\d)"
+    r"|(?-i:\b(?:[Ii]nput|[Ss]ource|[Cc]aption|[Dd]escription|[Tt]ext|[Ss]entence)\s+[AB]\b)"
+    r"|\b(?:given|provided|supplied|input|attached|uploaded)\s+(?:image|photo|picture)s?\b"
     r"|\b(?:first|second|other|two|both|either|neither)\s+(?:inputs?|sources?)\b(?!\s+of\b)"
     r"|\bthe\s+inputs?\b"
     r"|\b(?:given|provided|supplied)\s+(?:sentences|captions|descriptions|texts?|inputs?|"
@@ -67,7 +70,7 @@ _ORDINAL = re.compile(
     r"input|source)s?\b"
     r"|\b(?:the|this|my|your)\s+(?:prompt|instructions?|task|request)\b|\bthe\s+user\b"
     r"|\b(?:vision|language|captioning|caption|image|ai|multimodal|vision[\s-]language|"
-    r"visual|text|generative)[\s-]+models?\b|\bthe\s+visual\s+representation\b|\bthe\s+tags\b"
+    r"visual|text|generative)[\s-]+models?\b|\bthe\s+tags\b"
     rf"|\b(?:sentence|caption|description|text)s?\s+(?:above|below)\b"
     rf"(?!\s+(?:the|a|an|it|its|his|her|their)\b)",
     _I,
@@ -199,7 +202,15 @@ def _pronoun(masked: str, end: int) -> bool:
     return word in _HEAD_FOLLOWERS or re.fullmatch(rf"(?:{_SOURCE_VERBS})", word) is not None
 
 
-_PATTERNS = (("named", _NAMED), ("ordinal", _ORDINAL), ("pronoun", _PRONOUN), ("bare", _BARE))
+# KALE's Figure 3: "The visual representation of the bridge, as depicted in Sentence 2".
+_FIGURE3 = re.compile(r"\bthe\s+visual\s+representation\b", _I)
+_PATTERNS = (
+    ("named", _NAMED),
+    ("ordinal", _ORDINAL),
+    ("pronoun", _PRONOUN),
+    ("bare", _BARE),
+    ("figure3", _FIGURE3),
+)
 
 
 def find_references(s: Sentence) -> list[tuple[int, int, str]]:
@@ -215,6 +226,9 @@ def find_references(s: Sentence) -> list[tuple[int, int, str]]:
                 # and an input stays one whatever it is of ("the alt-text of a web image").
                 if s.tied(a, b, verbs=False):
                     continue
+            elif strength == "figure3":
+                if s.shows_carrier:
+                    continue  # "the visual representation of the data on the screen"
             elif s.tied(a, b) or _owned_by_other(masked, b):
                 continue
             if strength == "pronoun" and not _pronoun(masked, b):
@@ -235,7 +249,7 @@ def reference_leaks(s: Sentence, a: int, b: int, strength: str) -> bool:
         return not content.carrier_displays(s.words)
     if strength in ("ordinal", "pronoun"):
         return not s.displays_text
-    return False
+    return strength == "figure3"
 
 
 # Every reference pattern above needs one of these words.
@@ -246,7 +260,8 @@ REFERENCE_WORDS = frozenset(
     facts data version versions account accounts prompt instruction instructions task
     request user original former latter one ground metadata hashtag hashtags filename file
     vlm bot machine outputs output cogvlm llava blip chatgpt capsfusion representation tags
-    gpt described referred characterized characterised mentioned portrayed depicted""".split()
+    gpt described referred characterized characterised mentioned portrayed depicted passage
+    snippet image photo picture""".split()
 )
 
 
@@ -343,7 +358,9 @@ _ASIDE = re.compile(
     r"\bas\s+(?:(?:was|were|is|are|has\s+been|had\s+been)\s+)?"
     r"(?:(?:previously|already|earlier|originally|just|briefly)\s+)?(?:described|"
     r"mentioned|stated|noted|specified|indicated|given|provided|requested|instructed|outlined|"
-    r"explained|discussed|detailed|listed|established|said|established|suggested)\b"
+    r"explained|discussed|detailed|listed|established|said|suggested|depicted|portrayed|"
+    r"illustrated|presented|highlighted|conveyed|reported|cited|referenced|quoted|expressed|"
+    r"implied|reflected|captured)\b"
     r"(?=\s*(?:[,.;:)!?]|$|(?:above|earlier|before|previously|below|already|here|elsewhere|"
     r"initially|originally)\b))",
     _I,

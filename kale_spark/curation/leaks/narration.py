@@ -44,6 +44,8 @@ _OPENER = re.compile(
 _QUESTION = re.compile(r"\?[\s\"'”’)]*$")
 _CHATTER = re.compile(
     r"\bhope\s+(?:this|that|it)\b|\blet\s+me\b|\bfeel\s+free\b|\bplease\s+(?:note|let|see)\b"
+    r"|\b(?:cannot|can['’]t|unable\s+to|without|not\s+able\s+to)\s+(?:access(?:ing)?|see(?:ing)?|"
+    r"view(?:ing)?|look(?:ing)?\s+at)\s+(?:to\s+)?the\s+(?:actual\s+)?(?:image|photo|picture)\b"
     r"|\bas\s+(?:requested|instructed|asked|directed|required)\b|\banything\s+else\b"
     r"|\bhere(?:['’]s|\s+is|\s+are)\s+(?:[\w'’-]+\s+){0,4}?(?:caption|description|sentence|"
     r"text|version|summary|rewrite|output|result|answer|response|attempt)s?\b",
@@ -106,7 +108,7 @@ class AssistantNarration(Rule):
         synthesizing synthesising consolidating putting drawing taking weighing reconciling
         trusting favoring favouring prioritizing prioritising preferring relying deferring
         toward what follows goal aim objective job intention purpose regards cheers enjoy
-        luck best well so right hmm um""".split()
+        luck best well so right hmm um cannot can unable without able""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
