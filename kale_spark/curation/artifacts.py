@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kale_spark.curation.leaks import HEADER, RULES, Sentence
+from kale_spark.curation.leaks import HEADER, MARKUP, RULES, Sentence
 from kale_spark.curation.sentences import split_sentences
 
 __all__ = [
@@ -104,14 +104,16 @@ def _first_rule(view: Sentence) -> str | None:
 def clean_caption(text: str, prompt: str | None = None) -> Cleaned:
     """Remove the sentences of ``text`` that leak the prompt (see the module docstring).
 
-    A leading label is removed on its own (reason ``header``) and the rest of its
-    sentence is checked like any other. Kept sentences are joined by single spaces;
+    Chat-template tokens are removed first (reason ``chat_markup``); a leading label is
+    removed on its own (reason ``header``) and the rest of its sentence is checked like
+    any other. Kept sentences are joined by single spaces;
     when nothing is removed ``text`` comes back as is.
     """
+    body, tokens = MARKUP.strip(text)
     kept: list[str] = []
-    removed: list[str] = []
-    reasons: list[str] = []
-    for sentence in split_sentences(text):
+    removed: list[str] = list(tokens)
+    reasons: list[str] = [MARKUP.name] * len(tokens)
+    for sentence in split_sentences(body):
         view = Sentence(sentence, prompt)
         end = HEADER.label_end(view)
         if end is not None:

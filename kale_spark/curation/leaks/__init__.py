@@ -15,7 +15,7 @@ from kale_spark.curation.leaks.echoes import (
     InstructionVocabulary,
     TemplateSlot,
 )
-from kale_spark.curation.leaks.headers import Header
+from kale_spark.curation.leaks.headers import ChatMarkup, Header
 from kale_spark.curation.leaks.hedges import AbsenceHedge, AgreementHedge
 from kale_spark.curation.leaks.meta_discourse import AsDescribedAside, SelfReference, TextReference
 from kale_spark.curation.leaks.narration import (
@@ -25,10 +25,12 @@ from kale_spark.curation.leaks.narration import (
     Question,
 )
 
-__all__ = ["HEADER", "KINDS", "RULES", "RULE_NAMES", "Rule", "Sentence"]
+__all__ = ["HEADER", "KINDS", "MARKUP", "RULES", "RULE_NAMES", "Rule", "Sentence"]
 
 HEADER = Header()
+MARKUP = ChatMarkup()
 RULES: tuple[Rule, ...] = (
+    MARKUP,
     HEADER,
     TemplateSlot(),
     AssistantNarration(),

@@ -139,7 +139,11 @@ _TIED_BEFORE = re.compile(rf"\b(?:{_SURFACES})(?:'s|’s|s'|’)?\s+(?:{_DET}\s+
 
 
 def mask_quotes(sentence: str) -> str:
-    """Replace quoted text with ``___``, keeping the quote marks and the length of nothing else."""
+    """Replace quoted text with ``___``, keeping the quote marks. A sentence that is one
+    quotation from end to end is the writer quoting itself, not a sign: it stays."""
+    core = sentence.strip().rstrip(".!?")
+    if _QUOTED.fullmatch(core):
+        return sentence
     return _QUOTED.sub(lambda m: m.group(0)[0] + "___" + m.group(0)[-1], sentence)
 
 

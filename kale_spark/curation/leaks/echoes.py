@@ -72,16 +72,18 @@ class InstructionOverlap(Rule):
     kind = "instruction_echo"
 
     def matches(self, s: Sentence) -> bool:
+        # On the text with its quotes: the instruction quoted is still the instruction.
         if not s.prompt or s.shows_text:
             return False
         grams, pairs, stems = _prompt_grams(s.prompt)
+        text = s.text
+        tokens = [t.lower() for t in _WORD.findall(text)]
         # Both tests need at least two of the instruction's content words.
-        if sum(_stem(w) in stems for w in s.words if w not in STOPWORDS) < 2:
+        if sum(_stem(t) in stems for t in set(tokens) if t not in STOPWORDS) < 2:
             return False
-        tokens = [t.lower() for t in _WORD.findall(s.masked)]
         if any(tuple(tokens[i : i + 5]) in grams for i in range(len(tokens) - 4)):
             return True
-        stems = _content_stems(s.masked)
+        stems = _content_stems(text)
         return len(set(zip(stems, stems[1:], strict=False)) & pairs) >= 2
 
 
@@ -157,7 +159,8 @@ _ORDERS = (
     r"double-check|mind|treat|name|identify|list|note\s+down"
 )
 _IMPERATIVE = re.compile(
-    r"^\W*(?:please\s+)?(?:(?:do\s+not|don['’]t|never|always|be\s+sure\s+to|make\s+sure|"
+    r"^\W*(?:(?:first|firstly|then|next|finally|now|also|lastly|second|secondly|third|step\s+\d+)"
+    r"[,:]?\s+)?(?:please\s+)?(?:(?:do\s+not|don['’]t|never|always|be\s+sure\s+to|make\s+sure|"
     r"remember|try\s+to|note\s+that)\b"
     rf"|(?:{_ORDERS})\s+(?=(?:the|a|an|this|that|these|those|it|them|both|all|any|"
     r"only|on|to|every|each|your|its|their|what|how|which|whether|more|less|one|two|with)\b|"

@@ -11,7 +11,7 @@ import re
 from kale_spark.curation.leaks.base import Rule, Sentence
 from kale_spark.curation.leaks.content import CARRIERS, TEXT_VERBS, words
 
-__all__ = ["Header"]
+__all__ = ["ChatMarkup", "Header"]
 
 _I = re.IGNORECASE
 _HEAD = (
@@ -19,7 +19,8 @@ _HEAD = (
     r"summary|revision|fusion|merge|draft|paraphrase|assistant|ai|note|explanation|"
     r"rationale|reasoning|alt[\s-]?text|input|prompt|instruction|step|analysis|observation|"
     r"comment|correction|translation|title|justification|thoughts|word\s+count|original|"
-    r"knowledge|context|keywords|tags|facts|details"
+    r"knowledge|context|keywords|tags|facts|details|user|human|system|bot|gpt|model|option|"
+    r"alternative|variant|candidate|choice"
 )
 _PARTICIPLE = (
     r"merged|combined|refined|rewritten|fused|revised|final|improved|updated|corrected|"
@@ -65,3 +66,33 @@ class Header(Rule):
         """The whole sentence is a label ("Merged caption:")."""
         end = self.label_end(s)
         return end is not None and not s.text[end:].strip()
+
+
+# A chat template's own tokens: Mistral's [INST] and </s>, ChatML's <|im_end|>, LLaVA's
+# <image>, Llama's <<SYS>>, a reasoning model's <think>, a "### Response:" heading.
+_MARKUP = re.compile(
+    r"</?s>|\[/?INST\]|<</?SYS>>|<\|[^|<>\s]{1,30}\|>(?:\s*(?:system|user|assistant)\b)?|"
+    r"</?(?:image|img|think|bos|eos|pad|unk|start_of_turn|end_of_turn|assistant|user|system)>|"
+    r"#{2,}\s*(?:instruction|response|input|output|human|assistant|user|system)\s*:?",
+    _I,
+)
+
+
+class ChatMarkup(Rule):
+    """Chat-template tokens left in the text. :meth:`strip` takes them out of a caption
+    before it is split into sentences, so the words around them are checked as usual."""
+
+    name = "chat_markup"
+    kind = "header"
+
+    def strip(self, text: str) -> tuple[str, list[str]]:
+        """``text`` without its markup tokens, and the tokens removed."""
+        if "<" not in text and "[" not in text and "#" not in text:
+            return text, []
+        found = [m.group(0) for m in _MARKUP.finditer(text)]
+        if not found:
+            return text, []
+        return re.sub(r"[ \t]{2,}", " ", _MARKUP.sub(" ", text)).strip(), found
+
+    def matches(self, s: Sentence) -> bool:
+        return _MARKUP.search(s.text) is not None

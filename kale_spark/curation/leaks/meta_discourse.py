@@ -35,7 +35,7 @@ _ORD = (
     r"preceding|earlier|initial|original|above"
 )
 _NAMED = re.compile(
-    r"\bsentences?\s*(?:#\s*|no\.\s*|number\s+)?(?:[1-4]|one|two|three|four)\b(?![.,]\d)"
+    r"\bsentences?\s*(?:#\s*|no\.\s*|number\s+)?[(\[]?(?:[1-4]|one|two|three|four)\b(?![.,]\d)"
     r"|\b(?:alt|alternative|alternate)[\s-]?(?:text|tag|attribute)s?\b"
     r"|\bkeywords?(?:[\s-]+(?:style|heavy|based|only))?[\s-]+(?:lists?|texts?|alt|captions?|"
     r"tags?|strings?)\b|\bthe\s+keywords\b"
@@ -143,6 +143,8 @@ _ATTRIB_AFTER = re.compile(
     r"(?:(?:does|do|did)\s+not\s+|doesn't\s+|don't\s+|didn't\s+|never\s+|could\s+|may\s+|"
     r"might\s+|can\s+|fails?\s+to\s+|seems?\s+to\s+|appears?\s+to\s+)?"
     rf"(?:{_SOURCE_VERBS}|said|told|gave|given|brought|left|kept|got|spelt|made\s+clear)\b"
+    r"|^(?:'s|’s)?\s+(?:is|are|was|were)\s+(?:mostly\s+|mainly\s+|all\s+)?about\b"
+    r"|^(?:'s|’s)?\s+(?:talks?|deals?)\s+(?:about|with)\b|^(?:'s|’s)?\s+concerns\b"
     r"|^(?:'s|’s)?\s+(?:is|are|was|were)\s+(?:\w+\s+)?(?:silent|vague|unclear|explicit|specific|"
     r"clear|wrong|right|correct|mistaken|accurate|confident|sure|inaccurate)\s+(?:about|on|that|"
     r"regarding|in|as\s+to)\b",

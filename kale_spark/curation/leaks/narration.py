@@ -36,6 +36,7 @@ _OPENER = re.compile(
     r"caption|description|text)\b"
     r"|\bas\s+an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
     r"llm|chatbot)\b"
+    r"|\bas\s+an?\s+(?:\w+\s+)?(?:caption\s*writer|captioner|copywriter|annotator|describer)\b"
     r"|^\W*(?:best\s+regards|kind\s+regards|cheers|enjoy|good\s+luck|all\s+the\s+best|"
     r"thanks\s+for\s+\w+ing)\b|^\W*(?:well|so|alright|right|hmm+|um+|now)\s*,",
     _I,
