@@ -211,14 +211,21 @@ class Directive(Rule):
         )
 
 
-_SLOT_NAME = re.compile(r"\{\s*[A-Za-z_][\w ]{0,30}\}")
+_SLOT_NAME = re.compile(
+    r"\{\s*[A-Za-z_][\w ]{0,30}\}|\[(?!sic\])(?:insert\s+)?[a-z][a-z _/-]{1,30}\]|"
+    r"<(?:insert\s+)?[a-z][a-z _]{1,30}>"
+)
 
 
 class TemplateSlot(Rule):
-    """A prompt template's placeholder left in the text ("Sentence 1: {alt_text}")."""
+    """A placeholder left in the text: a template slot ("Sentence 1: {alt_text}") or a
+    blank to fill ("[brand name]", "<location>")."""
 
     name = "template_slot"
     kind = "instruction_echo"
 
     def matches(self, s: Sentence) -> bool:
-        return "{" in s.text and _SLOT_NAME.search(s.text) is not None
+        text = s.text
+        if "{" not in text and "[" not in text and "<" not in text:
+            return False
+        return _SLOT_NAME.search(text) is not None

@@ -20,7 +20,7 @@ _HEAD = (
     r"rationale|reasoning|alt[\s-]?text|input|prompt|instruction|step|analysis|observation|"
     r"comment|correction|translation|title|justification|thoughts|word\s+count|original|"
     r"knowledge|context|keywords|tags|facts|details|user|human|system|bot|gpt|model|option|"
-    r"alternative|variant|candidate|choice"
+    r"alternative|variant|candidate|choice|nb|n\.b|p\.s|ps"
 )
 _PARTICIPLE = (
     r"merged|combined|refined|rewritten|fused|revised|final|improved|updated|corrected|"

@@ -133,12 +133,14 @@ class AgreementHedge(Rule):
 
 
 _ABSENT = re.compile(
-    r"\b(?:is|are|was|were)\s+(?:not|never)\s+(?:\w+ly\s+)?(?:mentioned|specified|stated|"
+    r"\b(?:(?:is|are|was|were)\s+(?:not|never)|isn['’]t|aren['’]t|wasn['’]t|weren['’]t)\s+"
+    r"(?:\w+ly\s+)?(?:mentioned|specified|stated|"
     r"provided|given|indicated|named|identified|listed|included|described|supplied|available|"
     r"clear)\b"
     r"|^\W*(?:no|neither|none)\b[^.]*\b(?:is|are|was|were)\s+(?:\w+ly\s+)?(?:mentioned|"
     r"specified|stated|provided|given|indicated|named|included)\b"
-    r"|\b(?:does|do|did)\s+not\s+(?:mention|specify|say|state|give|name|indicate|provide|"
+    r"|\b(?:(?:does|do|did)\s+not|doesn['’]t|don['’]t|didn['’]t)\s+(?:mention|specify|say|state|"
+    r"give|name|indicate|provide|"
     r"include|identify)\b"
     r"|\bno\s+(?:mention|indication|information|details?)\s+(?:of|about|on|regarding|is|are)\b"
     r"|\b(?:not\s+enough|insufficient|limited|little)\s+(?:information|details?|context|data)\b"
@@ -171,7 +173,7 @@ class AbsenceHedge(Rule):
     kind = "agreement_hedge"
     triggers = frozenset(
         "not never no neither none insufficient limited little unclear missing absent lacking "
-        "unavailable nothing".split()
+        "unavailable nothing isn aren wasn weren doesn don didn".split()
     )
 
     def matches(self, s: Sentence) -> bool:

@@ -30,12 +30,15 @@ __all__ = ["AsDescribedAside", "TextReference", "SelfReference", "find_reference
 
 _I = re.IGNORECASE
 _TEXT = r"(?:sentence|caption|description|text|version|input|account)"
+# Smaller pieces of text: an input only when picked out as one of two ("the first line").
+_PIECE = r"(?:line|statement|phrase|clause|entry|passage|snippet)"
 _ORD = (
     r"first|second|third|former|latter|1st|2nd|other|two|both|either|neither|each|previous|"
     r"preceding|earlier|initial|original|above"
 )
 _NAMED = re.compile(
-    r"\bsentences?\s*(?:#\s*|no\.\s*|number\s+)?[(\[]?(?:[1-4]|one|two|three|four)\b(?![.,]\d)"
+    r"\bsentences?[\s-]*(?:#\s*|no\.\s*|number\s+)?[(\[]?(?:[1-4]|one|two|three|four)\b(?![.,]\d)"
+    r"|(?-i:\b[Ss]entence\s+(?:I|II)\b)"
     r"|\b(?:alt|alternative|alternate)[\s-]?(?:text|tag|attribute)s?\b"
     r"|\bkeywords?(?:[\s-]+(?:style|heavy|based|only))?[\s-]+(?:lists?|texts?|alt|captions?|"
     r"tags?|strings?)\b|\bthe\s+keywords\b"
@@ -66,7 +69,11 @@ _NAMED = re.compile(
     _I,
 )
 _ORDINAL = re.compile(
-    rf"\b(?:{_ORD})\s+{_TEXT}s?\b|\bone\s+(?:of\s+the\s+)?(?:sentence|caption|description|"
+    rf"\b(?:first|second|1st|2nd|former|latter|previous|preceding|earlier)\s+{_PIECE}s?\b"
+    rf"|\b(?:both|either|neither|none|each|all|one|any)\s+of\s+(?:the|these|those|its|my)\s+"
+    rf"(?:two\s+)?{_TEXT}s\b|\b(?:2|two)\s+{_TEXT}s\b"
+    rf"|\b{_TEXT}\s+pairs?\b|\bpairs?\s+of\s+{_TEXT}s\b"
+    rf"|\b(?:{_ORD})\s+{_TEXT}s?\b|\bone\s+(?:of\s+the\s+)?(?:sentence|caption|description|"
     r"input|source)s?\b"
     r"|\b(?:the|this|my|your)\s+(?:prompt|instructions?|task|request)\b|\bthe\s+user\b"
     r"|\b(?:vision|language|captioning|caption|image|ai|multimodal|vision[\s-]language|"
@@ -76,7 +83,21 @@ _ORDINAL = re.compile(
     _I,
 )
 # "The former is vague", "of the original": an ordinal standing for a text.
-_PRONOUN = re.compile(r"\bthe\s+(?:original|former|latter|(?:first|second|other)\s+one)\b", _I)
+_PRONOUN = re.compile(
+    r"\bthe\s+(?:original|former|latter|above|(?:first|second|other)(?:\s+one)?)\b", _I
+)
+# What "the first" or "the second" standing alone must do to be an input.
+_SAYING = re.compile(
+    r"(?:mention|name|say|describe|add|give|provide|call|identify|list|note|state|specify|"
+    r"suggest|claim|lack|omit|contain|include|focus)(?:s|es|ed|d)?|said|gave",
+    _I,
+)
+# Information as a source: "According to the information, ...", "this knowledge places".
+_INFO = re.compile(
+    r"\b(?:the|this|that|such|said)\s+(?:information|info|knowledge|data|context)\b"
+    r"|\b(?:the|these)\s+(?:details|facts)\b",
+    _I,
+)
 # Up to two modifiers, none ending in -s ("the short caption", not "the hallway explains
 # sentence"); a modifier that names a surface makes it that surface's text.
 _BARE = re.compile(
@@ -194,13 +215,16 @@ def attributed(s: Sentence, start: int, end: int) -> bool:
 
 
 def _pronoun(masked: str, end: int) -> bool:
-    """ "The original" stands alone: punctuation, a verb or a function word follows."""
+    """ "The original" stands for an input: punctuation, a verb or a function word
+    follows. "The second one" and "the second" need a verb of saying ("the second adds")."""
     m = _NEXT.match(masked[end:])
+    word = m.group(1).lower() if m else ""
+    if masked[end - 3 : end].lower() == "one":
+        return re.fullmatch(rf"(?:{_SOURCE_VERBS})", word) is not None
+    if masked[end - 5 : end].lower() in ("first", "econd", "other"):
+        return _SAYING.fullmatch(word) is not None
     if m is None:
         return not masked[end:].lstrip()[:1].isdigit()  # "the original 1920s tiles"
-    word = m.group(1).lower()
-    if masked[end - 3 : end].lower() == "one":  # "the second one names ...", a verb only
-        return re.fullmatch(rf"(?:{_SOURCE_VERBS})", word) is not None
     return word in _HEAD_FOLLOWERS or re.fullmatch(rf"(?:{_SOURCE_VERBS})", word) is not None
 
 
@@ -212,6 +236,7 @@ _PATTERNS = (
     ("pronoun", _PRONOUN),
     ("bare", _BARE),
     ("figure3", _FIGURE3),
+    ("info", _INFO),
 )
 
 
@@ -231,6 +256,16 @@ def find_references(s: Sentence) -> list[tuple[int, int, str]]:
             elif strength == "figure3":
                 if s.shows_carrier:
                     continue  # "the visual representation of the data on the screen"
+            elif strength == "info":
+                # A source only when cited as one: "according to the information";
+                # "this information/knowledge" also when it says something.
+                if s.tied(a, b) or _modifier(masked, a, b):
+                    continue
+                this = masked[a:b].lower().startswith(("this", "that", "such", "said"))
+                if not (
+                    _ATTRIB_BEFORE.search(masked[:a]) or this and _ATTRIB_AFTER.match(masked[b:])
+                ):
+                    continue
             elif s.tied(a, b) or _owned_by_other(masked, b):
                 continue
             if strength == "pronoun" and not _pronoun(masked, b):
@@ -251,7 +286,7 @@ def reference_leaks(s: Sentence, a: int, b: int, strength: str) -> bool:
         return not content.carrier_displays(s.words)
     if strength in ("ordinal", "pronoun"):
         return not s.displays_text
-    return strength == "figure3"
+    return strength in ("figure3", "info")
 
 
 # Every reference pattern above needs one of these words.
@@ -263,14 +298,18 @@ REFERENCE_WORDS = frozenset(
     request user original former latter one ground metadata hashtag hashtags filename file
     vlm bot machine outputs output cogvlm llava blip chatgpt capsfusion representation tags
     gpt described referred characterized characterised mentioned portrayed depicted passage
-    snippet image photo picture""".split()
+    snippet image photo picture line lines statement phrase clause entry info above said
+    stated noted indicated specified claimed reported suggested implied first second other
+    pair pairs statements phrases clauses entries passages snippets blip2 gpt4 gpt3 gpt4o""".split()
 )
 
 
 # A text implied as the source: "The room is described as a hotel lobby."
 _DESCRIBED_AS = re.compile(
     r"\b(?:is|are|was|were)\s+(?:\w+ly\s+)?(?:described|referred\s+to|characteri[sz]ed|"
-    r"mentioned|portrayed|depicted)\s+as\b",
+    r"mentioned|portrayed|depicted)\s+as\b"
+    r"|\bit\s+(?:is|was|has\s+been)\s+(?:\w+ly\s+)?(?:mentioned|stated|noted|said|described|"
+    r"indicated|specified|claimed|reported|suggested|implied|given)\s+that\b",
     _I,
 )
 # "The model" is a text's author only as a source: a fashion model shows a dress.
@@ -304,7 +343,7 @@ _PROC = (
 )
 _SELF_THIS = re.compile(
     rf"\b(?:this|these)\s+(?:(?:new|full|complete|single|present|current|whole|overall|"
-    rf"detailed|coherent|more|last)\s+)*{_OUT}s?\b",
+    rf"detailed|coherent|more|last)\s+)*(?!details\b){_OUT}s?\b",
     _I,
 )
 _SELF = re.compile(

@@ -109,7 +109,8 @@ class AssistantNarration(Rule):
         synthesizing synthesising consolidating putting drawing taking weighing reconciling
         trusting favoring favouring prioritizing prioritising preferring relying deferring
         toward what follows goal aim objective job intention purpose regards cheers enjoy
-        luck best well so right hmm um cannot can unable without able""".split()
+        luck best well so right hmm um cannot can unable without able captioner copywriter
+        annotator describer writer""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
