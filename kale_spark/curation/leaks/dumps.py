@@ -24,6 +24,10 @@ _JUNK = re.compile(
     r"|\bfree\s+shipping\b|\bbuy\s+now\b|\bhd\s+wallpapers?\b|\bvector\s+illustration\b",
     _I,
 )
+_JUNK_WORDS = frozenset(
+    """stock royalty shipping buy wallpaper wallpapers vector jpg jpeg png gif webp tif tiff
+    bmp heic img dsc dscn pxl vid""".split()
+)
 _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
 
 
@@ -44,6 +48,7 @@ class InputDump(Rule):
     kind = "input_dump"
 
     def matches(self, s: Sentence) -> bool:
-        if _JUNK.search(s.masked) and not s.shows_text:
+        junk = "#" in s.masked or "_" in s.masked or not _JUNK_WORDS.isdisjoint(s.words)
+        if junk and _JUNK.search(s.masked) and not s.shows_text:
             return True
-        return _keyword_list(s.masked)
+        return STOPWORDS.isdisjoint(s.words) and _keyword_list(s.masked)

@@ -36,51 +36,118 @@ _ORD = (
     r"first|second|third|former|latter|1st|2nd|other|two|both|either|neither|each|previous|"
     r"preceding|earlier|initial|original|above"
 )
-_NAMED = re.compile(
-    r"\bsentences?[\s-]*(?:#\s*|no\.\s*|number\s+)?[(\[]?(?:[1-4]|one|two|three|four)\b(?![.,]\d)"
-    r"|(?-i:\b[Ss]entence\s+(?:I|II)\b)"
-    r"|\b(?:alt|alternative|alternate)[\s-]?(?:text|tag|attribute)s?\b"
-    r"|\bkeywords?(?:[\s-]+(?:style|heavy|based|only))?[\s-]+(?:lists?|texts?|alt|captions?|"
-    r"tags?|strings?)\b|\bthe\s+keywords\b"
-    r"|\b(?:synthetic|dense|generated|(?:machine|model|ai|auto|computer)[\s-]?(?:generated|"
-    r"written)|automatic|automated)[\s-]+(?:(?:visual|image|dense)\s+)?(?:captions?|"
-    r"descriptions?|texts?|sentences?)\b"
-    r"|\b(?:web|source|input|raw|reference|original|given|provided|supplied|image|photo)[\s-]+"
-    r"(?:captions?|texts?|descriptions?|sentences?|inputs?|wording)\b"
-    r"|\bknowledge[\s-](?:augmented|enriched|enhanced)(?:\s+(?:caption|description|text|sentence|"
-    r"version)s?)?\b|\bground[\s-]truth\b"
-    r"|\b(?:the|its|their)\s+(?:metadata|hashtags?|file\s*name|filename|seo\s+keywords)\b"
-    r"|\b(?:vlm|llm|ai|model|bot|machine|captioner)[\s-]+(?:captions?|descriptions?|outputs?)\b"
-    r"|\b(?:cogvlm|llava|blip-?\d?|chatgpt|gpt-?\d\w*|capsfusion)\b"
-    r"|\b(?:both|two|the|these|those)\s+pieces\s+of\s+(?:text|information|input)\b"
-    r"|\b(?:inputs?|sources?)\s*#?\s*(?:[1-4]|one|two)\b"
-    r"|\b(?:caption|description|text|passage|snippet)\s*#?\s*[1-4]\b(?![.,:]\d)"
-    r"|(?-i:\b(?:[Ii]nput|[Ss]ource|[Cc]aption|[Dd]escription|[Tt]ext|[Ss]entence)\s+[AB]\b)"
-    r"|\b(?:given|provided|supplied|input|attached|uploaded)\s+(?:image|photo|picture)s?\b"
-    r"|\b(?:first|second|other|two|both|either|neither)\s+(?:inputs?|sources?)\b(?!\s+of\b)"
-    r"|\bthe\s+inputs?\b"
-    r"|\b(?:given|provided|supplied)\s+(?:sentences|captions|descriptions|texts?|inputs?|"
-    r"information|details|context|knowledge|facts|data|keywords)\b"
-    r"|\b(?:information|details|text|texts|context|knowledge|facts|sentences|captions|"
-    r"descriptions|inputs|data|keywords)\s+(?:provided|given|supplied|at\s+hand)\b"
-    r"|\bmodel['’]s\s+(?:caption|description|output|text|answer|response)s?\b"
-    r"|\b(?:generated|written|produced|created|output|predicted|suggested|proposed)\s+by\s+"
-    r"(?:the|a|an|another)\s+(?:[\w-]+\s+)?(?:model|ai|assistant|system|captioner|llm|vlm)\b",
-    _I,
+
+
+def _parts(*table: tuple[str, str]) -> tuple[tuple[frozenset[str], re.Pattern[str]], ...]:
+    """(words, regex) pairs: a regex runs only on a sentence holding one of its words,
+    which spares scanning every sentence with one long alternation."""
+    return tuple((frozenset(w.split()), re.compile(rx, _I)) for w, rx in table)
+
+
+_TXT = "caption captions description descriptions text texts sentence sentences"
+_NAMED = _parts(
+    (
+        "sentence sentences",
+        r"\bsentences?[\s-]*(?:#\s*|no\.\s*|number\s+)?[(\[]?(?:[1-4]|one|two|three|four)\b"
+        r"(?![.,]\d)|(?-i:\b[Ss]entence\s+(?:I|II)\b)",
+    ),
+    (
+        "alt alternative alternate",
+        r"\b(?:alt|alternative|alternate)[\s-]?(?:text|tag|attribute)s?\b",
+    ),
+    (
+        "keyword keywords",
+        r"\bkeywords?(?:[\s-]+(?:style|heavy|based|only))?[\s-]+(?:lists?|texts?|alt|captions?|"
+        r"tags?|strings?)\b|\bthe\s+keywords\b",
+    ),
+    (
+        _TXT,
+        r"\b(?:synthetic|dense|generated|(?:machine|model|ai|auto|computer)[\s-]?(?:generated|"
+        r"written)|automatic|automated)[\s-]+(?:(?:visual|image|dense)\s+)?(?:captions?|"
+        r"descriptions?|texts?|sentences?)\b"
+        r"|\b(?:web|source|input|raw|reference|original|given|provided|supplied|image|photo)[\s-]+"
+        r"(?:captions?|texts?|descriptions?|sentences?|inputs?|wording)\b"
+        r"|\b(?:caption|description|text|passage|snippet)\s*#?\s*[1-4]\b(?![.,:]\d)"
+        r"|(?-i:\b(?:[Cc]aption|[Dd]escription|[Tt]ext|[Ss]entence)\s+[AB]\b)",
+    ),
+    (
+        "wording inputs input",
+        r"\b(?:web|source|input|raw|reference|original|given|provided|supplied|image|photo)[\s-]+"
+        r"(?:inputs?|wording)\b",
+    ),
+    (
+        "knowledge ground",
+        r"\bknowledge[\s-](?:augmented|enriched|enhanced)(?:\s+(?:caption|description|text|"
+        r"sentence|version)s?)?\b|\bground[\s-]truth\b",
+    ),
+    (
+        "metadata hashtag hashtags file filename keywords",
+        r"\b(?:the|its|their)\s+(?:metadata|hashtags?|file\s*name|filename|seo\s+keywords)\b",
+    ),
+    (
+        "caption captions description descriptions output outputs text texts answer answers "
+        "response responses",
+        r"\b(?:vlm|llm|ai|model|bot|machine|captioner)[\s-]+(?:captions?|descriptions?|outputs?)\b"
+        r"|\bmodel['’]s\s+(?:caption|description|output|text|answer|response)s?\b",
+    ),
+    (
+        "cogvlm llava blip blip2 chatgpt gpt gpt4 gpt3 gpt4o capsfusion",
+        r"\b(?:cogvlm|llava|blip-?\d?|chatgpt|gpt-?\d\w*|capsfusion)\b",
+    ),
+    ("pieces", r"\b(?:both|two|the|these|those)\s+pieces\s+of\s+(?:text|information|input)\b"),
+    (
+        "input inputs source sources",
+        r"\b(?:inputs?|sources?)\s*#?\s*(?:[1-4]|one|two)\b"
+        r"|(?-i:\b(?:[Ii]nput|[Ss]ource)\s+[AB]\b)"
+        r"|\b(?:first|second|other|two|both|either|neither)\s+(?:inputs?|sources?)\b(?!\s+of\b)"
+        r"|\bthe\s+inputs?\b",
+    ),
+    (
+        "image images photo photos picture pictures",
+        r"\b(?:given|provided|supplied|input|attached|uploaded)\s+(?:image|photo|picture)s?\b",
+    ),
+    (
+        "given provided supplied hand",
+        r"\b(?:given|provided|supplied)\s+(?:sentences|captions|descriptions|texts?|inputs?|"
+        r"information|details|context|knowledge|facts|data|keywords)\b"
+        r"|\b(?:information|details|text|texts|context|knowledge|facts|sentences|captions|"
+        r"descriptions|inputs|data|keywords)\s+(?:provided|given|supplied|at\s+hand)\b",
+    ),
+    (
+        "model ai assistant system captioner llm vlm",
+        r"\b(?:generated|written|produced|created|output|predicted|suggested|proposed)\s+by\s+"
+        r"(?:the|a|an|another)\s+(?:[\w-]+\s+)?(?:model|ai|assistant|system|captioner|llm|vlm)\b",
+    ),
 )
-_ORDINAL = re.compile(
-    rf"\b(?:first|second|1st|2nd|former|latter|previous|preceding|earlier)\s+{_PIECE}s?\b"
-    rf"|\b(?:both|either|neither|none|each|all|one|any)\s+of\s+(?:the|these|those|its|my)\s+"
-    rf"(?:two\s+)?{_TEXT}s\b|\b(?:2|two)\s+{_TEXT}s\b"
-    rf"|\b{_TEXT}\s+pairs?\b|\bpairs?\s+of\s+{_TEXT}s\b"
-    rf"|\b(?:{_ORD})\s+{_TEXT}s?\b|\bone\s+(?:of\s+the\s+)?(?:sentence|caption|description|"
-    r"input|source)s?\b"
-    r"|\b(?:the|this|my|your)\s+(?:prompt|instructions?|task|request)\b|\bthe\s+user\b"
-    r"|\b(?:vision|language|captioning|caption|image|ai|multimodal|vision[\s-]language|"
-    r"visual|text|generative)[\s-]+models?\b|\bthe\s+tags\b"
-    rf"|\b(?:sentence|caption|description|text)s?\s+(?:above|below)\b"
-    rf"(?!\s+(?:the|a|an|it|its|his|her|their)\b)",
-    _I,
+_ORD_WORDS = (
+    "sentence sentences caption captions description descriptions text texts version versions "
+    "input inputs account accounts"
+)
+_ORDINAL = _parts(
+    (
+        "line lines statement statements phrase phrases clause clauses entry entries passage "
+        "passages snippet snippets",
+        rf"\b(?:first|second|1st|2nd|former|latter|previous|preceding|earlier)\s+{_PIECE}s?\b",
+    ),
+    (
+        _ORD_WORDS + " pair pairs source sources",
+        rf"\b(?:both|either|neither|none|each|all|one|any)\s+of\s+(?:the|these|those|its|my)\s+"
+        rf"(?:two\s+)?{_TEXT}s\b|\b(?:2|two)\s+{_TEXT}s\b"
+        rf"|\b{_TEXT}\s+pairs?\b|\bpairs?\s+of\s+{_TEXT}s\b"
+        rf"|\b(?:{_ORD})\s+{_TEXT}s?\b|\bone\s+(?:of\s+the\s+)?(?:sentence|caption|description|"
+        r"input|source)s?\b"
+        rf"|\b(?:sentence|caption|description|text)s?\s+(?:above|below)\b"
+        rf"(?!\s+(?:the|a|an|it|its|his|her|their)\b)",
+    ),
+    (
+        "prompt instruction instructions task request user",
+        r"\b(?:the|this|my|your)\s+(?:prompt|instructions?|task|request)\b|\bthe\s+user\b",
+    ),
+    (
+        "model models tags",
+        r"\b(?:vision|language|captioning|caption|image|ai|multimodal|vision[\s-]language|"
+        r"visual|text|generative)[\s-]+models?\b|\bthe\s+tags\b",
+    ),
 )
 # "The former is vague", "of the original": an ordinal standing for a text.
 _PRONOUN = re.compile(
@@ -200,9 +267,10 @@ def attributed(s: Sentence, start: int, end: int) -> bool:
     """The reference is used as a source of information ("as described in X", "X says").
     "The caption reads: "..."" quotes what a text shows and is not attribution."""
     masked = s.masked
-    if _ATTRIB_BEFORE.search(masked[:start]):
+    before = _before(masked, start)
+    if _ATTRIB_BEFORE.search(before):
         return True
-    if not s.shows_carrier and _IN_BEFORE.search(masked[:start]):
+    if not s.shows_carrier and _IN_BEFORE.search(before):
         return True
     after = _ATTRIB_AFTER.match(masked[end:])
     return bool(after) and not _QUOTE_NEXT.match(masked[end + after.end() :])
@@ -222,51 +290,61 @@ def _pronoun(masked: str, end: int) -> bool:
 
 # KALE's Figure 3: "The visual representation of the bridge, as depicted in Sentence 2".
 _FIGURE3 = re.compile(r"\bthe\s+visual\s+representation\b", _I)
-_PATTERNS = (
-    ("named", _NAMED),
-    ("ordinal", _ORDINAL),
-    ("pronoun", _PRONOUN),
-    ("bare", _BARE),
-    ("figure3", _FIGURE3),
-    ("info", _INFO),
+# Each pattern, with words one of which it needs (a cheap test before the regex).
+_TEXT_WORDS = frozenset(
+    """sentence sentences caption captions description descriptions text texts""".split()
 )
+_PATTERNS = (
+    *(("named", rx, needs) for needs, rx in _NAMED),
+    *(("ordinal", rx, needs) for needs, rx in _ORDINAL),
+    ("pronoun", _PRONOUN, frozenset("original former latter above one".split())),
+    ("bare", _BARE, _TEXT_WORDS),
+    ("figure3", _FIGURE3, frozenset({"representation"})),
+    ("info", _INFO, frozenset("information info knowledge data context details facts".split())),
+)
+
+
+def _before(masked: str, a: int) -> str:
+    """The text before a span, at most 100 characters: attribution sits right before."""
+    return masked[max(0, a - 100) : a]
+
+
+def _keep_span(s: Sentence, a: int, b: int, strength: str, m: re.Match[str]) -> bool:
+    """Whether a found span is a text the sentence talks about (see find_references)."""
+    masked = s.masked
+    if strength == "named":
+        # What an input says is never shown by a text verb ("the alt-text reads"), and an
+        # input stays one whatever it is of ("the alt-text of a web image").
+        if s.tied(a, b, verbs=False):
+            return False
+    elif strength == "figure3":
+        return not s.shows_carrier  # "the visual representation of the data on a screen"
+    elif s.tied(a, b) or _owned_by_other(masked, b):
+        return False
+    if strength == "info":
+        # A source only when cited as one ("according to the information"), or, for
+        # "this information", when it says something.
+        this = masked[a:b].lower().startswith(("this", "that", "such", "said"))
+        cited = _ATTRIB_BEFORE.search(_before(masked, a))
+        if _modifier(masked, a, b) or not (cited or this and _ATTRIB_AFTER.match(masked[b:])):
+            return False
+    if strength == "pronoun" and not _pronoun(masked, b):
+        return False
+    if strength == "bare" and not SURFACES.isdisjoint(words(m.group("mods"))):
+        return False
+    return not _modifier(masked, a, b) or _ATTRIB_BEFORE.search(_before(masked, a)) is not None
 
 
 def find_references(s: Sentence) -> list[tuple[int, int, str]]:
     """Spans (start, end, strength) of the texts the sentence talks about, leaving out
     texts tied to a carrier, texts of something else and modifiers."""
-    masked = s.masked
     found = []
-    for strength, pattern in _PATTERNS:
-        for m in pattern.finditer(masked):
-            a, b = m.span()
-            if strength == "named":
-                # What an input says is never shown by a text verb ("the alt-text reads"),
-                # and an input stays one whatever it is of ("the alt-text of a web image").
-                if s.tied(a, b, verbs=False):
-                    continue
-            elif strength == "figure3":
-                if s.shows_carrier:
-                    continue  # "the visual representation of the data on the screen"
-            elif strength == "info":
-                # A source only when cited as one: "according to the information";
-                # "this information/knowledge" also when it says something.
-                if s.tied(a, b) or _modifier(masked, a, b):
-                    continue
-                this = masked[a:b].lower().startswith(("this", "that", "such", "said"))
-                if not (
-                    _ATTRIB_BEFORE.search(masked[:a]) or this and _ATTRIB_AFTER.match(masked[b:])
-                ):
-                    continue
-            elif s.tied(a, b) or _owned_by_other(masked, b):
-                continue
-            if strength == "pronoun" and not _pronoun(masked, b):
-                continue
-            if strength == "bare" and not SURFACES.isdisjoint(words(m.group("mods"))):
-                continue
-            if _modifier(masked, a, b) and not _ATTRIB_BEFORE.search(masked[:a]):
-                continue
-            found.append((a, b, strength))
+    for strength, pattern, needs in _PATTERNS:
+        if needs.isdisjoint(s.words):
+            continue
+        for m in pattern.finditer(s.masked):
+            if _keep_span(s, m.start(), m.end(), strength, m):
+                found.append((m.start(), m.end(), strength))
     return found
 
 
