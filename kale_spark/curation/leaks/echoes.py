@@ -179,8 +179,8 @@ _OBLIGATION = re.compile(
 )
 # Captions in general, as an instruction talks of them: "A good caption names the place."
 _GOOD_CAPTION = re.compile(
-    r"\b(?:a|any|the|every|each|your)\s+(?:good|great|ideal|proper|better|strong|fused|merged|"
-    r"final|perfect|well-written)\s+(?:caption|description|answer|response|output)s?\b"
+    r"\b(?:a|any|the|every|each|your)\s+(?:good|great|ideal|proper|better|strong|perfect|"
+    r"well-written)\s+(?:caption|description|answer|response|output)s?\b"
     r"|\bsuch\s+an?\s+(?:caption|description)\b|\bno\s+need\s+to\s+(?:repeat|mention|include|"
     r"describe|add|say|state|name)\b",
     _I,
