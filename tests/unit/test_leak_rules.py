@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kale_spark.curation import KINDS, RULES, Cleaned, classify_sentence, clean_caption
-from kale_spark.curation.leaks import Sentence, meta_discourse
+from kale_spark.curation.leaks import Sentence, references
 from kale_spark.curation.sentences import split_sentences
 from kale_spark.prompts import FUSE_CAPSFUSION_V1
 
@@ -153,7 +153,7 @@ def test_word_gates_never_change_a_decision() -> None:
     for s in sentences:
         for rule in RULES:
             assert not rule.matches(s) or rule.applies(s), (rule.name, s.text)
-        for _strength, pattern, needs in meta_discourse._PATTERNS:
+        for _strength, pattern, needs in references._PATTERNS:
             assert not pattern.search(s.masked) or not needs.isdisjoint(s.words), s.text
 
 

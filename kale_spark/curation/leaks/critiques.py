@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from kale_spark.curation.leaks.base import Rule, Sentence
-from kale_spark.curation.leaks.meta_discourse import REFERENCE_WORDS, find_references
+from kale_spark.curation.leaks.references import REFERENCE_WORDS, find_references
 
 __all__ = ["InputCritique"]
 

@@ -14,7 +14,7 @@ import re
 
 from kale_spark.curation.leaks.base import Rule, Sentence
 from kale_spark.curation.leaks.content import SURFACES
-from kale_spark.curation.leaks.meta_discourse import find_references
+from kale_spark.curation.leaks.references import find_references
 from kale_spark.curation.leaks.vocab import alternation, verb_forms
 
 __all__ = ["AgreementHedge", "AbsenceHedge"]
