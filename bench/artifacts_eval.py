@@ -147,7 +147,7 @@ def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "kale_spark", "bench"],
+            ["git", "status", "--porcelain", "kale_spark", "bench/artifacts_eval.py"],
             cwd=ROOT,
             capture_output=True,
             text=True,
