@@ -30,8 +30,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from kale_spark import caption_stats, quality, schema
-from kale_spark.curation import RULE_NAMES, clean_caption
 from kale_spark.config import Config
+from kale_spark.curation import RULE_NAMES, clean_caption
 from kale_spark.lake import Lake
 from kale_spark.progress import Progress, counter_accumulator
 from kale_spark.prompts import get_prompt
