@@ -58,7 +58,6 @@ LEAKS_BY_KIND = {
         "The year of the match is not mentioned.",
         "Both inputs point to a wedding in Tuscany.",
     ],
-    "input_dump": ["wedding tuscany villa bride groom sunset photography 2019", "IMG_4471.jpg"],
 }
 
 # Text the image shows is content: quoted, or on a sign, poster, cover or screen.
@@ -120,7 +119,7 @@ def test_dev_kinds_set() -> None:
     every kind is there, and almost every leak is removed."""
     rows = _load("artifact_dev_kinds.jsonl")
     assert len({r["sentence"] for r in rows}) == len(rows)
-    assert {r["kind"] for r in rows if r["leak"]} >= set(KINDS) - {"input_dump"}
+    assert {r["kind"] for r in rows if r["leak"]} == set(KINDS)
     kept_leaks = 0
     for row in rows:
         cleaned = clean_caption(row["sentence"], FUSE_CAPSFUSION_V1.template)

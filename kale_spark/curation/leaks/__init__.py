@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from kale_spark.curation.leaks.base import KINDS, Rule, Sentence
 from kale_spark.curation.leaks.critiques import InputCritique
-from kale_spark.curation.leaks.dumps import InputDump
 from kale_spark.curation.leaks.echoes import (
     Directive,
     InstructionOverlap,
@@ -47,7 +46,6 @@ RULES: tuple[Rule, ...] = (
     EditNarration(),
     InstructionVocabulary(),
     InstructionOverlap(),
-    InputDump(),
 )
 RULE_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
 assert len(set(RULE_NAMES)) == len(RULE_NAMES), "rule names are reasons: keep them unique"

@@ -22,7 +22,6 @@ KINDS: dict[str, str] = {
     "instruction_echo": "repeats, paraphrases or restates the instruction the model was given",
     "input_critique": "judges the quality of the inputs (grammar, keywords, accuracy)",
     "agreement_hedge": "hedges about whether the inputs agree, or about what they leave out",
-    "input_dump": "an input pasted in as it came (a keyword alt-text, a file name, hashtags)",
 }
 
 
