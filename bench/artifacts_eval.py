@@ -1,43 +1,70 @@
-"""Sentence-level precision/recall of leaked-prompt detection, on dev and on the holdout.
+"""Sentence-level precision/recall of leaked-prompt detection, and its speed.
 
-Run by hand: ``python bench/artifacts_eval.py [--show-errors {dev,holdout}]``.
+Run by hand::
 
-Two labelled sets (``tests/data``):
+    python bench/artifacts_eval.py                     # dev splits only
+    python bench/artifacts_eval.py --show-errors dev   # dev misses (dev splits only)
+    python bench/artifacts_eval.py --holdout           # + holdout v2, aggregates only
+    python bench/artifacts_eval.py --speed             # sentences/s and ms per caption
+    python bench/artifacts_eval.py --holdout --speed --record   # bench/figures/artifacts.json
 
-- ``artifact_eval.jsonl`` - **dev**: written with the first rules; the rules are tuned on it.
-- ``artifact_holdout.jsonl`` - **holdout**: written from sources the rules never saw
-  (KALE's Figure 3 leak pattern, CapsFusion-style fusion failures, paraphrases of
-  CapsFusion's instruction, honest sentences with trigger words), frozen in its own
-  commit before any rule change. The holdout figure is the headline.
+Three labelled sets (``tests/data``):
 
-Each labelled sentence is embedded between two fixed, honest context sentences
-and the whole caption is cleaned; the labelled sentence counts as removed when
-it no longer appears intact in the cleaned text (so a stripped meta prefix counts
-as a detection). Context sentences that get removed are reported separately.
-The positive class is "leak". Methods: KALE's keyword rule, ``clean_caption``
-without a prompt, and ``clean_caption`` given the instruction actually sent for the
-row (the template of its ``prompt_id``, default ``fuse_capsfusion_v1``), as the
-filter stage runs it.
+- ``dev`` (``artifact_eval.jsonl``): written with the first rules; rules are tuned on it.
+- ``dev_history`` (``artifact_holdout.jsonl``): the first holdout. Its misses were
+  printed while rules changed, so it is dev history now, tuned on like dev.
+- ``holdout_v2`` (``artifact_holdout_v2.jsonl``): written by an author who never saw
+  the rules; the headline. This script prints its aggregates only (counts,
+  precision, recall), never a sentence, and appends one line per scoring to
+  ``bench/figures/artifacts_holdout_log.jsonl`` so the number of looks is on record.
+
+Each labelled sentence is embedded between two fixed, honest context sentences and
+the whole caption is cleaned; the labelled sentence counts as removed when it no
+longer appears intact in the cleaned text (so a stripped header counts as a
+detection). Context sentences that get removed are counted separately. The positive
+class is "leak". Methods: KALE's keyword rule, ``clean_caption`` without a prompt, and
+``clean_caption`` given the instruction sent for the row (the template of its
+``prompt_id``, default ``fuse_capsfusion_v1``), as the filter stage runs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import hashlib
 import json
+import platform
+import statistics
+import subprocess
 import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kale_spark.artifacts import Cleaned, clean_caption, keyword_baseline  # noqa: E402
+from kale_spark.curation import (  # noqa: E402
+    Cleaned,
+    clean_caption,
+    keyword_baseline,
+    split_sentences,
+)
 from kale_spark.prompts import FUSE_CAPSFUSION_V1, get_prompt  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
-SETS = {"dev": DATA / "artifact_eval.jsonl", "holdout": DATA / "artifact_holdout.jsonl"}
+FIGURES = ROOT / "bench" / "figures" / "artifacts.json"
+HOLDOUT_LOG = ROOT / "bench" / "figures" / "artifacts_holdout_log.jsonl"
+RULES_DIR = ROOT / "kale_spark" / "curation"
+DEV_SETS = {
+    "dev": DATA / "artifact_eval.jsonl",
+    "dev_history": DATA / "artifact_holdout.jsonl",
+    "dev_kinds": DATA / "artifact_dev_kinds.jsonl",
+}
+HOLDOUT = "holdout_v2"
+HOLDOUT_PATH = DATA / "artifact_holdout_v2.jsonl"
 CONTEXT_BEFORE = "The photo was taken on a clear afternoon."
 CONTEXT_AFTER = "Soft shadows fall across the ground."
 
@@ -65,15 +92,23 @@ class Score:
         p, r = self.precision, self.recall
         return 2 * p * r / (p + r) if p + r else 0.0
 
+    def figures(self) -> dict:
+        out = asdict(self)
+        out.update(precision=round(self.precision, 4), recall=round(self.recall, 4))
+        return out
 
-def load_set(name: str) -> list[dict]:
-    with SETS[name].open(encoding="utf-8") as f:
+
+def load_rows(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def row_prompt(row: dict) -> str:
-    """The instruction sent for the row: the template of its prompt id."""
-    return get_prompt(row.get("prompt_id", FUSE_CAPSFUSION_V1.id)).template
+def row_prompt(row: dict) -> str | None:
+    """The instruction sent for the row: the template of its prompt id (None if unknown)."""
+    try:
+        return get_prompt(row.get("prompt_id") or FUSE_CAPSFUSION_V1.id).template
+    except KeyError:
+        return None
 
 
 def method_table() -> dict[str, Method]:
@@ -92,53 +127,198 @@ def detected(method: Method, row: dict) -> tuple[bool, int]:
     return sentence not in kept, context_lost
 
 
-def score(method: Method, rows: list[dict]) -> tuple[Score, list[dict]]:
+def score(method: Method, rows: list[dict], keep_errors: bool) -> tuple[Score, list[dict]]:
+    """Counts of ``method`` on ``rows``; the misclassified rows only when ``keep_errors``."""
     tp = fp = fn = tn = ctx = 0
     errors = []
     for row in rows:
         hit, lost = detected(method, row)
         ctx += lost
-        if row["leak"] and hit:
-            tp += 1
-        elif row["leak"]:
-            fn += 1
+        tp += hit and row["leak"]
+        fp += hit and not row["leak"]
+        fn += (not hit) and row["leak"]
+        tn += (not hit) and not row["leak"]
+        if keep_errors and hit != bool(row["leak"]):
             errors.append(row)
-        elif hit:
-            fp += 1
-            errors.append(row)
-        else:
-            tn += 1
     return Score(tp, fp, fn, tn, ctx), errors
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--show-errors", choices=tuple(SETS), help="list misclassified rows")
-    args = parser.parse_args(argv)
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "kale_spark", "bench/artifacts_eval.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
+
+def rules_digest() -> str:
+    """A hash of the rule code, so a holdout scoring names the rules it scored."""
+    h = hashlib.sha256()
+    for path in sorted(RULES_DIR.rglob("*.py")):
+        h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def evaluate(holdout: bool, show_errors: str | None) -> dict[str, dict[str, Score]]:
     header = (
-        f"{'method':<22} {'set':<8} {'n':>4} {'leaks':>5} {'TP':>4} {'FP':>4} {'FN':>4} "
+        f"{'method':<22} {'set':<12} {'n':>4} {'leaks':>5} {'TP':>4} {'FP':>4} {'FN':>4} "
         f"{'prec':>6} {'recall':>6} {'F1':>6} {'ctx_rm':>6}"
     )
     print(header)
     print("-" * len(header))
+    sets = {name: load_rows(path) for name, path in DEV_SETS.items()}
+    if holdout:
+        sets[HOLDOUT] = load_rows(HOLDOUT_PATH)
+    results: dict[str, dict[str, Score]] = {}
     shown: dict[str, list[dict]] = {}
     for name, method in method_table().items():
-        for set_name in SETS:
-            rows = load_set(set_name)
-            s, errors = score(method, rows)
-            if set_name == args.show_errors:
+        for set_name, rows in sets.items():
+            # Misses are kept for a dev split that was asked for, never for the holdout.
+            keep = set_name == show_errors and set_name in DEV_SETS
+            s, errors = score(method, rows, keep_errors=keep)
+            results.setdefault(set_name, {})[name] = s
+            if keep:
                 shown[name] = errors
             print(
-                f"{name:<22} {set_name:<8} {len(rows):>4} {s.tp + s.fn:>5} {s.tp:>4} {s.fp:>4} "
+                f"{name:<22} {set_name:<12} {len(rows):>4} {s.tp + s.fn:>5} {s.tp:>4} {s.fp:>4} "
                 f"{s.fn:>4} {s.precision:>6.3f} {s.recall:>6.3f} {s.f1:>6.3f} "
                 f"{s.context_removed:>6}"
             )
     for name, errors in shown.items():
-        print(f"\n{name}: {len(errors)} errors ({args.show_errors})")
+        print(f"\n{name}: {len(errors)} errors ({show_errors})")
         for row in errors:
-            kind = "FN" if row["leak"] else "FP"
-            print(f"  {kind} {row['sentence']}")
+            print(f"  {'FN' if row['leak'] else 'FP'} {row['sentence']}")
+    return results
+
+
+def speed_captions(honest_only: bool, n_sentences: int = 6) -> list[str]:
+    """Caption-sized texts of six dev sentences each (about KALE's 67 words): leaks and
+    honest mixed, or honest only (every rule runs on every sentence: the slow case)."""
+    rows = [r for path in DEV_SETS.values() for r in load_rows(path)]
+    if honest_only:
+        rows = [r for r in rows if not r["leak"]]
+    sentences = [r["sentence"] for r in rows]
+    return [" ".join(sentences[i : i + n_sentences]) for i in range(0, len(rows), n_sentences)]
+
+
+def _cpu_ms_per_caption(work: Callable[[], object], n: int, repeats: int) -> dict:
+    """CPU time of this process (one thread, so one core) per caption: median, min, max of
+    ``repeats`` runs. CPU time, not wall time: the machine is shared."""
+    per = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        work()
+        per.append((time.process_time() - t0) / n * 1000)
+    return {
+        "ms_per_caption_median": round(statistics.median(per), 4),
+        "ms_per_caption_min": round(min(per), 4),
+        "ms_per_caption_max": round(max(per), 4),
+    }
+
+
+def measure_speed(repeats: int = 7) -> dict:
+    """clean_caption alone, and the filter's whole pure batch function (clean, score,
+    decide), per caption, in this one Python thread."""
+    import os
+
+    import pandas as pd
+
+    from kale_spark.stages.filter import filter_batch
+
+    prompt = FUSE_CAPSFUSION_V1.template
+    out: dict = {"repeats": repeats, "threads": 1, "clock": "process_time (CPU)"}
+    for name, honest_only in (("mixed", False), ("honest_only", True)):
+        captions = speed_captions(honest_only)
+        n_sent = sum(len(split_sentences(t)) for t in captions)
+        frame = pd.DataFrame(
+            {
+                "uid": [str(i) for i in range(len(captions))],
+                "stage": "stage1",
+                "model": "m",
+                "prompt_id": FUSE_CAPSFUSION_V1.id,
+                "alt_text": "Vintage Leica M3 camera on a walnut desk, Berlin 1962",
+                "dense_caption": "a camera on a wooden desk next to a window with soft light",
+                "caption_raw": captions,
+            }
+        )
+        clean = _cpu_ms_per_caption(
+            lambda cs=captions: [clean_caption(t, prompt) for t in cs], len(captions), repeats
+        )
+        batch = _cpu_ms_per_caption(
+            lambda f=frame: filter_batch(f, min_words=5), len(captions), repeats
+        )
+        out[name] = {
+            "captions": len(captions),
+            "sentences": n_sent,
+            "words_per_caption": round(sum(len(t.split()) for t in captions) / len(captions), 1),
+            "sentences_per_s_median": round(
+                n_sent / len(captions) / clean["ms_per_caption_median"] * 1000
+            ),
+            "clean_caption": clean,
+            "filter_batch": batch,
+        }
+    out["load_average_1m"] = round(os.getloadavg()[0], 2)
+    out["cpus"] = os.cpu_count()
+    return out
+
+
+def log_holdout_scoring(results: dict[str, dict[str, Score]], command: str) -> None:
+    entry = {
+        "at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "commit": git_commit(),
+        "rules_digest": rules_digest(),
+        "command": command,
+        "figures": {m: s.figures() for m, s in results[HOLDOUT].items()},
+    }
+    with HOLDOUT_LOG.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def record(results: dict[str, dict[str, Score]], speed: dict | None, command: str) -> None:
+    looks = HOLDOUT_LOG.read_text(encoding="utf-8").count("\n") if HOLDOUT_LOG.exists() else 0
+    out = {
+        "measured_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "commit": git_commit(),
+        "rules_digest": rules_digest(),
+        "command": command,
+        "machine": {"python": platform.python_version(), "processor": platform.machine()},
+        "holdout_v2_scorings_logged": looks,
+        "splits": {
+            name: {m: s.figures() for m, s in by_method.items()}
+            for name, by_method in results.items()
+        },
+    }
+    if speed is not None:
+        out["speed"] = speed
+    FIGURES.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"wrote {FIGURES.relative_to(ROOT)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--show-errors", choices=tuple(DEV_SETS), help="list a dev split's misses")
+    parser.add_argument("--holdout", action="store_true", help="also score holdout v2 (aggregates)")
+    parser.add_argument("--speed", action="store_true", help="sentences/s and ms per caption")
+    parser.add_argument("--record", action="store_true", help="write bench/figures/artifacts.json")
+    args = parser.parse_args(argv)
+    command = "python bench/artifacts_eval.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    results = evaluate(args.holdout, args.show_errors)
+    if args.holdout:
+        log_holdout_scoring(results, command.strip())
+    speed = None
+    if args.speed:
+        speed = measure_speed()
+        print(json.dumps(speed, sort_keys=True))
+    if args.record:
+        record(results, speed, command.strip())
     return 0
 
 

@@ -4,9 +4,11 @@ Reads `stage1_captions` (and `stage2_captions` once the student has written it; 
 rows have no dense caption, so their `novel_share` compares with the alt-text alone and
 `novel_share_basis` says so) and,
 for every caption it has not seen yet, removes the sentences that leak the fusion
-prompt (:func:`kale_spark.artifacts.clean_caption`, given the instruction actually
+prompt (:func:`kale_spark.curation.clean_caption`, given the instruction actually
 sent for the row: the template of its `prompt_id`, after the system turn its
-`gen_params` names), scores the cleaned caption (:mod:`kale_spark.quality`) and decides:
+`gen_params` names; each removed sentence keeps the name of the rule that removed it,
+and the run counts `rule.<name>` for every rule), scores the cleaned caption
+(:mod:`kale_spark.quality`) and decides:
 
     kept       reject_reason null
     rejected   reject_reason `empty_after_cleaning` | `too_short` (< filter.min_words)
@@ -28,8 +30,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from kale_spark import caption_stats, quality, schema
-from kale_spark.artifacts import clean_caption
 from kale_spark.config import Config
+from kale_spark.curation import RULE_NAMES, clean_caption
 from kale_spark.lake import Lake
 from kale_spark.progress import Progress, counter_accumulator
 from kale_spark.prompts import get_prompt
@@ -217,7 +219,9 @@ def filtered_rows(
 
 def filter_stats(df: DataFrame, run_id: str) -> tuple[dict[str, float], dict[str, int]]:
     """Figures of a `filtered_captions` version in two Spark jobs: whole-table stats,
-    and this run's counts (rejects and removed sentences by reason)."""
+    and this run's counts: rejects by reason, and `rule.<name>` for every leak rule (the
+    sentences, labels or markup it removed in this run, 0 when it fired on none), so a
+    release shows which rules fired how often."""
     from pyspark.sql import functions as F
 
     kept = ~F.col("rejected")
@@ -257,8 +261,8 @@ def filter_stats(df: DataFrame, run_id: str) -> tuple[dict[str, float], dict[str
         "mean_novel_share_kept": mean(sum(g["novel"] or 0 for g in groups), n_kept),
     }
     for r in removed:
-        stats[f"removed.{r['reason']}"] = stats.get(f"removed.{r['reason']}", 0) + r["count"]
-    counts: dict[str, int] = {"kept": 0, "rejected": 0}
+        stats[f"rule.{r['reason']}"] = stats.get(f"rule.{r['reason']}", 0) + r["count"]
+    counts: dict[str, int] = {"kept": 0, "rejected": 0, **{f"rule.{n}": 0 for n in RULE_NAMES}}
     for g in groups:
         if not g["this_run"]:
             continue
@@ -269,7 +273,7 @@ def filter_stats(df: DataFrame, run_id: str) -> tuple[dict[str, float], dict[str
             counts[f"rejected.{g['reject_reason']}"] = g["rows"]
     for r in removed:
         if r["this_run"]:
-            counts[f"removed.{r['reason']}"] = r["count"]
+            counts[f"rule.{r['reason']}"] = r["count"]
     return stats, dict(sorted(counts.items()))
 
 
@@ -312,7 +316,7 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             inserted=written.rows_inserted,
             **counts,
         )
-        removed = {k.split(".", 1)[1]: v for k, v in stats.items() if k.startswith("removed.")}
+        removed = {k.split(".", 1)[1]: v for k, v in stats.items() if k.startswith("rule.")}
         run.notes += [
             f"input {total} = already filtered {total - written.rows_inserted} "
             f"+ inserted {written.rows_inserted}",
@@ -321,7 +325,7 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             f"mean {stats['mean_words_kept']:.1f} words, "
             f"knowledge retention {stats['mean_retention_kept']:.2f}, "
             f"novel share {stats['mean_novel_share_kept']:.2f}",
-            "table sentences removed by reason: "
+            "table sentences removed by rule: "
             + (", ".join(f"{k}={v}" for k, v in sorted(removed.items())) or "none"),
         ]
         words = quality.word_stats_lines(caption_stats.word_stats(table.where("NOT rejected")))

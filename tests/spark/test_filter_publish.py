@@ -23,6 +23,7 @@ import pytest
 
 from kale_spark import cli, schema
 from kale_spark.config import load_config
+from kale_spark.curation import RULE_NAMES
 from kale_spark.export import export_release
 from kale_spark.lake import Lake
 from kale_spark.prompts import FUSE_CAPSFUSION_V1
@@ -55,13 +56,13 @@ def _captions() -> list[tuple[list[tuple[str, str | None]], str | None, int]]:
     of the sample gets entry i % len."""
     return [
         ([(BODY, None)], None, BODY_WORDS),
-        ([(BODY, None), (LEAK_REF, "prompt_part_reference")], None, BODY_WORDS),
-        ([(LEAK_ECHO, "echoed_instruction"), (BODY, None)], None, BODY_WORDS),
+        ([(BODY, None), (LEAK_REF, "text_reference")], None, BODY_WORDS),
+        ([(LEAK_ECHO, "instruction_vocabulary"), (BODY, None)], None, BODY_WORDS),
         # Every sentence leaks: the row must stay, rejected, with an empty caption.
         (
             [
-                ("Sentence 1 is the alt-text of a web image.", "prompt_part_reference"),
-                ("This new description keeps the real-world knowledge.", "meta_commentary"),
+                ("Sentence 1 is the alt-text of a web image.", "text_reference"),
+                ("This new description keeps the real-world knowledge.", "self_reference"),
             ],
             schema.REJECT_EMPTY,
             0,
@@ -70,7 +71,7 @@ def _captions() -> list[tuple[list[tuple[str, str | None]], str | None, int]]:
         (
             [
                 ("A tower.", None),
-                ("According to the alt-text, it is in Paris.", "prompt_part_reference"),
+                ("According to the alt-text, it is in Paris.", "text_reference"),
             ],
             schema.REJECT_TOO_SHORT,
             2,
@@ -232,9 +233,15 @@ def test_filter_counts_and_rerun(pipeline):
     assert first.counts["kept"] == n - rejected and first.counts["rejected"] == rejected
     assert first.counts[f"rejected.{schema.REJECT_EMPTY}"] == 2
     assert first.counts[f"rejected.{schema.REJECT_TOO_SHORT}"] == 2
-    assert first.counts["removed.prompt_part_reference"] == 6
-    assert first.counts["removed.echoed_instruction"] == 2
-    assert first.counts["removed.meta_commentary"] == 2
+    # Every rule has its count in the run, so a release shows which rules fired how often.
+    rules = {k: v for k, v in first.counts.items() if k.startswith("rule.")}
+    assert set(rules) == {f"rule.{name}" for name in RULE_NAMES}
+    assert {k: v for k, v in rules.items() if v} == {
+        "rule.text_reference": 6,
+        "rule.instruction_vocabulary": 2,
+        "rule.self_reference": 2,
+    }
+    assert any("removed by rule: instruction_vocabulary=2" in note for note in first.notes)
     assert any("rejected" in note and "mean" in note for note in first.notes)
     assert rerun.counts["inserted"] == 0 and rerun.counts["already_filtered"] == n
     assert pipeline["filter_rerun_version"] == pipeline["filter1_version"]

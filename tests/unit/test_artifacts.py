@@ -1,4 +1,5 @@
-"""Leaked-prompt detection: the splitter, clean_caption, the KALE keyword rule, the eval set."""
+"""Leaked-prompt removal: the splitter, clean_caption, the KALE keyword rule, the labelled
+sets (dev, dev history, and the frozen holdout v2 by aggregates only)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from kale_spark.artifacts import (
+from kale_spark.curation import (
     Cleaned,
     classify_sentence,
     clean_caption,
     keyword_baseline,
     split_sentences,
 )
-from kale_spark.prompts import DENSE_V1, FUSE_CAPSFUSION_V1, get_prompt
+from kale_spark.prompts import FUSE_CAPSFUSION_V1, get_prompt
 
 EVAL_PATH = Path(__file__).resolve().parents[1] / "data" / "artifact_eval.jsonl"
-HOLDOUT_PATH = EVAL_PATH.with_name("artifact_holdout.jsonl")
+HISTORY_PATH = EVAL_PATH.with_name("artifact_holdout.jsonl")
+HOLDOUT_V2_PATH = EVAL_PATH.with_name("artifact_holdout_v2.jsonl")
+FIGURES_PATH = Path(__file__).resolve().parents[2] / "bench" / "figures" / "artifacts.json"
 FUSION = FUSE_CAPSFUSION_V1.template
+HOLDOUT_V2_SHA256 = "57d2d2a86c299f0b525463b04adaae09cd8e3804b11fda000b2a496409054cee"
 
 
 @pytest.mark.parametrize(
@@ -83,6 +87,8 @@ FUSION = FUSE_CAPSFUSION_V1.template
             ["Plan B.", "A new plan.", "J. A. Smith wrote it."],
         ),
         ("Caption:\n\nA red bus.  It is raining.", ["Caption:", "A red bus.", "It is raining."]),
+        ("It is Levi's. Soft light falls.", ["It is Levi's.", "Soft light falls."]),
+        ("The cover art. Soft light falls.", ["The cover art.", "Soft light falls."]),
         ("", []),
     ],
 )
@@ -116,7 +122,7 @@ def test_clean_caption_removes_references_and_keeps_honest_trigger_words() -> No
             "Here is the merged caption:",
             "As indicated in Sentence 1, the bus belongs to Transport for London.",
         ),
-        reasons=("meta_prefix", "prompt_part_reference"),
+        reasons=("header", "text_reference"),
     )
 
 
@@ -140,10 +146,10 @@ def test_clean_caption_meta_and_echo() -> None:
         "I hope this helps!",
     )
     assert result.reasons == (
-        "meta_commentary",
-        "meta_commentary",
-        "echoed_instruction",
-        "meta_commentary",
+        "assistant_narration",
+        "self_reference",
+        "instruction_vocabulary",
+        "assistant_narration",
     )
     assert result.changed
 
@@ -161,7 +167,16 @@ def test_clean_caption_leaks_without_keywords() -> None:
         "A barista pours latte art at Blue Bottle Coffee. "
         "The first sentence of the poem is painted on the wall behind her."
     )
-    assert result.reasons == ("prompt_part_reference", "prompt_part_reference", "meta_commentary")
+    assert result.reasons == ("text_reference", "agreement_hedge", "absence_hedge")
+
+
+def test_clean_caption_strips_chat_markup_and_keeps_the_caption() -> None:
+    caption = "[INST] Merge the two sentences. [/INST] A red tram climbs a hill in Lisbon.</s>"
+    assert clean_caption(caption) == Cleaned(
+        text="A red tram climbs a hill in Lisbon.",
+        removed=("[INST]", "[/INST]", "</s>", "Merge the two sentences."),
+        reasons=("chat_markup", "chat_markup", "chat_markup", "directive"),
+    )
 
 
 def test_clean_caption_without_removal_returns_input_unchanged() -> None:
@@ -172,44 +187,41 @@ def test_clean_caption_without_removal_returns_input_unchanged() -> None:
 
 def test_clean_caption_all_removed() -> None:
     assert clean_caption("Here is the merged caption:") == Cleaned(
-        text="", removed=("Here is the merged caption:",), reasons=("meta_commentary",)
+        text="", removed=("Here is the merged caption:",), reasons=("header",)
     )
 
 
-def test_prompt_overlap_only_with_a_prompt() -> None:
-    # Echoes of CapsFusion's instruction: content-word pairs ("suffer flaw", "well
-    # structured", "contain false", "false information"), and a five-word sequence.
+def test_instruction_overlap_is_the_rows_own_instruction() -> None:
+    # An instruction whose words no general rule knows: only the row's own instruction
+    # makes its echo a leak (a five-word sequence, or two content-word pairs).
+    instruction = "Mention the lemon tarts and the copper kettle from the bakery counter."
     caption = (
         "A red bus in London. "
-        "The street is well structured, yet it suffers from flaws in grammar. "
-        "The harbor may contain false information."
+        "The copper kettle shines beside the lemon tarts. "
+        "Shoppers admire the lemon tarts and the copper kettle from the bakery counter."
     )
     assert clean_caption(caption).removed == ()
-    assert clean_caption(caption, FUSION) == Cleaned(
+    assert clean_caption(caption, instruction) == Cleaned(
         text="A red bus in London.",
         removed=(
-            "The street is well structured, yet it suffers from flaws in grammar.",
-            "The harbor may contain false information.",
+            "The copper kettle shines beside the lemon tarts.",
+            "Shoppers admire the lemon tarts and the copper kettle from the bakery counter.",
         ),
-        reasons=("prompt_overlap", "prompt_overlap"),
-    )
-    both = FUSION + "\n" + DENSE_V1.template
-    assert (
-        classify_sentence("Describe this image in detail, the man asked.", both) == "prompt_overlap"
+        reasons=("instruction_overlap", "instruction_overlap"),
     )
     # One shared pair is not an echo; "real world" alone never counts.
     assert classify_sentence("A detailed real-world map hangs in the hall.", FUSION) is None
-    assert classify_sentence("The false ceiling hides pipes.", FUSION) is None
+    assert classify_sentence("The copper roof of the bakery is green.", instruction) is None
 
 
-def test_prompt_overlap_ignores_slot_content() -> None:
+def test_instruction_overlap_ignores_slot_content() -> None:
     # The template's slots are dropped: a caption that repeats its alt-text verbatim
     # does not "overlap" the prompt even though the rendered prompt contained it.
     alt = "Vintage Leica M3 camera with a 50mm Summicron lens on a walnut desk"
     rendered = FUSE_CAPSFUSION_V1.render(alt_text=alt, dense_caption="A camera on a desk.")
     caption = "A vintage Leica M3 camera with a 50mm Summicron lens on a walnut desk."
     assert clean_caption(caption, FUSION).removed == ()
-    assert clean_caption(caption, rendered).reasons == ("prompt_overlap",)
+    assert clean_caption(caption, rendered).reasons == ("instruction_overlap",)
 
 
 @pytest.mark.parametrize(
@@ -241,7 +253,7 @@ def test_keyword_baseline_false_positive_and_miss() -> None:
     )
     ours = clean_caption(caption)
     assert ours.text == 'A chalkboard sign reads "Real-world skills taught here".'
-    assert ours.reasons == ("prompt_part_reference",)
+    assert ours.reasons == ("text_reference",)
 
 
 def test_cleaned_is_frozen() -> None:
@@ -253,50 +265,86 @@ def _load(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def _rates(method, rows: list[dict]) -> tuple[float, float]:
-    """Sentence-level (precision, recall) of ``method(text, row)``, as
-    bench/artifacts_eval.py measures it."""
-    before, after = (
-        "The photo was taken on a clear afternoon.",
-        "Soft shadows fall across the ground.",
-    )
-    tp = fp = fn = 0
+_BEFORE = "The photo was taken on a clear afternoon."
+_AFTER = "Soft shadows fall across the ground."
+
+
+def _counts(method, rows: list[dict]) -> dict[str, int]:
+    """Sentence-level counts of ``method(text, row)`` as bench/artifacts_eval.py measures
+    them: the labelled sentence between two honest ones, removed when it is not intact.
+    Aggregates only: nothing here ever names a row (holdout v2 goes through it)."""
+    tp = fp = fn = tn = 0
     for row in rows:
-        kept = method(f"{before} {row['sentence']} {after}", row).text
-        assert before in kept and after in kept, row["sentence"]
+        kept = method(f"{_BEFORE} {row['sentence']} {_AFTER}", row).text
         hit = row["sentence"] not in kept
         tp += hit and row["leak"]
         fp += hit and not row["leak"]
         fn += (not hit) and row["leak"]
-    return tp / (tp + fp), tp / (tp + fn)
+        tn += (not hit) and not row["leak"]
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
+
+
+def _rates(method, rows: list[dict]) -> tuple[float, float]:
+    c = _counts(method, rows)
+    return c["tp"] / (c["tp"] + c["fp"]), c["tp"] / (c["tp"] + c["fn"])
+
+
+def _row_prompt(row: dict) -> str | None:
+    try:
+        return get_prompt(row.get("prompt_id") or FUSE_CAPSFUSION_V1.id).template
+    except KeyError:
+        return None
 
 
 def _with_row_prompt(text: str, row: dict):
     """clean_caption given the instruction sent for the row, as the filter runs it."""
-    return clean_caption(text, get_prompt(row.get("prompt_id", "fuse_capsfusion_v1")).template)
+    return clean_caption(text, _row_prompt(row))
 
 
 def _baseline(text: str, row: dict):
     return keyword_baseline(text)
 
 
-def test_holdout_is_frozen_and_apart_from_dev() -> None:
-    # The holdout was committed in its own commit before any rule change; this hash
-    # pins it (editing it to fit the rules fails here).
-    digest = hashlib.sha256(HOLDOUT_PATH.read_bytes()).hexdigest()
+def test_dev_history_is_frozen_and_apart_from_dev() -> None:
+    # The first holdout, frozen in its own commit; its misses were printed while rules
+    # changed, so it is dev history now. The hash pins it.
+    digest = hashlib.sha256(HISTORY_PATH.read_bytes()).hexdigest()
     assert digest == "549a7ee8703f4ac3d603b806b5c704e6a01c1e76b67473e2ed0248789a01263c"
-    holdout, dev = _load(HOLDOUT_PATH), _load(EVAL_PATH)
-    assert len(holdout) == 244 and sum(r["leak"] for r in holdout) == 120
-    assert len({r["sentence"] for r in holdout}) == len(holdout)
-    assert not {r["sentence"] for r in holdout} & {r["sentence"] for r in dev}
-    assert 0.45 <= sum(r["leak"] for r in holdout) / len(holdout) <= 0.55
-    assert {r["source"] for r in holdout} == {
-        "kale_figure3",
-        "capsfusion_failure",
-        "instruction_paraphrase",
-        "honest_trigger",
-        "honest_plain",
-    }
+    history, dev = _load(HISTORY_PATH), _load(EVAL_PATH)
+    assert len(history) == 244 and sum(r["leak"] for r in history) == 120
+    assert not {r["sentence"] for r in history} & {r["sentence"] for r in dev}
+
+
+def test_holdout_v2_is_frozen() -> None:
+    # Written by an author who never saw the rules, committed before any rule change.
+    # Only its hash and sizes are checked here; its sentences are never printed.
+    digest = hashlib.sha256(HOLDOUT_V2_PATH.read_bytes()).hexdigest()
+    assert digest == HOLDOUT_V2_SHA256
+    rows = _load(HOLDOUT_V2_PATH)
+    assert (len(rows), sum(bool(r["leak"]) for r in rows)) == (376, 168)
+
+
+def test_holdout_v2_figures_are_the_recorded_ones() -> None:
+    """The headline: holdout v2 as the filter runs it, against KALE's keyword rule, equal
+    to bench/figures/artifacts.json (written by bench/artifacts_eval.py --record). The
+    targets (>= 0.95 both) are reported there and in the README, not asserted here."""
+    recorded = json.loads(FIGURES_PATH.read_text(encoding="utf-8"))["splits"]["holdout_v2"]
+    rows = _load(HOLDOUT_V2_PATH)
+    ours, base = _counts(_with_row_prompt, rows), _counts(_baseline, rows)
+    assert ours == {k: recorded["clean_caption+prompt"][k] for k in ours}
+    assert base == {k: recorded["keyword_baseline"][k] for k in base}
+    p, r = ours["tp"] / (ours["tp"] + ours["fp"]), ours["tp"] / (ours["tp"] + ours["fn"])
+    bp, br = base["tp"] / (base["tp"] + base["fp"]), base["tp"] / (base["tp"] + base["fn"])
+    assert p > bp and r > br
+
+
+def test_leak_removal_on_dev_and_dev_history() -> None:
+    for path, baseline in ((EVAL_PATH, (0.511, 0.125)), (HISTORY_PATH, (0.762, 0.267))):
+        rows = _load(path)
+        precision, recall = _rates(_with_row_prompt, rows)
+        assert precision >= 0.99 and recall >= 0.99, path.name
+        assert _rates(_baseline, rows) == pytest.approx(baseline, abs=5e-4)
+        assert precision > baseline[0] and recall > baseline[1]
 
 
 def test_dev_set_shape() -> None:
@@ -304,30 +352,3 @@ def test_dev_set_shape() -> None:
     assert len(rows) == 398 and sum(r["leak"] for r in rows) == 192
     assert len({r["sentence"] for r in rows}) == len(rows)
     assert 0.4 <= sum(r["leak"] for r in rows) / len(rows) <= 0.6
-
-
-def test_leak_removal_on_the_holdout_beats_kales_keyword_rule() -> None:
-    """The headline figure: the HOLDOUT (never tuned on), the filter's configuration
-    (the row's instruction given). Precision and recall >= 0.95, above KALE's rule."""
-    rows = _load(HOLDOUT_PATH)
-    precision, recall = _rates(_with_row_prompt, rows)
-    base_precision, base_recall = _rates(_baseline, rows)
-    assert precision >= 0.95
-    assert recall >= 0.95
-    assert precision > base_precision
-    assert recall > base_recall
-    # The figures README.md reports (update both together).
-    assert (round(precision, 3), round(recall, 3)) == (0.983, 0.967)
-    assert (round(base_precision, 3), round(base_recall, 3)) == (0.762, 0.267)
-    no_prompt = _rates(lambda text, row: clean_caption(text), rows)
-    assert (round(no_prompt[0], 3), round(no_prompt[1], 3)) == (0.983, 0.942)
-
-
-def test_leak_removal_on_dev() -> None:
-    rows = _load(EVAL_PATH)
-    precision, recall = _rates(_with_row_prompt, rows)
-    assert precision >= 0.95 and recall >= 0.95
-    assert (round(precision, 3), round(recall, 3)) == (1.0, 0.995)  # README's dev figure
-    assert _rates(_baseline, rows) == pytest.approx((0.511, 0.125), abs=5e-4)
-    no_prompt = _rates(lambda text, row: clean_caption(text), rows)
-    assert no_prompt[0] >= 0.95 and no_prompt[1] >= 0.95

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from kale_spark import schema
-from kale_spark.prompts import FUSE_CAPSFUSION_V1
+from kale_spark.prompts import FUSE_CAPSFUSION_V1, PROMPTS, PromptTemplate
 from kale_spark.stages.filter import decide, filter_batch
 
 
@@ -33,7 +33,7 @@ def test_filter_batch():
     out = filter_batch(pdf, min_words=5)
     assert list(out["caption"]) == [body, "", "", body]
     assert list(out["removed_sentences"][0]) == [leak]
-    assert list(out["removal_reasons"][0]) == ["prompt_part_reference"]
+    assert list(out["removal_reasons"][0]) == ["text_reference"]
     assert list(out["reject_reason"]) == [None, schema.REJECT_EMPTY, schema.REJECT_EMPTY, None]
     assert list(out["rejected"]) == [False, True, True, False]
     assert list(out["word_count"]) == [14, 0, 0, 14]
@@ -49,11 +49,18 @@ def test_filter_batch():
     ]  # input untouched
 
 
-def test_filter_batch_checks_against_the_instruction_actually_sent():
+def test_filter_batch_checks_against_the_instruction_actually_sent(monkeypatch):
     """A sentence echoing the system turn is a leak only for the rows whose
-    gen_params say that system turn was sent (ModelSpec.lineage records it)."""
+    gen_params say that system turn was sent (ModelSpec.lineage records it). The system
+    turn here uses words no general rule knows, so only the row's instruction can tell."""
+    system = PromptTemplate(
+        id="system_test_bakery",
+        kind="system",
+        template="Mention the lemon tarts and the copper kettle from the bakery counter.",
+    )
+    monkeypatch.setitem(PROMPTS, system.id, system)
     body = "The Eiffel Tower in Paris rises against an orange sunset sky above the trees."
-    echo = "It gives a factual caption only, without any introduction, notes or comments."
+    echo = "Shoppers admire the lemon tarts and the copper kettle from the bakery counter."
     pdf = pd.DataFrame(
         {
             "uid": ["a", "b"],
@@ -66,10 +73,10 @@ def test_filter_batch_checks_against_the_instruction_actually_sent():
             "gen_params": [
                 '{"do_sample":false,"max_new_tokens":64,"num_beams":1}',
                 '{"do_sample":false,"max_new_tokens":64,"num_beams":1,'
-                '"system_prompt_id":"system_captioner_v1"}',
+                '"system_prompt_id":"system_test_bakery"}',
             ],
         }
     )
     out = filter_batch(pdf, min_words=5)
     assert list(out["caption"]) == [f"{body} {echo}", body]
-    assert [list(r) for r in out["removal_reasons"]] == [[], ["prompt_overlap"]]
+    assert [list(r) for r in out["removal_reasons"]] == [[], ["instruction_overlap"]]

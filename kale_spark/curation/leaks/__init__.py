@@ -1,0 +1,52 @@
+"""Leaked-prompt rules, one module per kind of leak (see :data:`base.KINDS`).
+
+:data:`RULES` is the order in which a sentence is checked; the first rule that
+matches names the reason it is removed. The header rule runs first and on its own
+(it removes a leading label and lets the rest of the sentence be checked).
+"""
+
+from __future__ import annotations
+
+from kale_spark.curation.leaks.base import KINDS, Rule, Sentence
+from kale_spark.curation.leaks.critiques import InputCritique
+from kale_spark.curation.leaks.echoes import (
+    Directive,
+    InstructionOverlap,
+    InstructionVocabulary,
+    TemplateSlot,
+)
+from kale_spark.curation.leaks.headers import ChatMarkup, Header
+from kale_spark.curation.leaks.hedges import AbsenceHedge, AgreementHedge
+from kale_spark.curation.leaks.meta_discourse import AsDescribedAside, SelfReference, TextReference
+from kale_spark.curation.leaks.narration import (
+    AssistantNarration,
+    EditNarration,
+    FirstPerson,
+    Question,
+)
+
+__all__ = ["HEADER", "KINDS", "MARKUP", "RULES", "RULE_NAMES", "Rule", "Sentence"]
+
+HEADER = Header()
+MARKUP = ChatMarkup()
+RULES: tuple[Rule, ...] = (
+    MARKUP,
+    HEADER,
+    TemplateSlot(),
+    AssistantNarration(),
+    FirstPerson(),
+    Question(),
+    InputCritique(),
+    AgreementHedge(),
+    AbsenceHedge(),
+    Directive(),
+    SelfReference(),
+    TextReference(),
+    AsDescribedAside(),
+    EditNarration(),
+    InstructionVocabulary(),
+    InstructionOverlap(),
+)
+RULE_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
+assert len(set(RULE_NAMES)) == len(RULE_NAMES), "rule names are reasons: keep them unique"
+assert all(r.kind in KINDS for r in RULES)

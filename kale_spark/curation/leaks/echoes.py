@@ -1,0 +1,231 @@
+"""Kind ``instruction_echo``: the sentence repeats, paraphrases or restates the
+instruction the model was given.
+
+- :class:`InstructionOverlap` compares with the instruction actually sent for the
+  row (its prompt template and system turn): a shared five-word sequence holding at
+  least three content words, or two shared content-word pairs (stopwords skipped,
+  crude stems), is an echo. ``{slot}`` placeholders are dropped and n-grams never span
+  them, so a caption repeating its alt-text does not "overlap".
+- :class:`InstructionVocabulary` knows the vocabulary of caption-fusion instructions in
+  general (CapsFusion's and this project's): sentence structure, real-world knowledge,
+  well-structured, in-depth details, concatenating, false information, names, places,
+  brands and dates, keeping the knowledge and the visual details.
+- :class:`Directive` catches the instruction restated as an order: an imperative
+  ("Mention the year.", "Avoid concatenating ...") or an obligation on the caption
+  ("The caption should highlight the brand.").
+
+All three leave alone a sentence about text in the image (a poster about sentence
+structure, a sign telling visitors to keep off the grass).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from kale_spark.curation.leaks.base import Rule, Sentence
+from kale_spark.quality import STOPWORDS
+
+__all__ = ["Directive", "InstructionOverlap", "InstructionVocabulary", "TemplateSlot"]
+
+_I = re.IGNORECASE
+_WORD = re.compile(r"[^\W_]+")
+_SLOT = re.compile(r"\{[^{}]*\}")
+# Content bigrams too common in honest captions to count as an echo on their own.
+_COMMON_BIGRAMS = frozenset({("real", "world")})
+
+
+def _stem(token: str) -> str:
+    for suffix in ("ing", "ed", "es", "ly", "s"):
+        if token.endswith(suffix) and len(token) - len(suffix) >= 4:
+            return token[: -len(suffix)]
+    return token
+
+
+def _content_stems(text: str) -> list[str]:
+    tokens = (t.lower() for t in _WORD.findall(text))
+    return [_stem(t) for t in tokens if t not in STOPWORDS and not t.isdigit()]
+
+
+@lru_cache(maxsize=64)
+def _prompt_grams(prompt: str, n: int = 5) -> tuple[frozenset, frozenset, frozenset]:
+    """The instruction's five-grams (three content words or more), content bigrams and
+    content stems."""
+    grams: set[tuple[str, ...]] = set()
+    pairs: set[tuple[str, str]] = set()
+    for part in _SLOT.split(prompt):
+        tokens = [t.lower() for t in _WORD.findall(part)]
+        for i in range(len(tokens) - n + 1):
+            gram = tuple(tokens[i : i + n])
+            if sum(t not in STOPWORDS for t in gram) >= 3:
+                grams.add(gram)
+        stems = _content_stems(part)
+        pairs.update(zip(stems, stems[1:], strict=False))
+    pairs -= _COMMON_BIGRAMS
+    return frozenset(grams), frozenset(pairs), frozenset(t for pair in pairs for t in pair)
+
+
+class InstructionOverlap(Rule):
+    """Shares a five-word sequence or two content-word pairs with the row's instruction."""
+
+    name = "instruction_overlap"
+    kind = "instruction_echo"
+
+    def matches(self, s: Sentence) -> bool:
+        # On the text with its quotes: the instruction quoted is still the instruction.
+        if not s.prompt or s.shows_text:
+            return False
+        grams, pairs, stems = _prompt_grams(s.prompt)
+        text = s.text
+        tokens = [t.lower() for t in _WORD.findall(text)]
+        # Both tests need at least two of the instruction's content words.
+        if sum(_stem(t) in stems for t in set(tokens) if t not in STOPWORDS) < 2:
+            return False
+        if any(tuple(tokens[i : i + 5]) in grams for i in range(len(tokens) - 4)):
+            return True
+        stems = _content_stems(text)
+        return len(set(zip(stems, stems[1:], strict=False)) & pairs) >= 2
+
+
+_PHRASES = re.compile(
+    r"\bsentence\s+structures?\b|\bwell[\s-]+structured\b|\bnice\s+(?:sentence\s+)?structure\b"
+    r"|\breal[\s-]+world\s+(?:knowledge|information|info|facts?|details?|context|data|names?|"
+    r"elements?|identity|identification|specifics|particulars|accuracy|grounding|references?|"
+    r"terms|perspective|standpoint|cues|content|entities|background|insights?|clues|"
+    r"specificity|attributes|information)\b|\bweb\s+images?\b"
+    r"|\bin[\s-]depth\s+(?:real[\s-]world\s+)?(?:details?|knowledge|information)\b"
+    r"|\b(?:detailed\s+|dense\s+)?visual\s+descriptions?\b"
+    r"|\bfactual\s+(?:information|knowledge|details|context|captions?)\b"
+    r"|\bnames,?\s+(?:and\s+)?places\b|\bbrands,?\s+(?:and\s+)?dates\b|\bplaces,?\s+brands\b"
+    r"|\bmerg(?:e[sd]?|ing)\s+and\s+refin(?:e[sd]?|ing)\b|\bconcatenat\w*"
+    r"|\bflaws?\s+in\s+(?:sentence\s+)?(?:structure|grammar)\b|\bsuffers?\s+from\s+flaws\b"
+    r"|\bfalse\s+information\b|\bnotes\s+or\s+comments\b|\bdescribe\s+this\s+image\b"
+    r"|\b(?:without|no|any)\s+(?:any\s+)?(?:introduction|preamble|commentary|comments|notes)\b"
+    r"|\b(?:only\s+the\s+caption|the\s+caption\s+only)\b|\bwell[\s-]+formed\b"
+    r"|\bgrammatically\s+(?:correct|sound|accurate|proper)\b|\bcoherent\s+(?:sentence|caption|"
+    r"description|whole)\b",
+    _I,
+)
+_KEEP = re.compile(
+    r"\b(?:keep|keeps|kept|keeping|retain\w*|preserv\w*|maintain\w*|incorporat\w*|integrat\w*|"
+    r"combin\w*|merg\w*|blend\w*|weav\w*|woven|fus\w*|enrich\w*|carr(?:y|ies|ied)\s+over)\b",
+    _I,
+)
+_KEPT_THING = re.compile(
+    r"\b(?:knowledge|visual\s+(?:details?|elements?|information|cues)|key\s+(?:facts|details|"
+    r"information)|(?:brand|location|contextual|background|factual)\s+(?:information|details)|"
+    r"names\s+and\s+(?:places|dates)|pieces\s+of\s+information|(?:relevant|important)\s+"
+    r"(?:details|information|facts)|proper\s+nouns)\b",
+    _I,
+)
+
+
+class InstructionVocabulary(Rule):
+    """Uses the words of caption-fusion instructions (sentence structure, real-world
+    knowledge, keeping the knowledge and the visual details)."""
+
+    name = "instruction_vocabulary"
+    kind = "instruction_echo"
+    triggers = frozenset(
+        """sentence structure structures structured nice real world depth visual description
+        descriptions factual names brands places merge merges merged merging concatenate
+        concatenates concatenated concatenating concatenation flaw flaws suffer suffers false
+        notes describe introduction preamble commentary comments only knowledge key brand
+        location contextual background pieces relevant important proper well formed
+        grammatically coherent web""".split()
+    )
+
+    def matches(self, s: Sentence) -> bool:
+        if s.shows_text:
+            return False
+        if _PHRASES.search(s.masked):
+            return True
+        return bool(_KEEP.search(s.masked) and _KEPT_THING.search(s.masked))
+
+
+_WRITER_VERBS = (
+    r"describe|mention|include|focus|highlight|keep|retain|preserve|merge|combine|avoid|"
+    r"ensure|emphasi[sz]e|refine|rewrite|correct|fix|integrate|incorporate|provide|give|"
+    r"omit|remove|state|specify|write|use|add|make|capture|convey|reflect|stress|cover|"
+    r"name|identify|list|note|refer|repeat|feature|read|sound|start|begin|end|stay|remain"
+)
+_ORDERS = (
+    r"describe|mention|include|focus|highlight|keep|retain|preserve|merge|combine|avoid|"
+    r"ensure|emphasi[sz]e|refine|rewrite|correct|fix|integrate|incorporate|provide|give|"
+    r"omit|remove|state|specify|write|use|add|make|capture|convey|stress|repeat|"
+    r"concatenate|summari[sz]e|limit|start|begin|stick|prioriti[sz]e|prefer|favou?r|trust|"
+    r"rely|ignore|drop|skip|leave|cut|shorten|expand|paraphrase|translate|output|answer|"
+    r"respond|return|reply|produce|generate|create|craft|compose|draft|explain|check|verify|"
+    r"double-check|mind|treat|name|identify|list|note\s+down"
+)
+_IMPERATIVE = re.compile(
+    r"^\W*(?:(?:first|firstly|then|next|finally|now|also|lastly|second|secondly|third|step\s+\d+)"
+    r"[,:]?\s+)?(?:please\s+)?(?:(?:do\s+not|don['’]t|never|always|be\s+sure\s+to|make\s+sure|"
+    r"remember|try\s+to|note\s+that)\b"
+    rf"|(?:{_ORDERS})\s+(?=(?:the|a|an|this|that|these|those|it|them|both|all|any|"
+    r"only|on|to|every|each|your|its|their|what|how|which|whether|more|less|one|two|with)\b|"
+    r"\w+ing\b))",
+    _I,
+)
+_OBLIGATION = re.compile(
+    r"\b(?:caption|description|sentence|output|answer|response|text|rewrite|summary|version|"
+    r"it|this|we|you|one)\s+(?:also\s+|here\s+)?(?:should|must|needs?\s+to|has\s+to|have\s+to|"
+    r"ought\s+to|is\s+(?:to|supposed\s+to|meant\s+to|expected\s+to|required\s+to)|"
+    r"will\s+need\s+to)\s+(?:also\s+)?(?:not\s+)?"
+    rf"(?:{_WRITER_VERBS}|be\s+(?:concise|factual|detailed|clear|brief|short|accurate|"
+    r"written|kept|mentioned|included|avoided|removed|omitted|highlighted|a\s+single|under|"
+    r"at\s+most|no\s+more|fewer|shorter|longer))\b",
+    _I,
+)
+# Captions in general, as an instruction talks of them: "A good caption names the place."
+_GOOD_CAPTION = re.compile(
+    r"\b(?:a|any|the|every|each|your)\s+(?:good|great|ideal|proper|better|strong|perfect|"
+    r"well-written)\s+(?:caption|description|answer|response|output)s?\b"
+    r"|\bsuch\s+an?\s+(?:caption|description)\b|\bno\s+need\s+to\s+(?:repeat|mention|include|"
+    r"describe|add|say|state|name)\b",
+    _I,
+)
+# What the caption would or will do: "Any good caption here would highlight ...".
+_WOULD = re.compile(
+    r"\b(?:caption|description|output|answer|response|rewrite|summary)s?\s+(?:here\s+)?"
+    rf"(?:would|will)\s+(?:also\s+)?(?:not\s+)?(?:{_WRITER_VERBS})\b",
+    _I,
+)
+
+
+class Directive(Rule):
+    """The instruction restated as an order: an imperative, or what the caption
+    should, must or needs to do."""
+
+    name = "directive"
+    kind = "instruction_echo"
+
+    def matches(self, s: Sentence) -> bool:
+        masked = s.masked
+        # An order at the start may be a sign's ("Mind the gap, warns a sign").
+        return bool(
+            (_IMPERATIVE.search(masked) and not s.shows_text)
+            or _OBLIGATION.search(masked)
+            or _WOULD.search(masked)
+            or _GOOD_CAPTION.search(masked)
+        )
+
+
+_SLOT_NAME = re.compile(
+    r"\{\s*[A-Za-z_][\w ]{0,30}\}|\[(?!sic\])(?:insert\s+)?[a-z][a-z _/-]{1,30}\]|"
+    r"<(?:insert\s+)?[a-z][a-z _]{1,30}>"
+)
+
+
+class TemplateSlot(Rule):
+    """A placeholder left in the text: a template slot ("Sentence 1: {alt_text}") or a
+    blank to fill ("[brand name]", "<location>")."""
+
+    name = "template_slot"
+    kind = "instruction_echo"
+
+    def matches(self, s: Sentence) -> bool:
+        text = s.text
+        if "{" not in text and "[" not in text and "<" not in text:
+            return False
+        return _SLOT_NAME.search(text) is not None

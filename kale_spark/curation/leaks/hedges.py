@@ -1,0 +1,187 @@
+"""Kind ``agreement_hedge``: the sentence hedges about the inputs instead of
+describing the image - whether they agree ("The two descriptions differ on ...",
+"Both mention ...", "Despite the conflicting details ..."), whether one can be
+trusted ("If the alt-text is accurate ...", "The year cannot be confirmed") or what
+they leave out ("No date is given", "The location is not specified").
+
+Content stays: two flags that do not match, a mural of a conflict, a plaque saying
+a date is unknown, a brand not mentioned on a box.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kale_spark.curation.leaks.base import Rule, Sentence
+from kale_spark.curation.leaks.content import SURFACES
+from kale_spark.curation.leaks.references import find_references
+from kale_spark.curation.leaks.vocab import alternation, verb_forms
+
+__all__ = ["AgreementHedge", "AbsenceHedge"]
+
+_I = re.IGNORECASE
+_AGREE = verb_forms(
+    "agree",
+    "disagree",
+    "differ",
+    "conflict",
+    "contradict",
+    "concur",
+    "diverge",
+    "mention",
+    "say",
+    "describe",
+    "confirm",
+    "note",
+    "state",
+    "specify",
+    "indicate",
+    "name",
+    "identify",
+    "place",
+    "refer",
+    "call",
+    "list",
+)
+_TEXTS = r"sources?|inputs?|texts?|accounts?|versions?|descriptions?|captions?|sentences?"
+# Several things as the subject of a verb of saying or agreeing: "Both mention ...",
+# "the two accounts differ"; the noun, if any, must be a text ("both teams agree" is not).
+_SEVERAL = re.compile(
+    r"\b(?:both|neither|either|the\s+two)(?:\s+of\s+them|\s+(?P<noun>[a-z]+))?"
+    r"\s+(?:(?:also|only|clearly|do|does|did|not|don['’]t|doesn['’]t|seem\s+to|appear\s+to)\s+)*"
+    rf"(?:{_AGREE})\b",
+    _I,
+)
+_TEXT_NOUN = re.compile(rf"(?:{_TEXTS})", _I)
+# Texts that agree or not: "the sentences match", "the two accounts differ".
+_TEXTS_AGREE = re.compile(
+    r"\b(?:sources|inputs|texts|accounts|versions|descriptions|captions|sentences)\s+"
+    r"(?:(?:do|does|did|not|don['’]t|also|both|all|seem\s+to|appear\s+to)\s+)*"
+    r"(?:agree|disagree|differ|conflict|contradict|match|concur|diverge|align|coincide|"
+    r"line\s+up|point\s+to|overlap|corroborate|complement|reinforce|mirror)\b",
+    _I,
+)
+# Words of conflict that need no texts named: captions rarely have discrepancies.
+_CONFLICT_ALONE = re.compile(
+    r"\b(?:discrepanc(?:y|ies)|inconsistenc(?:y|ies)|contradictions?|contradictory|"
+    r"mismatch(?:ed|es)?|reconcil\w+)\b",
+    _I,
+)
+_CONFLICT = re.compile(
+    r"\b(?:discrepanc(?:y|ies)|inconsisten\w+|contradict\w*|mismatch\w*|disagree\w*|"
+    r"reconcil\w+|conflicting|(?:at\s+odds|do\s+not\s+agree|don['’]t\s+agree|do\s+not\s+match|"
+    r"don['’]t\s+match|are\s+(?:in)?consistent)|conflicts?\s+(?:between|about|over|on|"
+    r"regarding|with))\b",
+    _I,
+)
+_PLURAL_TEXTS = re.compile(
+    rf"\b(?:{_TEXTS}|details|information|data|reports|claims)\b",
+    _I,
+)
+_TRUST = re.compile(
+    r"\b(?:if|assuming|provided\s+that|supposing|as\s+long\s+as)\b[^,.]*\b(?:correct|accurate|"
+    r"right|reliable|true|trustworthy|to\s+be\s+believed)\b"
+    r"|\b(?:cannot|can['’]t|could\s+not|couldn['’]t)\s+be\s+(?:confirmed|verified|determined|"
+    r"established|ascertained)\b|\b(?:unverified|unconfirmed)\b"
+    r"|\b(?:unclear|uncertain|not\s+clear|not\s+certain)\s+(?:whether|if|which|from)\b"
+    r"|\bit\s+is\s+(?:unclear|uncertain|not\s+clear|not\s+certain|impossible\s+to\s+(?:tell|"
+    r"say|know|confirm|verify|determine))\b"
+    r"|\bwhich\s+(?:[\w-]+\s+){0,3}?(?:is|was|are)\s+(?:correct|right|accurate|true|wrong|"
+    r"mistaken)\b"
+    r"|\b(?:hard|difficult|impossible)\s+to\s+(?:say|tell|know|determine|confirm|verify)\b"
+    r"|\b(?:remains?|stays?)\s+(?:unclear|uncertain|ambiguous|unconfirmed|unverified)\b"
+    r"|\bmay\s+or\s+may\s+not\b"
+    r"|\b(?:one\s+of\s+(?:them|the\s+two)|either|both|they)\s+(?:must|may|might|could|"
+    r"can['’]?not|cannot|can['’]t)\s+be\s+(?:wrong|mistaken|incorrect|inaccurate|right|correct|"
+    r"true)\b",
+    _I,
+)
+
+
+_THEY_AGREE = re.compile(
+    r"\b(?:they|these|both)\s+(?:all\s+|both\s+)?(?:agree|disagree|conflict|contradict|"
+    r"corroborate)\s+(?:that|on|about|regarding|with\s+each\s+other)\b|\bconsensus\b",
+    _I,
+)
+
+
+def _several_texts(masked: str) -> bool:
+    for m in _SEVERAL.finditer(masked):
+        noun = m.group("noun")
+        if noun is None or _TEXT_NOUN.fullmatch(noun):
+            return True
+    return False
+
+
+class AgreementHedge(Rule):
+    """Whether the inputs agree, or whether one can be trusted."""
+
+    name = "agreement_hedge"
+    kind = "agreement_hedge"
+
+    def matches(self, s: Sentence) -> bool:
+        if s.shows_carrier:
+            return False
+        masked = s.masked
+        if _TRUST.search(masked) or _several_texts(masked) or _TEXTS_AGREE.search(masked):
+            return True
+        if _CONFLICT_ALONE.search(masked) or _THEY_AGREE.search(masked):
+            return True
+        if _CONFLICT.search(masked):
+            return bool(_PLURAL_TEXTS.search(masked) or find_references(s))
+        return False
+
+
+_ABSENT = re.compile(
+    r"\b(?:(?:is|are|was|were)\s+(?:not|never)|isn['’]t|aren['’]t|wasn['’]t|weren['’]t)\s+"
+    r"(?:\w+ly\s+)?(?:mentioned|specified|stated|"
+    r"provided|given|indicated|named|identified|listed|included|described|supplied|available|"
+    r"clear)\b"
+    r"|^\W*(?:no|neither|none)\b[^.]*\b(?:is|are|was|were)\s+(?:\w+ly\s+)?(?:mentioned|"
+    r"specified|stated|provided|given|indicated|named|included)\b"
+    r"|\b(?:(?:does|do|did)\s+not|doesn['’]t|don['’]t|didn['’]t)\s+(?:mention|specify|say|state|"
+    r"give|name|indicate|provide|"
+    r"include|identify)\b"
+    r"|\bno\s+(?:mention|indication|information|details?)\s+(?:of|about|on|regarding|is|are)\b"
+    r"|\b(?:not\s+enough|insufficient|limited|little)\s+(?:information|details?|context|data)\b"
+    r"|\bunclear\s+from\b|\bthere\s+is\s+no\s+(?:way\s+to|mention)\b"
+    r"|\b(?:information|details|mention|data)\b[^.]*\b(?:is|are)\s+(?:missing|absent|lacking|"
+    r"unavailable)\b"
+    r"|^\W*nothing\s+in\s+(?:the|either|both|these|those)\b"
+    r"|\bno\s+(?:image|photo|picture)\s+(?:was|is|has\s+been)\s+(?:provided|shared|given|"
+    r"attached|available|supplied)\b",
+    _I,
+)
+
+
+_ON_SURFACE = re.compile(
+    rf"\b(?:on|in|inside)\s+(?:the|a|an|its|this|their)\s+(?:[\w'’-]+\s+){{0,3}}?(?:{alternation(SURFACES)})\b",
+    _I,
+)
+
+
+_SURFACE_SAYS = re.compile(
+    rf"\b(?:{alternation(SURFACES)})(?:['’]s)?\s+(?:\w+\s+){{0,2}}$",
+    _I,
+)
+
+
+class AbsenceHedge(Rule):
+    """What the inputs leave out ("No date is given", "The location is not specified")."""
+
+    name = "absence_hedge"
+    kind = "agreement_hedge"
+    triggers = frozenset(
+        "not never no neither none insufficient limited little unclear missing absent lacking "
+        "unavailable nothing isn aren wasn weren doesn don didn".split()
+    )
+
+    def matches(self, s: Sentence) -> bool:
+        m = _ABSENT.search(s.masked)
+        if m is None:
+            return False
+        # Absent from a thing in the image, not from the inputs: "not mentioned anywhere
+        # on the box", "the sign does not say ...".
+        return _ON_SURFACE.search(s.masked) is None and not _SURFACE_SAYS.search(
+            s.masked[: m.start()]
+        )

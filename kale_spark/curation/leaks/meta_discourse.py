@@ -1,0 +1,139 @@
+"""Kind ``meta_discourse``: the sentence talks about texts - the inputs the model was
+given (Sentence 1, the alt-text, the dense caption, the prompt) or the caption it is
+writing (this caption, the merged description) - instead of about the image.
+
+What counts as a reference to a text, and when one is content, is in
+:mod:`.references`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kale_spark.curation.leaks.base import Rule, Sentence
+from kale_spark.curation.leaks.references import (
+    REFERENCE_WORDS,
+    find_references,
+    is_modifier,
+    owned_by_other,
+    reference_leaks,
+)
+
+__all__ = ["AsDescribedAside", "SelfReference", "TextReference"]
+
+_I = re.IGNORECASE
+
+# A text implied as the source: "The room is described as a hotel lobby."
+_DESCRIBED_AS = re.compile(
+    r"\b(?:is|are|was|were)\s+(?:\w+ly\s+)?(?:described|referred\s+to|characteri[sz]ed|"
+    r"mentioned|portrayed|depicted)\s+as\b"
+    r"|\bit\s+(?:is|was|has\s+been)\s+(?:\w+ly\s+)?(?:mentioned|stated|noted|indicated|"
+    r"specified)\s+that\b",
+    _I,
+)
+# "The model" is a text's author only as a source: a fashion model shows a dress.
+_PER_MODEL = re.compile(r"\b(?:according\s+to|per|based\s+on|as\s+\w+\s+by)\s+the\s+model\b", _I)
+
+
+class TextReference(Rule):
+    """An input or the prompt is what the sentence talks about."""
+
+    name = "text_reference"
+    kind = "meta_discourse"
+    triggers = REFERENCE_WORDS
+
+    def matches(self, s: Sentence) -> bool:
+        if any(reference_leaks(s, a, b, k) for a, b, k in find_references(s)):
+            return True
+        if _PER_MODEL.search(s.masked):
+            return True
+        return not s.shows_text and _DESCRIBED_AS.search(s.masked) is not None
+
+
+_OUT = (
+    r"(?:caption|description|sentence|text|version|rewrite|summary|output|paragraph|response|"
+    r"answer|information|details)"
+)
+_PROC = (
+    r"merged|combined|refined|revised|rewritten|fused|integrated|updated|improved|enhanced|"
+    r"resulting|generated|synthesized|consolidated|unified|polished|edited|reworded|"
+    r"rephrased|expanded|augmented|enriched|corrected|condensed|shortened|blended|"
+    r"knowledge[\s-]augmented|final"
+)
+_SELF_THIS = re.compile(
+    rf"\b(?:this|these)\s+(?:(?:new|full|complete|single|present|current|whole|overall|"
+    rf"detailed|coherent|more|last)\s+)*(?!details\b){_OUT}s?\b",
+    _I,
+)
+_SELF = re.compile(
+    rf"\b(?:this|these)\s+(?:(?:{_PROC}|new|full|complete|single|present|current|above|whole|"
+    rf"overall|detailed|coherent|more|last)\s+)*(?:{_PROC}|above)\s+{_OUT}s?\b"
+    rf"|\b(?:the|a|an|my|our|your)\s+(?:(?:new|single|coherent|more|complete|detailed)\s+)*"
+    rf"(?:{_PROC})\s+{_OUT}s?\b"
+    rf"|\b(?:the|my|our)\s+(?:new|present|current)\s+{_OUT}s?\b"
+    rf"|\bthe\s+above\s+{_OUT}s?\b"
+    rf"|\b(?:the|my|this)\s+{_OUT}s?\s+(?:above|below)\b(?!\s+(?:the|a|an|it|its|his|her|their)\b)",
+    _I,
+)
+# The output's length: "The caption is under 80 words."
+_LENGTH = re.compile(
+    rf"\b(?:the|this|my|our)\s+{_OUT}\s+(?:is|has|contains|runs|stays|comes\s+in|falls)\s+"
+    r"(?:to\s+)?(?:[\w-]+\s+){0,3}?(?:words?|characters?|tokens?)\b",
+    _I,
+)
+_WORD_COUNT = re.compile(r"\bword\s+count\b|^\W*\(?\s*\d+\s+words\s*\)?\W*$", _I)
+# Editing narration about the output: "the caption now ...", "the text has been merged".
+_EDITED = re.compile(
+    rf"\b(?:the|this)\s+{_OUT}s?\s+(?:now\b|(?:(?:has|have|had)\s+been|was|were|is|are)\s+"
+    rf"(?:now\s+)?(?:{_PROC}|modified|adjusted|lengthened|tailored|crafted|written\s+to)\b)",
+    _I,
+)
+
+
+class SelfReference(Rule):
+    """The caption talks about itself ("This caption blends ...", "the merged description")."""
+
+    name = "self_reference"
+    kind = "meta_discourse"
+    triggers = frozenset(
+        """caption description sentence text version rewrite summary output paragraph
+        response answer information details""".split()
+    )
+    triggers = triggers | {w + "s" for w in triggers} | {"count", "words"}
+
+    def matches(self, s: Sentence) -> bool:
+        masked = s.masked
+        # "This description" in a sentence about printed text may be that text.
+        for m in (*_SELF.finditer(masked), *_SELF_THIS.finditer(masked)):
+            if owned_by_other(masked, m.end()):
+                continue  # "this version of the Mona Lisa", "this description of the house"
+            if not s.tied(m.start(), m.end()) and not is_modifier(masked, m.start(), m.end()):
+                return True
+        if _EDITED.search(masked) or _WORD_COUNT.search(masked):
+            return True
+        return not s.shows_text and _LENGTH.search(masked) is not None
+
+
+_ASIDE = re.compile(
+    r"\bas\s+(?:(?:was|were|is|are|has\s+been|had\s+been)\s+)?"
+    r"(?:(?:previously|already|earlier|originally|just|briefly)\s+)?(?:described|"
+    r"mentioned|stated|noted|specified|indicated|given|provided|requested|instructed|outlined|"
+    r"explained|discussed|detailed|listed|established|said|suggested|depicted|portrayed|"
+    r"illustrated|presented|highlighted|conveyed|reported|cited|referenced|quoted|expressed|"
+    r"implied|reflected|captured)\b"
+    r"(?=\s*(?:[,.;:)!?]|$|(?:above|earlier|before|previously|below|already|here|elsewhere|"
+    r"initially|originally)\b))",
+    _I,
+)
+
+
+class AsDescribedAside(Rule):
+    """ "As described," "as mentioned earlier": a pointer back to some text, with no
+    object in the image ("as described on the placard" names one and is content)."""
+
+    name = "as_described"
+    kind = "meta_discourse"
+    triggers = frozenset({"as"})
+
+    def matches(self, s: Sentence) -> bool:
+        return _ASIDE.search(s.masked) is not None

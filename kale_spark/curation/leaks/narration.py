@@ -1,0 +1,170 @@
+"""Kind ``narration``: the writer talks about itself, to a user, or about its own
+steps - first person ("I merged ...", "My analysis now turns to ..."), second person
+("As you can see"), assistant chatter ("Sure!", "Hope this helps", "As an AI ..."),
+announcing the next step ("Moving on to ...") and narrating its edits ("the name was
+inferred from ...").
+
+Pronouns inside quotes are masked; "my", "we" and "you" in a sentence about text
+in the image (a mug that says my coffee, a board that tells you to order) are content.
+A capitalised "I" after a capitalised word is a numeral (World War I).
+"""
+
+from __future__ import annotations
+
+import re
+
+from kale_spark.curation.leaks.base import Rule, Sentence
+
+__all__ = ["AssistantNarration", "EditNarration", "FirstPerson", "Question"]
+
+_I = re.IGNORECASE
+
+# "I" followed by a verb or a contraction.
+_I_CLAUSE = re.compile(r"(?<![\w'’.-])I(?:['’](?:m|ve|ll|d)\b|\s+(?=[a-z]))")
+_PREV_WORD = re.compile(r"([A-Za-z][\w'’-]*)\W*$")
+# First person plural and second person, case kept so "US" and "U.S." are not "us".
+_PERSON = re.compile(
+    r"\b(?:[Mm]y|[Mm]e|[Mm]yself|[Mm]ine|[Ww]e|[Ww]e['’](?:re|ve|ll|d)|[Oo]ur|[Oo]urselves|us|"
+    r"[Yy]ou|[Yy]our|[Yy]ours|[Yy]ou['’](?:re|ve|ll|d)|[Ll]et['’]s|[Ll]et\s+us)\b"
+)
+# Chatter that opens a sentence, and chatter anywhere (which, in a sentence about text
+# in the image, may be that text: a sign saying "Please note: ...").
+_OPENER = re.compile(
+    r"^\W*(?:sure|certainly|of\s+course|okay|ok|absolutely|alright|gladly|happy\s+to\s+help|"
+    r"no\s+problem|great\s+question|here\s+you\s+go|apologies|sorry|thank\s+you|thanks)\b"
+    r"|^\W*(?:below|above)\s+(?:is|are)\b|^\W*what\s+follows\b|^\W*the\s+following\s+(?:is|are|sentence|"
+    r"caption|description|text)\b"
+    r"|\bas\s+an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
+    r"llm|chatbot)\b"
+    r"|\bas\s+an?\s+(?:\w+\s+)?(?:caption\s*writer|captioner|copywriter|annotator|describer)\b"
+    r"|^\W*(?:best\s+regards|kind\s+regards|cheers|enjoy|good\s+luck|all\s+the\s+best|"
+    r"thanks\s+for\s+\w+ing)\b|^\W*(?:well|so|alright|right|hmm+|um+|now)\s*,",
+    _I,
+)
+# A question is put to a user (a sign's question is content: see the rule).
+_QUESTION = re.compile(r"\?[\s\"'”’)]*$")
+_CHATTER = re.compile(
+    r"\bhope\s+(?:this|that|it)\b|\blet\s+me\b|\bfeel\s+free\b|\bplease\s+(?:note|let|see)\b"
+    r"|\b(?:cannot|can['’]t|unable\s+to|without|not\s+able\s+to)\s+(?:access(?:ing)?|see(?:ing)?|"
+    r"view(?:ing)?|look(?:ing)?\s+at)\s+(?:to\s+)?the\s+(?:actual\s+)?(?:image|photo|picture)\b"
+    r"|\bas\s+(?:requested|instructed|asked|directed|required)\b|\banything\s+else\b"
+    r"|\bhere(?:['’]s|\s+is|\s+are)\s+(?:[\w'’-]+\s+){0,4}?(?:caption|description|sentence|"
+    r"text|version|summary|rewrite|output|result|answer|response|attempt)s?\b",
+    _I,
+)
+_NEXT_STEP = re.compile(
+    r"^\W*(?:moving\s+on|turning\s+(?:now\s+|next\s+)?to|(?:next|now)\s+(?:up|comes?|for)\b|to\s+(?:begin|"
+    r"start|sum\s+up|conclude)\b|(?:first(?:ly)?|next|now|finally|then|lastly),?\s+(?:i|we|"
+    r"let['’]?s?)\b)"
+    r"|\b(?:the|my|our)\s+(?:goal|aim|objective|task|job|intention|purpose)\s+(?:here\s+)?"
+    r"(?:is|was)\s+to\b"
+    r"|\b(?:analysis|attention|focus|discussion|description|caption|eye)\s+(?:now\s+|then\s+|"
+    r"next\s+)?(?:turns?|shifts?|moves?)\s+(?:to|toward)",
+    _I,
+)
+
+
+class FirstPerson(Rule):
+    """The writer says "I", "we", "my", "let's" or speaks to "you"."""
+
+    name = "first_person"
+    kind = "narration"
+
+    def matches(self, s: Sentence) -> bool:
+        masked = s.masked
+        # A pronoun after a carrier or a verb of showing is the shown text's own:
+        # "a card signed with the words I love you", "a board tells you to order".
+        for m in _I_CLAUSE.finditer(masked):
+            prev = _PREV_WORD.search(masked[: m.start()])
+            numeral = prev is not None and prev.group(1)[0].isupper() and prev.start() > 0
+            if not numeral and not s.introduced(m.start()):
+                return True
+        return any(not s.introduced(m.start()) for m in _PERSON.finditer(masked))
+
+
+# The writer narrating its fusion step: "Combining these details, ...".
+_FUSING = re.compile(
+    r"^\W*(?:by\s+)?(?:combining|merging|integrating|fusing|blending|synthesi[sz]ing|"
+    r"consolidating|putting\s+together|drawing\s+(?:on|from)|taking|weighing|reconciling|"
+    r"trusting|favou?ring|prioriti[sz]ing|preferring|following|relying\s+on|deferring\s+to)\s+"
+    r"(?:(?:these|the|both|all|this|those|that)\s+(?:\w+\s+)?(?:details|information|sentences|"
+    r"captions|descriptions|sources|inputs|elements|facts|knowledge|texts|pieces|clues|accounts)|"
+    r"(?:the|these|both|all)\s+two)\b",
+    _I,
+)
+
+
+class AssistantNarration(Rule):
+    """Assistant chatter, or the writer announcing or narrating its steps."""
+
+    name = "assistant_narration"
+    kind = "narration"
+    triggers = frozenset(
+        """sure certainly course okay ok absolutely alright gladly happy problem great here
+        apologies sorry thank thanks hope let feel please requested instructed asked directed
+        required comes come up for
+        anything ai artificial language llm chatbot assistant below above following moving
+        turning next now begin start sum conclude first firstly finally then lastly turns
+        turn shifts shift moves move combining merging integrating fusing blending
+        synthesizing synthesising consolidating putting drawing taking weighing reconciling
+        trusting favoring favouring prioritizing prioritising preferring relying deferring
+        toward what follows goal aim objective job intention purpose regards cheers enjoy
+        luck best well so right hmm um cannot can unable without able captioner copywriter
+        annotator describer writer""".split()
+    )
+
+    def matches(self, s: Sentence) -> bool:
+        masked = s.masked
+        if _OPENER.search(masked) or _NEXT_STEP.search(masked) or _FUSING.search(masked):
+            return True
+        return any(not s.introduced(m.start()) for m in _CHATTER.finditer(masked))
+
+
+class Question(Rule):
+    """A question, which a caption never asks (a question on a sign is content)."""
+
+    name = "question"
+    kind = "narration"
+
+    def matches(self, s: Sentence) -> bool:
+        if "?" not in s.masked:
+            return False
+        m = _QUESTION.search(s.masked)
+        return m is not None and not s.shows_text
+
+
+# Verbs only a writer does to a text ("the grammar was corrected", "it was inferred").
+_EDIT = re.compile(
+    r"\b(?:has|have|had|was|were|is|are|been)\s+(?:\w+ly\s+)?(?:been\s+)?(?:rephrased|reworded|"
+    r"restructured|concatenated|rewritten|paraphrased|corrected|fixed|inferred|omitted|left\s+out|"
+    r"verified|cross-checked|favou?red|incorporated|fused|merged|combined|woven|integrated|"
+    r"turned\s+into\s+an?\s+(?:full|complete|proper|coherent)\s+sentence)\b",
+    _I,
+)
+# Verbs a writer does to facts: only when facts are the subject.
+_FACTS_KEPT = re.compile(
+    r"\b(?:names?|dates?|brands?|locations?|places?|details|information|facts|knowledge|"
+    r"titles?|wording|phrases?|context|years?|words?)\b[^.]*?\b(?:has|have|had|was|were|is|"
+    r"are)\s+(?:\w+ly\s+)?(?:been\s+)?(?:retained|kept|preserved|added|taken|drawn|borrowed|"
+    r"carried\s+over|dropped|removed)\b",
+    _I,
+)
+
+
+class EditNarration(Rule):
+    """The writer narrates what it did to the texts ("the grammar has been corrected",
+    "the date was taken from ..."); a restored building is not edited text."""
+
+    name = "edit_narration"
+    kind = "narration"
+    triggers = frozenset(
+        """rephrased reworded restructured concatenated rewritten paraphrased corrected fixed
+        inferred omitted left verified cross favored favoured incorporated fused merged
+        combined woven integrated turned retained kept preserved added taken drawn borrowed
+        carried dropped removed""".split()
+    )
+
+    def matches(self, s: Sentence) -> bool:
+        if s.shows_carrier:
+            return False
+        return _EDIT.search(s.masked) is not None or _FACTS_KEPT.search(s.masked) is not None

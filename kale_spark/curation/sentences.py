@@ -1,0 +1,119 @@
+"""Sentence splitting for captions (pure, no Spark).
+
+:func:`split_sentences` returns exact substrings of its input, so a caption can be
+rebuilt from the sentences a filter keeps.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["split_sentences"]
+
+
+# Titles and other abbreviations that are followed by a name, never a sentence end.
+_NEVER_END = frozenset(
+    "mr mrs ms messrs dr prof rev hon gen col capt cpt lt sgt sen rep gov pres mt ft fr "
+    "e.g i.e cf vs viz approx ca".split()
+)
+# Abbreviations that can end a sentence: an end only when a typical sentence
+# opener follows ("Acme Inc. The logo ..." vs "Acme Inc. Headquarters").
+_AMBIGUOUS_END = frozenset(
+    "inc ltd corp co llc plc jr sr st ave blvd rd hwy dept univ est bros "
+    "jan feb mar apr jun jul aug sep sept oct nov dec".split()
+)
+# Abbreviations before a number: "No. 10", "Vol. 2", "Fig. 3", "p. 12".
+_NUMBER_ABBREV = frozenset("no nos vol vols fig figs p pp ch sec art op ed".split())
+
+_STARTERS = frozenset(
+    """the a an this that these those it its it's there here in on at as by for from with to of
+    behind above below beside near next under over inside outside along across around between
+    he she they we i his her their our my you your one two three four five several some many
+    both each every all another other overall additionally also however meanwhile while
+    although though when where if because since after before during what which who notably
+    finally together nearby beyond no not its this note""".split()
+)
+
+_CANDIDATE = re.compile(r"(\.{2,}|…|[.!?]+)([\"'”’»)\]]*)(\s+)")
+_TOKEN_BEFORE = re.compile(r"[^\s\"“‘'(\[]+$")
+_DOTTED_ACRONYM = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")
+_NEXT_WORD = re.compile(r"[\"“‘'(\[]*([\w'’-]+)")
+
+
+def _quote_open(prefix: str) -> bool:
+    """True when a double quote opened in ``prefix`` is still open at its end."""
+    straight = prefix.count('"') % 2 == 1
+    curly = prefix.count("“") > prefix.count("”")
+    return straight or curly
+
+
+def _is_boundary(line: str, m: re.Match[str], start: int) -> bool:
+    after = line[m.end() :]
+    if not after:
+        return True
+    nxt = after[0]
+    if nxt.islower() or nxt in ",;:":
+        return False
+    # Inside a quotation that closes later on the line: not an end.
+    prefix = line[: m.end(2)]
+    if line.count('"') % 2 == 0 and line.count("“") == line.count("”") and _quote_open(prefix):
+        return False
+    punct = m.group(1)
+    if punct != ".":
+        return True
+    tok_match = _TOKEN_BEFORE.search(line[start : m.start(1)])
+    if tok_match is None:
+        return True
+    tok = tok_match.group(0)
+    low = tok.lower()
+    nw = _NEXT_WORD.match(after)
+    next_word = nw.group(1) if nw else ""
+    starter = next_word.lower() in _STARTERS
+    if m.group(2):  # closing quote or bracket after the period: a real end
+        return True
+    if low in _NEVER_END:
+        return False
+    if low in _NUMBER_ABBREV:
+        # "No. 10", "p. 12": a number follows; "cover art. Soft light" ends a sentence.
+        return not next_word[:1].isdigit() and (starter or len(tok) > 2)
+    if low == "etc":
+        return True
+    pos = start + tok_match.start()
+    if len(tok) == 1 and tok.isalpha() and pos > start and line[pos - 1] in "'’":
+        return True  # a possessive or contraction ("Levi's."), not an initial
+    if len(tok) == 1 and tok.isalpha():
+        # An initial: "J. R. R. Tolkien"; "Plan B. The ..." ends a sentence.
+        if re.match(r"[A-Z]\.\s", after):
+            return False
+        return starter
+    if low in _AMBIGUOUS_END or _DOTTED_ACRONYM.fullmatch(tok):
+        return starter
+    return True
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split ``text`` into sentences; each is an exact (stripped) substring of ``text``.
+
+    A line break always ends a sentence. Inside a line a sentence ends at ``.``,
+    ``!``, ``?`` or an ellipsis (with any closing quotes or brackets) followed by
+    whitespace and a word that does not start in lower case, except after titles
+    (Mr., Dr., Prof., e.g., i.e., vs.), initials (J. R. R. Tolkien), numbered
+    abbreviations (No. 10) and inside a double quotation that closes later. After
+    ambiguous abbreviations (Inc., St., U.S., a.m.) a sentence ends only when a
+    typical sentence opener ("The", "A", "In", "It", ...) follows. Decimals
+    (3.5) and domains (example.com) never split because no space follows the dot.
+    """
+    sentences: list[str] = []
+    for line in re.split(r"\r?\n|\r", text or ""):
+        start = 0
+        for m in _CANDIDATE.finditer(line):
+            if m.end() >= len(line) or not _is_boundary(line, m, start):
+                continue
+            piece = line[start : m.end(2)].strip()
+            if piece:
+                sentences.append(piece)
+            start = m.end()
+        piece = line[start:].strip()
+        if piece:
+            sentences.append(piece)
+    return sentences
