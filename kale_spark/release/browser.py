@@ -22,8 +22,9 @@ the dataset holds and what the filter kept out.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,10 @@ KALE_COLUMNS = (
     *site.QUALITY_COLUMNS,
 )
 FILTER_KEY = ("uid", "stage", "model", "prompt_id")
+# Rows per vectorized Parquet batch when the image bytes are read: Spark's default
+# (4096) of model-resolution JPEGs is one contiguous buffer per task, more than a local
+# driver's default heap holds.
+IMAGE_READ_BATCH = 256
 
 
 def _local(path: str) -> Path:
@@ -128,8 +133,24 @@ def _thumbnails(lake: Lake, cfg: Config, uids: set[str], version: int | None) ->
     keys = _keys_frame(lake, [{"uid": u} for u in sorted(uids)], ["uid"])
     picked = ok.join(F.broadcast(keys), "uid", "left_semi").select("uid", "image")
     made = picked.mapInPandas(_thumbs_fn(cfg.browse.thumb_px), "uid string, thumb binary")
-    rows = made.where(F.col("thumb").isNotNull()).collect()
+    with _reader_batch(lake.spark, IMAGE_READ_BATCH):
+        rows = made.where(F.col("thumb").isNotNull()).collect()
     return {site.thumb_path(r["uid"]): bytes(r["thumb"]) for r in rows}
+
+
+@contextlib.contextmanager
+def _reader_batch(spark, rows: int) -> Iterator[None]:
+    """Read Parquet `rows` rows per vectorized batch inside the block."""
+    key = "spark.sql.parquet.columnarReaderBatchSize"
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, str(rows))
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def _removal_reasons(lake: Lake, rows: list[dict], version: int | None) -> dict[tuple, list]:
