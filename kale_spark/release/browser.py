@@ -7,10 +7,13 @@ A browser is bounded by `browse.sample_rows` whatever the table's size. Rows are
 by uid hash, with kale_spark/split.py's rule under the salt `kale-browse`: the rows
 with the smallest buckets (ties by key). The same uid therefore lands in the sample
 of every release and every diff that has it, and a grown release keeps the rows its
-sample showed before, bar those pushed out by smaller buckets. Spark keeps a hash share a little
-larger than the sample, takes its smallest rows, and only those reach the driver; the
-removal reasons and thumbnails are then joined to the sample's keys alone, and the
-thumbnails are made on the executors, so only small JPEGs are collected. The card's
+sample showed before, bar those pushed out by smaller buckets. Spark keeps a hash
+share a little larger than the sample, takes its smallest rows, and only those reach
+the driver. The removal reasons and thumbnails are then read for the sample's uids
+alone (a filter on a hash set of them); thumbnails are made on the executors, so
+only small JPEGs are collected. Reading the image bytes is the one step whose cost
+follows the size of the `images` table rather than the sample's: Parquet cannot skip
+to a scattered sample of rows, so the image column is scanned once. The card's
 figures (caption-length histogram, words by stage) are aggregated over the whole
 version by kale_spark/figures.py, the same code that draws the dataset card.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,31 +85,44 @@ def _local(path: str) -> Path:
     return Path(path)
 
 
-def hash_sample(df: DataFrame, n: int, total: int, keys: Sequence[str] = ("uid",)) -> list[dict]:
+def hash_sample(
+    df: DataFrame,
+    n: int,
+    total: int,
+    keys: Sequence[str] = ("uid",),
+    max_bucket: int | None = None,
+) -> list[dict]:
     """The `n` rows of `df` (which has `total` rows) with the smallest uid-hash buckets,
-    ties broken by `keys`, as dicts in that order. At most about SHARE_MARGIN * n rows
-    are kept before the top-n, so the driver never sees more than the sample."""
+    ties broken by `keys`, as dicts in that order; with `max_bucket`, only rows whose
+    bucket is at most that. At most about SHARE_MARGIN * n rows are kept before the
+    top-n, so the driver never sees much more than the sample."""
     from pyspark.sql import functions as F
 
     ranked = df.withColumn("_bucket", split.bucket_col(F.col("uid"), BROWSE_SALT))
+    if max_bucket is not None:
+        part = ranked.where(F.col("_bucket") <= F.lit(max_bucket).cast("bigint"))
+        return _top(part, n, keys)
     share = min(1.0, (SHARE_MARGIN * n + SHARE_FLOOR) / max(total, 1))
-    want = min(n, total)
-    for fraction in (share, 1.0):
-        part = ranked
-        if fraction < 1.0:
-            part = ranked.where(F.col("_bucket") < F.lit(split.threshold(fraction)).cast("bigint"))
-        rows = part.orderBy("_bucket", *keys).limit(n).drop("_bucket").collect()
-        if len(rows) >= want or fraction >= 1.0:
-            return [r.asDict(recursive=True) for r in rows]
+    if share < 1.0:
+        limit = F.lit(split.threshold(share)).cast("bigint")
+        rows = _top(ranked.where(F.col("_bucket") < limit), n, keys)
+        if len(rows) >= min(n, total):
+            return rows
         log.info("browse: the hash share held %d of %d rows; taking the top of all", len(rows), n)
-    return []  # unreachable: the loop returns on its last pass
+    return _top(ranked, n, keys)
 
 
-def _keys_frame(lake: Lake, rows: Sequence[dict], keys: Sequence[str]) -> DataFrame:
-    from pyspark.sql.types import StringType, StructField, StructType
+def _top(ranked: DataFrame, n: int, keys: Sequence[str]) -> list[dict]:
+    rows = ranked.orderBy("_bucket", *keys).limit(n).drop("_bucket").collect()
+    return [r.asDict(recursive=True) for r in rows]
 
-    fields = StructType([StructField(k, StringType(), False) for k in keys])
-    return lake.spark.createDataFrame([tuple(r[k] for k in keys) for r in rows], fields)
+
+@contextlib.contextmanager
+def _step(name: str) -> Iterator[None]:
+    """Log how long a step of the browser took (the steps are a few Spark jobs each)."""
+    start = time.perf_counter()
+    yield
+    log.info("browse: %s in %.1f s", name, time.perf_counter() - start)
 
 
 def _thumbs_fn(px: int):
@@ -129,9 +146,8 @@ def _thumbnails(lake: Lake, cfg: Config, uids: set[str], version: int | None) ->
     if not uids or not lake.exists(schema.IMAGES):
         return {}
     images = lake.read(schema.IMAGES, version=version)
-    ok = images.where((F.col("status") == schema.IMAGE_OK) & F.col("image").isNotNull())
-    keys = _keys_frame(lake, [{"uid": u} for u in sorted(uids)], ["uid"])
-    picked = ok.join(F.broadcast(keys), "uid", "left_semi").select("uid", "image")
+    ok = (F.col("status") == schema.IMAGE_OK) & F.col("image").isNotNull()
+    picked = images.where(ok & F.col("uid").isin(sorted(uids))).select("uid", "image")
     made = picked.mapInPandas(_thumbs_fn(cfg.browse.thumb_px), "uid string, thumb binary")
     with _reader_batch(lake.spark, IMAGE_READ_BATCH):
         rows = made.where(F.col("thumb").isNotNull()).collect()
@@ -161,21 +177,30 @@ def _removal_reasons(lake: Lake, rows: list[dict], version: int | None) -> dict[
     if not rows or not lake.exists(schema.FILTERED_CAPTIONS):
         return {}
     filtered = lake.read(schema.FILTERED_CAPTIONS, version=version)
-    keys = _keys_frame(lake, rows, FILTER_KEY)
-    joined = filtered.join(F.broadcast(keys), list(FILTER_KEY), "left_semi")
-    return {
-        tuple(r[k] for k in FILTER_KEY): list(r["removal_reasons"])
-        for r in joined.select(*FILTER_KEY, "removal_reasons").collect()
-    }
+    wanted = {tuple(r[k] for k in FILTER_KEY) for r in rows}
+    # A filter on the sample's uids (a hash set in Spark), then the exact keys here: the
+    # rows of other models or stages of those uids are few.
+    found = filtered.where(F.col("uid").isin(sorted({r["uid"] for r in rows})))
+    out = {}
+    for r in found.select(*FILTER_KEY, "removal_reasons").collect():
+        key = tuple(r[k] for k in FILTER_KEY)
+        if key in wanted:
+            out[key] = list(r["removal_reasons"])
+    return out
 
 
-def _rejected_sample(lake: Lake, n: int, version: int | None) -> tuple[int, list[dict]]:
-    """(rejected captions in all, a hash sample of at most `n` of them)."""
+def _rejected_sample(
+    lake: Lake, n: int, version: int | None, max_bucket: int | None
+) -> tuple[int, list[dict]]:
+    """(rejected captions in all, those of the sample's uid-hash range, at most `n`):
+    beside the kept rows, the rejected ones of a uniform sample of all captions."""
     if not lake.exists(schema.FILTERED_CAPTIONS):
         return 0, []
     rejected = lake.read(schema.FILTERED_CAPTIONS, version=version).where("rejected")
     total = rejected.count()
-    return total, hash_sample(rejected, n, total, FILTER_KEY) if total else []
+    if not total:
+        return 0, []
+    return total, hash_sample(rejected, n, total, FILTER_KEY, max_bucket)
 
 
 def _figures(df: DataFrame) -> dict[str, Any]:
@@ -231,15 +256,22 @@ def browse_release(
     """Write the browser of `kale` version `version` into `out`; its folder."""
     _check_version(lake, version)
     info = release or release_info(lake, version)
-    sources = info.source_versions if info else {}
+    filtered_version = (info.source_versions if info else {}).get(schema.FILTERED_CAPTIONS)
     n = cfg.browse.sample_rows
     df = lake.read(schema.KALE, version=version)
-    total = df.count()
-    kept = hash_sample(df.select(*KALE_COLUMNS), n, total)
-    reasons = _removal_reasons(lake, kept, sources.get(schema.FILTERED_CAPTIONS))
-    rejected_total, rejected = _rejected_sample(lake, n, sources.get(schema.FILTERED_CAPTIONS))
-    uids = {r["uid"] for r in kept} | {r["uid"] for r in rejected}
-    thumbs = _thumbnails(lake, cfg, uids, sources.get(schema.IMAGES))
+    with _step("sample"):
+        total = df.count()
+        kept = hash_sample(df.select(*KALE_COLUMNS), n, total)
+        # A partial sample stops at some bucket: rejected captions past it are left out.
+        top = max((split.bucket(r["uid"], BROWSE_SALT) for r in kept), default=None)
+        top = top if len(kept) < total else None
+    with _step("reasons and rejected captions"):
+        reasons = _removal_reasons(lake, kept, filtered_version)
+        rejected_total, rejected = _rejected_sample(lake, n, filtered_version, top)
+    with _step("thumbnails"):
+        uids = {r["uid"] for r in kept} | {r["uid"] for r in rejected}
+        images_version = (info.source_versions if info else {}).get(schema.IMAGES)
+        thumbs = _thumbnails(lake, cfg, uids, images_version)
     records = [
         site.release_record(r, reasons.get(tuple(r[k] for k in FILTER_KEY)), _thumb(r, thumbs))
         for r in kept
@@ -251,8 +283,10 @@ def browse_release(
         "rejected": rejected_total,
         "rejected_shown": len(rejected),
     }
-    meta = {**_release_meta(version, info, n, counts), "figures": _figures(df)}
-    path = site.write_site(_local(out), meta, records, thumbs)
+    with _step("the card's figures"):
+        meta = {**_release_meta(version, info, n, counts), "figures": _figures(df)}
+    with _step("writing the site"):
+        path = site.write_site(_local(out), meta, records, thumbs)
     log.info(
         "browser of kale v%d: %d rows, %d rejected captions: %s/index.html",
         version,
@@ -272,13 +306,13 @@ def default_diff_dir(lake: Lake, a: int, b: int) -> str:
     return f"{lake.root.rstrip('/')}/exports/{schema.KALE}/diff-v{a}-v{b}"
 
 
-def _rows_by_uid(lake: Lake, version: int, uids: list[dict]) -> dict[str, dict]:
+def _rows_by_uid(lake: Lake, version: int, picked: list[dict]) -> dict[str, dict]:
     from pyspark.sql import functions as F
 
-    if not uids:
+    if not picked:
         return {}
-    keys = F.broadcast(_keys_frame(lake, uids, ["uid"]))
-    rows = lake.read(schema.KALE, version=version).join(keys, "uid", "left_semi").collect()
+    uids = sorted({p["uid"] for p in picked})
+    rows = lake.read(schema.KALE, version=version).where(F.col("uid").isin(uids)).collect()
     return {r["uid"]: r.asDict(recursive=True) for r in rows}
 
 
