@@ -318,18 +318,21 @@ def main(argv: list[str] | None = None) -> int:
     sizes, command = {}, []
     for rows in args.rows:
         version = build_lake(work / f"lake-{rows}", rows)
-        runs = []
+        runs, loads = [], []
         for r in range(args.repeats):
             seconds, command = time_browse(
                 work / f"lake-{rows}", version, work / f"site-{rows}", args.sample_rows
             )
-            log.info("%d rows, run %d: %.1f s", rows, r + 1, seconds)
+            # The machine is shared: the 1-minute load average after each run says how busy.
+            loads.append(round(os.getloadavg()[0], 2))
+            log.info("%d rows, run %d: %.1f s (load %.2f)", rows, r + 1, seconds, loads[-1])
             runs.append(round(seconds, 2))
         sizes[str(rows)] = {
             "runs_s": runs,
             "median_s": round(statistics.median(runs), 2),
             "min_s": min(runs),
             "max_s": max(runs),
+            "load_avg_1m_after_each_run": loads,
             **_site_figures(work / f"site-{rows}"),
         }
     result = {

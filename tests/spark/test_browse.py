@@ -389,3 +389,38 @@ def test_diff_browser_in_chromium(lake_data, page, tmp_path):
     assert first.locator("mark.new").all_text_contents() == ["short", "old", "dawn."]
     page.screenshot(path=str(tmp_path / "diff.png"), full_page=True)
     assert (tmp_path / "diff.png").stat().st_size > 0
+
+
+def test_paging_across_data_files_in_chromium(page, tmp_path):
+    """450 rows: 3 data files of 200, pages of 24; page 9 (rows 192-215) needs two files."""
+    from kale_spark.release import site
+
+    rows = [
+        {
+            "uid": f"u{i:03d}",
+            "stage": "stage1",
+            "alt_text": f"alt {i}",
+            "caption": f"caption number {i}",
+            "removed_sentences": [],
+            "model": "m",
+            "prompt_id": "p",
+        }
+        for i in range(450)
+    ]
+    records = [site.release_record(r, [], None) for r in rows]
+    meta = {"view": "release", "title": "t", "subtitle": "s", "figures": _FIGURES}
+    out = site.write_site(tmp_path / "paged", meta, records, {})
+    _open(page, out)
+    assert page.locator("#grid .card").count() == 24
+    for _ in range(8):
+        page.click("#next")
+        page.wait_for_selector("body[data-state=ready]")
+    assert page.text_content("#page") == "page 9 of 19"
+    uids = page.locator("#grid .card").evaluate_all("cs => cs.map(c => c.dataset.uid)")
+    assert uids == [f"u{i:03d}" for i in range(192, 216)]
+    _search(page, "number 449")
+    assert page.locator("#grid .card").count() == 1
+    assert page.text_content("#page") == "page 1 of 1"
+
+
+_FIGURES = {"histogram": [1, 2], "bin_words": 10, "word_stats": [], "kale_mean_words": 67.26}
