@@ -113,14 +113,18 @@ def cmd_browse(args: argparse.Namespace, cfg: Config) -> int:
     if latest is None:
         print(f"kale: no {schema.KALE} table under {lake.root}; run publish", file=sys.stderr)
         return 1
-    if args.from_version is None:
-        version = latest if args.version is None else args.version
-        out = args.out or f"{default_dir(lake, version)}/browser"
-        path = browse_release(lake, cfg, version, out)
-    else:
-        to_version = latest if args.to_version is None else args.to_version
-        out = args.out or default_diff_dir(lake, args.from_version, to_version)
-        path = browse_diff(lake, cfg, args.from_version, to_version, out)
+    try:
+        if args.from_version is None:
+            version = latest if args.version is None else args.version
+            out = args.out or f"{default_dir(lake, version)}/browser"
+            path = browse_release(lake, cfg, version, out)
+        else:
+            to_version = latest if args.to_version is None else args.to_version
+            out = args.out or default_diff_dir(lake, args.from_version, to_version)
+            path = browse_diff(lake, cfg, args.from_version, to_version, out)
+    except (ValueError, FileExistsError) as exc:  # a version out of range, a foreign --out
+        print(f"kale browse: {exc}", file=sys.stderr)
+        return 1
     print(f"{path}/index.html")
     return 0
 

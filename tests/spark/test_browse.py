@@ -234,11 +234,13 @@ def test_sample_is_drawn_by_uid_hash(lake_data, tmp_path):
     assert len([r for r in records if r["status"] == "rejected"]) <= 3
 
 
-def test_refuses_to_replace_a_folder_that_is_not_a_browser(lake_data, tmp_path):
+def test_refuses_to_replace_a_folder_that_is_not_a_browser(lake_data, tmp_path, capsys):
     (tmp_path / "mine.txt").write_text("keep me")
-    with pytest.raises(FileExistsError):
-        _browse(lake_data, "--version", str(lake_data["v1"]), "--out", str(tmp_path))
+    assert _browse(lake_data, "--version", str(lake_data["v1"]), "--out", str(tmp_path)) == 1
+    assert "holds no kale browser" in capsys.readouterr().err
     assert (tmp_path / "mine.txt").read_text() == "keep me"
+    assert _browse(lake_data, "--version", "99", "--out", str(tmp_path / "x")) == 1
+    assert "asked for 99" in capsys.readouterr().err
 
 
 def test_diff_between_releases(lake_data, tmp_path):
