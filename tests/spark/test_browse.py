@@ -234,6 +234,21 @@ def test_sample_is_drawn_by_uid_hash(lake_data, tmp_path):
     assert len([r for r in records if r["status"] == "rejected"]) <= 3
 
 
+def test_hash_sample_is_the_python_rule_whatever_the_share(spark):
+    from kale_spark.release.browser import BROWSE_SALT, hash_sample
+
+    uids = [f"{i:032x}" for i in range(3000)]
+    df = spark.createDataFrame([(u, i) for i, u in enumerate(uids)], "uid string, i int")
+    ranked = sorted(uids, key=lambda u: (split.bucket(u, BROWSE_SALT), u))
+    assert [r["uid"] for r in hash_sample(df, 25, 3000)] == ranked[:25]
+    # A total far above the truth makes the hash share too small: the top of all is taken.
+    assert [r["uid"] for r in hash_sample(df, 25, 10**9)] == ranked[:25]
+    assert len(hash_sample(df, 5000, 3000)) == 3000
+    top = split.bucket(ranked[9], BROWSE_SALT)
+    assert [r["uid"] for r in hash_sample(df, 25, 3000, max_bucket=top)] == ranked[:10]
+    assert set(hash_sample(df, 1, 3000)[0]) == {"uid", "i"}
+
+
 def test_refuses_to_replace_a_folder_that_is_not_a_browser(lake_data, tmp_path, capsys):
     (tmp_path / "mine.txt").write_text("keep me")
     assert _browse(lake_data, "--version", str(lake_data["v1"]), "--out", str(tmp_path)) == 1
