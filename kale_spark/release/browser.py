@@ -67,11 +67,13 @@ KALE_COLUMNS = (
     "caption",
     "stage",
     "model",
+    "model_revision",
     "prompt_id",
     "removed_sentences",
     *site.QUALITY_COLUMNS,
 )
-FILTER_KEY = ("uid", "stage", "model", "prompt_id")
+# A `kale` row's caption in `filtered_captions` (the gold table has all its columns).
+FILTER_KEY = schema.FILTERED_KEY
 # Rows per vectorized Parquet batch when the image bytes are read: Spark's default
 # (4096) of model-resolution JPEGs is one contiguous buffer per task, more than a local
 # driver's default heap holds.
@@ -171,7 +173,7 @@ def _reader_batch(spark, rows: int) -> Iterator[None]:
 
 
 def _removal_reasons(lake: Lake, rows: list[dict], version: int | None) -> dict[tuple, list]:
-    """{(uid, stage, model, prompt_id): removal reasons} of the sampled `kale` rows,
+    """{FILTER_KEY of a row: removal reasons} of the sampled `kale` rows,
     from `filtered_captions` at `version` (None: the latest)."""
     from pyspark.sql import functions as F
 
