@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         "what": "kale browse --version V --out DIR, whole command, on a SYNTHETIC release",
         "synthetic": True,
         "tables": "kale N rows; filtered_captions N kept + N/20 rejected; images N x 490 px JPEG",
-        "command": " ".join(command[:1] + ["browse"] + command[2:]).replace(str(work), "$WORKDIR"),
+        "command": " ".join(command).replace(str(work), "$WORKDIR").replace(f"{ROOT}/", ""),
         "sample_rows": args.sample_rows,
         "sizes": sizes,
         "machine": _machine(),
