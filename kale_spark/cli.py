@@ -10,6 +10,8 @@
     kale run     --input data/sample/metadata     (every stage, both KALE stages)
     kale diff    kale --from 3 --to 5
     kale export  --version 3
+    kale browse  --version 3 --out /tmp/kale-v3        (a static site: open index.html)
+    kale browse  --from 3 --to 5 --out /tmp/kale-3-5
     kale demo    --config conf/local.yaml
     kale plan    --images 218000000 --gpus 64 --gpu-type nvidia-h200
 
@@ -91,6 +93,39 @@ def cmd_export(args: argparse.Namespace, cfg: Config) -> int:
         print(f"kale: no {schema.KALE} table under {lake.root}; run publish", file=sys.stderr)
         return 1
     print(export_release(lake, cfg, version, out=args.out))
+    return 0
+
+
+def cmd_browse(args: argparse.Namespace, cfg: Config) -> int:
+    from kale_spark import schema
+    from kale_spark.export import default_dir
+    from kale_spark.lake import Lake
+    from kale_spark.release.browser import browse_diff, browse_release, default_diff_dir
+
+    if args.version is not None and (args.from_version is not None or args.to_version is not None):
+        print("kale browse: give --version V, or --from A [--to B], not both", file=sys.stderr)
+        return 2
+    if args.to_version is not None and args.from_version is None:
+        print("kale browse: --to needs --from", file=sys.stderr)
+        return 2
+    lake = Lake(_session(cfg), cfg.lake)
+    latest = lake.version(schema.KALE)
+    if latest is None:
+        print(f"kale: no {schema.KALE} table under {lake.root}; run publish", file=sys.stderr)
+        return 1
+    try:
+        if args.from_version is None:
+            version = latest if args.version is None else args.version
+            out = args.out or f"{default_dir(lake, version)}/browser"
+            path = browse_release(lake, cfg, version, out)
+        else:
+            to_version = latest if args.to_version is None else args.to_version
+            out = args.out or default_diff_dir(lake, args.from_version, to_version)
+            path = browse_diff(lake, cfg, args.from_version, to_version, out)
+    except (ValueError, FileExistsError) as exc:  # a version out of range, a foreign --out
+        print(f"kale browse: {exc}", file=sys.stderr)
+        return 1
+    print(f"{path}/index.html")
     return 0
 
 
@@ -244,6 +279,21 @@ COMMANDS: tuple[Command, ...] = (
         (
             arg("--version", type=int, help="kale table version (default: the latest)"),
             arg("--out", help="folder (default: <lake.root>/exports/kale/v<version>)"),
+        ),
+    ),
+    Command(
+        "browse",
+        "a static browser of a release (--version) or of what changed (--from/--to)",
+        cmd_browse,
+        (
+            arg("--version", type=int, help="kale table version (default: the latest)"),
+            arg("--from", dest="from_version", type=int, metavar="A", help="diff from version A"),
+            arg("--to", dest="to_version", type=int, metavar="B", help="to B (default: latest)"),
+            arg(
+                "--out",
+                help="folder (default: <lake.root>/exports/kale/v<version>/browser, "
+                "or .../diff-v<A>-v<B>)",
+            ),
         ),
     ),
     Command(

@@ -187,12 +187,31 @@ class PublishConfig:
     export: bool = True
     # Shards read from Spark per job when exporting (bounds driver memory).
     shards_per_read: int = 16
+    # Write the static release browser (kale_spark/release) beside the export.
+    browser: bool = False
 
     def __post_init__(self) -> None:
         if self.rows_per_shard < 1:
             raise ConfigError("publish.rows_per_shard must be >= 1")
         if self.shards_per_read < 1:
             raise ConfigError("publish.shards_per_read must be >= 1")
+
+
+@dataclass(frozen=True)
+class BrowseConfig:
+    """The static release browser (`kale browse`, kale_spark/release/browser.py)."""
+
+    # Rows a browser shows at most, drawn by uid hash: a 10M-row release writes a
+    # sample, not 10M rows. A diff shows at most this many changed uids.
+    sample_rows: int = 2000
+    # Longest side of a thumbnail, in pixels.
+    thumb_px: int = 160
+
+    def __post_init__(self) -> None:
+        if self.sample_rows < 1:
+            raise ConfigError("browse.sample_rows must be >= 1")
+        if not 16 <= self.thumb_px <= 1024:
+            raise ConfigError("browse.thumb_px must be in [16, 1024]")
 
 
 @dataclass(frozen=True)
@@ -361,6 +380,7 @@ class Config:
     augment: ModelSpec = field(default_factory=_tiny_lm)
     filter: FilterConfig = field(default_factory=FilterConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    browse: BrowseConfig = field(default_factory=BrowseConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
 

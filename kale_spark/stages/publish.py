@@ -31,6 +31,7 @@ from kale_spark.config import Config
 from kale_spark.export import ReleaseInfo, default_dir, export_release
 from kale_spark.lake import Lake
 from kale_spark.progress import Progress
+from kale_spark.release.browser import publish_browser
 from kale_spark.runs import StageRun, stage_run
 from kale_spark.versioning import ADDED, CHANGED, REMOVED, diff_counts
 
@@ -228,6 +229,9 @@ def _publish_release(
         source_versions=sources,
     )
     path = export_release(lake, cfg, version, release=info) if cfg.publish.export else None
+    # publish.browser, before the release is recorded: a failed browser leaves the release
+    # unrecorded, and the next run redoes the export and the browser.
+    browser = publish_browser(lake, cfg, info, path)
     change = _change_counts(lake, last_version, version, rows)
     run.output_versions[schema.RELEASES] = _record_release(lake, info, rows, change, path, commit)
     kept = filtered.where("NOT rejected").select("uid").distinct().count()
@@ -240,6 +244,8 @@ def _publish_release(
         kept_uids_without_sample=kept - rows,
     )
     run.notes += _release_notes(lake, info, rows, change, last_version, path)
+    if browser is not None:
+        run.notes.append(f"browser: {browser}/index.html")
     return {"exported_rows": rows if path else 0}
 
 

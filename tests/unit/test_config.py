@@ -102,3 +102,14 @@ def test_default_config_is_the_local_embedded_default() -> None:
     cfg = Config()
     assert cfg.lake.database == "kale"
     assert cfg.spark.delta_packages is True
+
+
+def test_release_browser_settings() -> None:
+    assert Config().browse.sample_rows == 2000 and Config().publish.browser is False
+    local = load_config(ROOT / "conf" / "local.yaml")
+    assert local.publish.browser is True and local.browse.sample_rows == 2000
+    assert load_config(None, ["browse.sample_rows=50"]).browse.sample_rows == 50
+    with pytest.raises(ConfigError, match="browse.sample_rows"):
+        load_config(None, ["browse.sample_rows=0"])
+    with pytest.raises(ConfigError, match="publish.browser"):
+        load_config(None, ["publish.browser=maybe"])

@@ -36,6 +36,7 @@ def test_every_command_has_a_subparser_and_stage_commands_name_a_stage_module() 
         "run",
         "diff",
         "export",
+        "browse",
         "sql",
         "history",
         "summary",
