@@ -34,7 +34,10 @@ def _overrides(root: Path) -> list[str]:
         f"fetch.file_root={root / 'sample'}",  # the sample's images are local files
         f"models.cache_dir={root.parent / 'kale-model-cache'}",
         "caption.batch_size=2",
-        "caption.generation.max_new_tokens=8",
+        # Chunks slow enough that the watcher sees the second commit before the last:
+        # two commit lanes make commits come twice as often.
+        "caption.generation.max_new_tokens=16",
+        "caption.generation.min_new_tokens=16",
         f"caption.rows_per_commit={ROWS_PER_COMMIT}",
         "caption.files_per_trigger=1",
     ]
