@@ -18,6 +18,7 @@ import pytest
 from kale_spark.config import load_config
 from kale_spark.models import student as S
 from kale_spark.training import checkpoints
+from kale_spark.training.data import Example, write_snapshot
 from kale_spark.training.loop import FINAL, PROVENANCE, TrainJob, train
 
 CAPTIONS = [
@@ -39,21 +40,11 @@ def _jpeg(seed: int) -> bytes:
     return buf.getvalue()
 
 
-def _write_examples(path: Path, n: int) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path.mkdir(parents=True)
-    rows = [
-        {
-            "uid": f"{i:032x}",
-            "image": _jpeg(i),
-            "alt_text": f"alt text {i}",
-            "caption": CAPTIONS[i % len(CAPTIONS)],
-        }
+def _examples(n: int, prefix: str = "") -> list[Example]:
+    return [
+        Example(f"{prefix}{i:032x}"[-32:], _jpeg(i), f"alt text {i}", CAPTIONS[i % len(CAPTIONS)])
         for i in range(n)
     ]
-    pq.write_table(pa.Table.from_pylist(rows), path / "part-00000.parquet")
 
 
 def _cfg(*overrides: str):
@@ -69,14 +60,13 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _job(tmp: Path, base: Path, scfg, n_train: int = 2, n_val: int = 2) -> TrainJob:
-    _write_examples(tmp / "train", n_train)
-    _write_examples(tmp / "val", n_val)
+    uri = (tmp / "snapshot").as_uri()
+    write_snapshot(uri, {"train": _examples(n_train), "val": _examples(n_val)}, 4, key="test")
     return TrainJob(
         student=scfg,
         run_dir=str(tmp / "run"),
         base_dir=str(base),
-        train_data=str(tmp / "train"),
-        val_data=str(tmp / "val"),
+        snapshot=uri,
         provenance={"source_table": "test"},
     )
 
@@ -182,6 +172,7 @@ def test_resume_continues_step_count_and_loss(base_dir: Path, tmp_path: Path):
     ckpt = Path(job.checkpoint_root) / "step-000006"
     assert sorted(p.name for p in ckpt.iterdir()) == [
         "optimizer.safetensors",
+        "rng.safetensors",
         "state.json",
         "trainable.safetensors",
     ]
