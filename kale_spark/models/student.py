@@ -376,7 +376,11 @@ def apply_train_parts(model: Any, scfg: StudentConfig) -> Any:
 def enable_gradient_checkpointing(model: Any) -> None:
     """Recompute activations in the backward pass (``student.gradient_checkpointing``).
     Non-reentrant, so it works with DDP and with frozen embeddings (projector, lora)."""
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # pragma: no cover - older transformers
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _llava(model: Any) -> Any:

@@ -172,8 +172,8 @@ def _open_snapshot(job: TrainJob, rank: int) -> tuple[dict[str, Any] | None, str
     try:
         manifest = read_manifest(job.snapshot)
     except Exception as exc:  # any failure to open is this rank's to report
-        return None, f"{type(exc).__name__}: {exc}"
-    return manifest, "" if manifest is not None else f"no manifest under {job.snapshot}"
+        return None, f"{job.snapshot} ({type(exc).__name__}: {exc})"
+    return manifest, "" if manifest is not None else f"{job.snapshot} (no manifest there)"
 
 
 def _agree_on_start(job: TrainJob, rank: int, world: int) -> tuple[dict[str, Any], int]:
@@ -206,7 +206,7 @@ def _agree_on_start(job: TrainJob, rank: int, world: int) -> tuple[dict[str, Any
 
 def _fail_on_blind_ranks(job: TrainJob, views: list[tuple[str, str, bool]]) -> None:
     problems = [
-        f"rank {r} on {host} cannot open the training snapshot {job.snapshot}: {error}"
+        f"rank {r} on {host} cannot open the training snapshot {error}"
         for r, (host, error, _) in enumerate(views)
         if error
     ]
