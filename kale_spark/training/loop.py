@@ -35,8 +35,8 @@ checkpointed position (data.py); rank ``r`` seeds torch with ``seed + r`` and ev
 checkpoint holds each rank's torch RNG state (CPU and CUDA: dropout), restored on
 resume after the loader is made; the loader draws its worker seeds from a generator
 of its own, not from torch's global one; the learning rate is a function of the
-step alone. Rank 0 returns a plain dict: steps, the step it resumed from, the
-history, each rank's rows and a checksum of each rank's weights (equal when the
+step alone. Every rank returns rank 0's plain dict: steps, the step it resumed
+from, the history, each rank's rows and a checksum of each rank's weights (equal when the
 gradients were averaged), the losses of every step of every rank this run took, the
 final directory and its content hash.
 """
@@ -521,7 +521,11 @@ class _Loop:
         if self.world > 1:
             import torch.distributed as dist
 
-            dist.barrier()
+            # Every rank returns rank 0's result: TorchDistributor's local mode keeps
+            # whichever process writes its output file last.
+            shared = [out]
+            dist.broadcast_object_list(shared, src=0)
+            out = shared[0]
         return out
 
 
