@@ -9,11 +9,11 @@ the stage-2 student checkpoint (KALE Stage 2a).
       ─ TorchDistributor(num_processes ranks).run(training.loop.train_entry)
       ─▶ <checkpoint_dir>/<training key>/final  (a saved LLaVA model + provenance.json)
 
-The snapshot is keyed by the data only: the pinned versions of filtered_captions,
-images and samples (the image bytes as fetch stored them; the loader preprocesses
-them for the student) and the split settings. Training settings (lr, steps, batch
-size, ranks ...) key the run directory instead, so changing them trains a new run
-on the same snapshot. The snapshot's location is one URI with its scheme
+The snapshot is keyed by the data only (``data_key``): the training rows' content,
+the images version (the bytes as fetch stored them; the loader preprocesses them for
+the student) and the split settings. Training settings (lr, steps, batch size,
+ranks ...) key the run directory instead, so changing them trains a new run on the
+same snapshot. The snapshot's location is one URI with its scheme
 (`student.snapshot_dir`, default `file://<checkpoint root>/snapshots`): Spark writes
 it, and the driver (the manifest) and every rank read that same URI through pyarrow;
 a URI pyarrow cannot open is refused before anything is written. Spark's row count
@@ -154,11 +154,38 @@ def training_rows(lake: Lake, cfg: Config, versions: dict[str, int]) -> DataFram
     )
 
 
-def data_key(cfg: Config, versions: dict[str, int]) -> str:
-    """The snapshot's identity: the data it holds, nothing about how it is trained on."""
+def fingerprint(rows: DataFrame) -> dict[str, Any]:
+    """Row counts and an order-free content hash per split, in one Spark job (keys and
+    texts only: the image bytes are not read)."""
+    from pyspark.sql import functions as F
+
+    h = F.xxhash64("uid", "caption", "alt_text", F.coalesce("image_sha256", F.lit("")))
+    out: dict[str, Any] = {"train_rows": 0, "val_rows": 0, "train_hash": "0", "val_hash": "0"}
+    for r in (
+        rows.groupBy("is_val")
+        .agg(F.count("*").alias("n"), F.sum(h.cast("decimal(38,0)")).alias("h"))
+        .collect()
+    ):
+        split = "val" if r["is_val"] else "train"
+        out[f"{split}_rows"] = int(r["n"])
+        out[f"{split}_hash"] = str(r["h"])
+    return out
+
+
+def data_key(cfg: Config, fp: dict[str, Any], versions: dict[str, int]) -> str:
+    """The snapshot's identity: the data it holds, nothing about how it is trained on.
+
+    The training rows by content (``fingerprint``: uid, caption, alt-text and the
+    image's hash, per split) rather than by the filtered_captions version number: a
+    later version that only adds stage-2 rows holds the same training rows, so a
+    second `kale run` reuses the snapshot and the finished run. The images version
+    stands for the stored bytes (fetch's image settings); the split settings decide
+    which rows validate.
+    """
     data = {
         "format": SNAPSHOT_FORMAT,
-        "versions": versions,
+        "rows": fp,
+        "images_version": versions[schema.IMAGES],
         "split": {"val_fraction": cfg.student.val_fraction, "salt": VALIDATION_SALT},
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -170,18 +197,12 @@ def training_key(cfg: Config, snapshot_key: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _split_counts(rows: DataFrame) -> dict[str, int]:
-    """Rows per split, counted by Spark (keys only: the image bytes are not read)."""
-    counts = {"train": 0, "val": 0}
-    for r in rows.groupBy("is_val").count().collect():
-        counts["val" if r["is_val"] else "train"] = int(r["count"])
-    return counts
-
-
-def write_snapshot(rows: DataFrame, uri: str, files: int, **info: Any) -> dict[str, Any]:
+def write_snapshot(
+    rows: DataFrame, uri: str, files: int, expected: dict[str, int], **info: Any
+) -> dict[str, Any]:
     """Both splits under ``uri`` (``split=train``, ``split=val``) in one Spark job, in a
     fixed order within each file, then the manifest; returns the manifest. Reuses a
-    snapshot whose manifest exists."""
+    snapshot whose manifest exists. ``expected``: rows per split, as Spark counted."""
     from pyspark.sql import functions as F
 
     from kale_spark.training.data import COLUMNS, build_manifest, read_manifest, write_manifest
@@ -190,7 +211,6 @@ def write_snapshot(rows: DataFrame, uri: str, files: int, **info: Any) -> dict[s
     if manifest is not None:
         log.info("training snapshot %s: reused", uri)
         return manifest
-    expected = _split_counts(rows)
     order = [F.xxhash64("uid"), F.col("uid")]
     (
         rows.withColumn("split", F.when(F.col("is_val"), "val").otherwise("train"))
@@ -321,7 +341,9 @@ def _provenance(cfg: Config, run: StageRun, versions: dict[str, int], data: dict
 
 def _snapshot(lake: Lake, cfg: Config, run: StageRun, versions) -> tuple[str, dict]:
     """(the snapshot's URI, its manifest): cleaned up around it if asked, written if new."""
-    key = data_key(cfg, versions)
+    rows = training_rows(lake, cfg, versions)
+    fp = fingerprint(rows)
+    key = data_key(cfg, fp, versions)
     root_uri = snapshot_root(lake, cfg)
     uri = f"{root_uri}/{key}"
     if cfg.student.clean_snapshots:
@@ -329,8 +351,10 @@ def _snapshot(lake: Lake, cfg: Config, run: StageRun, versions) -> tuple[str, di
         removed = clean_snapshots(root_uri, keep)
         run.counts["snapshots_removed"] = len(removed)
         run.notes.append(f"snapshots removed: {', '.join(removed) or 'none'}")
-    rows = training_rows(lake, cfg, versions)
-    manifest = write_snapshot(rows, uri, cfg.student.snapshot_files, key=key, versions=versions)
+    expected = {"train": fp["train_rows"], "val": fp["val_rows"]}
+    manifest = write_snapshot(
+        rows, uri, cfg.student.snapshot_files, expected, key=key, versions=versions, rows=fp
+    )
     return uri, manifest
 
 
@@ -372,7 +396,11 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         root = checkpoint_root(lake, cfg)
         key = training_key(cfg, manifest["key"])
         final = root / key / FINAL
-        data = {"snapshot": manifest["key"], "snapshot_uri": uri, **{f"{k}_rows": v for k, v in rows.items()}}
+        data = {
+            "snapshot": manifest["key"],
+            "snapshot_uri": uri,
+            **{f"{k}_rows": v for k, v in rows.items()},
+        }
         if not (final / PROVENANCE).is_file():
             provenance = _provenance(cfg, run, versions, data, key)
             _train(spark, cfg, run, root / key, uri, provenance)

@@ -165,7 +165,9 @@ def build_manifest(uri: str, splits: Iterable[str] = SPLITS, **info: Any) -> dic
         )
         names = [p[len(root.rstrip("/")) + 1 :] for p in paths]
         with ThreadPoolExecutor(16) as pool:  # footers of remote stores: latency-bound
-            per_file = list(pool.map(lambda a: _footer_groups(filesystem, *a), zip(paths, names)))
+            per_file = list(
+                pool.map(lambda a: _footer_groups(filesystem, *a), zip(paths, names, strict=True))
+            )
         groups = [g for file_groups in per_file for g in file_groups]
         out["splits"][split] = {"rows": sum(g[2] for g in groups), "groups": groups}
     return out
@@ -175,7 +177,12 @@ def _schema() -> Any:
     import pyarrow as pa
 
     return pa.schema(
-        [("uid", pa.string()), ("image", pa.binary()), ("alt_text", pa.string()), ("caption", pa.string())]
+        [
+            ("uid", pa.string()),
+            ("image", pa.binary()),
+            ("alt_text", pa.string()),
+            ("caption", pa.string()),
+        ]
     )
 
 

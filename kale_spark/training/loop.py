@@ -561,6 +561,24 @@ def _finish(job: TrainJob, model: Any, history: list, done: dict[str, Any]) -> d
     return {"final_dir": str(final), "content_hash": digest}
 
 
+def _exit_with_parent(interval_s: float = 1.0) -> None:
+    """End this process when its parent (torchrun's agent) is gone. torchrun starts
+    each rank in a session of its own, so a SIGKILL of the job (driver, Spark task,
+    agent) would leave the ranks training, and writing checkpoints, on their own."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        log.error("the training launcher (pid %d) is gone: this rank stops", parent)
+        os._exit(1)  # checkpoints are renamed into place: none is left half written
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def train_entry(job: TrainJob) -> dict[str, Any]:
     """What TorchDistributor runs in each process: logging set up, then ``train``."""
     logging.basicConfig(
@@ -568,4 +586,5 @@ def train_entry(job: TrainJob) -> dict[str, Any]:
         format=f"%(asctime)s rank{os.environ.get('RANK', '0')} %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    _exit_with_parent()
     return train(job)

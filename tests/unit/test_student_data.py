@@ -15,7 +15,10 @@ from kale_spark.training import data as D
 
 
 def _examples(n: int, prefix: str = "u") -> list[D.Example]:
-    return [D.Example(f"{prefix}{i:03d}", bytes([i % 256]), f"alt {i}", f"caption {i}") for i in range(n)]
+    return [
+        D.Example(f"{prefix}{i:03d}", bytes([i % 256]), f"alt {i}", f"caption {i}")
+        for i in range(n)
+    ]
 
 
 def _snapshot(tmp_path: Path, n: int, rows_per_group: int, val: int = 0) -> tuple[str, dict]:
@@ -101,6 +104,14 @@ def test_a_resume_seeks_without_reading_earlier_data(tmp_path: Path, monkeypatch
     plan = D.RankPlan(groups, 1, 2, 2, seed=5)  # 15 rows, 8 batches per epoch (last: 1 row)
     straight = [_rank_uids(uri, plan, range(b, b + 1)) for b in range(20)]
     assert [len(u) for u in straight[:9]] == [2] * 7 + [1, 2]
+    reads: list[int] = []
+    real = pq.ParquetFile.read_row_group
+
+    def spy(self, i, *args, **kwargs):
+        reads.append(i)
+        return real(self, i, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
     for b in (3, 8, 11):
         position = plan.position(b).to_dict()
         assert set(position) == {"epoch", "index", "file", "row_group", "offset"}
@@ -108,15 +119,8 @@ def test_a_resume_seeks_without_reading_earlier_data(tmp_path: Path, monkeypatch
         fresh = D.RankPlan(groups, 1, 2, 2, seed=5)
         start = fresh.seek(position)
         assert start == b
-        reads: list[int] = []
-        real = pq.ParquetFile.read_row_group
-        monkeypatch.setattr(
-            pq.ParquetFile,
-            "read_row_group",
-            lambda self, i, *a, **k: reads.append(i) or real(self, i, *a, **k),
-        )
+        reads.clear()
         first = _rank_uids(uri, fresh, range(start, start + 1))
-        monkeypatch.setattr(pq.ParquetFile, "read_row_group", real)
         assert first == straight[b]
         # the batch's own groups only: one or two reads, starting at the recorded group
         assert reads[0] == position["row_group"] and len(reads) <= 2

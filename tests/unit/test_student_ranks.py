@@ -70,7 +70,10 @@ def test_rank_0_decides_the_resume_step(tmp_path: Path, snapshot: str):
 
 def test_a_rank_that_cannot_see_the_checkpoint_dir_fails_clearly(tmp_path: Path, snapshot: str):
     # Rank 1 sees another directory at the same place: what a node-local path gives.
-    jobs = [_job(tmp_path, tmp_path / "run", snapshot), _job(tmp_path, tmp_path / "elsewhere", snapshot)]
+    jobs = [
+        _job(tmp_path, tmp_path / "run", snapshot),
+        _job(tmp_path, tmp_path / "elsewhere", snapshot),
+    ]
     got = _run_two(jobs, tmp_path / "out")
     host = socket.gethostname()
     for text in got:  # both ranks stop, with the same message
