@@ -353,7 +353,7 @@ def _snapshot(lake: Lake, cfg: Config, run: StageRun, versions) -> tuple[str, di
         run.notes.append(f"snapshots removed: {', '.join(removed) or 'none'}")
     expected = {"train": fp["train_rows"], "val": fp["val_rows"]}
     manifest = write_snapshot(
-        rows, uri, cfg.student.snapshot_files, expected, key=key, versions=versions, rows=fp
+        rows, uri, cfg.student.snapshot_files, expected, key=key, versions=versions, data=fp
     )
     return uri, manifest
 
