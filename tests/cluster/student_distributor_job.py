@@ -27,8 +27,20 @@ def main() -> None:
     distributor = student_distributor(spark, scfg)
     rank0 = distributor.run(report)
     result = {"num_tasks": distributor.num_tasks, "profile_id": distributor.profile.id}
-    print("RESULT " + json.dumps({**result, "rank0": rank0}))
+    print("RESULT " + json.dumps({**result, "rank0": rank0, "stages": _stages(spark)}))
     spark.stop()
+
+
+def _stages(spark) -> list[dict]:
+    """The app's stages as Spark's status API reports them (profile, tasks)."""
+    import urllib.request
+
+    sc = spark.sparkContext
+    url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/stages"
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        stages = json.load(resp)
+    keys = ("resourceProfileId", "numTasks", "status")
+    return [{k: s[k] for k in keys} for s in stages]
 
 
 if __name__ == "__main__":

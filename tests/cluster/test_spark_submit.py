@@ -204,7 +204,7 @@ def test_student_training_ranks_get_a_whole_gpu_on_the_cluster(
         "--conf", "spark.kale.student.task.cpus=2",
         "--conf", f"spark.pyspark.python={sys.executable}",
         "--conf", f"spark.pyspark.driver.python={sys.executable}",
-        "--conf", "spark.ui.enabled=false",
+        "--conf", "spark.ui.port=0",  # the job reads its stages from the status API
         str(Path(__file__).with_name("student_distributor_job.py")),
     ]  # fmt: skip
     proc = subprocess.run(
@@ -215,6 +215,10 @@ def test_student_training_ranks_get_a_whole_gpu_on_the_cluster(
     result = json.loads(line[len("RESULT ") :])
     assert result["num_tasks"] == 1
     assert result["profile_id"] not in (None, 0)  # not the default profile (id 0)
+    # the barrier stage, the app's only one, ran under that profile
+    assert result["stages"] == [
+        {"resourceProfileId": result["profile_id"], "numTasks": 1, "status": "COMPLETE"}
+    ]
     assert result["rank0"] == {
         "RANK": "0",
         "WORLD_SIZE": "1",
