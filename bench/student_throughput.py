@@ -13,9 +13,10 @@ Parquet snapshot of photo-like JPEGs of the size the `images` table holds (490 p
 - loader: ``student.loader_workers=N`` processes prepare batches ahead
   (``student.loader_prefetch`` each) while the training thread runs the steps.
 
-Both use the torch threads train-student gives one rank (cores / processes). The
-clock covers the whole ``train`` call (model load, validation at the start and end,
-the checkpoint and the final save included); ``steady`` is the clock from the 5th
+Each uses the torch threads train-student gives one rank
+(``train_student.rank_threads``: the cores, less one per loader worker). The clock
+covers the whole ``train`` call (model load, validation at the start and end, the
+checkpoint and the final save included); ``steady`` is the clock from the 5th
 step to the last. The two alternate within each repeat, in turns, and each repeat's
 ratio is paired. The last stdout line is one JSON object with ``loader_over_inline``
 (the median of the paired ratios, with min and max); the same figures go to
@@ -70,8 +71,9 @@ def _snapshot(root: Path, rows: int) -> str:
     return uri
 
 
-def _run(args, base: Path, uri: str, workdir: Path, workers: int, threads: int) -> dict:
+def _run(args, base: Path, uri: str, workdir: Path, workers: int) -> dict:
     from kale_spark.config import load_config
+    from kale_spark.stages.train_student import rank_threads
     from kale_spark.training.loop import TrainJob, train
 
     scfg = load_config(
@@ -88,6 +90,7 @@ def _run(args, base: Path, uri: str, workdir: Path, workers: int, threads: int) 
     ).student
     run_dir = workdir / f"run-{workers}"
     shutil.rmtree(run_dir, ignore_errors=True)
+    threads = rank_threads(scfg, os.cpu_count() or 1)
     job = TrainJob(scfg, str(run_dir), str(base), uri, torch_threads=threads)
     stamps: list[float] = []
     start = time.perf_counter()
@@ -95,6 +98,7 @@ def _run(args, base: Path, uri: str, workdir: Path, workers: int, threads: int) 
     total = time.perf_counter() - start
     steady = (stamps[-1] - stamps[4]) / (len(stamps) - 5)
     return {
+        "torch_threads": threads,
         "samples_per_s": round(args.steps * args.batch_size / total, 2),
         "steady_samples_per_s": round(args.batch_size / steady, 2),
         "seconds": round(total, 2),
@@ -128,7 +132,6 @@ def main() -> None:
     from kale_spark.config import load_config
     from kale_spark.models.student import build_base
 
-    threads = max(1, os.cpu_count() or 1)  # train-student's rule: cores / processes (1)
     workdir = Path(tempfile.mkdtemp(prefix="kale-student-bench-"))
     try:
         cache = workdir / "cache"
@@ -139,16 +142,16 @@ def main() -> None:
             order = ["inline", "loader"] if repeat % 2 == 0 else ["loader", "inline"]
             for name in order:
                 workers = 0 if name == "inline" else args.workers
-                runs[name].append(_run(args, base, uri, workdir, workers, threads))
+                runs[name].append(_run(args, base, uri, workdir, workers))
                 print(f"repeat {repeat + 1} {name}: {runs[name][-1]}", file=sys.stderr)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    result = _result(args, runs, threads)
+    result = _result(args, runs)
     print(json.dumps(result, sort_keys=True), flush=True)
     _write(args, result)
 
 
-def _result(args, runs: dict[str, list[dict]], threads: int) -> dict:
+def _result(args, runs: dict[str, list[dict]]) -> dict:
     ratios = [
         lo["samples_per_s"] / il["samples_per_s"]
         for lo, il in zip(runs["loader"], runs["inline"], strict=True)
@@ -166,7 +169,7 @@ def _result(args, runs: dict[str, list[dict]], threads: int) -> dict:
         "image_px": 490,
         "loader_workers": args.workers,
         "loader_prefetch": args.prefetch,
-        "torch_threads": threads,
+        "torch_threads": {k: v[0]["torch_threads"] for k, v in runs.items()},
         "repeats": args.repeats,
         "inline_samples_per_s": _summary([r["samples_per_s"] for r in runs["inline"]]),
         "loader_samples_per_s": _summary([r["samples_per_s"] for r in runs["loader"]]),

@@ -358,6 +358,12 @@ def _snapshot(lake: Lake, cfg: Config, run: StageRun, versions) -> tuple[str, di
     return uri, manifest
 
 
+def rank_threads(s: Any, cores: int) -> int:
+    """Torch threads of one training rank: its share of the cores, less one for each of
+    its DataLoader workers (they decode and preprocess on the same cores)."""
+    return max(1, cores // s.num_processes - s.loader_workers)
+
+
 def _train(spark, cfg: Config, run: StageRun, run_dir: Path, uri: str, provenance) -> None:
     from kale_spark.models.student import build_base
     from kale_spark.training.loop import TrainJob
@@ -370,7 +376,7 @@ def _train(spark, cfg: Config, run: StageRun, run_dir: Path, uri: str, provenanc
         run_dir=str(run_dir),
         base_dir=str(base),
         snapshot=uri,
-        torch_threads=cfg.models.torch_threads or max(1, (os.cpu_count() or 1) // s.num_processes),
+        torch_threads=cfg.models.torch_threads or rank_threads(s, os.cpu_count() or 1),
         provenance=provenance,
     )
     result = _distribute(spark, job)

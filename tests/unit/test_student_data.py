@@ -165,3 +165,21 @@ def test_locations_the_trainers_cannot_open_are_refused(tmp_path: Path):
     filesystem, path = D.arrow_location(tmp_path.as_uri())
     assert path == str(tmp_path)
     assert type(filesystem).__name__ == "LocalFileSystem"
+
+
+def test_training_settings_are_validated_and_the_cli_flag_sets_one():
+    from kale_spark.cli import _config_overrides, build_parser
+    from kale_spark.config import ConfigError, load_config
+
+    for bad in (
+        "student.loader_workers=-1",
+        "student.warmup_steps=-2",
+        "student.loader_prefetch=0",
+    ):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            load_config(None, [bad])
+    parser = build_parser()
+    args = parser.parse_args(["train-student", "--clean-snapshots"])
+    assert load_config(None, _config_overrides(args)).student.clean_snapshots is True
+    args = parser.parse_args(["train-student"])
+    assert load_config(None, _config_overrides(args)).student.clean_snapshots is False
