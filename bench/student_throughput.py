@@ -13,14 +13,17 @@ Parquet snapshot of photo-like JPEGs of the size the `images` table holds (490 p
 - loader: ``student.loader_workers=N`` processes prepare batches ahead
   (``student.loader_prefetch`` each) while the training thread runs the steps.
 
-Each uses the torch threads train-student gives one rank
-(``train_student.rank_threads``: the cores, less one per loader worker). The clock
-covers the whole ``train`` call (model load, validation at the start and end, the
-checkpoint and the final save included); ``steady`` is the clock from the 5th
-step to the last. The two alternate within each repeat, in turns, and each repeat's
-ratio is paired. The last stdout line is one JSON object with ``loader_over_inline``
-(the median of the paired ratios, with min and max); the same figures go to
-``bench/figures/student-cpu.json`` with the machine, cores, date, commit and command.
+The loader runs with the torch threads train-student gives a rank
+(``train_student.rank_threads``: the cores, less one per loader worker). Inline
+feeding runs twice, with as many torch threads (``inline``) and with all the cores
+(``inline_all_cores``, what rank_threads gives it), and the loader is compared with
+the faster of the two in each repeat. The clock covers the whole ``train`` call
+(model load, validation at the start and end, the checkpoint and the final save
+included); ``steady`` is the clock from the 5th step to the last. The contestants
+take turns within each repeat, in a rotating order. The last stdout line is one JSON
+object with ``loader_over_inline`` (the median of the paired ratios, with min and
+max); the same figures go to ``bench/figures/student-cpu.json`` with the machine,
+cores, load average, date, commit and command.
 """
 
 from __future__ import annotations
@@ -71,9 +74,8 @@ def _snapshot(root: Path, rows: int) -> str:
     return uri
 
 
-def _run(args, base: Path, uri: str, workdir: Path, workers: int) -> dict:
+def _run(args, base: Path, uri: str, workdir: Path, workers: int, threads: int) -> dict:
     from kale_spark.config import load_config
-    from kale_spark.stages.train_student import rank_threads
     from kale_spark.training.loop import TrainJob, train
 
     scfg = load_config(
@@ -90,7 +92,6 @@ def _run(args, base: Path, uri: str, workdir: Path, workers: int) -> dict:
     ).student
     run_dir = workdir / f"run-{workers}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    threads = rank_threads(scfg, os.cpu_count() or 1)
     job = TrainJob(scfg, str(run_dir), str(base), uri, torch_threads=threads)
     stamps: list[float] = []
     start = time.perf_counter()
@@ -103,6 +104,17 @@ def _run(args, base: Path, uri: str, workdir: Path, workers: int) -> dict:
         "steady_samples_per_s": round(args.batch_size / steady, 2),
         "seconds": round(total, 2),
     }
+
+
+def _contestants(workers: int) -> dict[str, tuple[int, int]]:
+    """name → (loader workers, torch threads)."""
+    from kale_spark.config import load_config
+    from kale_spark.stages.train_student import rank_threads
+
+    cores = os.cpu_count() or 1
+    scfg = load_config(None, [f"student.loader_workers={workers}"]).student
+    threads = rank_threads(scfg, cores)
+    return {"inline": (0, threads), "inline_all_cores": (0, cores), "loader": (workers, threads)}
 
 
 def _summary(values: list[float]) -> dict:
@@ -132,33 +144,38 @@ def main() -> None:
     from kale_spark.config import load_config
     from kale_spark.models.student import build_base
 
+    load_before = os.getloadavg()[0]  # the machine may be shared: say how busy it was
     workdir = Path(tempfile.mkdtemp(prefix="kale-student-bench-"))
     try:
         cache = workdir / "cache"
         base = build_base(load_config(None, []).student, cache / "base", cache_dir=cache)
         uri = _snapshot(workdir, args.rows)
-        runs: dict[str, list[dict]] = {"inline": [], "loader": []}
+        contestants = _contestants(args.workers)
+        runs: dict[str, list[dict]] = {name: [] for name in contestants}
+        names = list(contestants)
         for repeat in range(args.repeats):
-            order = ["inline", "loader"] if repeat % 2 == 0 else ["loader", "inline"]
-            for name in order:
-                workers = 0 if name == "inline" else args.workers
-                runs[name].append(_run(args, base, uri, workdir, workers))
+            for name in names[repeat % 3 :] + names[: repeat % 3]:
+                workers, threads = contestants[name]
+                runs[name].append(_run(args, base, uri, workdir, workers, threads))
                 print(f"repeat {repeat + 1} {name}: {runs[name][-1]}", file=sys.stderr)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    result = _result(args, runs)
+    result = {**_result(args, runs), "load_average_1m": round(load_before, 2)}
     print(json.dumps(result, sort_keys=True), flush=True)
     _write(args, result)
 
 
 def _result(args, runs: dict[str, list[dict]]) -> dict:
+    def best_inline(i: int, key: str) -> float:
+        return max(runs["inline"][i][key], runs["inline_all_cores"][i][key])
+
+    n = len(runs["loader"])
     ratios = [
-        lo["samples_per_s"] / il["samples_per_s"]
-        for lo, il in zip(runs["loader"], runs["inline"], strict=True)
+        runs["loader"][i]["samples_per_s"] / best_inline(i, "samples_per_s") for i in range(n)
     ]
     steady = [
-        lo["steady_samples_per_s"] / il["steady_samples_per_s"]
-        for lo, il in zip(runs["loader"], runs["inline"], strict=True)
+        runs["loader"][i]["steady_samples_per_s"] / best_inline(i, "steady_samples_per_s")
+        for i in range(n)
     ]
     return {
         "bench": "student_throughput",
@@ -171,8 +188,9 @@ def _result(args, runs: dict[str, list[dict]]) -> dict:
         "loader_prefetch": args.prefetch,
         "torch_threads": {k: v[0]["torch_threads"] for k, v in runs.items()},
         "repeats": args.repeats,
-        "inline_samples_per_s": _summary([r["samples_per_s"] for r in runs["inline"]]),
-        "loader_samples_per_s": _summary([r["samples_per_s"] for r in runs["loader"]]),
+        **{
+            f"{k}_samples_per_s": _summary([r["samples_per_s"] for r in v]) for k, v in runs.items()
+        },
         "loader_over_inline": round(statistics.median(ratios), 3),
         "loader_over_inline_min": round(min(ratios), 3),
         "loader_over_inline_max": round(max(ratios), 3),
@@ -188,6 +206,7 @@ def _write(args, result: dict) -> None:
         **result,
         "machine": f"{platform.node()} {platform.machine()} {platform.processor()}".strip(),
         "cores": os.cpu_count(),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "git_commit": _commit(),
         "command": " ".join(["python", *sys.argv]),
