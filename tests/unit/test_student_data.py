@@ -183,3 +183,21 @@ def test_training_settings_are_validated_and_the_cli_flag_sets_one():
     assert load_config(None, _config_overrides(args)).student.clean_snapshots is True
     args = parser.parse_args(["train-student"])
     assert load_config(None, _config_overrides(args)).student.clean_snapshots is False
+
+
+def test_the_snapshot_location_carries_its_scheme(tmp_path: Path):
+    """One URI for Spark's writer and the trainers: a bare path becomes file://, a URI
+    keeps its scheme, and the default sits beside the checkpoints."""
+    from types import SimpleNamespace
+
+    from kale_spark.config import load_config
+    from kale_spark.stages.train_student import checkpoint_root, snapshot_root
+
+    lake = SimpleNamespace(path=lambda name: f"{tmp_path}/lake/{name}")
+    cfg = load_config(None, [])
+    assert snapshot_root(lake, cfg) == f"file://{tmp_path}/lake/student/snapshots"
+    assert checkpoint_root(lake, cfg) == tmp_path / "lake" / "student"
+    cfg = load_config(None, ["student.snapshot_dir=s3a://bucket/kale/snapshots/"])
+    assert snapshot_root(lake, cfg) == "s3a://bucket/kale/snapshots"
+    cfg = load_config(None, ["student.snapshot_dir=/dbfs/kale/snaps"])
+    assert snapshot_root(lake, cfg) == "file:///dbfs/kale/snaps"
