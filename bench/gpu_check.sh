@@ -47,7 +47,7 @@ PY
 } 2>&1 | tee "$OUT_DIR/gpu_info.txt"
 
 echo "== tests/gpu"
-"$PY" -m pytest tests/gpu -m gpu -v -rs -p no:cacheprovider --junitxml="$OUT_DIR/gpu_tests.xml" \
+"$PY" -m pytest tests/gpu -m gpu -v -rsP -p no:cacheprovider --junitxml="$OUT_DIR/gpu_tests.xml" \
   2>&1 | tee "$OUT_DIR/gpu_tests.txt"
 status=${PIPESTATUS[0]}
 echo "exit status $status; results in $OUT_DIR"

@@ -4,7 +4,10 @@
         --config conf/paper.yaml --set lake.root=s3://bucket/kale
 
 kale_spark must be importable on the driver and the executors (installed in their
-Python environment, or shipped with --py-files).
+Python environment, or shipped with --py-files). The training ranks run under their
+own resource profile, one whole GPU each (kale_spark/resources.py), whatever the
+conf's fractional spark.task.resource.gpu.amount; `--set student.clean_snapshots=true`
+does what `kale train-student --clean-snapshots` does.
 """
 
 from kale_spark.cli import job_main

@@ -253,7 +253,17 @@ COMMANDS: tuple[Command, ...] = (
     stage("augment", "alt-text + dense caption → stage1_captions: fusion LLM"),
     stage("filter", "captions → filtered_captions: drop leaked-prompt sentences"),
     stage("publish", "kept captions → the gold `kale` table, a release, exports"),
-    stage("train-student", "kept stage-1 captions → the stage-2 student (TorchDistributor)"),
+    stage(
+        "train-student",
+        "kept stage-1 captions → the stage-2 student (TorchDistributor)",
+        arg(
+            "--clean-snapshots",
+            action="store_const",
+            const="true",
+            config_key="student.clean_snapshots",
+            help="first remove the training snapshots no resumable run uses",
+        ),
+    ),
     stage("student-caption", "the student's share of ok images → stage2_captions"),
     Command(
         "run",

@@ -286,11 +286,18 @@ class StudentConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    lr: float = 1e-3
+    lr: float = 1e-3  # peak: reached after warmup_steps, then a cosine decay to 0
+    warmup_steps: int = 0  # linear warmup from 0 to lr
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     max_steps: int = 40
     batch_size: int = 4  # per process
+    # Recompute activations in the backward pass: less memory, more compute.
+    gradient_checkpointing: bool = False
+    # DataLoader worker processes per rank (decode, image preprocessing, tokenizing off
+    # the training thread; 0 = on it) and the batches each worker prepares ahead.
+    loader_workers: int = 2
+    loader_prefetch: int = 2
     eval_interval: int = 10
     checkpoint_interval: int = 10
     keep_checkpoints: int = 2
@@ -298,7 +305,9 @@ class StudentConfig:
     val_fraction: float = 0.2
     max_caption_tokens: int = 128
     seed: int = 0
-    dtype: str = "float32"  # weights while training (bfloat16 on GPUs)
+    # Training keeps fp32 master weights and runs the forward under autocast in this
+    # dtype (bfloat16 on GPUs; float32 = no autocast); student-caption runs in it.
+    dtype: str = "float32"
     # TorchDistributor: processes (GPUs) and where they run.
     num_processes: int = 1
     local_mode: bool = True
@@ -307,8 +316,13 @@ class StudentConfig:
     checkpoint_dir: str = ""
     # The filtered_captions version to train on (null: the latest at train time).
     source_version: int | None = None
-    # Parquet files per split in the training snapshot (ranks read whole files).
+    # Parquet files of the training snapshot (ranks read equal shares of rows).
     snapshot_files: int = 4
+    # Where snapshots live: a URI or path that Spark writes and every trainer reads
+    # ("" = <checkpoint root>/snapshots). One snapshot per data key, reused by runs.
+    snapshot_dir: str = ""
+    # `kale train-student --clean-snapshots`: remove snapshots no resumable run uses.
+    clean_snapshots: bool = False
     # student-caption: which checkpoint ("" = the one train-student made last) and how.
     checkpoint: str = ""
     caption_batch_size: int = 8
@@ -346,6 +360,11 @@ class StudentConfig:
             raise ConfigError("student.rows_per_commit must be >= 0, commit_interval_s > 0")
         if not self.lr > 0:
             raise ConfigError("student.lr must be > 0")
+        for name in ("warmup_steps", "loader_workers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"student.{name} must be >= 0")
+        if self.loader_prefetch < 1:
+            raise ConfigError("student.loader_prefetch must be >= 1")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError("student.val_fraction must be in (0, 1)")
         if self.dtype not in ("float32", "bfloat16", "float16"):

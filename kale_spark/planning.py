@@ -66,7 +66,10 @@ def default_figures_dir() -> Path:
 
 
 def known_devices(figures_dir: Path) -> list[str]:
-    return sorted(p.stem for p in figures_dir.glob("*.json")) if figures_dir.is_dir() else []
+    """Devices with a figures file (one with ``stages``; benches keep other JSON there)."""
+    if not figures_dir.is_dir():
+        return []
+    return sorted(p.stem for p in figures_dir.glob("*.json") if '"stages"' in p.read_text())
 
 
 def load_figures(device: str, figures_dir: Path | None = None) -> dict[str, Any]:

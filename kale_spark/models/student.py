@@ -46,8 +46,10 @@ __all__ = [
     "StudentCaptioner",
     "apply_train_parts",
     "build_base",
+    "caption_loss",
     "compose_student",
     "content_hash",
+    "enable_gradient_checkpointing",
     "encode_examples",
     "load_student",
     "resize_vision_positions",
@@ -369,6 +371,44 @@ def apply_train_parts(model: Any, scfg: StudentConfig) -> Any:
     n_all = sum(p.numel() for p in model.parameters())
     log.info("train_parts=%s: %d of %d parameters train", parts, n_train, n_all)
     return model
+
+
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Recompute activations in the backward pass (``student.gradient_checkpointing``).
+    Non-reentrant, so it works with DDP and with frozen embeddings (projector, lora)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # pragma: no cover - older transformers
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def _llava(model: Any) -> Any:
+    # peft wraps the LLaVA model; its LoRA layers live inside the wrapped modules.
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def caption_loss(model: Any, batch: dict[str, Any]) -> Any:
+    """Mean cross-entropy over the caption's tokens (labels not ``IGNORE_INDEX``).
+
+    The LM head runs on the hidden states of the caption positions only: the logits of
+    the prompt and of the image tokens (1,225 per image at 490 px with 14 px patches)
+    are never made, so their memory is never spent. Equal to ``model(**batch).loss``.
+    """
+    import torch.nn.functional as F
+
+    llava = _llava(model)
+    out = llava.model(
+        input_ids=batch["input_ids"],
+        pixel_values=batch["pixel_values"],
+        attention_mask=batch["attention_mask"],
+        use_cache=False,
+    )
+    targets = batch["labels"][:, 1:]  # position t predicts token t + 1
+    keep = targets != IGNORE_INDEX
+    hidden = out.last_hidden_state[:, :-1][keep]
+    logits = llava.lm_head(hidden)
+    return F.cross_entropy(logits.float(), targets[keep])
 
 
 def trainable_state(model: Any) -> dict[str, Any]:

@@ -3,7 +3,9 @@
     <run_dir>/checkpoints/step-000020/
         trainable.safetensors   the parameters that train, by name
         optimizer.safetensors   the optimizer's tensors (``state.<param index>.<name>``)
-        state.json              step, optimizer param groups and scalar state, history
+        rng.safetensors         each rank's random number generator states
+        state.json              step, optimizer param groups and scalar state, history,
+                                each rank's read position in the training snapshot
 
 A checkpoint is written into a temp dir and renamed into place, so a crash never
 leaves a half checkpoint that ``latest`` would pick; the oldest are pruned to
@@ -20,18 +22,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Checkpoint", "latest", "load", "save"]
+__all__ = ["Checkpoint", "latest", "load", "read_extra", "save"]
 
 log = logging.getLogger(__name__)
 
 WEIGHTS = "trainable.safetensors"
 OPTIMIZER = "optimizer.safetensors"
+RNG = "rng.safetensors"
 STATE = "state.json"
 PREFIX = "step-"
 
 
 class Checkpoint(dict):
-    """What ``load`` returns: ``step``, ``weights``, ``optimizer``, ``extra``."""
+    """What ``load`` returns: ``step``, ``weights``, ``optimizer``, ``rng``, ``extra``."""
 
 
 def _dir(root: Path, step: int) -> Path:
@@ -85,8 +88,10 @@ def save(
     optimizer_state: dict[str, Any],
     extra: dict[str, Any],
     keep: int = 2,
+    rng: dict[str, Any] | None = None,
 ) -> Path:
-    """Write checkpoint ``step`` atomically; keep the newest ``keep``."""
+    """Write checkpoint ``step`` atomically; keep the newest ``keep``. ``rng``: uint8
+    tensors of random number generator states, by name."""
     from safetensors.torch import save_file
 
     root = Path(root)
@@ -96,6 +101,7 @@ def save(
         save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp / WEIGHTS)
         tensors, meta = _optimizer_split(optimizer_state)
         save_file(tensors, tmp / OPTIMIZER)
+        save_file({k: v.contiguous() for k, v in (rng or {}).items()}, tmp / RNG)
         (tmp / STATE).write_text(json.dumps({"step": step, "optimizer": meta, "extra": extra}))
         target = _dir(root, step)
         if target.exists():
@@ -120,5 +126,11 @@ def load(root: str | os.PathLike, step: int, device: str = "cpu") -> Checkpoint:
         step=int(state["step"]),
         weights=load_file(path / WEIGHTS, device=device),
         optimizer=_optimizer_join(load_file(path / OPTIMIZER, device=device), state["optimizer"]),
+        rng=load_file(path / RNG) if (path / RNG).is_file() else {},
         extra=state.get("extra", {}),
     )
+
+
+def read_extra(root: str | os.PathLike, step: int) -> dict[str, Any]:
+    """The JSON state of checkpoint ``step`` (no tensors read)."""
+    return json.loads((_dir(Path(root), step) / STATE).read_text()).get("extra", {})

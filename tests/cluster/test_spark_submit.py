@@ -180,3 +180,48 @@ def test_model_stage_profile_gets_one_gpu_per_task_on_the_cluster(
     assert result["profile_id"] not in (None, 0)  # not the default profile (id 0)
     assert result["model"] == [[i, "0", 2] for i in range(8)]
     assert result["default"] == [[i, "", 1] for i in range(8)]
+
+
+def test_student_training_ranks_get_a_whole_gpu_on_the_cluster(
+    standalone_cluster, dist_zip, tmp_path
+):
+    """TorchDistributor's barrier stage under train-student's own profile, on a real
+    cluster whose default task holds half a GPU (stock TorchDistributor refuses that):
+    the rank runs in a barrier task given the worker's whole GPU."""
+    import json
+
+    cmd = [
+        str(Path(standalone_cluster.env["SPARK_HOME"]) / "bin" / "spark-submit"),
+        "--master", standalone_cluster.url,
+        "--py-files", str(dist_zip),
+        "--name", "kale-student-distributor-test",
+        "--driver-memory", "512m",
+        "--executor-memory", "512m",
+        "--conf", "spark.executor.cores=2",
+        "--conf", "spark.cores.max=2",
+        "--conf", "spark.executor.resource.gpu.amount=1",
+        "--conf", "spark.task.resource.gpu.amount=0.5",
+        "--conf", "spark.kale.student.task.cpus=2",
+        "--conf", f"spark.pyspark.python={sys.executable}",
+        "--conf", f"spark.pyspark.driver.python={sys.executable}",
+        "--conf", "spark.ui.port=0",  # the job reads its stages from the status API
+        str(Path(__file__).with_name("student_distributor_job.py")),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, env=standalone_cluster.env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    result = json.loads(line[len("RESULT ") :])
+    assert result["num_tasks"] == 1
+    assert result["profile_id"] not in (None, 0)  # not the default profile (id 0)
+    # the barrier stage, the app's only one, ran under that profile
+    assert result["stages"] == [
+        {"resourceProfileId": result["profile_id"], "numTasks": 1, "status": "COMPLETE"}
+    ]
+    assert result["rank0"] == {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "CUDA_VISIBLE_DEVICES": "0",  # the worker's (only) GPU, whole
+    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import random
 from pathlib import Path
 
@@ -18,7 +19,8 @@ import pytest
 from kale_spark.config import load_config
 from kale_spark.models import student as S
 from kale_spark.training import checkpoints
-from kale_spark.training.loop import FINAL, PROVENANCE, TrainJob, train
+from kale_spark.training.data import Example, write_snapshot
+from kale_spark.training.loop import FINAL, PROVENANCE, TrainJob, evaluate, lr_at, train
 
 CAPTIONS = [
     "A photo of a red double-decker bus driving down a busy street in London.",
@@ -39,21 +41,11 @@ def _jpeg(seed: int) -> bytes:
     return buf.getvalue()
 
 
-def _write_examples(path: Path, n: int) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path.mkdir(parents=True)
-    rows = [
-        {
-            "uid": f"{i:032x}",
-            "image": _jpeg(i),
-            "alt_text": f"alt text {i}",
-            "caption": CAPTIONS[i % len(CAPTIONS)],
-        }
+def _examples(n: int, prefix: str = "") -> list[Example]:
+    return [
+        Example(f"{prefix}{i:032x}"[-32:], _jpeg(i), f"alt text {i}", CAPTIONS[i % len(CAPTIONS)])
         for i in range(n)
     ]
-    pq.write_table(pa.Table.from_pylist(rows), path / "part-00000.parquet")
 
 
 def _cfg(*overrides: str):
@@ -69,14 +61,13 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _job(tmp: Path, base: Path, scfg, n_train: int = 2, n_val: int = 2) -> TrainJob:
-    _write_examples(tmp / "train", n_train)
-    _write_examples(tmp / "val", n_val)
+    uri = (tmp / "snapshot").as_uri()
+    write_snapshot(uri, {"train": _examples(n_train), "val": _examples(n_val)}, 4, key="test")
     return TrainJob(
         student=scfg,
         run_dir=str(tmp / "run"),
         base_dir=str(base),
-        train_data=str(tmp / "train"),
-        val_data=str(tmp / "val"),
+        snapshot=uri,
         provenance={"source_table": "test"},
     )
 
@@ -182,6 +173,7 @@ def test_resume_continues_step_count_and_loss(base_dir: Path, tmp_path: Path):
     ckpt = Path(job.checkpoint_root) / "step-000006"
     assert sorted(p.name for p in ckpt.iterdir()) == [
         "optimizer.safetensors",
+        "rng.safetensors",
         "state.json",
         "trainable.safetensors",
     ]
@@ -205,31 +197,168 @@ def test_student_captioner_from_the_final_checkpoint(base_dir: Path, tmp_path: P
         captioner.caption([_jpeg(1)])
 
 
-@pytest.mark.gpu
-def test_trains_and_resumes_on_a_gpu_in_bf16(base_dir: Path, tmp_path: Path):
-    """On CUDA: bf16 weights, the loop's device is the GPU, checkpoints load back."""
-    scfg = _cfg(
-        "student.max_steps=4",
-        "student.eval_interval=2",
-        "student.checkpoint_interval=2",
-        "student.use_gpu=true",
-        "student.dtype=bfloat16",
+def test_caption_loss_equals_the_full_logits_loss(base_dir: Path):
+    """The loss over caption positions only is the loss transformers computes from
+    the logits of every position (image tokens included)."""
+    import torch
+
+    model, processor = S.load_student(base_dir)
+    enc = S.encode_examples(
+        processor, [_jpeg(1), _jpeg(2)], ["bus", "a dog"], ["A red bus.", "A dog on the lawn."]
     )
-    job = _job(tmp_path, base_dir, scfg, n_train=4)
-    losses: list[float] = []
+    with torch.no_grad():
+        full = model(**enc)
+        ours = S.caption_loss(model, enc)
+    assert full.logits.shape[1] == enc["input_ids"].shape[1]  # what caption_loss avoids
+    assert float(ours) == pytest.approx(float(full.loss), rel=1e-5)
 
-    def crash_at_3(step: int, loss: float) -> None:
-        losses.append(loss)
-        if step == 3:
-            raise KeyboardInterrupt("simulated crash")
 
-    with pytest.raises(KeyboardInterrupt):
-        train(job, on_step=crash_at_3)
-    result = train(job)
-    assert result["resumed_from"] == 2 and result["steps"] == 4
-    history = result["history"]
-    assert history[-1]["val_loss"] < history[0]["val_loss"]
-    spec = S.student_spec(scfg, result["final_dir"], result["content_hash"])
-    assert spec.dtype == "bfloat16"
-    out = S.StudentCaptioner.from_spec(spec).caption([_jpeg(1)], ["a red bus"])
-    assert out[0].new_tokens >= 1
+def test_learning_rate_warms_up_then_decays_by_cosine():
+    s = _cfg("student.lr=0.01", "student.warmup_steps=4", "student.max_steps=14")
+    lrs = [lr_at(step, s) for step in range(1, 15)]
+    assert lrs[:4] == pytest.approx([0.0025, 0.005, 0.0075, 0.01])
+    # then cosine over the 10 remaining steps: 0.01 * (1 + cos(pi * k / 10)) / 2
+    assert lrs[4] == pytest.approx(0.01)
+    assert lrs[9] == pytest.approx(0.005)
+    assert lrs[13] == pytest.approx(0.01 * (1 + math.cos(math.pi * 0.9)) / 2)
+    assert all(a > b for a, b in zip(lrs[4:], lrs[5:], strict=False))
+    no_warmup = _cfg("student.lr=0.01", "student.max_steps=2")
+    assert [lr_at(1, no_warmup), lr_at(2, no_warmup)] == pytest.approx([0.01, 0.005])
+
+
+def test_bf16_autocast_keeps_float32_master_weights(base_dir: Path, tmp_path: Path):
+    """student.dtype bfloat16: the forward runs in bf16 (autocast), while the weights and
+    AdamW's state stay float32, so an update at the paper's lr is not rounded away."""
+    import torch
+
+    scfg = _cfg(
+        "student.dtype=bfloat16",
+        "student.lr=0.00002",
+        "student.max_steps=1",
+        "student.eval_interval=1",
+        "student.checkpoint_interval=1",
+    )
+    job = _job(tmp_path, base_dir, scfg)
+    seen: list[torch.dtype] = []
+    real = S.caption_loss
+
+    def spy(model, batch):
+        head = S._llava(model).lm_head
+        hook = head.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        try:
+            return real(model, batch)
+        finally:
+            hook.remove()
+
+    before, _ = S.load_student(base_dir)
+    S.caption_loss = spy
+    try:
+        train(job)
+    finally:
+        S.caption_loss = real
+    assert seen and set(seen) == {torch.bfloat16}
+    ckpt = checkpoints.load(job.checkpoint_root, 1)
+    assert {v.dtype for v in ckpt["weights"].values()} == {torch.float32}
+    assert {v.dtype for v in ckpt["optimizer"]["state"][0].values() if v.dim()} == {torch.float32}
+    old = dict(before.named_parameters())
+    # the LM's layer weights (an embedding row moves only when its token occurs)
+    lm = [n for n in ckpt["weights"] if "language_model.layers" in n and n.endswith("weight")]
+    changed = [float((ckpt["weights"][n] != old[n]).float().mean()) for n in lm]
+    # AdamW's first step moves every weight by about lr: kept in float32 ...
+    assert min(changed) > 0.9, changed
+    # ... while a bf16 copy of the same weights would have lost most of those updates
+    lost = [float((ckpt["weights"][n].bfloat16() == old[n].bfloat16()).float().mean()) for n in lm]
+    assert max(lost) > 0.5
+
+
+def _append_to(out: list[float]):
+    return lambda step, loss: out.append(loss)
+
+
+def test_gradient_checkpointing_gives_the_same_steps(base_dir: Path, tmp_path: Path):
+    model, _ = S.load_student(base_dir)
+    S.enable_gradient_checkpointing(model)
+    assert model.model.language_model.gradient_checkpointing
+    assert model.model.language_model.layers[0].gradient_checkpointing
+    losses = {}
+    for flag in ("false", "true"):
+        scfg = _cfg(
+            f"student.gradient_checkpointing={flag}",
+            "student.max_steps=3",
+            "student.eval_interval=3",
+            "student.checkpoint_interval=3",
+        )
+        losses[flag] = got = []
+        train(_job(tmp_path / flag, base_dir, scfg, n_train=4), on_step=_append_to(got))
+    assert losses["true"] == pytest.approx(losses["false"], rel=1e-4)
+    # with frozen embeddings (LoRA) too: non-reentrant checkpointing still trains
+    scfg = _cfg(
+        "student.train_parts=lora", "student.gradient_checkpointing=true", "student.max_steps=2"
+    )
+    job = _job(tmp_path / "lora", base_dir, scfg)
+    train(job)
+    weights = checkpoints.load(job.checkpoint_root, 2)["weights"]
+    lora_b = [v for n, v in weights.items() if "lora_B" in n]
+    assert lora_b and all(float(v.abs().sum()) > 0 for v in lora_b)  # zero at the start
+
+
+COLORS = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 40),
+    "blue": (30, 40, 220),
+    "yellow": (230, 220, 30),
+}
+
+
+def _colour_jpeg(rgb: tuple[int, int, int], seed: int) -> bytes:
+    from PIL import Image
+
+    rng = random.Random(seed)
+    img = Image.new("RGB", (48, 40))
+    img.putdata([tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in rgb)] * (48 * 40))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _colour_rows(n: int, seed: int, prefix: str) -> list[Example]:
+    names = list(COLORS)
+    return [
+        Example(
+            f"{prefix}{i:04d}",
+            _colour_jpeg(COLORS[names[i % 4]], seed + i),
+            "a photo",  # the alt-text says nothing about the colour: only the image does
+            f"A photo of a {names[i % 4]} square on a plain background.",
+        )
+        for i in range(n)
+    ]
+
+
+def test_the_image_matters(base_dir: Path, tmp_path: Path):
+    """Trained on captions that name the image's colour, the student's validation loss
+    is lower with each row's own image than with the images moved to other rows."""
+    scfg = _cfg(
+        "student.max_steps=60",
+        "student.batch_size=4",
+        "student.lr=0.01",
+        "student.warmup_steps=5",
+        "student.eval_interval=60",
+        "student.checkpoint_interval=60",
+    )
+    val = _colour_rows(8, 1000, "v")
+    # each row gets the image of the next row: always another colour
+    moved = [
+        Example(e.uid, val[(i + 1) % 8].image, e.alt_text, e.caption) for i, e in enumerate(val)
+    ]
+    jobs = {}
+    for name, rows in (("right", val), ("moved", moved)):
+        uri = (tmp_path / name).as_uri()
+        write_snapshot(uri, {"train": _colour_rows(32, 0, "t"), "val": rows}, 8, key=name)
+        jobs[name] = TrainJob(scfg, str(tmp_path / "run"), str(base_dir), uri)
+    result = train(jobs["right"])
+    model, processor = S.load_student(result["final_dir"])
+    loss = {name: evaluate(job, model, processor, "cpu") for name, job in jobs.items()}
+    before = result["history"][0]["val_loss"]
+    assert loss["right"] < before
+    # the colour word is one of the caption's tokens: a wrong image costs it, a right one not
+    assert loss["moved"] - loss["right"] > 0.1, loss

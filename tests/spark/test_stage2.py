@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -100,6 +106,7 @@ def both_stages(spark, tmp_path_factory):
         argv += ["--set", o]
     rc = cli.main(argv)
     return {
+        "root": root,
         "cfg": cfg,
         "lake": lake,
         "first": {r.stage: r for r in first},
@@ -257,3 +264,160 @@ def test_a_lake_from_before_stage2_is_brought_up_to_the_schema(spark, tmp_path) 
     lake.append("t", df, {"stage": "test"})
     row = lake.read("t").first()
     assert row["dense_caption"] is None and row["novel_share_basis"] == "alt_text"
+
+
+# ------------------------------------------- two processes from the CLI, SIGKILL, resume
+
+CLI_STEPS = 40
+KILL_AT_STEP = 4
+
+
+def _train_student_cmd(root: Path, *extra: str) -> list[str]:
+    cmd = [sys.executable, "-m", "kale_spark.cli", "train-student"]
+    return cmd + [a for o in _overrides(root) for a in ("--set", o)] + list(extra)
+
+
+def _checkpoints(student_root: Path) -> dict[str, int]:
+    """run dir name → its newest complete checkpoint step."""
+    from kale_spark.training import checkpoints
+
+    out = {}
+    for run_dir in student_root.iterdir():
+        step = checkpoints.latest(run_dir / "checkpoints")
+        if step is not None:
+            out[run_dir.name] = step
+    return out
+
+
+def _processes_with(marker: str) -> list:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("KALE_TEST_RUN") == marker:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def _kill_at_checkpoint(cmd: list[str], student_root: Path, before: set[str]) -> tuple[str, int]:
+    """Run `cmd` in its own process group; SIGKILL the group once a new run has a
+    checkpoint at KILL_AT_STEP or later. (run dir, the step its checkpoints reached)."""
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "KALE_TEST_RUN": marker}
+    proc = subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            new = {k: v for k, v in _checkpoints(student_root).items() if k not in before}
+            if new and max(new.values()) >= KILL_AT_STEP:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=60)
+                break
+            if proc.poll() is not None:
+                raise AssertionError(
+                    f"train-student ended (rc {proc.returncode}) before it could be killed: "
+                    + proc.stderr.read().decode()[-3000:]
+                )
+            time.sleep(0.05)
+        else:
+            raise AssertionError("train-student reached no checkpoint in time")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    # torchrun starts the ranks in sessions of their own: they must notice and stop.
+    stop_by = time.monotonic() + 30
+    while _processes_with(marker) and time.monotonic() < stop_by:
+        time.sleep(0.2)
+    assert not _processes_with(marker), "training processes outlived the killed job"
+    (run_dir,) = new
+    return run_dir, _checkpoints(student_root)[run_dir]
+
+
+@pytest.fixture(scope="module")
+def two_processes(both_stages):
+    """`kale train-student` with two processes on the sample: SIGKILLed after a
+    checkpoint, then rerun with --clean-snapshots beside a stale and an in-use snapshot."""
+    root, lake = both_stages["root"], both_stages["lake"]
+    student_root = Path(lake.root) / "student"
+    snapshots = student_root / "snapshots"
+    first_snapshot = {p.name for p in snapshots.iterdir()}
+    before = set(_checkpoints(student_root))
+    extra = [
+        "--set",
+        "student.num_processes=2",
+        "--set",
+        f"student.max_steps={CLI_STEPS}",
+        "--set",
+        "student.checkpoint_interval=2",
+        "--set",
+        "student.eval_interval=10",
+    ]
+    run_dir, reached = _kill_at_checkpoint(_train_student_cmd(root, *extra), student_root, before)
+    # a snapshot no run uses, and one a resumable run (no final yet) still reads
+    (snapshots / "stale00000000000").mkdir()
+    (snapshots / "stale00000000000" / "manifest.json").write_text("{}")
+    (snapshots / "inuse00000000000").mkdir()
+    from kale_spark.training import checkpoints
+
+    checkpoints.save(
+        student_root / "resumable0000000" / "checkpoints",
+        2,
+        {},
+        {"state": {}, "param_groups": []},
+        {"snapshot": "inuse00000000000"},
+    )
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    cmd = _train_student_cmd(root, *extra, "--clean-snapshots")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = (
+        lake.read(schema.RUNS)
+        .where("stage = 'train-student'")
+        .orderBy("started_at", ascending=False)
+        .first()
+    )
+    return {
+        "run_dir": student_root / run_dir,
+        "reached": reached,
+        "row": runs,
+        "first_snapshot": first_snapshot,
+        "snapshots_after": {p.name for p in snapshots.iterdir()},
+    }
+
+
+def test_two_processes_resume_at_the_step_they_reached(two_processes) -> None:
+    row = two_processes["row"]
+    assert row["status"] == "ok"
+    reached = two_processes["reached"]
+    assert KILL_AT_STEP <= reached < CLI_STEPS
+    assert row["counts"]["resumed_from_step"] == reached
+    assert row["counts"]["trained_steps"] == CLI_STEPS - reached
+    assert row["counts"]["steps"] == CLI_STEPS
+    assert (two_processes["run_dir"] / "final" / "provenance.json").is_file()
+
+
+def test_runs_row_has_the_world_size_and_each_ranks_rows(two_processes, both_stages) -> None:
+    metrics = two_processes["row"]["metrics"]
+    assert metrics["world_size"] == 2
+    batch = 2  # student.batch_size in _overrides
+    a, b = metrics["samples.rank_0"], metrics["samples.rank_1"]
+    assert a > 0 and abs(a - b) <= batch
+    # every step took one batch on each rank: between CLI_STEPS and batch * CLI_STEPS rows
+    assert CLI_STEPS <= a <= batch * CLI_STEPS
+    for step in (10, 20, 30, 40):
+        assert f"train_loss.rank_0.step_{step:06d}" in metrics
+        assert f"train_loss.rank_1.step_{step:06d}" in metrics
+
+
+def test_the_snapshot_is_reused_and_unused_ones_are_cleaned(two_processes) -> None:
+    """Other training settings, same data: the first run's snapshot is reused (nothing
+    new is written); --clean-snapshots removed the stale one, kept the in-use one."""
+    first = two_processes["first_snapshot"]
+    assert len(first) == 1
+    assert two_processes["snapshots_after"] == first | {"inuse00000000000"}
+    assert two_processes["row"]["counts"]["snapshots_removed"] == 1

@@ -12,13 +12,16 @@ from pathlib import Path
 import pytest
 
 from kale_spark import jars
-from kale_spark.resources import ModelTaskResources, model_task_resources
+from kale_spark.resources import (
+    ModelTaskResources,
+    model_task_resources,
+    student_task_resources,
+)
 from kale_spark.session import _master_in_defaults, _master_in_submit_args, given_master
 
 REPO = Path(__file__).resolve().parents[2]
 SPARK_CONFS = sorted((REPO / "conf" / "spark").glob("*.conf"))
 JOB = REPO / "conf" / "databricks" / "kale_job.json"
-STAGES = ["ingest", "fetch", "caption", "augment", "filter", "publish"]
 
 
 def _props(path: Path) -> dict[str, str]:
@@ -107,6 +110,10 @@ def test_gpu_cluster_conf_is_complete():
     assert model_task_resources({**conf, "spark.master": "yarn"}) == ModelTaskResources(
         gpus=1.0, cpus=cores
     )
+    # Student training: one whole GPU per rank, whatever the default task's fraction.
+    assert student_task_resources({**conf, "spark.master": "yarn"}) == ModelTaskResources(
+        gpus=1.0, cpus=cores
+    )
 
 
 def test_readme_explains_every_gpu_cluster_setting():
@@ -175,7 +182,7 @@ def test_databricks_job_has_the_fields_jobs_api_2_1_requires():
 
     tasks = job["tasks"]
     keys = [t["task_key"] for t in tasks]
-    assert keys == STAGES and len(set(keys)) == len(keys)
+    assert len(set(keys)) == len(keys)
     wheel = f"kale_spark-{_version()}-py3-none-any.whl"
     for i, task in enumerate(tasks):
         kinds = [k for k in task if k.endswith("_task")]
@@ -187,14 +194,44 @@ def test_databricks_job_has_the_fields_jobs_api_2_1_requires():
         assert lib["whl"].endswith("/" + wheel)
         wt = task["python_wheel_task"]
         assert wt["package_name"] == "kale_spark" and wt["entry_point"] == "kale"
-        assert wt["parameters"][0] == task["task_key"]  # `kale <stage>`
+        assert task["task_key"].startswith(wt["parameters"][0])  # `kale <stage>`
         refs = set(re.findall(r"\{\{job\.parameters\.(\w+)\}\}", " ".join(wt["parameters"])))
         assert refs <= params
         assert "spark.delta_packages=false" in wt["parameters"]  # Delta is built in
-    model_stages = {
-        t["task_key"] for t in tasks if "gpu-ml" in clusters[t["job_cluster_key"]]["spark_version"]
+    gpu_commands = {
+        t["python_wheel_task"]["parameters"][0]
+        for t in tasks
+        if "gpu-ml" in clusters[t["job_cluster_key"]]["spark_version"]
     }
-    assert model_stages == {"caption", "augment"}
+    assert gpu_commands == {"caption", "augment", "train-student", "student-caption"}
+
+
+def test_databricks_job_has_a_task_for_every_stage_of_kale_run():
+    """`kale run` (pipeline.stages) and the job run the same commands in the same order:
+    both KALE stages, the second filter included, so publish sees the student's rows."""
+    from kale_spark.pipeline import stages
+
+    expected = [m.__name__.rsplit(".", 1)[-1].replace("_", "-") for m in stages()]
+    tasks = json.loads(JOB.read_text())["tasks"]
+    assert [t["python_wheel_task"]["parameters"][0] for t in tasks] == expected
+    assert "train-student" in expected and "student-caption" in expected
+
+
+def test_databricks_gpu_cluster_holds_the_paper_students_ranks():
+    """train-student's barrier stage needs student.num_processes GPUs at once."""
+    from kale_spark.config import load_config
+    from kale_spark.resources import student_task_resources
+
+    job = json.loads(JOB.read_text())
+    (task,) = [t for t in job["tasks"] if t["task_key"] == "train-student"]
+    cluster = {c["job_cluster_key"]: c["new_cluster"] for c in job["job_clusters"]}[
+        task["job_cluster_key"]
+    ]
+    conf = {**cluster["spark_conf"], "spark.master": "databricks"}
+    resources = student_task_resources(conf)
+    assert resources is not None and resources.gpus == 1.0
+    gpus = cluster["num_workers"] * float(conf["spark.executor.resource.gpu.amount"])
+    assert gpus >= load_config(REPO / "conf" / "paper.yaml").student.num_processes
 
 
 def test_databricks_job_runs_the_cli_commands_that_exist():
@@ -207,7 +244,7 @@ def test_databricks_job_runs_the_cli_commands_that_exist():
             for a in task["python_wheel_task"]["parameters"]
         ]
         ns = parser.parse_args(args)
-        assert ns.command == task["task_key"]
+        assert ns.command == args[0] and task["task_key"].startswith(ns.command)
 
 
 def _version() -> str:
