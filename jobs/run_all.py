@@ -18,9 +18,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from kale_spark.cli.pipeline import ensure_sample, run_all, stages
     from kale_spark.config import ConfigError, load_config
-    from kale_spark.pipeline import ensure_sample, run_all, stages
-    from kale_spark.session import get_session
+    from kale_spark.spark.session import get_session
 
     parser = argparse.ArgumentParser(prog="jobs/run_all.py", description=__doc__.split("\n")[0])
     parser.add_argument("--config", help="pipeline profile YAML")

@@ -21,7 +21,7 @@ from typing import Any, Union
 
 import yaml
 
-from kale_spark.fetch_batch import FetchStageOptions
+from kale_spark.fetch.rows import FetchStageOptions
 from kale_spark.hashing import sha256_hex
 from kale_spark.models.spec import GenerationParams, ModelSpec
 
@@ -54,7 +54,7 @@ class SparkConfig:
     delta_packages: bool = True
     log_level: str = "WARN"
     # A local driver JVM that kale launches runs C1-only and maps the class archive
-    # `make setup` builds (kale_spark/jvm.py): seconds off every local run's start.
+    # `make setup` builds (kale_spark/spark/jvm.py): seconds off every local run's start.
     jvm_quick_start: bool = True
     # Extra Spark properties, applied last (e.g. spark.executor.memory).
     conf: Mapping[str, str] = field(default_factory=dict)
@@ -151,13 +151,13 @@ class ModelsConfig:
 
 @dataclass(frozen=True)
 class ProgressConfig:
-    """The progress reporter every long stage uses (kale_spark/progress.py)."""
+    """The progress reporter every long stage uses (kale_spark/lake/progress.py)."""
 
     # Seconds between progress lines (and `runs` figures); at most 30.
     interval_s: float = 10.0
 
     def __post_init__(self) -> None:
-        from kale_spark.progress import MAX_INTERVAL_S
+        from kale_spark.lake.progress import MAX_INTERVAL_S
 
         if not 0 < self.interval_s <= MAX_INTERVAL_S:
             raise ConfigError(f"progress.interval_s must be in (0, {MAX_INTERVAL_S:g}]")

@@ -109,7 +109,7 @@ RUNS_SCHEMA = StructType(
 # so the model path can run without Spark), re-exported here.
 from kale_spark.reasons import *  # noqa: E402, F403
 
-# The fetch stage's output, one row per samples uid (kale_spark/fetch_batch.py fills it).
+# The fetch stage's output, one row per samples uid (kale_spark/fetch/rows.py fills it).
 IMAGES_SCHEMA = StructType(
     [
         StructField("uid", StringType(), False),

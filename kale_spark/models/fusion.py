@@ -163,8 +163,8 @@ class FusionRewriter:
         cache_dir: str | os.PathLike | None = None,
     ) -> FusionRewriter:
         """A rewriter over the model for ``spec``, loaded once per Python worker."""
-        from kale_spark.models.batching import compiled, pick_device
         from kale_spark.models.cache import get_or_load
+        from kale_spark.models.device import compiled, pick_device
         from kale_spark.models.loading import load_lm, model_cache_key
 
         device = device or pick_device(spec)

@@ -120,7 +120,7 @@ def load_vlm(
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from kale_spark.models.batching import pick_device
+    from kale_spark.models.device import pick_device
 
     path = resolve_model_path(spec, cache_dir)
     device = device or pick_device(spec)
@@ -138,7 +138,7 @@ def load_lm(
     """``(model, tokenizer)`` via ``AutoModelForCausalLM`` + ``AutoTokenizer``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from kale_spark.models.batching import pick_device
+    from kale_spark.models.device import pick_device
 
     path = resolve_model_path(spec, cache_dir)
     device = device or pick_device(spec)

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 
 from kale_spark import schema
 from kale_spark.config import Config, FetchConfig
-from kale_spark.fetch_batch import FetchStageOptions
-from kale_spark.images import RETRYABLE_HTTP_CODES, RETRYABLE_HTTP_RANGE, RETRYABLE_STATUSES
-from kale_spark.lake import Lake
-from kale_spark.progress import Progress, counter_accumulator
-from kale_spark.runs import StageRun, stage_run
-from kale_spark.warmup import warm_python_workers
+from kale_spark.fetch.rows import FetchStageOptions
+from kale_spark.fetch.status import retryable_condition
+from kale_spark.lake.progress import Progress, counter_accumulator
+from kale_spark.lake.runs import StageRun, stage_run
+from kale_spark.lake.tables import Lake
+from kale_spark.spark.warmup import warm_python_workers
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -41,19 +41,6 @@ def stage_options(cfg: FetchConfig) -> FetchStageOptions:
     """The options a task needs: the `fetch` section itself (a FetchStageOptions,
     validated once when the config was built; never rebuilt)."""
     return cfg
-
-
-def retryable_condition():  # -> pyspark Column
-    """images.is_retryable as a Spark condition on (status, http_status): the one policy."""
-    from pyspark.sql import functions as F
-
-    low, high = RETRYABLE_HTTP_RANGE
-    code = F.col("http_status")
-    return F.col("status").isin(*RETRYABLE_STATUSES) | (
-        (F.col("status") == "http_error")
-        & code.isNotNull()
-        & (code.isin(*RETRYABLE_HTTP_CODES) | code.between(low, high))
-    )
 
 
 def _samples_to_fetch(lake: Lake, cfg: FetchConfig) -> DataFrame:
@@ -137,7 +124,7 @@ def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool):
     """The mapInPandas function; captures only small picklable options."""
 
     def fetch_partition(batches):
-        from kale_spark.fetch_batch import process_partition
+        from kale_spark.fetch.rows import process_partition
 
         prev: dict[str, int] = {}
 
@@ -190,7 +177,7 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         if not lake.exists(schema.SAMPLES):
             raise LookupError("no `samples` table yet: run `kale ingest` first")
         # The tasks' Python workers start (imports: ~1 s each) while the driver plans.
-        warm_python_workers(spark, ("kale_spark.fetch_batch",))
+        warm_python_workers(spark, ("kale_spark.fetch.rows",))
         fresh = not lake.exists(schema.IMAGES)  # first fetch: every sample is new
         run.input_versions = {schema.SAMPLES: lake.version(schema.SAMPLES)}
         # A first fetch plans from `samples` alone: `images` is created meanwhile (two

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from kale_spark import schema
 from kale_spark.config import Config, IngestConfig
-from kale_spark.lake import Lake
-from kale_spark.runs import StageRun, stage_run
+from kale_spark.lake.runs import StageRun, stage_run
+from kale_spark.lake.tables import Lake
 from kale_spark.sources.datacomp import read_raw
 
 if TYPE_CHECKING:

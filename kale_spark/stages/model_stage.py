@@ -48,10 +48,10 @@ from typing import TYPE_CHECKING, Any
 
 from kale_spark import schema
 from kale_spark.hashing import sha256_hex
-from kale_spark.lake import Lake, WriteResult
+from kale_spark.lake.progress import Progress, counter_accumulator
+from kale_spark.lake.runs import StageRun
+from kale_spark.lake.tables import Lake, WriteResult
 from kale_spark.models.spec import ModelSpec
-from kale_spark.progress import Progress, counter_accumulator
-from kale_spark.runs import StageRun
 from kale_spark.stages.chunks import (
     HASH_SPACE,
     LANES,
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import StructType
 
-    from kale_spark.udf import UdfContext
+    from kale_spark.spark.udf import UdfContext
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class ChunkWriter:
     """
 
     def __init__(self, lake: Lake, run: StageRun, stage: ModelStage, ctx: UdfContext) -> None:
-        from kale_spark import udf
+        from kale_spark.spark import udf
 
         self.lake = lake
         self.run = run
@@ -409,7 +409,7 @@ class ChunkWriter:
         """mapInPandas over the chunk, dealt out over every model slot."""
         from pyspark.sql.types import StructType
 
-        from kale_spark import udf
+        from kale_spark.spark import udf
 
         tasks = max(1, min(self.stage.slots, -(-rows // self.stage.spec.batch_size)))
         spread = chunk.repartition(tasks)

@@ -8,11 +8,11 @@ import pytest
 
 from kale_spark import schema
 from kale_spark.config import load_config
-from kale_spark.images import is_retryable
-from kale_spark.lake import Lake
+from kale_spark.fetch.status import is_retryable, retryable_condition
+from kale_spark.lake.tables import Lake
 from kale_spark.sources.sample import FETCH_DEFECTS, generate_sample
 from kale_spark.stages import fetch, ingest
-from tests.img2dataset_shards import write_img2dataset_shard
+from tests.support.img2dataset_shards import write_img2dataset_shard
 
 
 def _lake_with_samples(spark, root: Path, rows: int, base_url: str | None = None, **kw):
@@ -123,7 +123,7 @@ def test_http_fetch_with_allow_list_and_retry_on_rerun(
 
 def test_rerun_policy_is_the_in_run_policy(spark) -> None:
     """The Spark condition that picks rows for a rerun says what images.is_retryable says."""
-    from kale_spark.images import Status
+    from kale_spark.fetch.status import Status
 
     grid = [(s, None) for s in sorted(Status.ALL)] + [
         ("http_error", code) for code in (400, 403, 404, 408, 429, 499, 500, 503, 599, 600)
@@ -131,7 +131,7 @@ def test_rerun_policy_is_the_in_run_policy(spark) -> None:
     frame = spark.createDataFrame(grid, "status string, http_status int")
     got = {
         (r["status"], r["http_status"]): r["retry"]
-        for r in frame.select("*", fetch.retryable_condition().alias("retry")).collect()
+        for r in frame.select("*", retryable_condition().alias("retry")).collect()
     }
     assert got == {(s, c): is_retryable(s, c) for s, c in grid}
     assert got[("http_error", 429)] and got[("timeout", None)] and not got[("http_error", 404)]

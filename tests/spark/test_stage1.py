@@ -14,12 +14,12 @@ import pytest
 
 from kale_spark import schema
 from kale_spark.config import load_config
-from kale_spark.lake import Lake
+from kale_spark.lake.tables import Lake
 from kale_spark.models.cache import LOAD_LOG_ENV, read_load_log
 from kale_spark.models.spec import TINY_REVISION
 from kale_spark.sources.sample import generate_sample
+from kale_spark.spark.udf import BATCH_LOG_ENV, read_batch_log, register_sql_functions
 from kale_spark.stages import augment, caption, fetch, ingest
-from kale_spark.udf import BATCH_LOG_ENV, read_batch_log, register_sql_functions
 
 ROWS = 12
 ROWS_PER_COMMIT = 4  # several chunks, each committed on its own

@@ -8,7 +8,7 @@ import pytest
 
 from kale_spark import schema
 from kale_spark.models.batching import Generated
-from kale_spark.udf import RESULT_COLUMNS, auto_torch_threads, caption_batch, fuse_batch
+from kale_spark.spark.udf import RESULT_COLUMNS, auto_torch_threads, caption_batch, fuse_batch
 
 
 @pytest.mark.parametrize(

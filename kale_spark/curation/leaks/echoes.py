@@ -24,7 +24,7 @@ import re
 from functools import lru_cache
 
 from kale_spark.curation.leaks.base import Rule, Sentence
-from kale_spark.quality import STOPWORDS
+from kale_spark.curation.quality import STOPWORDS
 
 __all__ = ["Directive", "InstructionOverlap", "InstructionVocabulary", "TemplateSlot"]
 

@@ -226,7 +226,7 @@ def engine_for(kind: str, spec: ModelSpec, cache_dir: str | None = None) -> Any:
 
         return CaptionEngine(Captioner.from_spec(spec, cache_dir=cache_dir))
     if kind == "student":
-        from kale_spark.models.student import StudentCaptioner
+        from kale_spark.student.captioner import StudentCaptioner
 
         return CaptionEngine(StudentCaptioner.from_spec(spec, cache_dir=cache_dir))
     if kind == "fuse":

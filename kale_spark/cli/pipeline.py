@@ -81,8 +81,8 @@ def ensure_sample(cfg: Config, rows: int | None = None) -> Path:
 def run_summary(cfg: Config) -> tuple[str, bool]:
     """`kale run`: every stage from `ingest.input` to the published table; the summary
     and whether every stage ran ok."""
-    from kale_spark.report import lake_summary
-    from kale_spark.session import get_session
+    from kale_spark.release.report import lake_summary
+    from kale_spark.spark.session import get_session
 
     spark = get_session(cfg.spark)
     runs = run_all(spark, cfg)

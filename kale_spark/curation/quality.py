@@ -272,7 +272,7 @@ def word_stats(rows: Iterable[Mapping[str, Any]]) -> list[WordStats]:
     """:class:`WordStats` per stage and field of ``rows`` (mappings with ``stage`` and
     the :data:`WORD_STATS_FIELDS`), stages sorted, then ``all``; null texts are skipped.
 
-    The pure reference of the Spark aggregation in :mod:`kale_spark.caption_stats`.
+    The pure reference of the Spark aggregation in :mod:`kale_spark.release.stats`.
     """
     counts: dict[tuple[str, str], list[int]] = {}
     stages: set[str] = set()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from kale_spark import caption_stats, quality, schema
+from kale_spark import schema
 from kale_spark.config import Config
-from kale_spark.lake import Lake
+from kale_spark.curation import quality
+from kale_spark.lake.tables import Lake
+from kale_spark.release import stats as caption_stats
 
 
 def lake_summary(spark, cfg: Config) -> str:

@@ -11,7 +11,7 @@ HotSpot features cut that cost:
   more CPU than a short run gets back, on a machine whose cores the Python workers
   need.
 * Class data sharing (AppCDS): the classes a kale session loads are parsed, verified
-  and archived once per virtualenv (``python -m kale_spark.jvm archive``, run by
+  and archived once per virtualenv (``python -m kale_spark.spark.jvm archive``, run by
   ``make setup``); later JVMs map the archive instead of loading the jars' classes.
   The archive is keyed by the Java binary and the Spark and Delta jars, so another
   JDK or a Spark upgrade uses (and needs) another archive; without one the JVM
@@ -118,7 +118,7 @@ def driver_java_options(
 _TRAINING_RUN = r"""
 import sys
 from kale_spark.config import SparkConfig
-from kale_spark.session import get_session
+from kale_spark.spark.session import get_session
 
 root = sys.argv[1]
 spark = get_session(SparkConfig(master="local[2]", shuffle_partitions=2, jvm_quick_start=False))
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["path"]:
         print(archive_path() or "")
         return 0
-    print("usage: python -m kale_spark.jvm archive [--force] | path", file=sys.stderr)
+    print("usage: python -m kale_spark.spark.jvm archive [--force] | path", file=sys.stderr)
     return 2
 
 

@@ -62,7 +62,7 @@ class StagePlan:
 def default_figures_dir() -> Path:
     """``$KALE_FIGURES_DIR``, else the repository's ``bench/figures``."""
     env = os.environ.get(FIGURES_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "bench" / "figures"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "bench" / "figures"
 
 
 def known_devices(figures_dir: Path) -> list[str]:

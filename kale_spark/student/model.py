@@ -15,25 +15,19 @@ The composed model is saved once (``build_base``) and from then on loaded throug
 ``models.loading.load_vlm`` (AutoModelForImageTextToText + AutoProcessor), like
 every other VLM here: training starts from that copy, checkpoints hold only what
 trains, and the final student is a plain saved LLaVA model that ``StudentCaptioner``
-(the stage-1 ``Captioner`` with the alt-text prompt) loads.
-
-``encode_examples`` builds training batches: the prompt exactly as the captioner
-renders it, then the caption and EOS; labels are -100 everywhere but the caption's
-tokens and the EOS, so the loss counts only the caption.
+(student/captioner.py) loads; student/encoding.py builds its training batches.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kale_spark.models.captioner import Captioner, decode_image
 from kale_spark.models.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -43,18 +37,14 @@ __all__ = [
     "IGNORE_INDEX",
     "STUDENT_CHAT_TEMPLATE",
     "TINY_STUDENT_IDS",
-    "StudentCaptioner",
     "apply_train_parts",
     "build_base",
     "caption_loss",
     "compose_student",
-    "content_hash",
     "enable_gradient_checkpointing",
-    "encode_examples",
     "load_student",
     "resize_vision_positions",
     "resolve_base_model",
-    "student_spec",
     "trainable_state",
 ]
 
@@ -421,106 +411,3 @@ def exportable(model: Any) -> Any:
     if hasattr(model, "merge_and_unload"):
         return model.merge_and_unload()
     return model
-
-
-def _prompt_captioner(processor: Any, prompt_id: str, max_input_tokens: int) -> Captioner:
-    spec = ModelSpec(
-        id="student", prompt_id=prompt_id, max_input_tokens=max_input_tokens, device="cpu"
-    )
-    return Captioner(None, processor, spec)
-
-
-def encode_examples(
-    processor: Any,
-    images: Sequence[bytes],
-    alt_texts: Sequence[str],
-    captions: Sequence[str],
-    *,
-    prompt_id: str = "student_v1",
-    max_input_tokens: int = 128,
-    max_caption_tokens: int = 128,
-) -> dict[str, Any]:
-    """A training batch: ``input_ids``, ``attention_mask``, ``pixel_values``, ``labels``.
-
-    Each row is the prompt (rendered as ``StudentCaptioner`` renders it at inference,
-    image tokens expanded) followed by the caption's tokens and EOS, right-padded.
-    ``labels`` repeat the caption's tokens and EOS; the prompt, image and padding
-    positions are ``IGNORE_INDEX``, so the loss counts the caption only.
-    """
-    import torch
-
-    tok = processor.tokenizer
-    prompter = _prompt_captioner(processor, prompt_id, max_input_tokens)
-    prompts = [prompter.prompt_text(a) for a in alt_texts]
-    pil = [decode_image(data, i) for i, data in enumerate(images)]
-    tok.padding_side = "left"
-    enc = processor(images=pil, text=prompts, padding=True, return_tensors="pt")
-    rows, labels = [], []
-    for i, caption in enumerate(captions):
-        prompt_ids = enc["input_ids"][i][enc["attention_mask"][i].bool()].tolist()
-        target = tok(caption, add_special_tokens=False)["input_ids"][: max_caption_tokens - 1]
-        target = target + [tok.eos_token_id]
-        rows.append(prompt_ids + target)
-        labels.append([IGNORE_INDEX] * len(prompt_ids) + target)
-    width = max(len(r) for r in rows)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    label_t = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-    for i, (r, lab) in enumerate(zip(rows, labels, strict=True)):
-        input_ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-        label_t[i, : len(lab)] = torch.tensor(lab)
-    return {
-        "input_ids": input_ids,
-        "attention_mask": mask,
-        "pixel_values": enc["pixel_values"],
-        "labels": label_t,
-    }
-
-
-# --------------------------------------------------------------------------- captioning
-
-
-def content_hash(path: str | os.PathLike) -> str:
-    """sha256 over a saved model's files (names and bytes, sorted), provenance excluded."""
-    root = Path(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "provenance.json"):
-        h.update(str(f.relative_to(root)).encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
-def student_spec(scfg: StudentConfig, checkpoint: str, checkpoint_hash: str) -> ModelSpec:
-    """The ModelSpec student-caption runs: the checkpoint's path is the model id and its
-    content hash the revision, so both land in every stage-2 row's lineage."""
-    return ModelSpec(
-        id=str(checkpoint),
-        revision=checkpoint_hash,
-        prompt_id=scfg.prompt_id,
-        dtype=scfg.dtype if scfg.use_gpu else "float32",
-        device=scfg.device,
-        batch_size=scfg.caption_batch_size,
-        rows_per_commit=scfg.rows_per_commit,
-        commit_interval_s=scfg.commit_interval_s,
-        max_input_tokens=scfg.max_input_tokens,
-        generation=scfg.generation,
-    )
-
-
-class StudentCaptioner(Captioner):
-    """The student at inference: image + alt-text in, caption out (``caption(images,
-    alt_texts)``), batched with left padding, split on CUDA OOM, as the stage-1 VLM."""
-
-    def __init__(self, model: Any, processor: Any, spec: ModelSpec) -> None:
-        super().__init__(model, processor, spec)
-        if not self.needs_alt_text:
-            raise ValueError(f"the student's prompt {spec.prompt_id!r} takes no alt_text")
-
-    def caption(self, images: Sequence[bytes], alt_texts: Sequence[str] | None = None):
-        if alt_texts is None:
-            raise ValueError("the student needs one alt-text per image")
-        return super().caption(images, [a if isinstance(a, str) else "" for a in alt_texts])

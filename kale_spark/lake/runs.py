@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from kale_spark import __version__, schema
 from kale_spark.config import Config
-from kale_spark.lake import Lake
+from kale_spark.lake.tables import Lake
 
 log = logging.getLogger(__name__)
 

@@ -27,20 +27,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kale_spark.config import Config
-from kale_spark.entry import (
+from kale_spark.cli.entry import (
     CONFIG_ERROR_EXIT,
     add_config_args,
     load_or_report,
     run_stage,
     setup_logging,
 )
+from kale_spark.config import Config
 
 Handler = Callable[[argparse.Namespace, Config], int]
 
 
 def _session(cfg: Config):
-    from kale_spark.session import get_session
+    from kale_spark.spark.session import get_session
 
     return get_session(cfg.spark)
 
@@ -69,8 +69,8 @@ def cmd_stage(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_diff(args: argparse.Namespace, cfg: Config) -> int:
-    from kale_spark.lake import Lake
-    from kale_spark.versioning import diff_versions
+    from kale_spark.lake.tables import Lake
+    from kale_spark.lake.versioning import diff_versions
 
     lake = Lake(_session(cfg), cfg.lake)
     to_version = lake.version(args.table) if args.to_version is None else args.to_version
@@ -84,8 +84,8 @@ def cmd_diff(args: argparse.Namespace, cfg: Config) -> int:
 
 def cmd_export(args: argparse.Namespace, cfg: Config) -> int:
     from kale_spark import schema
-    from kale_spark.export import export_release
-    from kale_spark.lake import Lake
+    from kale_spark.lake.tables import Lake
+    from kale_spark.release.export import export_release
 
     lake = Lake(_session(cfg), cfg.lake)
     version = lake.version(schema.KALE) if args.version is None else args.version
@@ -98,9 +98,9 @@ def cmd_export(args: argparse.Namespace, cfg: Config) -> int:
 
 def cmd_browse(args: argparse.Namespace, cfg: Config) -> int:
     from kale_spark import schema
-    from kale_spark.export import default_dir
-    from kale_spark.lake import Lake
+    from kale_spark.lake.tables import Lake
     from kale_spark.release.browser import browse_diff, browse_release, default_diff_dir
+    from kale_spark.release.export import default_dir
 
     if args.version is not None and (args.from_version is not None or args.to_version is not None):
         print("kale browse: give --version V, or --from A [--to B], not both", file=sys.stderr)
@@ -130,8 +130,8 @@ def cmd_browse(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_sql(args: argparse.Namespace, cfg: Config) -> int:
-    from kale_spark.lake import Lake
-    from kale_spark.udf import register_sql_functions
+    from kale_spark.lake.tables import Lake
+    from kale_spark.spark.udf import register_sql_functions
 
     spark = _session(cfg)
     Lake(spark, cfg.lake).register_all()
@@ -145,7 +145,7 @@ def cmd_sql(args: argparse.Namespace, cfg: Config) -> int:
 def cmd_history(args: argparse.Namespace, cfg: Config) -> int:
     from pyspark.sql import functions as F
 
-    from kale_spark.lake import Lake
+    from kale_spark.lake.tables import Lake
 
     lake = Lake(_session(cfg), cfg.lake)
     # Row counts only: the full operationMetrics map is two dozen timings and byte counts.
@@ -157,14 +157,14 @@ def cmd_history(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_summary(args: argparse.Namespace, cfg: Config) -> int:
-    from kale_spark.report import lake_summary
+    from kale_spark.release.report import lake_summary
 
     print(lake_summary(_session(cfg), cfg))
     return 0
 
 
 def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
-    from kale_spark.pipeline import run_summary
+    from kale_spark.cli.pipeline import run_summary
 
     summary, ok = run_summary(cfg)
     print(summary)
@@ -172,7 +172,7 @@ def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
-    from kale_spark.pipeline import run_demo
+    from kale_spark.cli.pipeline import run_demo
 
     print(run_demo(cfg, rows=args.rows))
     return 0
@@ -181,7 +181,7 @@ def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
 def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
     from pathlib import Path
 
-    from kale_spark.planning import format_plan, plan
+    from kale_spark.cli.plan import format_plan, plan
 
     figures = Path(args.figures) if args.figures else None
     try:

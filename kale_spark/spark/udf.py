@@ -52,7 +52,7 @@ import pandas as pd
 from kale_spark import schema
 from kale_spark.config import Config
 from kale_spark.models.cache import LOAD_LOG_ENV, load_count
-from kale_spark.models.pipeline import (
+from kale_spark.models.inference import (
     ERROR_CHARS,
     KINDS,
     RESULT_COLUMNS,
@@ -61,7 +61,7 @@ from kale_spark.models.pipeline import (
     result_row,
 )
 from kale_spark.models.spec import ModelSpec
-from kale_spark.resources import model_task_resources
+from kale_spark.spark.resources import model_task_resources
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -128,7 +128,7 @@ class UdfContext:
 
     def enter_worker(self) -> None:
         """Per task: log paths into the worker's environment, torch threads capped."""
-        from kale_spark.models.batching import set_torch_threads
+        from kale_spark.models.device import set_torch_threads
 
         if self.load_log:
             os.environ[LOAD_LOG_ENV] = self.load_log
@@ -331,7 +331,7 @@ def model_partition_fn(
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}")
 
     def partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from kale_spark.models.pipeline import engine_for, run_partition
+        from kale_spark.models.inference import engine_for, run_partition
 
         frames = iter(frames)
         first = next(frames, None)

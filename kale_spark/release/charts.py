@@ -1,6 +1,6 @@
 """The dataset card's figures, aggregated in Spark over the exported table version.
 
-The caption-length histogram is binned by :func:`kale_spark.card.histogram` (the one
+The caption-length histogram is binned by :func:`kale_spark.release.card.histogram` (the one
 binning rule): Spark only counts rows per word count, which has few distinct values.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from kale_spark import caption_stats, card
+from kale_spark.release import card
+from kale_spark.release import stats as caption_stats
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -20,7 +21,7 @@ __all__ = ["card_figures"]
 def card_figures(df: DataFrame) -> dict[str, Any]:
     """`card.CardInfo` keyword arguments: row count, means, median, removals, the
     caption-length histogram, rows by stage and by model, and words per text by stage
-    (kale_spark/caption_stats.py), of `kale` rows `df`."""
+    (kale_spark/release/stats.py), of `kale` rows `df`."""
     from pyspark.sql import functions as F
 
     agg = df.agg(

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from kale_spark.config import SparkConfig
-from kale_spark.jvm import archive_path, driver_java_options
+from kale_spark.spark.jvm import archive_path, driver_java_options
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ _LOCAL_ONLY = ("spark.pyspark.python", "spark.pyspark.driver.python")
 
 def session_conf(cfg: SparkConfig) -> dict[str, str]:
     """Every Spark property a kale-spark session sets, in the order they apply."""
-    from kale_spark.jars import SPARK_PROVIDED_EXCLUDES, delta_packages
+    from kale_spark.spark.jars import SPARK_PROVIDED_EXCLUDES, delta_packages
 
     conf = {
         "spark.sql.extensions": DELTA_EXTENSION,

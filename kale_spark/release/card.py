@@ -1,6 +1,6 @@
 """The dataset card of an export: README.md text and a caption-length histogram PNG.
 
-Pure (no Spark): the figures are computed elsewhere (kale_spark/figures.py aggregates
+Pure (no Spark): the figures are computed elsewhere (kale_spark/release/charts.py aggregates
 them in Spark) and passed in as a :class:`CardInfo`. Both outputs are deterministic -
 the same figures give the same bytes - so re-exporting a release reproduces its card.
 """
@@ -11,7 +11,7 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from kale_spark.quality import KALE_MEAN_CAPTION_WORDS, WordStats
+from kale_spark.curation.quality import KALE_MEAN_CAPTION_WORDS, WordStats
 
 __all__ = [
     "BIN_WORDS",
@@ -64,7 +64,7 @@ def histogram(
     n_bins: int = N_BINS,
 ) -> list[int]:
     """Captions per bin, of a list of word counts or of a `{word count: captions}`
-    mapping (what kale_spark/figures.py counts in Spark)."""
+    mapping (what kale_spark/release/charts.py counts in Spark)."""
     pairs = (
         word_counts.items() if isinstance(word_counts, Mapping) else ((w, 1) for w in word_counts)
     )

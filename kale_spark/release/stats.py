@@ -1,7 +1,7 @@
 """Words per caption, dense caption and alt-text, by stage, aggregated in Spark.
 
-The Spark side of :func:`kale_spark.quality.word_stats`: words are counted by
-:func:`kale_spark.quality.word_count` in a pandas UDF (one definition of a word),
+The Spark side of :func:`kale_spark.curation.quality.word_stats`: words are counted by
+:func:`kale_spark.curation.quality.word_count` in a pandas UDF (one definition of a word),
 then averaged and their exact median taken per stage and over all rows. A null
 text (the dense caption of a stage-2 row) is left out of its field's figures.
 """
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd  # module level: the pandas UDF's type hints are resolved here
 
-from kale_spark.quality import ALL_STAGES, WORD_STATS_FIELDS, WordStats, word_count
+from kale_spark.curation.quality import ALL_STAGES, WORD_STATS_FIELDS, WordStats, word_count
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

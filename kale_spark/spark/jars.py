@@ -9,7 +9,7 @@ with `mvn dependency:get`.
 The RAPIDS Accelerator's coordinate (the GPU SQL plugin of conf/spark/gpu-cluster.conf)
 is the one other jar the project names; it is written here once. The Spark properties
 files under conf/spark/ carry both coordinates in a `spark.jars.packages` line that
-`sync_conf` writes from this module (`python -m kale_spark.jars sync-conf FILE...`,
+`sync_conf` writes from this module (`python -m kale_spark.spark.jars sync-conf FILE...`,
 `make conf`); a test fails when a file is stale.
 
 Delta's pom drags in libraries that Spark already ships (Hadoop, Parquet, Jackson,
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"updated {path}")
         return 0
     print(
-        "usage: python -m kale_spark.jars ensure | coordinate [--rapids] | sync-conf FILE...",
+        "usage: python -m kale_spark.spark.jars ensure | coordinate [--rapids] | sync-conf FILE...",
         file=sys.stderr,
     )
     return 2

@@ -18,8 +18,8 @@ Files:
 
 The driver holds the sorted uid column (to cut shards at exact row counts) and at most
 `publish.shards_per_read` shards of rows at a time. Exports go to a local or mounted
-path (on Databricks, /dbfs/...). The card's figures come from kale_spark/figures.py and
-its text from kale_spark/card.py; the tars from kale_spark/tars.py.
+path (on Databricks, /dbfs/...). The card's figures come from kale_spark/release/charts.py and
+its text from kale_spark/release/card.py; the tars from kale_spark/release/webdataset.py.
 """
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kale_spark import card, schema
+from kale_spark import schema
 from kale_spark.config import Config
-from kale_spark.figures import card_figures
 from kale_spark.hashing import sha256_file
-from kale_spark.lake import Lake
-from kale_spark.tars import write_tar
+from kale_spark.lake.tables import Lake
+from kale_spark.release import card
+from kale_spark.release.charts import card_figures
+from kale_spark.release.webdataset import write_tar
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kale_spark.lake import Lake
+from kale_spark.lake.tables import Lake
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

@@ -24,16 +24,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from kale_spark import schema
-from kale_spark.fetching import FetchOptions, FetchResult, fetch_url, map_bounded
+from kale_spark.fetch.client import FetchOptions, FetchResult, fetch_url, map_bounded
+from kale_spark.fetch.decode import ImageOptions, ImageResult, decode_and_resize, sha256_matches
+from kale_spark.fetch.status import Status, cut_error
 from kale_spark.hashing import sha256_hex
-from kale_spark.images import (
-    ImageOptions,
-    ImageResult,
-    Status,
-    cut_error,
-    decode_and_resize,
-    sha256_matches,
-)
 from kale_spark.sources.webdataset import ShardEntry, read_entry
 
 logger = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ and would still not let us cap 1xx responses or trailers. Connecting to a checke
 address with the URL's host name for TLS is a few lines of ``ssl`` here.
 
 Nothing in this module raises for a bad URL or a bad server: every outcome is a
-:class:`FetchResult` with a status from :class:`kale_spark.images.Status`.
+:class:`FetchResult` with a status from :class:`kale_spark.fetch.decode.Status`.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from typing import TypeVar
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 from urllib.request import url2pathname
 
-from kale_spark.images import Status, cut_error, is_retryable
+from kale_spark.fetch.status import Status, cut_error, is_retryable
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class FetchOptions:
     connect_timeout_s / read_timeout_s / dns_timeout_s: the most one connect,
         one silence between two reads, one DNS lookup may take (never more than
         the time left before the deadline).
-    retries: extra attempts when :func:`kale_spark.images.is_retryable` says so
+    retries: extra attempts when :func:`kale_spark.fetch.decode.is_retryable` says so
         (timeout, connection error, HTTP 429 and 5xx); ``backoff_s * 2**n``
         seconds apart. The same rule picks the rows a rerun fetches again.
     max_redirects: redirect hops followed before ``too_many_redirects``.

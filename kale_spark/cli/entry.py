@@ -1,5 +1,5 @@
-"""What the two entry points share: the `kale` command (kale_spark/cli.py) and the
-spark-submit jobs (kale_spark/jobmain.py, jobs/*.py).
+"""What the two entry points share: the `kale` command (kale_spark/cli/commands.py) and the
+spark-submit jobs (kale_spark/cli/jobmain.py, jobs/*.py).
 
 Both take `--config FILE`, repeatable `--set a.b=value` and `-v`, log the same way,
 exit 2 with one line on a config error, and print a stage run's summary.
@@ -54,7 +54,7 @@ def load_or_report(prog: str, path: str | None, overrides: Sequence[str]) -> Con
 def run_stage(stage: ModuleType, cfg: Config) -> int:
     """Run `stage.run(spark, cfg)` on the active (or a new) session and print its
     summary. A failed stage raises (after `runs` records it), so this returns 0."""
-    from kale_spark.session import get_session
+    from kale_spark.spark.session import get_session
 
     run = stage.run(get_session(cfg.spark), cfg)
     print(run.summary())

@@ -57,8 +57,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kale_spark.training import checkpoints
-from kale_spark.training.data import RankPlan, SnapshotBatches, loader, read_manifest, split_groups
+from kale_spark.student import checkpoints
+from kale_spark.student.data import RankPlan, SnapshotBatches, loader, read_manifest, split_groups
 
 __all__ = ["BatchEncoder", "RankError", "TrainJob", "evaluate", "lr_at", "train", "train_entry"]
 
@@ -104,7 +104,7 @@ class BatchEncoder:
     max_caption_tokens: int
 
     def __call__(self, examples: list) -> dict[str, Any]:
-        from kale_spark.models.student import encode_examples
+        from kale_spark.student.encoding import encode_examples
 
         batch = encode_examples(
             self.processor,
@@ -263,7 +263,7 @@ def _setup(job: TrainJob, device: str, step: int):
     """(model, processor, optimizer, checkpoint or None) at ``step``."""
     import torch
 
-    from kale_spark.models.student import (
+    from kale_spark.student.model import (
         apply_train_parts,
         enable_gradient_checkpointing,
         load_student,
@@ -299,7 +299,7 @@ def evaluate(job: TrainJob, model: Any, processor: Any, device: str, rank=0, wor
     batches, averaged over ranks (NaN without validation rows)."""
     import torch
 
-    from kale_spark.models.student import caption_loss
+    from kale_spark.student.model import caption_loss
 
     s = job.student
     manifest = read_manifest(job.snapshot) or {}
@@ -332,7 +332,7 @@ def _loss_module(model: Any) -> Any:
     see the forward) wraps the whole loss."""
     import torch
 
-    from kale_spark.models.student import caption_loss
+    from kale_spark.student.model import caption_loss
 
     class CaptionLoss(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
@@ -357,7 +357,7 @@ def train(job: TrainJob, on_step: Callable[[int, float], None] | None = None) ->
     loss)`` is called after each optimizer step (after that step's checkpoint)."""
     import torch
 
-    from kale_spark.models.batching import set_torch_threads
+    from kale_spark.models.device import set_torch_threads
 
     if job.student.dtype == "float16":
         raise ValueError(
@@ -477,7 +477,7 @@ class _Loop:
             log.info("step %d: train loss %.4f, validation loss %.4f", step, train_loss, val_loss)
 
     def _checkpoint(self, step: int) -> None:
-        from kale_spark.models.student import trainable_state
+        from kale_spark.student.model import trainable_state
 
         mine = {
             "position": self.plan.position(step).to_dict(),
@@ -533,7 +533,8 @@ def _finish(job: TrainJob, model: Any, history: list, done: dict[str, Any]) -> d
     """Save the final student (merged) + processor + provenance; return where and its hash."""
     from transformers import AutoProcessor
 
-    from kale_spark.models.student import content_hash, exportable
+    from kale_spark.student.captioner import content_hash
+    from kale_spark.student.model import exportable
 
     final = job.final_dir
     tmp = Path(tempfile.mkdtemp(prefix=".final.", dir=job.run_dir))

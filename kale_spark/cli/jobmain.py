@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Sequence
 from types import ModuleType
 
-from kale_spark.entry import (
+from kale_spark.cli.entry import (
     CONFIG_ERROR_EXIT,
     add_config_args,
     load_or_report,
