@@ -34,7 +34,6 @@ Nothing in this module raises for a bad URL or a bad server: every outcome is a
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 import os
@@ -53,13 +52,15 @@ from typing import TypeVar
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 from urllib.request import url2pathname
 
+from kale_spark.fetch.options import (
+    DEFAULT_OPT_OUT_DIRECTIVES,
+    FetchOptions,
+    IPNetwork,
+)
 from kale_spark.fetch.status import Status, cut_error, is_retryable
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_USER_AGENT = "kale-spark/0.1 (+https://github.com/kale-spark)"
-# img2dataset's default `disallowed_header_directives`.
-DEFAULT_OPT_OUT_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
 MAX_INFORMATIONAL = 4  # 1xx responses skipped before the real one; more is an error
 MAX_HEADER_LINES = 200  # per response head (and per trailer block)
 MAX_TRAILER_LINES = 32
@@ -69,107 +70,6 @@ _RECV = 256 * 1024
 _HEAD_RECV = 8 * 1024  # small reads while parsing a head: its limits apply before the body's
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _positive_number(name: str, value: object, *, zero_ok: bool = False) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or value < 0 or (value == 0 and not zero_ok):  # type: ignore[operator]
-        bound = ">= 0" if zero_ok else "> 0"
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class FetchOptions:
-    """How image bytes are fetched (the ``fetch.*`` keys of a profile).
-
-    deadline_s: wall clock of one row: DNS, connects, TLS, headers, 1xx, body,
-        chunk framing, trailers, redirects, retries and their backoff (``timeout``).
-    connect_timeout_s / read_timeout_s / dns_timeout_s: the most one connect,
-        one silence between two reads, one DNS lookup may take (never more than
-        the time left before the deadline).
-    retries: extra attempts when :func:`kale_spark.fetch.decode.is_retryable` says so
-        (timeout, connection error, HTTP 429 and 5xx); ``backoff_s * 2**n``
-        seconds apart. The same rule picks the rows a rerun fetches again.
-    max_redirects: redirect hops followed before ``too_many_redirects``.
-    max_bytes: cap on the bytes received per attempt, all of them (``too_large``);
-        also the cap of a file:// read and of a WebDataset entry.
-    user_agent: sent with every request; its first token (before "/") is the
-        name matched by user-agent-scoped ``X-Robots-Tag`` directives.
-    respect_opt_out / opt_out_directives: skip responses whose ``X-Robots-Tag``
-        names one of these directives (status ``opted_out``); the default is
-        img2dataset's list.
-    allow_networks: CIDRs exempt from the network-safety block, e.g.
-        ("127.0.0.0/8",) for a local test server. Empty by default.
-    file_root: file:// URLs are read only below this folder; "" turns file://
-        off (the default). Only regular files are read.
-    concurrency: fetch threads per Spark task.
-    """
-
-    deadline_s: float = 30.0
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 15.0
-    dns_timeout_s: float = 10.0
-    retries: int = 2
-    backoff_s: float = 0.5
-    max_redirects: int = 5
-    max_bytes: int = 32 * 1024 * 1024
-    user_agent: str = DEFAULT_USER_AGENT
-    respect_opt_out: bool = True
-    opt_out_directives: tuple[str, ...] = DEFAULT_OPT_OUT_DIRECTIVES
-    allow_networks: tuple[str, ...] = ()
-    file_root: str = ""
-    concurrency: int = 32
-
-    def __post_init__(self) -> None:
-        for name in ("connect_timeout_s", "read_timeout_s", "dns_timeout_s", "deadline_s"):
-            _positive_number(name, getattr(self, name))
-        _positive_number("backoff_s", self.backoff_s, zero_ok=True)
-        for name, low in (("retries", 0), ("max_redirects", 0), ("max_bytes", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-        if (
-            isinstance(self.concurrency, bool)
-            or not isinstance(self.concurrency, int)
-            or not 1 <= self.concurrency <= 1024
-        ):
-            raise ValueError(f"concurrency must be an int in 1..1024, got {self.concurrency!r}")
-        if not isinstance(self.user_agent, str) or not self.user_agent.strip():
-            raise ValueError(f"user_agent must be a non-empty string, got {self.user_agent!r}")
-        if not self.user_agent.isascii() or any(ord(c) < 32 for c in self.user_agent):
-            raise ValueError("user_agent must be printable ASCII without line breaks")
-        if not isinstance(self.respect_opt_out, bool):
-            raise ValueError(f"respect_opt_out must be a bool, got {self.respect_opt_out!r}")
-        if not isinstance(self.file_root, str):
-            raise ValueError(f"file_root must be a folder path or '', got {self.file_root!r}")
-        object.__setattr__(
-            self, "allow_networks", _str_tuple("allow_networks", self.allow_networks)
-        )
-        for cidr in self.allow_networks:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"allow_networks: invalid CIDR {cidr!r}: {exc}") from None
-        directives = _str_tuple("opt_out_directives", self.opt_out_directives)
-        object.__setattr__(self, "opt_out_directives", tuple(d.strip().lower() for d in directives))
-
-    @property
-    def allowed_networks(self) -> tuple[IPNetwork, ...]:
-        return _parse_networks(self.allow_networks)
-
-
-def _str_tuple(name: str, value: object) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, tuple | list):
-        raise ValueError(f"{name} must be a list of strings, got {value!r}")
-    if not all(isinstance(v, str) and v.strip() for v in value):
-        raise ValueError(f"{name} must be a list of non-empty strings, got {value!r}")
-    return tuple(value)
-
-
-@functools.lru_cache(maxsize=64)
-def _parse_networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
 @dataclass(frozen=True)

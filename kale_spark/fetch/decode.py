@@ -19,73 +19,20 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from kale_spark.fetch.options import ImageOptions
 from kale_spark.fetch.status import Status, cut_error
 from kale_spark.hashing import sha256_hex
 
 logger = logging.getLogger(__name__)
 
 
-RESIZE_MODES = ("longer", "shorter")
-# fetch.image.resample -> Pillow's filter (antialiased when shrinking).
+# fetch.image.resample (options.RESAMPLE_NAMES) -> Pillow's filter (antialiased when shrinking).
 RESAMPLE_FILTERS = {
     "area": Image.Resampling.BOX,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
-
-
-@dataclass(frozen=True)
-class ImageOptions:
-    """How fetched images are decoded and resized.
-
-    resolution: target size in pixels of the side chosen by ``resize_mode``
-        (490, the resolution of KALE's teacher and student).
-    resize_mode: "longer" fits the longer side into ``resolution`` (the whole
-        image fits a resolution x resolution box); "shorter" makes the shorter
-        side ``resolution``. Aspect ratio is always kept.
-    max_pixels: images whose header declares more pixels are refused
-        (status too_large) before decoding. Default is Pillow's own limit.
-    quality: JPEG quality of the re-encoded image.
-    resample: the downscaling filter. "area" averages each output pixel's source
-        area (Pillow's BOX filter; what DataComp's download does, img2dataset's
-        default ``downscale_interpolation="area"``, OpenCV's INTER_AREA) and costs a
-        third of "lanczos"; "bilinear", "bicubic" and "lanczos" are Pillow's
-        antialiased filters. Enlarging (``upscale``) with "area" uses "bicubic".
-    upscale: also enlarge images smaller than the target (off by default).
-    large_pixels / large_decodes: an image whose decoded size is at least
-        ``large_pixels`` pixels waits for one of ``large_decodes`` slots per Python
-        worker, so a batch of big images cannot all be in memory at once.
-    """
-
-    resolution: int = 490
-    resize_mode: str = "longer"
-    max_pixels: int = 89_478_485
-    quality: int = 90
-    resample: str = "area"
-    upscale: bool = False
-    large_pixels: int = 16_000_000
-    large_decodes: int = 2
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.resolution, int) or self.resolution < 1:
-            raise ValueError(f"resolution must be a positive int, got {self.resolution!r}")
-        if self.resize_mode not in RESIZE_MODES:
-            raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
-        if not isinstance(self.max_pixels, int) or self.max_pixels < 1:
-            raise ValueError(f"max_pixels must be a positive int, got {self.max_pixels!r}")
-        if not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
-            raise ValueError(f"quality must be an int in 1..100, got {self.quality!r}")
-        if self.resample not in RESAMPLE_FILTERS:
-            raise ValueError(
-                f"resample must be one of {tuple(RESAMPLE_FILTERS)}, got {self.resample!r}"
-            )
-        if not isinstance(self.upscale, bool):
-            raise ValueError(f"upscale must be a bool, got {self.upscale!r}")
-        for name in ("large_pixels", "large_decodes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 @dataclass(frozen=True)

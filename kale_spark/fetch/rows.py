@@ -19,13 +19,14 @@ import collections
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
 from kale_spark import schema
-from kale_spark.fetch.client import FetchOptions, FetchResult, fetch_url, map_bounded
-from kale_spark.fetch.decode import ImageOptions, ImageResult, decode_and_resize, sha256_matches
+from kale_spark.fetch.client import FetchResult, fetch_url, map_bounded
+from kale_spark.fetch.decode import ImageResult, decode_and_resize, sha256_matches
+from kale_spark.fetch.options import FetchStageOptions
 from kale_spark.fetch.status import Status, cut_error
 from kale_spark.hashing import sha256_hex
 from kale_spark.sources.webdataset import ShardEntry, read_entry
@@ -52,34 +53,6 @@ def _pandas_dtype(spark_field) -> str:
 IMAGES_DTYPES: dict[str, str] = {f.name: _pandas_dtype(f) for f in schema.IMAGES_SCHEMA.fields}
 
 INPUT_COLUMNS = ("uid", "url", "sha256", "text")
-
-
-HASH_POLICIES = ("ignore", "flag", "reject")
-
-
-@dataclass(frozen=True)
-class FetchStageOptions(FetchOptions):
-    """The fetch options plus what the stage does with the bytes.
-
-    image: decode / resize options.
-    hash_policy: what to do when DataComp's ``sha256`` is given and differs
-        from the hash of the downloaded bytes (the image changed since
-        DataComp was built): "ignore" does not compare (``sha256_match`` null);
-        "flag" keeps the image with status ok and ``sha256_match`` false;
-        "reject" returns status hash_mismatch without image bytes.
-    """
-
-    image: ImageOptions = field(default_factory=ImageOptions)
-    hash_policy: str = "flag"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not isinstance(self.image, ImageOptions):
-            raise ValueError(f"image must be ImageOptions, got {type(self.image).__name__}")
-        if self.hash_policy not in HASH_POLICIES:
-            raise ValueError(
-                f"hash_policy: unknown policy {self.hash_policy!r} (one of {HASH_POLICIES})"
-            )
 
 
 def _now() -> pd.Timestamp:

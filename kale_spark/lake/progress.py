@@ -23,11 +23,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kale_spark.config import MAX_INTERVAL_S  # a long stage logs at least this often
+
 log = logging.getLogger(__name__)
 
 __all__ = ["Progress", "counter_accumulator", "format_eta"]
-
-MAX_INTERVAL_S = 30.0  # a long stage logs at least this often
 
 
 def format_eta(seconds: float | None) -> str:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from kale_spark import schema
 from kale_spark.config import Config, FetchConfig
-from kale_spark.fetch.rows import FetchStageOptions
+from kale_spark.fetch.options import FetchStageOptions
 from kale_spark.fetch.status import retryable_condition
 from kale_spark.lake.progress import Progress, counter_accumulator
 from kale_spark.lake.runs import StageRun, stage_run

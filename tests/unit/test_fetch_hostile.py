@@ -19,9 +19,10 @@ import pytest
 from PIL import Image, ImageOps
 
 from kale_spark.config import load_config
-from kale_spark.fetch.client import FetchOptions, fetch_url, to_uri
-from kale_spark.fetch.decode import ImageOptions, decode_and_resize, decode_gate
-from kale_spark.fetch.rows import FetchStageOptions, process_batch
+from kale_spark.fetch.client import fetch_url, to_uri
+from kale_spark.fetch.decode import decode_and_resize, decode_gate
+from kale_spark.fetch.options import FetchOptions, FetchStageOptions, ImageOptions
+from kale_spark.fetch.rows import process_batch
 from kale_spark.fetch.status import MAX_ERROR_CHARS, Status, is_retryable
 from kale_spark.stages.fetch import stage_options
 
@@ -267,7 +268,8 @@ def test_not_an_image_error_has_no_content_preview(tmp_path: Path) -> None:
 
 _PEAK_SCRIPT = """
 import resource, sys
-from kale_spark.fetch.decode import ImageOptions, decode_and_resize
+from kale_spark.fetch.decode import decode_and_resize
+from kale_spark.fetch.options import ImageOptions
 data = open(sys.argv[1], "rb").read()
 decode_and_resize(b"\\xff\\xd8\\xff", ImageOptions())  # warm imports
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

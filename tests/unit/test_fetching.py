@@ -19,21 +19,14 @@ import pytest
 from PIL import Image
 
 from kale_spark import schema
-from kale_spark.fetch.client import (
+from kale_spark.fetch.client import blocked_reason, fetch_url, map_bounded, opted_out
+from kale_spark.fetch.options import (
     DEFAULT_USER_AGENT,
     FetchOptions,
-    blocked_reason,
-    fetch_url,
-    map_bounded,
-    opted_out,
-)
-from kale_spark.fetch.decode import ImageOptions
-from kale_spark.fetch.rows import (
-    IMAGES_COLUMNS,
-    IMAGES_DTYPES,
     FetchStageOptions,
-    process_batch,
+    ImageOptions,
 )
+from kale_spark.fetch.rows import IMAGES_COLUMNS, IMAGES_DTYPES, process_batch
 from kale_spark.fetch.status import Status
 
 # The local server lives on loopback, which is blocked unless allowed.

@@ -10,13 +10,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from kale_spark.fetch.decode import (
-    ImageOptions,
-    decode_and_resize,
-    sha256_matches,
-    sniff_mime,
-    target_size,
-)
+from kale_spark.fetch.decode import decode_and_resize, sha256_matches, sniff_mime, target_size
+from kale_spark.fetch.options import ImageOptions
 from kale_spark.fetch.status import Status, is_retryable
 
 DEFAULT = ImageOptions()

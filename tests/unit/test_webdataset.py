@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kale_spark.fetch.rows import IMAGES_COLUMNS, FetchStageOptions, process_batch
+from kale_spark.fetch.options import FetchStageOptions
+from kale_spark.fetch.rows import IMAGES_COLUMNS, process_batch
 from kale_spark.fetch.status import Status
 from kale_spark.sources.webdataset import (
     ShardEntry,
