@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from kale_spark import schema
 from kale_spark.config import Config, FetchConfig
 from kale_spark.fetch.options import FetchStageOptions
-from kale_spark.fetch.status import retryable_condition
+from kale_spark.fetch.status import Status, retryable_condition
 from kale_spark.lake.progress import Progress, counter_accumulator
 from kale_spark.lake.runs import StageRun, stage_run
 from kale_spark.lake.tables import Lake
@@ -169,34 +169,13 @@ def _shard_index(pdf) -> dict:
 
 
 def run(spark: SparkSession, cfg: Config) -> StageRun:
-    from pyspark import StorageLevel
-
     lake = Lake(spark, cfg.lake)
-    opts = stage_options(cfg.fetch)
     with stage_run(lake, cfg, STAGE) as run:
         if not lake.exists(schema.SAMPLES):
             raise LookupError("no `samples` table yet: run `kale ingest` first")
         # The tasks' Python workers start (imports: ~1 s each) while the driver plans.
         warm_python_workers(spark, ("kale_spark.fetch.rows",))
-        fresh = not lake.exists(schema.IMAGES)  # first fetch: every sample is new
-        run.input_versions = {schema.SAMPLES: lake.version(schema.SAMPLES)}
-        # A first fetch plans from `samples` alone: `images` is created meanwhile (two
-        # driver threads; each is a second or more of planning on a fresh JVM).
-        with ThreadPoolExecutor(1) as pool:
-            # The change data feed on: the model stages stream its changes (a retry
-            # turning a row ok is an update, not an append).
-            created = pool.submit(
-                lake.ensure_table, schema.IMAGES, schema.IMAGES_SCHEMA, change_feed=True
-            )
-            if not fresh:
-                created.result()  # the plan joins with `images`
-            todo, n_samples, n_todo, n_retry = _plan(lake, cfg.fetch, fresh)
-            created.result()
-        run.input_versions[schema.IMAGES] = lake.version(schema.IMAGES)
-        webdataset = bool(cfg.fetch.webdataset)
-        if webdataset:  # indexing the tars is costly: do it once
-            todo = todo.join(_shard_entries(spark, cfg.fetch.webdataset), "uid", "left")
-            todo = todo.persist(StorageLevel.MEMORY_AND_DISK)
+        todo, n_samples, n_todo, n_retry = _candidates(spark, lake, cfg, run)
         run.counts.update(samples=n_samples, candidates=n_todo)
         if n_todo == 0:
             todo.unpersist()
@@ -204,38 +183,89 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             run.output_versions[schema.IMAGES] = lake.version(schema.IMAGES)
             run.notes.append("nothing to fetch: every sample has a final images row")
             return run
-
-        parts = task_count(n_todo, cfg.fetch.rows_per_task, spark.sparkContext.defaultParallelism)
-        # Executors add each batch's statuses; the reporter polls the accumulator.
-        acc = counter_accumulator(spark)
-        progress = Progress(
-            STAGE, n_todo, interval_s=cfg.progress.interval_s, poll=lambda: acc.value
-        )
-        fetch_partition = _fetch_fn(opts, run.run_id, webdataset)
-
-        def counted(batches):
-            for out in fetch_partition(batches):
-                acc.add(Counter(out["status"].tolist()))
-                yield out
-
-        fetched = todo.repartition(parts, "uid").mapInPandas(counted, schema=schema.IMAGES_SCHEMA)
-        try:
-            with progress:
-                written = _write(lake, fetched, n_retry, run.commit())
-        finally:
-            todo.unpersist()
-        by_status = _written_statuses(acc.value, written) or _status_counts(lake, run.run_id)
-
-        run.counts.update(progress.counts())
-        run.metrics.update(progress.metrics())
-        run.counts["fetched"] = sum(by_status.values())
-        run.counts["retried"] = written.rows_updated
-        for status, n in sorted(by_status.items()):
-            run.counts[f"status.{status}"] = n
-        run.output_versions[schema.IMAGES] = written.version
+        by_status = _fetch(spark, lake, cfg, run, todo, n_todo, n_retry)
         ok = by_status.get(schema.IMAGE_OK, 0)
         run.notes.append(f"{ok}/{n_todo} fetched rows ok; {n_samples} samples in all")
+        _warn_if_file_root_blocks_all(lake, cfg.fetch, run, by_status)
     return run
+
+
+def _candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun):
+    """(rows to fetch, samples, rows to fetch, retries among them); `images` exists after."""
+    from pyspark import StorageLevel
+
+    fresh = not lake.exists(schema.IMAGES)  # first fetch: every sample is new
+    run.input_versions = {schema.SAMPLES: lake.version(schema.SAMPLES)}
+    # A first fetch plans from `samples` alone: `images` is created meanwhile (two
+    # driver threads; each is a second or more of planning on a fresh JVM).
+    with ThreadPoolExecutor(1) as pool:
+        # The change data feed on: the model stages stream its changes (a retry
+        # turning a row ok is an update, not an append).
+        created = pool.submit(
+            lake.ensure_table, schema.IMAGES, schema.IMAGES_SCHEMA, change_feed=True
+        )
+        if not fresh:
+            created.result()  # the plan joins with `images`
+        todo, n_samples, n_todo, n_retry = _plan(lake, cfg.fetch, fresh)
+        created.result()
+    run.input_versions[schema.IMAGES] = lake.version(schema.IMAGES)
+    if cfg.fetch.webdataset:  # indexing the tars is costly: do it once
+        todo = todo.join(_shard_entries(spark, cfg.fetch.webdataset), "uid", "left")
+        todo = todo.persist(StorageLevel.MEMORY_AND_DISK)
+    return todo, n_samples, n_todo, n_retry
+
+
+def _fetch(
+    spark: SparkSession, lake: Lake, cfg: Config, run: StageRun, todo, n_todo: int, n_retry: int
+) -> dict[str, int]:
+    """Fetch `todo` in tasks, write `images`, fill the run's counts; the rows by status."""
+    parts = task_count(n_todo, cfg.fetch.rows_per_task, spark.sparkContext.defaultParallelism)
+    # Executors add each batch's statuses; the reporter polls the accumulator.
+    acc = counter_accumulator(spark)
+    progress = Progress(STAGE, n_todo, interval_s=cfg.progress.interval_s, poll=lambda: acc.value)
+    fetch_partition = _fetch_fn(stage_options(cfg.fetch), run.run_id, bool(cfg.fetch.webdataset))
+
+    def counted(batches):
+        for out in fetch_partition(batches):
+            acc.add(Counter(out["status"].tolist()))
+            yield out
+
+    fetched = todo.repartition(parts, "uid").mapInPandas(counted, schema=schema.IMAGES_SCHEMA)
+    try:
+        with progress:
+            written = _write(lake, fetched, n_retry, run.commit())
+    finally:
+        todo.unpersist()
+    by_status = _written_statuses(acc.value, written) or _status_counts(lake, run.run_id)
+    run.counts.update(progress.counts())
+    run.metrics.update(progress.metrics())
+    run.counts["fetched"] = sum(by_status.values())
+    run.counts["retried"] = written.rows_updated
+    for status, n in sorted(by_status.items()):
+        run.counts[f"status.{status}"] = n
+    run.output_versions[schema.IMAGES] = written.version
+    return by_status
+
+
+def _warn_if_file_root_blocks_all(
+    lake: Lake, cfg: FetchConfig, run: StageRun, by_status: dict[str, int]
+) -> None:
+    """One line naming the key to set when every row this run fetched is a file:// URL
+    that fetch.file_root refuses (a new user's sample outside ./data/sample)."""
+    from pyspark.sql import functions as F
+
+    if set(by_status) != {Status.BLOCKED}:
+        return
+    mine = lake.read(schema.IMAGES).where(F.col("run_id") == run.run_id)
+    refused = mine.where(F.col("error").contains("fetch.file_root")).count()
+    if refused != sum(by_status.values()):
+        return
+    line = (
+        f"every fetched row is blocked by fetch.file_root ({cfg.file_root or 'empty: off'!r}): "
+        "set it to the folder that holds the file:// images, e.g. --set fetch.file_root=DIR"
+    )
+    log.warning("%s", line)
+    run.notes.append(line)
 
 
 def task_count(rows: int, rows_per_task: int, cores: int) -> int:
