@@ -70,6 +70,27 @@ def test_file_sample_every_uid_has_one_images_row(spark, tmp_path: Path) -> None
     assert lake.count(schema.IMAGES) == len(samples)
 
 
+def test_a_file_root_that_blocks_every_row_says_which_key_to_set(
+    spark, tmp_path: Path, caplog
+) -> None:
+    """The newcomer's trap: a sample outside fetch.file_root ends all `blocked`, and the
+    run says so in one line naming the key (not only in the `images` table)."""
+    import logging
+
+    _lake_with_samples(spark, tmp_path, 6, bad_fraction=0.0)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cfg = _config(tmp_path, f"fetch.file_root={elsewhere}")
+    ingest.run(spark, cfg)
+    with caplog.at_level(logging.WARNING, logger="kale_spark.stages.fetch"):
+        run = fetch.run(spark, cfg)
+    assert run.counts["status.blocked"] == 6
+    lines = [r.getMessage() for r in caplog.records if "fetch.file_root" in r.getMessage()]
+    assert len(lines) == 1
+    assert "--set fetch.file_root=" in lines[0]
+    assert lines[0] in run.notes
+
+
 def test_default_config_blocks_loopback_and_sends_nothing(spark, tmp_path, http_server) -> None:
     _lake_with_samples(spark, tmp_path, 6, base_url=http_server.url("/blocked"))
     before = len(http_server.log)
