@@ -27,9 +27,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +34,7 @@ from typing import TYPE_CHECKING
 from kale_spark import schema
 from kale_spark.config import Config
 from kale_spark.hashing import sha256_file
+from kale_spark.lake.files import atomic_dir
 from kale_spark.lake.tables import Lake
 from kale_spark.release import card
 from kale_spark.release.charts import card_figures
@@ -272,20 +270,12 @@ def export_release(
         raise ValueError(f"{schema.KALE} has versions 0..{latest}, asked for {version}")
     release = release or release_info(lake, version)
     final = _local(out or default_dir(lake, version))
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(final) as tmp:
         df = lake.read(schema.KALE, version=version).select(*export_columns())
         images = _images_frame(lake, release) if cfg.publish.webdataset else None
         total, written = _write_shards(df, images, cfg, tmp, version)
         info = _card_info(lake, df, version, written, release)
         _write_card_and_manifest(tmp, info, written, cfg.publish.rows_per_shard)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info(
         "exported %s v%d: %d rows in %d shard(s) to %s",
         schema.KALE,

@@ -18,9 +18,10 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from kale_spark.lake.files import atomic_dir
 
 __all__ = ["Checkpoint", "latest", "load", "read_extra", "save"]
 
@@ -96,20 +97,13 @@ def save(
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{PREFIX}{step:06d}.", dir=root))
-    try:
+    target = _dir(root, step)
+    with atomic_dir(target) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp / WEIGHTS)
         tensors, meta = _optimizer_split(optimizer_state)
         save_file(tensors, tmp / OPTIMIZER)
         save_file({k: v.contiguous() for k, v in (rng or {}).items()}, tmp / RNG)
         (tmp / STATE).write_text(json.dumps({"step": step, "optimizer": meta, "extra": extra}))
-        target = _dir(root, step)
-        if target.exists():
-            shutil.rmtree(target)
-        os.rename(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     for old in _steps(root)[:-keep]:
         shutil.rmtree(_dir(root, old), ignore_errors=True)
     log.info("checkpoint: step %d → %s", step, target)

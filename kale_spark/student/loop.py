@@ -48,15 +48,14 @@ import json
 import logging
 import math
 import os
-import shutil
 import socket
-import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kale_spark.lake.files import atomic_dir
 from kale_spark.student import checkpoints
 from kale_spark.student.data import RankPlan, SnapshotBatches, loader, read_manifest, split_groups
 
@@ -537,8 +536,7 @@ def _finish(job: TrainJob, model: Any, history: list, done: dict[str, Any]) -> d
     from kale_spark.student.model import exportable
 
     final = job.final_dir
-    tmp = Path(tempfile.mkdtemp(prefix=".final.", dir=job.run_dir))
-    try:
+    with atomic_dir(final) as tmp:
         exportable(model).save_pretrained(tmp, safe_serialization=True)
         AutoProcessor.from_pretrained(job.base_dir).save_pretrained(tmp)
         digest = content_hash(tmp)
@@ -551,13 +549,6 @@ def _finish(job: TrainJob, model: Any, history: list, done: dict[str, Any]) -> d
             "student": asdict(job.student),
         }
         (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str))
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; Spark workers read it
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     log.info("final student: %s (%s)", final, digest)
     return {"final_dir": str(final), "content_hash": digest}
 

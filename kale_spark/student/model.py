@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kale_spark.lake.files import atomic_dir
 from kale_spark.models.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -104,26 +103,12 @@ def _build_tiny_vision(out: Path) -> None:
 
 
 def _train_bytelevel_tokenizer():
-    """A byte-level BPE (Qwen2's kind) trained on the stage-1 tiny models' corpus, so the
-    Qwen2 tokenizer class transformers picks for a qwen2 model keeps its spaces."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from kale_spark.models.tiny import _CORPUS, PAD, UNK, VOCAB_SIZE
+    """Qwen2's kind of tokenizer (byte-level BPE) on the stage-1 tiny models' corpus."""
+    from kale_spark.models.tiny import PAD, UNK, train_tokenizer
 
     eos = "<|endoftext|>"
-    tok = Tokenizer(models.BPE(unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
-        special_tokens=[PAD, eos, UNK],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_CORPUS.splitlines() * 4, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token=PAD, eos_token=eos, unk_token=UNK
+    return train_tokenizer(
+        [PAD, eos, UNK], byte_level=True, pad_token=PAD, eos_token=eos, unk_token=UNK
     )
 
 
@@ -160,19 +145,8 @@ def _build_into(target: Path, builder: Callable[[Path], None]) -> Path:
     builder that loses the race uses the winner's copy)."""
     if (target / "config.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target, keep_existing=True) as tmp:
         builder(tmp)
-        os.chmod(tmp, 0o755)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -50,7 +50,7 @@ IDEFICS3 = (
 
 
 def _tokenizer(specials: tuple[str, ...], template: str, **tokens: str) -> Any:
-    tok = tiny._train_tokenizer(extra_special=specials)
+    tok = tiny.llama_tokenizer(extra_special=specials)
     for name, value in tokens.items():
         setattr(tok, name, value)
     tok.chat_template = template
