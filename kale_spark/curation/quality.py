@@ -36,7 +36,9 @@ __all__ = [
     "NOVEL_SHARE",
     "SCORE_COLUMNS",
     "STOPWORDS",
+    "WORD",
     "WORD_COUNT",
+    "WORD_RUN",
     "WORD_STATS_FIELDS",
     "WordStats",
     "knowledge_retention",
@@ -71,8 +73,11 @@ STOPWORDS = frozenset(
     your yours yourself yourselves s t""".split()
 )
 
-_WORD_RUN = re.compile(r"[^\W_]+")
-_WORD = re.compile(r"[^\W_]+(?:['’\-.][^\W_]+)*")
+# The one definition of a word (word counts everywhere: filter, stats, card): letters or
+# digits, joined by an apostrophe, hyphen or dot ("don't", "x-ray", "3.5").
+WORD = re.compile(r"[^\W_]+(?:['’\-.][^\W_]+)*")
+# A word's pieces, the runs of letters or digits: what the echo rules compare.
+WORD_RUN = re.compile(r"[^\W_]+")
 _TOKEN = re.compile(
     r"(?:[^\W\d_]\.){2,}(?![^\W_])|\d+(?:[.,:/\-]\d+)*(?:[^\W\d_]+)?|[^\W_]+(?:['’&.\-][^\W_]+)*|&"
 )
@@ -92,7 +97,7 @@ def _text(value: Any) -> str:
 
 def word_count(text: str | None) -> int:
     """Number of words in ``text`` (0 for None or empty)."""
-    return len(_WORD.findall(_text(text)))
+    return len(WORD.findall(_text(text)))
 
 
 def _kind(token: str) -> str:
@@ -177,7 +182,7 @@ def knowledge_spans(alt_text: str | None) -> list[str]:
 
 
 def _runs(text: str) -> list[str]:
-    return [t.lower() for t in _WORD_RUN.findall(text)]
+    return [t.lower() for t in WORD_RUN.findall(text)]
 
 
 def knowledge_retention(alt_text: str | None, caption: str | None) -> float | None:
