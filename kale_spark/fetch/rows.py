@@ -52,7 +52,8 @@ def _pandas_dtype(spark_field) -> str:
 # pandas dtypes of IMAGES_COLUMNS, from the StructType.
 IMAGES_DTYPES: dict[str, str] = {f.name: _pandas_dtype(f) for f in schema.IMAGES_SCHEMA.fields}
 
-INPUT_COLUMNS = ("uid", "url", "sha256", "text")
+# The columns process_batch needs; `sha256` and `text` are read when present.
+INPUT_COLUMNS = ("uid", "url")
 
 
 def _now() -> pd.Timestamp:
@@ -260,9 +261,7 @@ def _items(pdf: pd.DataFrame, shard_index: dict | None) -> list[tuple]:
     """(uid, url, sha256, shard entry, alt-text) per distinct non-null uid, in input
     order (the sample's alt-text travels into its images row: the model stages read
     it there instead of joining `samples` per chunk)."""
-    missing = [c for c in ("uid", "url") if c not in pdf.columns]
-    if missing:
-        raise ValueError(f"process_batch input lacks columns {missing}")
+    schema.require_columns(pdf.columns, INPUT_COLUMNS, "process_batch input")
     frame = pdf[pdf["uid"].notna()].drop_duplicates(subset="uid", keep="first")
     if len(frame) < len(pdf):
         logger.warning("dropped %d rows with a null or duplicate uid", len(pdf) - len(frame))

@@ -39,6 +39,7 @@ from kale_spark.models.spec import ModelSpec
 __all__ = [
     "KINDS",
     "RESULT_COLUMNS",
+    "RESULT_FIELDS",
     "engine_for",
     "error_row",
     "result_frame",
@@ -49,7 +50,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 KINDS = ("caption", "student", "fuse")
-RESULT_COLUMNS = ["text", "prompt_tokens", "new_tokens", "reason", "error"]
+# What a model returns per row, defined once: (column, Spark SQL type). `reason` is null
+# when `text` is a good output (spark/udf.py builds the Spark struct from this).
+RESULT_FIELDS = (
+    ("text", "string"),
+    ("prompt_tokens", "int"),
+    ("new_tokens", "int"),
+    ("reason", "string"),
+    ("error", "string"),
+)
+RESULT_COLUMNS = [name for name, _ in RESULT_FIELDS]
 ERROR_CHARS = 1000  # error messages kept per row
 WINDOW_BATCHES = 4  # rows sorted together by length: this many batches' worth
 

@@ -56,6 +56,7 @@ from kale_spark.models.inference import (
     ERROR_CHARS,
     KINDS,
     RESULT_COLUMNS,
+    RESULT_FIELDS,
     error_row,
     result_frame,
     result_row,
@@ -72,7 +73,6 @@ __all__ = [
     "ERROR_CHARS",
     "MODEL_INPUTS",
     "RESULT_COLUMNS",
-    "RESULT_DDL",
     "RESULT_TYPE",
     "UdfContext",
     "auto_torch_threads",
@@ -90,23 +90,13 @@ log = logging.getLogger(__name__)
 
 BATCH_LOG_ENV = "KALE_UDF_BATCH_LOG"
 
-# What a model UDF returns per row (RESULT_COLUMNS). `reason` is null when `text` is
-# a good output.
-RESULT_DDL = "text string, prompt_tokens int, new_tokens int, reason string, error string"
-
 
 def _result_type():
+    """The Spark struct of ``RESULT_FIELDS`` (every field nullable)."""
     from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
-    return StructType(
-        [
-            StructField("text", StringType(), True),
-            StructField("prompt_tokens", IntegerType(), True),
-            StructField("new_tokens", IntegerType(), True),
-            StructField("reason", StringType(), True),
-            StructField("error", StringType(), True),
-        ]
-    )
+    types = {"string": StringType(), "int": IntegerType()}
+    return StructType([StructField(name, types[kind], True) for name, kind in RESULT_FIELDS])
 
 
 RESULT_TYPE = _result_type()
@@ -316,7 +306,7 @@ def model_partition_fn(
     ``kind`` is ``caption`` (input columns uid, image), ``student`` (uid, image,
     alt_text) or ``fuse`` (uid, alt_text, dense_caption); other input columns pass
     through. Output: the input's columns except ``image``, plus ``RESULT_COLUMNS``
-    (schema: the input's minus image + ``RESULT_DDL``), exactly one row per input
+    (schema: the input's minus image + ``RESULT_TYPE``), exactly one row per input
     row, in no particular order. Rows are regrouped into model batches by token
     budget whatever the Arrow batch size, and the next batch is decoded/tokenized
     in a thread while the model generates (models/pipeline.py). The model loads on
@@ -337,6 +327,7 @@ def model_partition_fn(
         first = next(frames, None)
         if first is None:
             return
+        schema.require_columns(first.columns, MODEL_INPUTS[kind], f"the {kind} model's input")
         ctx.enter_worker()
         loads = load_count()
         engine = engine_for(kind, ctx.spec, ctx.cache_dir)

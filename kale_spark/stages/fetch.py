@@ -94,28 +94,14 @@ def _shard_entries(spark: SparkSession, paths: tuple[str, ...]) -> DataFrame:
     """uid → location of its image in img2dataset shards, indexed in parallel per shard."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
-    from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
-    from kale_spark.sources.webdataset import find_shards, iter_shard_entries
+    from kale_spark.sources.webdataset import SHARD_DDL, find_shards, iter_shard_entries
 
     shards = find_shards(list(paths))
-    entry_schema = StructType(
-        [
-            StructField("uid", StringType()),
-            StructField("tar_path", StringType()),
-            StructField("key", StringType()),
-            StructField("offset", LongType()),
-            StructField("size", LongType()),
-            StructField("wds_sha256", StringType()),
-            StructField("wds_original_width", IntegerType()),
-            StructField("wds_original_height", IntegerType()),
-            StructField("wds_url", StringType()),
-        ]
-    )
     rdd = spark.sparkContext.parallelize(shards, max(1, len(shards))).flatMap(
         lambda shard: [tuple(e) for e in iter_shard_entries(shard)]
     )
-    entries = spark.createDataFrame(rdd, entry_schema)
+    entries = spark.createDataFrame(rdd, SHARD_DDL)
     first = Window.partitionBy("uid").orderBy("tar_path", "key")
     return entries.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
 
@@ -144,28 +130,9 @@ def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool):
 
 def _shard_index(pdf) -> dict:
     """uid -> ShardEntry for the rows of ``pdf`` found in the shards."""
-    import pandas as pd
-
     from kale_spark.sources.webdataset import ShardEntry
 
-    def size(value) -> int | None:
-        return None if pd.isna(value) else int(value)
-
-    return {
-        r.uid: ShardEntry(
-            r.uid,
-            r.tar_path,
-            r.key,
-            int(r.offset),
-            int(r.size),
-            r.wds_sha256,
-            size(r.wds_original_width),
-            size(r.wds_original_height),
-            r.wds_url,
-        )
-        for r in pdf.itertuples()
-        if isinstance(r.tar_path, str)
-    }
+    return {r.uid: ShardEntry.from_row(r) for r in pdf.itertuples() if isinstance(r.tar_path, str)}
 
 
 def run(spark: SparkSession, cfg: Config) -> StageRun:

@@ -97,6 +97,7 @@ def filter_batch(pdf: pd.DataFrame, min_words: int) -> pd.DataFrame:
     """
     import pandas as pd
 
+    schema.require_columns(pdf.columns, BATCH_INPUT, "filter_batch input")
     templates: dict[tuple[str, str | None], str | None] = {}
     params = pdf["gen_params"] if "gen_params" in pdf.columns else [None] * len(pdf)
     captions, removed, reasons = [], [], []
