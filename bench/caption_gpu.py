@@ -13,7 +13,7 @@ Same inputs as bench/caption_throughput.py (the bench VLM, DataComp-like JPEGs,
 - ``bf16-sdpa-static-compile``: plus ``torch.compile`` of the forward (skipped with
   ``--no-compile``).
 
-Then ``kale``: models/pipeline.py's ``run_partition`` (what ``model_partition_fn``
+Then ``kale``: models/inference.py's ``run_partition`` (what ``model_partition_fn``
 runs in a Spark task) with the best settings, with 1 and with ``--prepare-threads``
 decode threads. Results go to ``DIR/caption_gpu.json`` and a figures file
 ``DIR/<device>.json`` for ``kale plan`` (copy it to bench/figures/).

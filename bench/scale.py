@@ -15,7 +15,7 @@ included; its input lake is written beforehand by another process.
 - ingest, filter and publish at ``--rows`` and 10x: synthetic DataComp metadata
   (1% bad rows); filter and publish read synthetic captions (labelled in the output).
 - ``caption_over_raw``: kale's caption images/s at 10N over a plain loop of the
-  project's own engine (models/pipeline.py: prefetch, token budgets, the same batch
+  project's own engine (models/inference.py: prefetch, token budgets, the same batch
   size, torch threads = cores) over the same images, a whole process reading the
   images table's Parquet files and writing its captions to Parquet.
 - ``ingest_over_plain``: kale ingest over a plain Spark job (read, validity filter,

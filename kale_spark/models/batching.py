@@ -182,14 +182,19 @@ def _free_cuda_cache() -> None:
 
 
 def run_with_oom_split(
-    fn: Callable[[list[T]], list[R]], items: Sequence[T], batch_size: int
+    fn: Callable[[list[T]], list[R]],
+    items: Sequence[T],
+    batch_size: int,
+    first: Callable[[], list[R]] | None = None,
 ) -> list[R]:
     """``fn`` over ``items`` in batches of ``batch_size``; results in input order.
 
     ``fn`` takes a list and returns one result per item. When a batch runs out of
     (GPU) memory the batch size is halved and the same items retried, down to
     batches of one; an OOM on a single item is raised. The smaller size is kept
-    for the rest of this call (the next batches are likely as large).
+    for the rest of this call (the next batches are likely as large). ``first``, when
+    given, runs the first batch instead of ``fn`` (inputs prepared ahead of time).
+    This is the one place a batch splits on OOM.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -200,7 +205,7 @@ def run_with_oom_split(
         batch = list(items[start : start + size])
         oom = False
         try:
-            out = fn(batch)
+            out = first() if first is not None and start == 0 and size == batch_size else fn(batch)
         except Exception as exc:
             if not is_oom_error(exc) or len(batch) == 1:
                 raise

@@ -267,9 +267,10 @@ class FusionRewriter:
         inputs = self.tokenizer(
             prompts, add_special_tokens=False, padding=True, return_tensors="pt"
         )
-        return self._generate(dict(inputs))
+        return self.generate(dict(inputs))
 
-    def _generate(self, inputs: dict[str, Any]) -> list[Generated]:
+    def generate(self, inputs: dict[str, Any]) -> list[Generated]:
+        """``generate`` + decode on a tokenized batch: one ``Generated`` per row."""
         return generate_and_decode(
             self.model,
             self.tokenizer,
@@ -288,9 +289,15 @@ class FusionRewriter:
         """A left-padded batch of ``ids`` as tensors, ready for ``run``."""
         return dict(self.tokenizer.pad({"input_ids": list(ids)}, return_tensors="pt"))
 
-    def run(self, ids: Sequence[Sequence[int]]) -> list[Generated]:
-        """``generate`` on token-id rows, one ``Generated`` each, halving on OOM."""
-        return run_with_oom_split(lambda b: self._generate(self.pad(b)), list(ids), len(ids))
+    def run(
+        self, ids: Sequence[Sequence[int]], inputs: dict[str, Any] | None = None
+    ) -> list[Generated]:
+        """``generate`` on token-id rows, one ``Generated`` each, halving on OOM;
+        ``inputs``: the rows already padded (``pad``), used for the first try."""
+        first = (lambda: self.generate(inputs)) if inputs is not None else None
+        return run_with_oom_split(
+            lambda b: self.generate(self.pad(b)), list(ids), len(ids), first=first
+        )
 
     @staticmethod
     def postprocess(text: str) -> str:

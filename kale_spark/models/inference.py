@@ -26,24 +26,27 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
 from kale_spark import reasons
-from kale_spark.models.batching import Generated, PrepareError, is_oom_error, token_batches
+from kale_spark.models.batching import Generated, PrepareError, token_batches
 from kale_spark.models.spec import ModelSpec
 
 __all__ = [
     "KINDS",
+    "Engine",
     "RESULT_COLUMNS",
     "RESULT_FIELDS",
     "engine_for",
     "error_row",
     "result_frame",
     "result_row",
+    "one_by_one",
+    "results_in_order",
     "run_partition",
 ]
 
@@ -112,6 +115,42 @@ def _is_blank(value: Any) -> bool:
 # ------------------------------------------------------------------ engines
 
 
+class Engine(Protocol):
+    """What ``run_partition`` drives: a model behind the stages and the SQL functions.
+
+    ``split`` turns a frame into model work (and rows that need no model), ``prepare``
+    is the CPU half of a batch (run ahead, in the prefetch thread), ``run`` the model
+    half: one ``Generated`` or exception per item, never raising for a bad row.
+    """
+
+    drop: tuple[str, ...]  # input columns not carried into the output
+    sort: bool  # batch rows of similar length together
+    clean: Callable[[str], str]
+
+    def split(self, frame: pd.DataFrame) -> Split: ...
+
+    def prepare(self, items: list[Any]) -> Any: ...
+
+    def run(self, prepared: Any) -> list[Generated | BaseException]: ...
+
+
+def one_by_one(
+    exc: Exception, items: Sequence[Any], run_one: Callable[[Any], list[Any]]
+) -> list[Any]:
+    """After a batch raised ``exc``: each item alone, an exception standing for a row
+    that fails again, so only the rows that fail are lost. The one row-by-row retry."""
+    if len(items) == 1:
+        return [exc]
+    log.warning("a batch of %d failed (%s); retrying row by row", len(items), exc)
+    out: list[Any] = []
+    for item in items:
+        try:
+            out.extend(run_one(item))
+        except Exception as again:
+            out.append(again)
+    return out
+
+
 @dataclass
 class Split:
     """A frame's rows as model work: ``items``/``costs`` for positions ``ok``,
@@ -166,16 +205,7 @@ class CaptionEngine:
         try:
             return self.captioner.run(prepared)
         except Exception as exc:
-            if len(prepared.items) == 1:
-                return [exc]
-            log.warning("a batch of %d failed (%s); retrying row by row", prepared.size, exc)
-        out: list[Generated | BaseException] = []
-        for item in prepared.items:
-            try:
-                out.extend(self.captioner.run(self.prepare([item])))
-            except Exception as exc:
-                out.append(exc)
-        return out
+            return one_by_one(exc, prepared.items, lambda i: self.captioner.run(self.prepare([i])))
 
 
 class FuseEngine:
@@ -213,23 +243,12 @@ class FuseEngine:
     def run(self, prepared: Any) -> list[Generated | BaseException]:
         ids, inputs = prepared
         try:
-            return self.rewriter._generate(inputs)
+            return self.rewriter.run(ids, inputs)  # halves the batch on OOM
         except Exception as exc:
-            if is_oom_error(exc) and len(ids) > 1:
-                return self.rewriter.run(ids)  # halves the batch until it fits
-            if len(ids) == 1:
-                return [exc]
-            log.warning("a batch of %d failed (%s); retrying row by row", len(ids), exc)
-        out: list[Generated | BaseException] = []
-        for row in ids:
-            try:
-                out.extend(self.rewriter.run([row]))
-            except Exception as exc:
-                out.append(exc)
-        return out
+            return one_by_one(exc, ids, lambda row: self.rewriter.run([row]))
 
 
-def engine_for(kind: str, spec: ModelSpec, cache_dir: str | None = None) -> Any:
+def engine_for(kind: str, spec: ModelSpec, cache_dir: str | None = None) -> Engine:
     """The engine for ``kind`` over the model of ``spec`` (loaded once per process)."""
     if kind == "caption":
         from kale_spark.models.captioner import Captioner
@@ -418,3 +437,27 @@ def run_partition(
             yield frame
     finally:
         prefetcher.close()
+
+
+def results_in_order(
+    engine: Engine, frame: pd.DataFrame, spec: ModelSpec, prepare_threads: int = 1
+) -> pd.DataFrame:
+    """``RESULT_COLUMNS`` for every row of ``frame``, in its order: the frame through
+    ``run_partition`` (the stages' token budgets, prefetch, row-by-row retry and OOM
+    split), for callers that need rows back in place, like the SQL functions."""
+    keyed = frame.reset_index(drop=True).assign(_row=range(len(frame)))
+    parts = list(
+        run_partition(
+            engine,
+            [keyed],
+            batch_size=spec.batch_size,
+            max_batch_tokens=spec.max_batch_tokens,
+            new_tokens=spec.generation.max_new_tokens,
+            beams=spec.generation.num_beams,
+            prepare_threads=prepare_threads,
+        )
+    )
+    if not parts:
+        return result_frame([])
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values("_row")[RESULT_COLUMNS].reset_index(drop=True)

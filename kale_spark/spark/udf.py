@@ -4,7 +4,7 @@ iterator pandas UDFs behind the SQL functions ``kale_caption`` / ``kale_fuse``.
 The stages run ``model_partition_fn(ctx, kind)`` with ``DataFrame.mapInPandas``: it
 regroups the partition's rows into model batches by token budget (whatever the
 Arrow batch size) and decodes / tokenizes the next batch in a thread while the
-model generates (models/pipeline.py). Tasks x ``torch_threads`` = executor cores
+model generates (models/inference.py). Tasks x ``torch_threads`` = executor cores
 (``auto_torch_threads``).
 
 Spark streams a task's rows into one Python worker as Arrow batches of
@@ -13,9 +13,10 @@ set when the session is built, never changed by a stage).
 Each SQL UDF is an *iterator* pandas UDF: on its first batch the worker takes the model
 from ``models.cache.get_or_load`` (loaded once per Python worker process; with
 ``spark.python.worker.reuse=true`` the worker and its model survive across tasks and
-stages), then runs every batch through ``Captioner`` / ``FusionRewriter``, whose own
-model batches (``spec.batch_size``) halve on a CUDA out-of-memory. On a GPU,
-``pick_device`` takes the GPU Spark assigned to the task.
+stages), then runs every batch through the same engine as the stages
+(``models.inference``: token budgets, prefetch, row-by-row retry, batches halved on a
+CUDA out-of-memory), rows back in their order. On a GPU, ``pick_device`` takes the GPU
+Spark assigned to the task.
 
 A row never fails the task. Each UDF returns a struct per row (``RESULT_TYPE``:
 text, token counts, and a ``reason`` + ``error`` when the row produced nothing);
@@ -57,9 +58,6 @@ from kale_spark.models.inference import (
     KINDS,
     RESULT_COLUMNS,
     RESULT_FIELDS,
-    error_row,
-    result_frame,
-    result_row,
 )
 from kale_spark.models.spec import ModelSpec
 from kale_spark.spark.resources import model_task_resources
@@ -221,68 +219,27 @@ def udf_context(spark: SparkSession, cfg: Config, spec: ModelSpec) -> UdfContext
 # ------------------------------------------------------------------ pure batch functions
 
 
-def _generate_isolated(fn: Callable[[list], list], items: list) -> list:
-    """``fn(items)``; if it raises, ``fn`` row by row, an exception standing for a failed row."""
-    if not items:
-        return []
-    try:
-        return list(fn(items))
-    except Exception as exc:
-        if len(items) == 1:
-            return [exc]
-        log.warning("a batch of %d failed (%s); retrying row by row", len(items), exc)
-    out: list = []
-    for item in items:
-        try:
-            out.extend(fn([item]))
-        except Exception as exc:
-            out.append(exc)
-    return out
-
-
-_error_row = error_row
-_result_row = result_row
-_frame = result_frame
-
-
 def caption_batch(captioner: Any, images: pd.Series) -> pd.DataFrame:
-    """Dense captions for a batch of image bytes: one ``RESULT_COLUMNS`` row per image."""
-    rows: list[dict[str, Any] | None] = [None] * len(images)
-    todo: list[int] = []
-    for i, data in enumerate(images):
-        if data is None or len(data) == 0:
-            rows[i] = _error_row(schema.REASON_MISSING_INPUT, "no image bytes")
-        else:
-            todo.append(i)
-    results = _generate_isolated(captioner.caption, [bytes(images.iloc[i]) for i in todo])
-    for i, result in zip(todo, results, strict=True):
-        rows[i] = _result_row(result)
-    return _frame(rows)  # type: ignore[arg-type]
+    """Dense captions for a batch of image bytes: one ``RESULT_COLUMNS`` row per image,
+    in order, through the stages' engine (models/inference.py)."""
+    from kale_spark.models.inference import CaptionEngine, results_in_order
+
+    frame = pd.DataFrame({"image": images.reset_index(drop=True)})
+    return results_in_order(CaptionEngine(captioner), frame, captioner.spec)
 
 
 def fuse_batch(rewriter: Any, alt_texts: pd.Series, dense_captions: pd.Series) -> pd.DataFrame:
-    """Fused captions for (alt-text, dense caption) pairs; answers are ``postprocess``-ed."""
-    from kale_spark.models.fusion import postprocess
+    """Fused captions for (alt-text, dense caption) pairs, in order (answers
+    ``postprocess``-ed), through the stages' engine."""
+    from kale_spark.models.inference import FuseEngine, results_in_order
 
-    rows: list[dict[str, Any] | None] = [None] * len(alt_texts)
-    todo: list[int] = []
-    for i, dense in enumerate(dense_captions):
-        if dense is None or not str(dense).strip():
-            rows[i] = _error_row(schema.REASON_MISSING_INPUT, "no dense caption")
-        else:
-            todo.append(i)
-    pairs = [
-        (alt_texts.iloc[i] if isinstance(alt_texts.iloc[i], str) else "", dense_captions.iloc[i])
-        for i in todo
-    ]
-
-    def fuse(items: list[tuple[str, str]]) -> list:
-        return rewriter.fuse([a for a, _ in items], [d for _, d in items])
-
-    results = _generate_isolated(fuse, pairs)
-    for i, result in zip(todo, results, strict=True):
-        rows[i] = _result_row(result, clean=lambda t: postprocess(t).strip())
-    return _frame(rows)  # type: ignore[arg-type]
+    frame = pd.DataFrame(
+        {
+            "alt_text": alt_texts.reset_index(drop=True),
+            "dense_caption": dense_captions.reset_index(drop=True),
+        }
+    )
+    return results_in_order(FuseEngine(rewriter), frame, rewriter.spec)
 
 
 # ------------------------------------------------------------------------ mapInPandas
@@ -309,7 +266,7 @@ def model_partition_fn(
     (schema: the input's minus image + ``RESULT_TYPE``), exactly one row per input
     row, in no particular order. Rows are regrouped into model batches by token
     budget whatever the Arrow batch size, and the next batch is decoded/tokenized
-    in a thread while the model generates (models/pipeline.py). The model loads on
+    in a thread while the model generates (models/inference.py). The model loads on
     the first row, once per Python worker; an empty partition loads nothing.
 
     With ``progress`` (a Counter accumulator, progress.counter_accumulator), each
@@ -361,26 +318,23 @@ def model_partition_fn(
 
 
 def _batches(ctx: UdfContext, kind: str, batches: Iterator[Sequence[pd.Series]]):
-    """The loop every model UDF runs in a worker: model on first batch, then each batch."""
-    model = None
+    """The loop every SQL model function runs in a worker: the engine on the first
+    batch (loaded once per worker), then each batch through it, rows in order."""
+    from kale_spark.models.inference import engine_for, results_in_order
+
+    engine = None
     for columns in batches:
-        if model is None:
+        if engine is None:
             ctx.enter_worker()
-            if kind == "caption":
-                from kale_spark.models.captioner import Captioner
-
-                model = Captioner.from_spec(ctx.spec, cache_dir=ctx.cache_dir)
-            else:
-                from kale_spark.models.fusion import FusionRewriter
-
-                model = FusionRewriter.from_spec(ctx.spec, cache_dir=ctx.cache_dir)
+            engine = engine_for(kind, ctx.spec, ctx.cache_dir)
         start = time.monotonic()
-        if kind == "caption":
-            frame = caption_batch(model, *columns)
-        else:
-            frame = fuse_batch(model, *columns)
-        ctx.log_batch(kind, len(frame), time.monotonic() - start)
-        yield frame
+        names = ("image",) if kind == "caption" else ("alt_text", "dense_caption")
+        frame = pd.DataFrame(
+            {n: c.reset_index(drop=True) for n, c in zip(names, columns, strict=True)}
+        )
+        out = results_in_order(engine, frame, ctx.spec, ctx.prepare_threads)
+        ctx.log_batch(kind, len(out), time.monotonic() - start)
+        yield out
 
 
 def _text_only(frame: pd.DataFrame) -> pd.Series:

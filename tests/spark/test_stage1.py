@@ -208,6 +208,15 @@ def test_sql_udfs(spark, stage1) -> None:
         "SELECT kale_caption(image) AS c FROM kale.images WHERE status = 'ok'"
     ).collect()
     assert len(captions) == ROWS and all(r["c"] and r["c"].strip() for r in captions)
+    # The same engine as the caption stage: the stored dense caption, row for row, from
+    # the same model (greedy decoding; batches of any size give what one row alone gives).
+    dense = spark.sql(
+        "SELECT d.uid, d.dense_caption, kale_caption(i.image) AS c "
+        "FROM kale.dense_captions d JOIN kale.images i USING (uid) "
+        f"WHERE d.model = '{cfg.caption.id}' AND d.prompt_id = '{cfg.caption.prompt_id}'"
+    ).collect()
+    assert len(dense) == ROWS
+    assert {r["uid"]: r["c"] for r in dense} == {r["uid"]: r["dense_caption"] for r in dense}
 
 
 def _jpeg(seed: int) -> bytes:
