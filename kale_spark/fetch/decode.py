@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import struct
 import threading
 from collections.abc import Iterator
@@ -22,9 +21,6 @@ from PIL import Image
 from kale_spark.fetch.options import ImageOptions
 from kale_spark.fetch.status import Status, cut_error
 from kale_spark.hashing import sha256_hex
-
-logger = logging.getLogger(__name__)
-
 
 # fetch.image.resample (options.RESAMPLE_NAMES) -> Pillow's filter (antialiased when shrinking).
 RESAMPLE_FILTERS = {

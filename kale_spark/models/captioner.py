@@ -135,15 +135,10 @@ class Captioner:
         cache_dir: str | os.PathLike | None = None,
     ) -> Captioner:
         """A captioner over the model for ``spec``, loaded once per Python worker."""
-        from kale_spark.models.cache import get_or_load
-        from kale_spark.models.device import compiled, pick_device
-        from kale_spark.models.loading import load_vlm, model_cache_key
+        from kale_spark.models.device import pick_device
+        from kale_spark.models.loading import load_cached
 
-        device = device or pick_device(spec)
-        key = model_cache_key("vlm", spec, device, cache_dir) + ("|compile" if spec.compile else "")
-        model, processor = get_or_load(
-            key, lambda: compiled(load_vlm(spec, device, cache_dir), spec)
-        )
+        model, processor = load_cached("vlm", spec, device or pick_device(spec), cache_dir)
         return cls(model, processor, spec)
 
     @property

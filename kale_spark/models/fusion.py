@@ -163,15 +163,10 @@ class FusionRewriter:
         cache_dir: str | os.PathLike | None = None,
     ) -> FusionRewriter:
         """A rewriter over the model for ``spec``, loaded once per Python worker."""
-        from kale_spark.models.cache import get_or_load
-        from kale_spark.models.device import compiled, pick_device
-        from kale_spark.models.loading import load_lm, model_cache_key
+        from kale_spark.models.device import pick_device
+        from kale_spark.models.loading import load_cached
 
-        device = device or pick_device(spec)
-        key = model_cache_key("lm", spec, device, cache_dir) + ("|compile" if spec.compile else "")
-        model, tokenizer = get_or_load(
-            key, lambda: compiled(load_lm(spec, device, cache_dir), spec)
-        )
+        model, tokenizer = load_cached("lm", spec, device or pick_device(spec), cache_dir)
         return cls(model, tokenizer, spec)
 
     def _messages(self, content: str) -> list[dict[str, str]]:

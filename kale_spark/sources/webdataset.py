@@ -178,31 +178,6 @@ def find_shards(paths: str | Iterable[str]) -> list[str]:
     return sorted(found)
 
 
-def build_shard_index(paths: str | Iterable[str]) -> dict[str, ShardEntry]:
-    """uid -> :class:`ShardEntry` over every shard under ``paths``.
-
-    A uid present in several shards keeps its first occurrence (in sorted
-    shard order). For very large collections build the index per shard with
-    :func:`iter_shard_entries` in parallel instead of on one machine.
-    """
-    index: dict[str, ShardEntry] = {}
-    shards = find_shards(paths)
-    duplicates = 0
-    for shard in shards:
-        for entry in iter_shard_entries(shard):
-            if entry.uid in index:
-                duplicates += 1
-                continue
-            index[entry.uid] = entry
-    logger.info(
-        "indexed %d images from %d shards (%d duplicate uids skipped)",
-        len(index),
-        len(shards),
-        duplicates,
-    )
-    return index
-
-
 def read_entry(entry: ShardEntry, max_bytes: int | None = None) -> bytes:
     """The image bytes of one indexed member (raises OSError if the shard changed).
 

@@ -74,9 +74,7 @@ __all__ = [
     "RESULT_TYPE",
     "UdfContext",
     "auto_torch_threads",
-    "caption_batch",
     "caption_udf",
-    "fuse_batch",
     "fuse_udf",
     "model_partition_fn",
     "read_batch_log",
@@ -214,32 +212,6 @@ def udf_context(spark: SparkSession, cfg: Config, spec: ModelSpec) -> UdfContext
         load_log=os.environ.get(LOAD_LOG_ENV) or None,
         batch_log=os.environ.get(BATCH_LOG_ENV) or None,
     )
-
-
-# ------------------------------------------------------------------ pure batch functions
-
-
-def caption_batch(captioner: Any, images: pd.Series) -> pd.DataFrame:
-    """Dense captions for a batch of image bytes: one ``RESULT_COLUMNS`` row per image,
-    in order, through the stages' engine (models/inference.py)."""
-    from kale_spark.models.inference import CaptionEngine, results_in_order
-
-    frame = pd.DataFrame({"image": images.reset_index(drop=True)})
-    return results_in_order(CaptionEngine(captioner), frame, captioner.spec)
-
-
-def fuse_batch(rewriter: Any, alt_texts: pd.Series, dense_captions: pd.Series) -> pd.DataFrame:
-    """Fused captions for (alt-text, dense caption) pairs, in order (answers
-    ``postprocess``-ed), through the stages' engine."""
-    from kale_spark.models.inference import FuseEngine, results_in_order
-
-    frame = pd.DataFrame(
-        {
-            "alt_text": alt_texts.reset_index(drop=True),
-            "dense_caption": dense_captions.reset_index(drop=True),
-        }
-    )
-    return results_in_order(FuseEngine(rewriter), frame, rewriter.spec)
 
 
 # ------------------------------------------------------------------------ mapInPandas

@@ -14,7 +14,6 @@ source_file `images`).
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from kale_spark import schema
@@ -27,7 +26,6 @@ from kale_spark.stages.model_stage import ModelStage, Target, run_model_stage
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-log = logging.getLogger(__name__)
 
 STAGE = "caption"
 TARGET = Target(

@@ -23,7 +23,6 @@ crash between steps is repaired by the next run (step 3 keys on the table versio
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from typing import TYPE_CHECKING
 
 from kale_spark import schema
@@ -40,7 +39,6 @@ from kale_spark.release.export import ReleaseInfo, default_dir, export_release
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-log = logging.getLogger(__name__)
 
 STAGE = "publish"
 # The column of `changes` that marks a uid to delete from `kale`.

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import tarfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from kale_spark.sources.webdataset import ShardEntry, find_shards, iter_shard_entries
+
+log = logging.getLogger(__name__)
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -63,3 +69,28 @@ def write_img2dataset_shard(
     if parquet:
         pq.write_table(pa.Table.from_pylist(meta), directory / f"{shard}.parquet")
     return tar_path
+
+
+def build_shard_index(paths: str | Iterable[str]) -> dict[str, ShardEntry]:
+    """uid -> :class:`ShardEntry` over every shard under ``paths``.
+
+    A uid present in several shards keeps its first occurrence (in sorted
+    shard order). For very large collections build the index per shard with
+    :func:`iter_shard_entries` in parallel instead of on one machine.
+    """
+    index: dict[str, ShardEntry] = {}
+    shards = find_shards(paths)
+    duplicates = 0
+    for shard in shards:
+        for entry in iter_shard_entries(shard):
+            if entry.uid in index:
+                duplicates += 1
+                continue
+            index[entry.uid] = entry
+    log.info(
+        "indexed %d images from %d shards (%d duplicate uids skipped)",
+        len(index),
+        len(shards),
+        duplicates,
+    )
+    return index

@@ -10,8 +10,21 @@ import pytest
 
 from kale_spark import schema
 from kale_spark.models.batching import Generated
+from kale_spark.models.inference import CaptionEngine, FuseEngine, results_in_order
 from kale_spark.models.spec import ModelSpec
-from kale_spark.spark.udf import RESULT_COLUMNS, auto_torch_threads, caption_batch, fuse_batch
+from kale_spark.spark.udf import RESULT_COLUMNS, auto_torch_threads
+
+
+def caption_batch(captioner, images: pd.Series) -> pd.DataFrame:
+    """A batch of a SQL function's images through the stages' engine, rows in order."""
+    return results_in_order(
+        CaptionEngine(captioner), pd.DataFrame({"image": images}), captioner.spec
+    )
+
+
+def fuse_batch(rewriter, alt_texts: pd.Series, dense: pd.Series) -> pd.DataFrame:
+    frame = pd.DataFrame({"alt_text": alt_texts, "dense_caption": dense})
+    return results_in_order(FuseEngine(rewriter), frame, rewriter.spec)
 
 
 @pytest.mark.parametrize(
