@@ -2,7 +2,7 @@
 
 Each Spark task takes about `fetch.rows_per_task` rows and streams them through one
 bounded thread pool (`fetch.concurrency`); decoding, resizing and hashing are the pure
-functions of images.py, run by fetch_batch.process_partition. With `fetch.webdataset`
+functions of fetch/decode.py, run by fetch/rows.process_partition. With `fetch.webdataset`
 set, images are read from img2dataset shards instead of the network.
 
 Idempotent: a rerun fetches only uids with no row yet, or with a retryable status

@@ -6,7 +6,7 @@ to the student; this stage captions the student's share, image + alt-text in
 `student.checkpoint`). It runs through the shared model-stage machinery
 (stages/model_stage.py: streamed from `images`, committed chunk by chunk), model kind
 "student" of udf.model_partition_fn: the student loaded once per Python worker
-(``StudentCaptioner``, models/student.py).
+(``StudentCaptioner``, student/captioner.py).
 
 Rows have no dense caption (`dense_caption`, `dense_model`, `dense_prompt_id` null).
 Lineage: `model` is the checkpoint's path, `model_revision` its content hash, plus

@@ -116,8 +116,8 @@ def test_gpu_cluster_conf_is_complete():
     )
 
 
-def test_readme_explains_every_gpu_cluster_setting():
-    readme = (REPO / "README.md").read_text()
+def test_the_cluster_page_explains_every_gpu_cluster_setting():
+    readme = (REPO / "docs" / "cluster.md").read_text()
     section = readme.split("### GPU cluster settings", 1)[1].split("\n## ", 1)[0]
     for key in _props(REPO / "conf" / "spark" / "gpu-cluster.conf"):
         assert f"`{key}`" in section, key
