@@ -6,7 +6,7 @@ functions of fetch/decode.py, run by fetch/rows.process_partition. With `fetch.w
 set, images are read from img2dataset shards instead of the network.
 
 Idempotent: a rerun fetches only uids with no row yet, or with a retryable status
-(images.is_retryable: timeout, connection error, 5xx/429 — the same rule a run uses
+(fetch/status.is_retryable: timeout, connection error, 5xx/429 — the same rule a run uses
 between its own attempts) and fewer than `fetch.max_attempts_total` attempts so far;
 a retried row replaces its old one and its attempts add up.
 """
