@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMPS := .stamps
 SAMPLE_ROWS ?= 120
 
-.PHONY: setup jvm-archive demo test lint bench clean-lake dist conf bench-fetch bench-scale
+.PHONY: setup jvm-archive demo test lint bench clean-lake dist conf bench-fetch bench-scale bench-report
 
 setup: $(STAMPS)/venv jars jvm-archive
 
@@ -79,6 +79,10 @@ bench: setup
 bench-scale: setup
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python bench/scale.py
+
+# bench/RESULTS.md from the figures files (no measuring).
+bench-report: $(STAMPS)/venv
+	$(BIN)/python bench/report.py
 
 clean-lake:
 	rm -rf lake data/sample

@@ -134,7 +134,11 @@ def settings(root: Path, args: argparse.Namespace) -> list[str]:
         f"student.caption_batch_size={args.batch_size}",
         "student.generation.max_new_tokens=1",
         "student.generation.min_new_tokens=1",
+        # Exports as a release would be cut (the local profile's 50-row shards and its
+        # release browser are for the demo's 120 rows).
         "publish.webdataset=false",
+        "publish.rows_per_shard=10000",
+        "publish.browser=false",
     ]
 
 

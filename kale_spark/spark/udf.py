@@ -227,6 +227,28 @@ MODEL_INPUTS = {
 DROPPED_INPUTS = ("image",)
 
 
+def _load_engine(ctx: UdfContext, kind: str, workers: Any = None) -> Any:
+    """The engine for ``kind`` in this worker (loaded once per process); with
+    ``workers`` (a Counter accumulator) the worker and the loads it caused are counted."""
+    from kale_spark.models.inference import engine_for
+
+    ctx.enter_worker()
+    loads = load_count()
+    engine = engine_for(kind, ctx.spec, ctx.cache_dir)
+    if workers is not None:
+        from collections import Counter
+
+        worker = f"worker:{socket.gethostname()}:{os.getpid()}"
+        workers.add(Counter({worker: 1, "loads": load_count() - loads}))
+    return engine
+
+
+def model_warmup_fn(ctx: UdfContext, kind: str, workers: Any = None) -> Callable[[], object]:
+    """What a warm-up task runs in each Python worker before the stage's first chunk:
+    load the model (warmup.warm_python_workers), counted as the stage's own loads."""
+    return lambda: _load_engine(ctx, kind, workers)
+
+
 def model_partition_fn(
     ctx: UdfContext, kind: str, progress: Any = None, workers: Any = None
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
@@ -244,27 +266,26 @@ def model_partition_fn(
     With ``progress`` (a Counter accumulator, progress.counter_accumulator), each
     output frame adds its ``generated``/``failed`` counts so the driver reports them
     live. With ``workers`` (another one), each task adds ``worker:<host>:<pid>`` and
-    the model loads it caused (``loads``): loads per worker, for the `runs` row.
+    the model loads it caused (``loads``): loads per worker, for the `runs` row; and
+    its rows and milliseconds once the model was loaded (``model_rows``, ``model_ms``).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}")
 
     def partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from kale_spark.models.inference import engine_for, run_partition
+        from kale_spark.models.inference import run_partition
 
         frames = iter(frames)
         first = next(frames, None)
         if first is None:
             return
         schema.require_columns(first.columns, MODEL_INPUTS[kind], f"the {kind} model's input")
-        ctx.enter_worker()
-        loads = load_count()
-        engine = engine_for(kind, ctx.spec, ctx.cache_dir)
-        if workers is not None:
-            from collections import Counter
+        engine = _load_engine(ctx, kind, workers)
 
-            worker = f"worker:{socket.gethostname()}:{os.getpid()}"
-            workers.add(Counter({worker: 1, "loads": load_count() - loads}))
+        def on_batch(rows: int, seconds: float) -> None:
+            ctx.log_batch(kind, rows, seconds)
+
+        started, rows = time.monotonic(), 0
         frames_out = run_partition(
             engine,
             itertools.chain([first], frames),
@@ -273,17 +294,29 @@ def model_partition_fn(
             new_tokens=ctx.spec.generation.max_new_tokens,
             beams=ctx.spec.generation.num_beams,
             prepare_threads=ctx.prepare_threads,
-            on_batch=lambda rows, seconds: ctx.log_batch(kind, rows, seconds),
+            on_batch=on_batch,
         )
         for out in frames_out:
-            if progress is not None:
-                from collections import Counter
-
-                failed = int(out["reason"].notna().sum())
-                progress.add(Counter(generated=len(out) - failed, failed=failed))
+            _count_outcomes(progress, out)
+            rows += len(out)
             yield out
+        if workers is not None:  # the slot's rate once loaded, for sizing chunks by time
+            from collections import Counter
+
+            ms = int((time.monotonic() - started) * 1000)
+            workers.add(Counter(model_rows=rows, model_ms=ms))
 
     return partition
+
+
+def _count_outcomes(progress: Any, out: pd.DataFrame) -> None:
+    """Add a model frame's ``generated``/``failed`` rows to the progress accumulator."""
+    if progress is None:
+        return
+    from collections import Counter
+
+    failed = int(out["reason"].notna().sum())
+    progress.add(Counter(generated=len(out) - failed, failed=failed))
 
 
 # ------------------------------------------------------------------------ the SQL UDFs

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _import_fn(modules: tuple[str, ...]):
+def _import_fn(modules: tuple[str, ...], then: Callable[[], object] | None = None):
     def warm(batches):
         import importlib
         import os
@@ -34,6 +35,8 @@ def _import_fn(modules: tuple[str, ...]):
 
         for name in modules:
             importlib.import_module(name)
+        if then is not None:
+            then()
         for _ in batches:
             pass
         yield pd.DataFrame({"pid": [os.getpid()]})
@@ -44,18 +47,25 @@ def _import_fn(modules: tuple[str, ...]):
 class Warmup:
     """The warm-up job's thread; ``pids`` (the workers it started) or ``error`` once done."""
 
-    def __init__(self, spark: SparkSession, modules: tuple[str, ...], tasks: int) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        modules: tuple[str, ...],
+        tasks: int,
+        then: Callable[[], object] | None = None,
+    ) -> None:
         self.pids: set[int] = set()
         self.error: str | None = None
         self._thread = threading.Thread(
-            target=self._run, args=(spark, modules, tasks), name="kale-warmup", daemon=True
+            target=self._run, args=(spark, modules, tasks, then), name="kale-warmup", daemon=True
         )
         self._thread.start()
 
-    def _run(self, spark: SparkSession, modules: tuple[str, ...], tasks: int) -> None:
+    def _run(self, spark: SparkSession, modules: tuple[str, ...], tasks: int, then) -> None:
         try:
             spark.sparkContext.setJobDescription("warm-up: start the Python workers")
-            frame = spark.range(0, tasks, 1, tasks).mapInPandas(_import_fn(modules), "pid long")
+            warm = _import_fn(modules, then)
+            frame = spark.range(0, tasks, 1, tasks).mapInPandas(warm, "pid long")
             self.pids = {r["pid"] for r in frame.collect()}
             log.debug("warmed %d Python workers (%s)", len(self.pids), ", ".join(modules))
         except Exception as exc:  # an optimisation: never the stage's failure
@@ -68,14 +78,17 @@ class Warmup:
         return not self._thread.is_alive()
 
 
-def warm_python_workers(spark: SparkSession, modules: tuple[str, ...]) -> Warmup | None:
-    """Start the warm-up job (one task per core) in a daemon thread; None where there
-    is nothing to warm: no SparkContext (Spark Connect: workers live server-side) or
-    no worker reuse (a finished worker exits)."""
+def warm_python_workers(
+    spark: SparkSession, modules: tuple[str, ...], then: Callable[[], object] | None = None
+) -> Warmup | None:
+    """Start the warm-up job (one task per core) in a daemon thread; each task imports
+    `modules` and calls `then` (a model stage loads its model into the worker's cache).
+    None where there is nothing to warm: no SparkContext (Spark Connect: workers live
+    server-side) or no worker reuse (a finished worker exits)."""
     try:
         sc = spark.sparkContext
     except Exception:  # Spark Connect
         return None
     if sc.getConf().get("spark.python.worker.reuse", "true").lower() != "true":
         return None
-    return Warmup(spark, modules, max(1, sc.defaultParallelism))
+    return Warmup(spark, modules, max(1, sc.defaultParallelism), then)

@@ -83,6 +83,9 @@ class ChunkSizer:
         self._last: float | None = None
         self._checkpoint: str | None = None
         self._lake: Lake | None = None
+        self._asked = False  # resize_after_first_batch answers once
+        self._model_rows = 0
+        self._model_ms = 0
 
     @classmethod
     def for_stage(cls, lake: Lake, stage: Any, checkpoint: str, n_candidates: int) -> ChunkSizer:
@@ -108,13 +111,24 @@ class ChunkSizer:
         return self.slots * MIN_BATCHES_PER_TASK * self.batch_size
 
     def rate(self) -> float | None:
-        """Rows/s of the whole cluster: measured in this run, else the last run's."""
+        """Rows/s of the whole cluster: the slots' own rate in this run (rows over the
+        seconds their tasks ran once the model was loaded, times the slots: Python
+        worker starts and model loads do not count), else the last run's, else the wall
+        rate of chunks."""
+        with self._lock:
+            if self._model_ms:
+                return self._model_rows / (self._model_ms / 1000) * self.slots
+        if self.prior_slot_rate:
+            return self.prior_slot_rate * self.slots
         with self._lock:
             if self._rows and self._last is not None and self._last > self._first:
                 return self._rows / (self._last - self._first)
-        if self.prior_slot_rate:
-            return self.prior_slot_rate * self.slots
         return None
+
+    def observe(self, model_rows: int, model_ms: int) -> None:
+        """What the model tasks did so far in this run (the workers' accumulator)."""
+        with self._lock:
+            self._model_rows, self._model_ms = model_rows, model_ms
 
     def chunk_rows(self) -> int:
         if self.rows_per_commit:
@@ -156,10 +170,15 @@ class ChunkSizer:
     def resize_after_first_batch(self) -> int | None:
         """Files per micro-batch a restart should use, when the query was sized without
         a rate and the rate now asks for at least twice as many; else None."""
-        if self.fixed_files or self.rows_per_commit or self.prior_slot_rate:
+        if not self.may_resize():
             return None
+        self._asked = True
         wanted = self._files_for(self.chunk_rows())
         return wanted if wanted >= 2 * self.files else None
+
+    def may_resize(self) -> bool:
+        """Whether the next query may end in the planned restart (a first run's)."""
+        return not (self.fixed_files or self.rows_per_commit or self.prior_slot_rate or self._asked)
 
     def use_files(self, files: int) -> None:
         self.files = files

@@ -37,12 +37,13 @@ Files. A chunk's good rows are one file (more only past FILE_BYTES of text).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -260,9 +261,9 @@ def source_rows(changes: DataFrame) -> DataFrame:
 class ChunkWriter:
     """Runs the model over each micro-batch's candidates and commits them chunk by chunk.
 
-    The micro-batch's candidates are persisted and counted once, cut into even chunks
-    by uid hash (the count of chunks is recorded in the checkpoint before any chunk
-    runs, so a replay cuts the same chunks), and run on LANES threads. A chunk's
+    The micro-batch's candidates are persisted and counted once, cut into chunks by
+    ranges of a uid hash (the cut is recorded in the checkpoint before its chunks run,
+    so a replay cuts the same chunks), and run on LANES threads. A chunk's
     quarantine rows go first, then its good rows, each an append with txnAppId (the
     query id and the chunk's lane) and txnVersion (batch, chunk): a chunk whose good
     rows are committed is skipped before its model runs; a crash between the two
@@ -403,6 +404,8 @@ class ChunkWriter:
         finally:
             results.unpersist()
         self.sizer.record(n_good + n_failed, time.monotonic() - started)
+        timing = self.workers.value
+        self.sizer.observe(timing.get("model_rows", 0), timing.get("model_ms", 0))
         self._count(written, n_good, by_reason, q_rows)
 
     def _model(self, chunk: DataFrame, rows: int) -> DataFrame:
@@ -490,6 +493,7 @@ def stream_source(lake: Lake, stage: ModelStage, writer: ChunkWriter) -> None:
 
     checkpoint = lake.checkpoint_path(stage.target.stage, checkpoint_name(stage))
     while True:
+        quiet = writer.sizer.may_resize()
         files = writer.sizer.files_per_trigger()
         query = (
             lake.read_stream(
@@ -502,14 +506,54 @@ def stream_source(lake: Lake, stage: ModelStage, writer: ChunkWriter) -> None:
         )
         writer.bind(str(query.id))
         try:
-            query.awaitTermination()
+            with _quiet_stream_errors(lake.spark) if quiet else contextlib.nullcontext():
+                query.awaitTermination()
             return
         except StreamingQueryException as exc:
             if writer.resize_to is None or RESIZE not in str(exc):
                 raise
-            log.info("[%s] restarting: %d files per micro-batch", stage.target.stage, files)
+            log.info(
+                "[%s] restarting: %d files per micro-batch", stage.target.stage, writer.resize_to
+            )
             writer.sizer.use_files(writer.resize_to)
             writer.resize_to = None
+
+
+# Where Spark and py4j log a foreachBatch exception, with its traceback, at ERROR.
+STREAM_LOGGERS = ("org.apache.spark.sql.execution.streaming",)
+PY4J_LOGGER = "py4j.clientserver"
+
+
+@contextlib.contextmanager
+def _quiet_stream_errors(spark: Any) -> Iterator[None]:
+    """The planned restart ends its query with an exception that Spark and py4j log at
+    ERROR with tracebacks: mute those loggers for that query only. A real failure of
+    the query still raises (StreamingQueryException) with its message."""
+    py4j_log = logging.getLogger(PY4J_LOGGER)
+    previous = py4j_log.level
+    py4j_log.setLevel(logging.CRITICAL)
+    levels = _set_jvm_levels(spark, dict.fromkeys(STREAM_LOGGERS, "OFF"))
+    try:
+        yield
+    finally:
+        py4j_log.setLevel(previous)
+        _set_jvm_levels(spark, levels)
+
+
+def _set_jvm_levels(spark: Any, levels: dict[str, str | None]) -> dict[str, str | None]:
+    """Set log4j levels (None: inherit again); the levels they had. No JVM: nothing."""
+    try:
+        jvm = spark.sparkContext._jvm
+        log4j = jvm.org.apache.logging.log4j
+    except Exception:  # Spark Connect
+        return {}
+    before = {}
+    for name, level in levels.items():
+        current = log4j.LogManager.getLogger(name).getLevel()
+        before[name] = None if current is None else current.toString()
+        target = None if level is None else log4j.Level.toLevel(level)
+        log4j.core.config.Configurator.setLevel(name, target)
+    return before
 
 
 def run_model_stage(lake: Lake, run: StageRun, stage: ModelStage, ctx: UdfContext) -> None:
@@ -519,11 +563,12 @@ def run_model_stage(lake: Lake, run: StageRun, stage: ModelStage, ctx: UdfContex
     lake.ensure_change_feed(stage.source)
     run.input_versions[target.table] = lake.version(target.table)
     run.output_versions[target.table] = run.input_versions[target.table]
+    writer = ChunkWriter(lake, run, stage, ctx)
+    _warm_up(lake, stage, ctx, writer)
     n_candidates, n_done = count_todo(lake, stage)
     n_todo = max(0, n_candidates - n_done)
     run.counts.update(candidates=n_candidates, already_done=n_done)
     checkpoint = lake.checkpoint_path(target.stage, checkpoint_name(stage))
-    writer = ChunkWriter(lake, run, stage, ctx)
     writer.plans = ChunkPlans(lake, checkpoint)
     writer.sizer = ChunkSizer.for_stage(lake, stage, checkpoint, n_candidates)
     log.info(
@@ -556,6 +601,19 @@ def run_model_stage(lake: Lake, run: StageRun, stage: ModelStage, ctx: UdfContex
                 writer.done_keys.unpersist()
     writer.sizer.save()
     _fill_run(run, writer, progress, n_candidates, n_done)
+
+
+def _warm_up(lake: Lake, stage: ModelStage, ctx: UdfContext, writer: ChunkWriter) -> None:
+    """Python workers start and load the model while the driver plans (counts, stream
+    start). Under a model resource profile (GPUs) the warm-up's default-profile tasks
+    hold no GPU: they only import."""
+    from kale_spark.spark import udf
+    from kale_spark.spark.warmup import warm_python_workers
+
+    then = None
+    if stage.resource_profile is None:
+        then = udf.model_warmup_fn(ctx, stage.kind, writer.workers)
+    warm_python_workers(lake.spark, ("kale_spark.models.inference",), then)
 
 
 def _done_keys(lake: Lake, stage: ModelStage) -> DataFrame:

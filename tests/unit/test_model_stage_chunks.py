@@ -96,3 +96,13 @@ def test_each_lane_commits_rising_versions_and_batches_never_collide() -> None:
 )
 def test_files_for(nbytes: int, files: int) -> None:
     assert files_for(nbytes, 128 * 2**20) == files
+
+
+def test_the_models_own_rate_wins_over_the_wall_clock() -> None:
+    """A first chunk's wall time holds Python worker starts and model loads; the batches'
+    own seconds do not: 1000 rows in 10 s of generate per slot, 4 slots = 400 rows/s."""
+    s = sizer()
+    s.record(rows=1000, seconds=100.0)  # 10 rows/s on the wall clock
+    s.observe(model_rows=1000, model_ms=10_000)
+    assert s.rate() == pytest.approx(400.0)
+    assert s.chunk_rows() == 4000
