@@ -1,7 +1,9 @@
 """The model layer: specs, loading (hub, local or tiny), captioner, fusion LM, cache.
 
 Pure Python + torch/transformers, no Spark. Importing this package imports
-neither torch nor transformers; they load when a model does.
+neither torch nor transformers; they load when a model does. May import: the core
+modules (spec, prompts, reasons) and ``lake.files``; ``student`` and ``spark.udf`` build
+on it.
 """
 
 from kale_spark.models.batching import Generated, run_with_oom_split
