@@ -7,8 +7,8 @@
 - :mod:`.quality`: the score columns (word count, knowledge retention, novel share) and
   the one definition of a word.
 
-Pure Python: may import only the core modules (prompts); the filter stage and the
-release code import it.
+Pure Python that imports nothing else of kale_spark (the filter hands it the
+instruction text); the filter stage and the release code import it.
 """
 
 from kale_spark.curation.artifacts import (

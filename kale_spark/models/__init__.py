@@ -2,8 +2,8 @@
 
 Pure Python + torch/transformers, no Spark. Importing this package imports
 neither torch nor transformers; they load when a model does. May import: the core
-modules (spec, prompts, reasons) and ``lake.files``; ``student`` and ``spark.udf`` build
-on it.
+modules (prompts, reasons), ``lake.files``, and (lazily, for the engine kind ``student``)
+``student.captioner``; ``student`` and ``spark.udf`` build on it.
 """
 
 from kale_spark.models.batching import Generated, run_with_oom_split
