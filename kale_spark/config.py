@@ -175,8 +175,8 @@ class FetchConfig(_Checked):
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for names this section lacks: the inline options' keys.
-        if name.startswith("__") or name == "options":
-            raise AttributeError(name)
+        if name.startswith("__") or name == "options" or not hasattr(self.options, name):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         return getattr(self.options, name)
 
 
