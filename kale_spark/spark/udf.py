@@ -58,6 +58,7 @@ from kale_spark.models.inference import (
     KINDS,
     RESULT_COLUMNS,
     RESULT_FIELDS,
+    CaptionEngine,
 )
 from kale_spark.models.spec import ModelSpec
 from kale_spark.spark.resources import model_task_resources
@@ -223,8 +224,8 @@ MODEL_INPUTS = {
     "student": ("image", "alt_text"),
     "fuse": ("alt_text", "dense_caption"),
 }
-# Inputs too heavy to carry into the output frame.
-DROPPED_INPUTS = ("image",)
+# Inputs too heavy to carry into the output frame: what the image engines drop.
+DROPPED_INPUTS = CaptionEngine.drop
 
 
 def _load_engine(ctx: UdfContext, kind: str, workers: Any = None) -> Any:
