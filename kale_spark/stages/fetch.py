@@ -209,7 +209,7 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         webdataset = bool(cfg.fetch.webdataset)
         if webdataset:  # indexing the tars is costly: do it once
             todo = todo.join(_shard_entries(spark, cfg.fetch.webdataset), "uid", "left")
-            todo = todo.persist(StorageLevel.MEMORY_AND_DISK)
+            todo = todo.persist(StorageLevel.DISK_ONLY)
         run.counts.update(samples=n_samples, candidates=n_todo)
         if n_todo == 0:
             todo.unpersist()
@@ -283,7 +283,7 @@ def _write(lake: Lake, fetched: DataFrame, n_retry: int, commit: dict[str, str])
     if n_retry == 0:
         return lake.append(schema.IMAGES, fetched, commit)
     # MERGE reads its source twice: cache it so that no URL is fetched twice.
-    fetched = fetched.persist(StorageLevel.MEMORY_AND_DISK)
+    fetched = fetched.persist(StorageLevel.DISK_ONLY)  # image bytes: never in the heap
     try:
         fetched.count()
         return lake.upsert(
