@@ -579,6 +579,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/kale-scale-bench"))
     parser.add_argument("--no-figures", dest="figures", action="store_false")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other stages of bench/figures/scale-cpu.json (each stage: its own date)",
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -589,10 +594,14 @@ def main(argv: list[str] | None = None) -> None:
         CHILDREN[args.child](args.root, args.n, args)
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"stages": {}, **provenance(argv)}
+    figures = REPO / "bench" / "figures" / "scale-cpu.json"
+    result: dict[str, Any] = {"stages": {}}
+    if args.merge and figures.exists():  # stages measured again replace their entries
+        result = json.loads(figures.read_text())
+    result.update(provenance(argv))
     for stage in args.stages.split(","):
         small = args.model_rows if stage in MODEL_STAGES else args.rows
-        result["stages"][stage] = measure(stage, small, args)
+        result["stages"][stage] = {**measure(stage, small, args), **provenance(argv)}
         if stage == "caption":
             raw = caption_over_raw(args)
             kale_s = result["stages"]["caption"]["large_s"]
@@ -610,8 +619,7 @@ def main(argv: list[str] | None = None) -> None:
     result["targets"] = TARGET
     print(json.dumps(result))
     if args.figures:
-        path = REPO / "bench" / "figures" / "scale-cpu.json"
-        path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        figures.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

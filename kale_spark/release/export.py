@@ -149,6 +149,7 @@ def _shard_bounds(df: DataFrame, rows_per_shard: int) -> tuple[int, list[str | N
     The driver gets one uid per shard, never the table's uids: the uids are range-
     partitioned (sorted within), each partition's size collected, and each shard's
     first uid picked inside its partition from the running offsets."""
+    from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -157,7 +158,7 @@ def _shard_bounds(df: DataFrame, rows_per_shard: int) -> tuple[int, list[str | N
         df.select("uid")
         .repartitionByRange(parts, "uid")
         .withColumn("_p", F.spark_partition_id())
-        .persist()
+        .persist(StorageLevel.DISK_ONLY)
     )
     try:
         sizes = dict(ranged.groupBy("_p").count().collect())

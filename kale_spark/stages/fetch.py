@@ -178,7 +178,7 @@ def _candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun):
     run.input_versions[schema.IMAGES] = lake.version(schema.IMAGES)
     if cfg.fetch.webdataset:  # indexing the tars is costly: do it once
         todo = todo.join(_shard_entries(spark, cfg.fetch.webdataset), "uid", "left")
-        todo = todo.persist(StorageLevel.MEMORY_AND_DISK)
+        todo = todo.persist(StorageLevel.DISK_ONLY)
     return todo, n_samples, n_todo, n_retry
 
 
@@ -267,7 +267,7 @@ def _write(lake: Lake, fetched: DataFrame, n_retry: int, commit: dict[str, str])
     if n_retry == 0:
         return lake.append(schema.IMAGES, fetched, commit)
     # MERGE reads its source twice: cache it so that no URL is fetched twice.
-    fetched = fetched.persist(StorageLevel.MEMORY_AND_DISK)
+    fetched = fetched.persist(StorageLevel.DISK_ONLY)  # image bytes: never in the heap
     try:
         fetched.count()
         return lake.upsert(

@@ -167,9 +167,9 @@ def run(spark: SparkSession, cfg: Config, input_path: str | None = None) -> Stag
         lake.ensure_table(schema.QUARANTINE, schema.QUARANTINE_SCHEMA)
         run.input_versions[schema.SAMPLES] = lake.version(schema.SAMPLES)
 
-        classified = classify(read_raw(spark, path), cfg.ingest).persist(
-            StorageLevel.MEMORY_AND_DISK
-        )
+        # On disk: the input's size must not set the JVM heap's (local mode holds the
+        # executor in the driver's JVM); read back twice, computed once.
+        classified = classify(read_raw(spark, path), cfg.ingest).persist(StorageLevel.DISK_ONLY)
         try:
             by_reason = {
                 r["reason"]: r["count"] for r in classified.groupBy("reason").count().collect()

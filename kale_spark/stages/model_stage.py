@@ -314,7 +314,9 @@ class ChunkWriter:
         if self.done_keys is not None:
             prepared = prepared.join(self.done_keys, schema.UID, "left_anti")
         prepared = prepared.withColumn("_h", F.pmod(F.xxhash64(schema.UID), F.lit(HASH_SPACE)))
-        prepared = prepared.persist(StorageLevel.MEMORY_AND_DISK)
+        # On disk: up to CHUNKS_PER_BATCH chunks of image bytes (at 490 px and many GPUs,
+        # hundreds of GB) must not sit in executor heaps; each chunk reads its range.
+        prepared = prepared.persist(StorageLevel.DISK_ONLY)
         try:
             n = prepared.count()
             log.info("[%s] batch %s: %d rows to generate", self.stage.target.stage, batch_id, n)

@@ -119,7 +119,7 @@ def _merge_gold(lake: Lake, source: DataFrame, commit: dict[str, str]) -> dict[s
     MERGE's row counts. Nothing to change: no MERGE, no OPTIMIZE, no commit, zeros."""
     from pyspark import StorageLevel
 
-    todo = changes(lake, source).persist(StorageLevel.MEMORY_AND_DISK)
+    todo = changes(lake, source).persist(StorageLevel.DISK_ONLY)  # grows with the table
     try:
         if todo.isEmpty():
             return {"inserted": 0, "updated": 0, "deleted": 0}
