@@ -66,7 +66,11 @@ def section(path: Path) -> str:
         lines += [f"- {k}: `{v}`" for k, v in found.items()]
     else:
         lines.append("- provenance: not recorded in this file (an older bench's output)")
-    rows = [(k, v) for k, v in flatten(data) if k.split(".")[0] not in PROVENANCE]
+    rows = [
+        (k, v)
+        for k, v in flatten(data)
+        if k.split(".")[0] not in PROVENANCE and ".large." not in k  # per-run detail
+    ]
     lines += ["", "| figure | value |", "| --- | --- |"]
     lines += [f"| `{k}` | {json.dumps(v)} |" for k, v in rows[:MAX_ROWS]]
     if len(rows) > MAX_ROWS:
