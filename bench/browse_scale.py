@@ -143,7 +143,7 @@ def _filtered_frame(kale, spark, rows: int):
 
     from kale_spark import schema
 
-    reasons = F.transform("removed_sentences", lambda s: F.lit("prompt_part_reference"))
+    reasons = F.transform("removed_sentences", lambda s: F.lit("text_reference"))
     kept = kale.withColumn("caption_raw", F.col("caption")).withColumn("removal_reasons", reasons)
     kept = kept.withColumn("rejected", F.lit(False)).withColumn("reject_reason", F.lit(None))
     rejected = (

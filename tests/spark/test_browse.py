@@ -50,12 +50,12 @@ THUMB_PX = 48
 # row i of the sample gets entry i % 4.
 CAPTIONS = [
     ([(BODY, None)], None),
-    ([(BODY, None), (LEAK_REF, "prompt_part_reference")], None),
-    ([(LEAK_ECHO, "echoed_instruction"), (BODY, None)], None),
+    ([(BODY, None), (LEAK_REF, "text_reference")], None),
+    ([(LEAK_ECHO, "instruction_vocabulary"), (BODY, None)], None),
     (
         [
             ("A tower.", None),
-            ("According to the alt-text, it is in Paris.", "prompt_part_reference"),
+            ("According to the alt-text, it is in Paris.", "text_reference"),
         ],
         "too_short",
     ),
@@ -381,9 +381,9 @@ def test_release_browser_in_chromium(lake_data, page, tmp_path):
     page.wait_for_selector("body[data-state=ready]")
     too_short = [u for u, e in expected.items() if e["reject"] == "too_short"]
     assert page.get_attribute("#count", "data-count") == str(len(too_short))
-    page.select_option("#reason", "echoed_instruction")
+    page.select_option("#reason", "instruction_vocabulary")
     page.wait_for_selector("body[data-state=ready]")
-    echoed = {u for u, e in expected.items() if [LEAK_ECHO, "echoed_instruction"] in e["removed"]}
+    echoed = {u for u, e in expected.items() if [LEAK_ECHO, "instruction_vocabulary"] in e["removed"]}
     uids = {
         page.locator("#grid .card").nth(i).get_attribute("data-uid") for i in range(len(echoed))
     }
