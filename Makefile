@@ -20,14 +20,14 @@ $(STAMPS)/venv: pyproject.toml
 	mkdir -p $(STAMPS) && touch $@
 
 # Delta's jars: fetched with mvn into ~/.m2 unless they are already there.
-# The coordinate comes from the installed delta-spark (kale_spark/jars.py).
+# The coordinate comes from the installed delta-spark (kale_spark/spark/jars.py).
 jars: $(STAMPS)/venv
-	$(BIN)/python -m kale_spark.jars ensure
+	$(BIN)/python -m kale_spark.spark.jars ensure
 
-# The driver JVM's class-data-sharing archive (kale_spark/jvm.py): built once per
+# The driver JVM's class-data-sharing archive (kale_spark/spark/jvm.py): built once per
 # machine, JDK and Spark/Delta jars (about 30 s); local sessions map it at start.
 jvm-archive: jars
-	$(BIN)/python -m kale_spark.jvm archive
+	$(BIN)/python -m kale_spark.spark.jvm archive
 
 demo: setup
 	$(BIN)/kale demo --config conf/local.yaml --rows $(SAMPLE_ROWS)
@@ -49,9 +49,9 @@ dist:
 	rm -rf $(DIST)/.build
 	@ls $(DIST)/kale_spark-$(VERSION)*
 
-# Rewrite the spark.jars.* lines of the Spark properties files from kale_spark/jars.py.
+# Rewrite the spark.jars.* lines of the Spark properties files from kale_spark/spark/jars.py.
 conf: $(STAMPS)/venv
-	$(BIN)/python -m kale_spark.jars sync-conf conf/spark/*.conf
+	$(BIN)/python -m kale_spark.spark.jars sync-conf conf/spark/*.conf
 
 LINT_PATHS := kale_spark jobs tests bench notebooks
 

@@ -197,8 +197,8 @@ def build_lake(root: Path, rows: int) -> int:
     """Write the synthetic lake under `root` (once); the `kale` version to browse."""
     from kale_spark import schema
     from kale_spark.config import load_config
-    from kale_spark.lake import Lake
-    from kale_spark.session import get_session
+    from kale_spark.lake.tables import Lake
+    from kale_spark.spark.session import get_session
 
     marker = root / "BUILT.json"
     if marker.exists():

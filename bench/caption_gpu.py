@@ -13,7 +13,7 @@ Same inputs as bench/caption_throughput.py (the bench VLM, DataComp-like JPEGs,
 - ``bf16-sdpa-static-compile``: plus ``torch.compile`` of the forward (skipped with
   ``--no-compile``).
 
-Then ``kale``: models/pipeline.py's ``run_partition`` (what ``model_partition_fn``
+Then ``kale``: models/inference.py's ``run_partition`` (what ``model_partition_fn``
 runs in a Spark task) with the best settings, with 1 and with ``--prepare-threads``
 decode threads. Results go to ``DIR/caption_gpu.json`` and a figures file
 ``DIR/<device>.json`` for ``kale plan`` (copy it to bench/figures/).
@@ -72,7 +72,7 @@ def raw_loop(model, processor, prompt, blobs, batch_size, new_tokens, cache) -> 
 
 
 def load(model_dir: str, dtype: str, attn: str, compile_: bool, cache: str | None):
-    from kale_spark.models.batching import compiled
+    from kale_spark.models.device import compiled
     from kale_spark.models.loading import load_vlm
     from kale_spark.models.spec import ModelSpec
 
@@ -109,7 +109,7 @@ def variants(args, model_dir, blobs) -> dict:
 def kale_pipeline(args, model_dir, blobs, dtype, attn, cache, threads) -> float:
     import pandas as pd
 
-    from kale_spark.models.pipeline import engine_for, run_partition
+    from kale_spark.models.inference import engine_for, run_partition
     from kale_spark.models.spec import GenerationParams, ModelSpec
 
     gen = GenerationParams(max_new_tokens=args.max_new_tokens, min_new_tokens=args.max_new_tokens)

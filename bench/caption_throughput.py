@@ -195,8 +195,8 @@ def child_lake(args: argparse.Namespace, paths: list[Path]) -> int:
     own process, so that the kale child's memory and time are the stage's alone."""
     import shutil
 
-    from kale_spark.lake import Lake
-    from kale_spark.session import get_session
+    from kale_spark.lake.tables import Lake
+    from kale_spark.spark.session import get_session
 
     lake_root = Path(args.workdir) / f"lake-{len(paths)}"
     shutil.rmtree(lake_root, ignore_errors=True)
@@ -211,8 +211,8 @@ def child_lake(args: argparse.Namespace, paths: list[Path]) -> int:
 
 def child_kale(args: argparse.Namespace, paths: list[Path]) -> int:
     from kale_spark import schema
-    from kale_spark.lake import Lake
-    from kale_spark.session import get_session
+    from kale_spark.lake.tables import Lake
+    from kale_spark.spark.session import get_session
     from kale_spark.stages import caption
 
     cfg = kale_config(args, Path(args.workdir) / f"lake-{len(paths)}")

@@ -31,9 +31,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kale_spark.fetch_batch import FetchStageOptions, process_batch  # noqa: E402
-from kale_spark.fetching import FetchOptions, fetch_url, map_bounded  # noqa: E402
-from kale_spark.images import ImageOptions, decode_and_resize, target_size  # noqa: E402
+from kale_spark.fetch.client import fetch_url, map_bounded  # noqa: E402
+from kale_spark.fetch.decode import decode_and_resize, target_size  # noqa: E402
+from kale_spark.fetch.options import FetchOptions, FetchStageOptions, ImageOptions
+from kale_spark.fetch.rows import process_batch  # noqa: E402
 
 
 def photo_like(size: tuple[int, int], seed: int) -> Image.Image:

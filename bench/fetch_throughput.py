@@ -143,7 +143,7 @@ def run_kale(sample: Path, lake: Path, extra: list[str]) -> dict:
         "fetch.allow_networks=[127.0.0.0/8]",
         *extra,
     ]
-    base = [sys.executable, "-m", "kale_spark.cli"]
+    base = [sys.executable, "-m", "kale_spark.cli.commands"]
     args = [a for s in sets for a in ("--set", s)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     _run([*base, "ingest", "--config", str(ROOT / "conf" / "local.yaml"), *args], env)

@@ -145,8 +145,8 @@ def child_kale(args: argparse.Namespace) -> None:
 
     from kale_spark import schema
     from kale_spark.config import Config, build
-    from kale_spark.lake import Lake
-    from kale_spark.session import get_session
+    from kale_spark.lake.tables import Lake
+    from kale_spark.spark.session import get_session
     from kale_spark.stages import augment
 
     lake_root = Path(args.workdir) / f"lake-fusion-{args.rows}"

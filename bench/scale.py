@@ -15,7 +15,7 @@ included; its input lake is written beforehand by another process.
 - ingest, filter and publish at ``--rows`` and 10x: synthetic DataComp metadata
   (1% bad rows); filter and publish read synthetic captions (labelled in the output).
 - ``caption_over_raw``: kale's caption images/s at 10N over a plain loop of the
-  project's own engine (models/pipeline.py: prefetch, token budgets, the same batch
+  project's own engine (models/inference.py: prefetch, token budgets, the same batch
   size, torch threads = cores) over the same images, a whole process reading the
   images table's Parquet files and writing its captions to Parquet.
 - ``ingest_over_plain``: kale ingest over a plain Spark job (read, validity filter,
@@ -279,8 +279,8 @@ def ingest_over_plain(args: argparse.Namespace) -> dict[str, Any]:
 
 def _session(root: Path, args: argparse.Namespace):
     from kale_spark.config import Config, build
-    from kale_spark.lake import Lake
-    from kale_spark.session import get_session
+    from kale_spark.lake.tables import Lake
+    from kale_spark.spark.session import get_session
 
     cfg = build(
         Config,
@@ -359,7 +359,7 @@ def setup_images(root: Path, n: int, args: argparse.Namespace) -> None:
 def setup_student(root: Path, n: int, args: argparse.Namespace) -> None:
     """The images table, and (once per workdir) the untrained tiny student."""
     from kale_spark.config import load_config
-    from kale_spark.models.student import build_base
+    from kale_spark.student.model import build_base
 
     setup_images(root, n, args)
     spark, lake = _session(root, args)
@@ -480,8 +480,8 @@ def raw_loop(root: Path, n: int, args: argparse.Namespace) -> None:
     import pyarrow.parquet as pq
 
     from kale_spark.config import load_config
-    from kale_spark.models.batching import set_torch_threads
-    from kale_spark.models.pipeline import engine_for, run_partition
+    from kale_spark.models.device import set_torch_threads
+    from kale_spark.models.inference import engine_for, run_partition
 
     cfg = load_config(str(REPO / "conf" / "local.yaml"), settings(root, args))
     set_torch_threads(args.cores)
@@ -518,7 +518,7 @@ def plain_ingest(root: Path, n: int, args: argparse.Namespace) -> None:
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
-    from kale_spark.jars import SPARK_PROVIDED_EXCLUDES, delta_packages
+    from kale_spark.spark.jars import SPARK_PROVIDED_EXCLUDES, delta_packages
 
     catalog = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
     spark = (

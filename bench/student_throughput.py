@@ -58,7 +58,7 @@ CAPTIONS = [
 def _snapshot(root: Path, rows: int) -> str:
     import io
 
-    from kale_spark.training.data import Example, write_snapshot
+    from kale_spark.student.data import Example, write_snapshot
 
     def jpeg(i: int) -> bytes:
         size = (490, 368) if i % 2 else (368, 490)
@@ -76,7 +76,7 @@ def _snapshot(root: Path, rows: int) -> str:
 
 def _run(args, base: Path, uri: str, workdir: Path, workers: int, threads: int) -> dict:
     from kale_spark.config import load_config
-    from kale_spark.training.loop import TrainJob, train
+    from kale_spark.student.loop import TrainJob, train
 
     scfg = load_config(
         None,
@@ -142,7 +142,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     from kale_spark.config import load_config
-    from kale_spark.models.student import build_base
+    from kale_spark.student.model import build_base
 
     load_before = os.getloadavg()[0]  # the machine may be shared: say how busy it was
     workdir = Path(tempfile.mkdtemp(prefix="kale-student-bench-"))

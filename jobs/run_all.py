@@ -1,46 +1,44 @@
-"""spark-submit entry point: the whole pipeline, ingest → fetch → caption → augment →
-filter → publish, in one application.
+"""spark-submit entry point: the whole pipeline, both KALE stages, in one application
+(what `kale run` does).
 
     spark-submit --master spark://HOST:7077 --properties-file conf/spark/local.conf \
         --py-files dist/kale_spark-0.1.0.zip jobs/run_all.py \
-        --config conf/local.yaml --sample-rows 120 --set lake.root=/shared/kale/lake
+        --config conf/local.yaml --input /shared/datacomp/metadata --set lake.root=/shared/kale/lake
 
-`--sample-rows N` first writes the generated DataComp-format sample (N rows) to
-`sample.out` unless it is already there. kale_spark must be importable on the driver
-and the executors (shipped with --py-files, or installed in their Python).
+`--input PATH` is `ingest.input`, as for `kale run`. `--sample-rows N` first writes the
+generated DataComp-format sample (N rows) to `sample.out` unless it is already there.
+kale_spark must be importable on the driver and the executors (shipped with
+--py-files, or installed in their Python).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kale_spark.config import ConfigError, load_config
-    from kale_spark.pipeline import ensure_sample, run_all, stages
-    from kale_spark.session import get_session
+    from kale_spark.cli.entry import (
+        CONFIG_ERROR_EXIT,
+        add_config_args,
+        load_or_report,
+        setup_logging,
+    )
+    from kale_spark.cli.pipeline import ensure_sample, run_summary
 
     parser = argparse.ArgumentParser(prog="jobs/run_all.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", help="pipeline profile YAML")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
+    add_config_args(parser)
+    parser.add_argument("--input", help="DataComp metadata: parquet file, folder or glob")
     parser.add_argument("--sample-rows", type=int, help="generate the sample first (N rows)")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as exc:
-        print(f"run_all: config error: {exc}", file=sys.stderr)
-        return 2
+    setup_logging(args.verbose)
+    overrides = [*args.overrides, *([f"ingest.input={args.input}"] if args.input else [])]
+    cfg = load_or_report("run_all", args.config, overrides)
+    if cfg is None:
+        return CONFIG_ERROR_EXIT
     if args.sample_rows:
         ensure_sample(cfg, args.sample_rows)
-    runs = run_all(get_session(cfg.spark), cfg)
-    for run in runs:
-        print(run.summary())
-    ok = len(runs) == len(stages()) and all(run.status == "ok" for run in runs)
+    summary, ok = run_summary(cfg)
+    print(summary)
     return 0 if ok else 1
 
 

@@ -7,7 +7,7 @@ kale_spark must be importable on the driver and the executors (installed in thei
 Python environment, or shipped with --py-files).
 """
 
-from kale_spark.cli import job_main
+from kale_spark.cli.jobmain import job_main
 from kale_spark.stages import student_caption
 
 if __name__ == "__main__":

@@ -5,12 +5,12 @@
 
 kale_spark must be importable on the driver and the executors (installed in their
 Python environment, or shipped with --py-files). The training ranks run under their
-own resource profile, one whole GPU each (kale_spark/resources.py), whatever the
+own resource profile, one whole GPU each (kale_spark/spark/resources.py), whatever the
 conf's fractional spark.task.resource.gpu.amount; `--set student.clean_snapshots=true`
 does what `kale train-student --clean-snapshots` does.
 """
 
-from kale_spark.cli import job_main
+from kale_spark.cli.jobmain import job_main
 from kale_spark.stages import train_student
 
 if __name__ == "__main__":

@@ -3,9 +3,14 @@
     cfg = load_config("conf/local.yaml", ["lake.root=/tmp/x", "spark.master=local[2]"])
 
 Every section is a frozen dataclass; `build()` turns a plain dict into one, naming
-the dotted key of anything unknown or of the wrong type. Sections owned by other
-modules (fetching, images, models) are nested here by field name, so one YAML file
-describes a whole run and its hash is the run's config identity.
+the dotted key of anything unknown or of the wrong type. Values are checked in one
+place: the loader coerces types, and `check_ranges` applies the bounds declared on
+each field (`field(metadata=bounds(...))`); a section checks by hand only what is not
+a range. Option objects owned by other packages (fetch.options, models.spec) are held
+by field name, or inline (their keys directly under the section, as `fetch.deadline_s`),
+so one YAML file describes a whole run and its hash is the run's config identity.
+
+This module imports no runtime (pyspark, pandas, torch): tests/unit/test_layout.py.
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 import yaml
 
-from kale_spark.fetch_batch import FetchStageOptions
+from kale_spark.fetch.options import FetchStageOptions
 from kale_spark.hashing import sha256_hex
 from kale_spark.models.spec import GenerationParams, ModelSpec
 
@@ -30,12 +35,62 @@ class ConfigError(ValueError):
     """A configuration value is unknown, missing or invalid; the message names the key."""
 
 
+# A field whose option object's keys sit directly under the section (fetch.deadline_s).
+INLINE = {"inline": True}
+# A long stage logs at least this often (lake/progress.py).
+MAX_INTERVAL_S = 30.0
+
+
+def bounds(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> dict[str, Any]:
+    """Field metadata: the value must lie within [low, high] (open ends as given)."""
+    return {"bounds": (low, high, low_open, high_open)}
+
+
+def _bound_text(low, high, low_open: bool, high_open: bool) -> str:
+    if high is None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    if low is None:
+        return f"{'<' if high_open else '<='} {high:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def check_ranges(section: Any, name: str) -> None:
+    """Raise ConfigError for the first field of `section` outside its declared bounds."""
+    for f in dataclasses.fields(section):
+        spec = f.metadata.get("bounds")
+        value = getattr(section, f.name)
+        if spec is None or value is None:
+            continue
+        low, high, low_open, high_open = spec
+        below = low is not None and (value <= low if low_open else value < low)
+        above = high is not None and (value >= high if high_open else value > high)
+        if below or above:
+            raise ConfigError(f"{name}.{f.name} must be {_bound_text(*spec)}")
+
+
+class _Checked:
+    """A config section: its bounds are checked when it is built."""
+
+    _section: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, self._section)
+
+
 @dataclass(frozen=True)
-class LakeConfig:
+class LakeConfig(_Checked):
+    _section = "lake"
     root: str = "./lake"
     database: str = "kale"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.root:
             raise ConfigError("lake.root must not be empty")
         if not self.database.isidentifier():
@@ -43,179 +98,148 @@ class LakeConfig:
 
 
 @dataclass(frozen=True)
-class SparkConfig:
+class SparkConfig(_Checked):
+    _section = "spark"
     master: str = "local[*]"
     app_name: str = "kale-spark"
-    shuffle_partitions: int = 8
-    arrow_batch_size: int = 64
+    shuffle_partitions: int = field(default=8, metadata=bounds(1))
+    arrow_batch_size: int = field(default=64, metadata=bounds(1))
     ui: bool = False
     # Resolve Delta's jar through spark.jars.packages (local, plain clusters). Off on
     # Databricks and on clusters whose images already carry Delta.
     delta_packages: bool = True
     log_level: str = "WARN"
     # A local driver JVM that kale launches runs C1-only and maps the class archive
-    # `make setup` builds (kale_spark/jvm.py): seconds off every local run's start.
+    # `make setup` builds (kale_spark/spark/jvm.py): seconds off every local run's start.
     jvm_quick_start: bool = True
     # Extra Spark properties, applied last (e.g. spark.executor.memory).
     conf: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.shuffle_partitions < 1:
-            raise ConfigError("spark.shuffle_partitions must be >= 1")
-        if self.arrow_batch_size < 1:
-            raise ConfigError("spark.arrow_batch_size must be >= 1")
+        super().__post_init__()
         if self.log_level.upper() not in {"ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"}:
             raise ConfigError(f"spark.log_level: unknown level {self.log_level!r}")
         object.__setattr__(self, "conf", types.MappingProxyType(dict(self.conf)))
 
 
 @dataclass(frozen=True)
-class SampleConfig:
-    rows: int = 120
+class SampleConfig(_Checked):
+    _section = "sample"
+    rows: int = field(default=120, metadata=bounds(1))
     seed: int = 0
-    bad_fraction: float = 0.1
+    bad_fraction: float = field(default=0.1, metadata=bounds(0, 1, high_open=True))
     out: str = "./data/sample"
-    max_side: int = 2400
-
-    def __post_init__(self) -> None:
-        if self.rows < 1:
-            raise ConfigError("sample.rows must be >= 1")
-        if not 0.0 <= self.bad_fraction < 1.0:
-            raise ConfigError("sample.bad_fraction must be in [0, 1)")
-        if self.max_side < 32:
-            raise ConfigError("sample.max_side must be >= 32")
+    max_side: int = field(default=2400, metadata=bounds(32))
 
 
 @dataclass(frozen=True)
-class IngestConfig:
+class IngestConfig(_Checked):
+    _section = "ingest"
     # A parquet file, folder (recursive; a DataComp download's metadata/) or glob.
     input: str = "./data/sample/metadata"
     # Alt-texts longer than this are quarantined (DataComp's are short; a megabyte of
     # text is a scrape error, and it would blow the fusion prompt's token budget).
-    max_text_chars: int = 2000
+    max_text_chars: int = field(default=2000, metadata=bounds(1))
     url_schemes: tuple[str, ...] = ("http", "https", "file")
 
     def __post_init__(self) -> None:
-        if self.max_text_chars < 1:
-            raise ConfigError("ingest.max_text_chars must be >= 1")
+        super().__post_init__()
         if not self.url_schemes:
             raise ConfigError("ingest.url_schemes must not be empty")
 
 
 @dataclass(frozen=True)
-class FetchConfig(FetchStageOptions):
+class FetchConfig(_Checked):
     """The fetch stage: every `fetch.*` key.
 
-    The network and decode options (`fetch.allow_networks`, `fetch.deadline_s`,
-    `fetch.max_bytes`, `fetch.concurrency`, `fetch.file_root`,
-    `fetch.opt_out_directives`, ..., `fetch.image.*`, `fetch.hash_policy`) are
-    fetching.FetchOptions and fetch_batch.FetchStageOptions, validated there, once;
-    this adds the rerun policy and the task sizing.
+    `options` holds the network, decode and hash options (`fetch.allow_networks`,
+    `fetch.deadline_s`, `fetch.max_bytes`, `fetch.concurrency`, `fetch.file_root`,
+    `fetch.opt_out_directives`, ..., `fetch.image.*`, `fetch.hash_policy`): a
+    fetch.options.FetchStageOptions, validated there, once. Its keys sit directly
+    under `fetch` (inline) and read as attributes of this section too
+    (`cfg.fetch.file_root`). This adds the rerun policy and the task sizing.
     """
 
+    _section = "fetch"
+    options: FetchStageOptions = field(default_factory=FetchStageOptions, metadata=INLINE)
     # Rows whose status is retryable are fetched again on a rerun, up to this many
     # attempts in all; after that the status is final.
-    max_attempts_total: int = 6
-    # img2dataset / WebDataset output to read images from instead of the network.
+    max_attempts_total: int = field(default=6, metadata=bounds(1))
+    # img2dataset / WebDataset output to read images from instead of the network
+    # (a list of paths; publish.webdataset, a bool, says whether to *write* tars).
     webdataset: tuple[str, ...] = ()
     # Rows per Spark task at most (a task fetches its rows with fetch.concurrency
     # threads and writes one file: 2000 490-px JPEGs are ~60-100 MB, near Delta's file
-    # size). Fewer, larger tasks also mean fewer waves: 3000 URLs on 2 cores ran 10.6 s
-    # as 2 tasks vs 10.5-12.8 s as 4 (interleaved runs).
-    rows_per_task: int = 2000
+    # size); fewer, larger tasks also mean fewer waves.
+    rows_per_task: int = field(default=2000, metadata=bounds(1))
 
-    def __post_init__(self) -> None:
-        try:
-            super().__post_init__()
-        except ValueError as exc:  # the message starts with the field's name
-            raise ConfigError(f"fetch.{exc}") from None
-        if self.max_attempts_total < 1:
-            raise ConfigError("fetch.max_attempts_total must be >= 1")
-        if self.rows_per_task < 1:
-            raise ConfigError("fetch.rows_per_task must be >= 1")
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names this section lacks: the inline options' keys.
+        if name.startswith("__") or name == "options" or not hasattr(self.options, name):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(self.options, name)
 
 
 @dataclass(frozen=True)
-class ModelsConfig:
+class ModelsConfig(_Checked):
     """Where models run: shared by the caption, augment and student stages."""
 
+    _section = "models"
     # Cache for the tiny locally-built models ("" = $KALE_MODEL_CACHE or ~/.cache).
     cache_dir: str = ""
     # torch threads per Python worker; 0 = executor cores / concurrent tasks.
-    torch_threads: int = 0
-
-    def __post_init__(self) -> None:
-        if self.torch_threads < 0:
-            raise ConfigError("models.torch_threads must be >= 0")
+    torch_threads: int = field(default=0, metadata=bounds(0))
 
 
 @dataclass(frozen=True)
-class ProgressConfig:
-    """The progress reporter every long stage uses (kale_spark/progress.py)."""
+class ProgressConfig(_Checked):
+    """The progress reporter every long stage uses (kale_spark/lake/progress.py)."""
 
+    _section = "progress"
     # Seconds between progress lines (and `runs` figures); at most 30.
-    interval_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        from kale_spark.progress import MAX_INTERVAL_S
-
-        if not 0 < self.interval_s <= MAX_INTERVAL_S:
-            raise ConfigError(f"progress.interval_s must be in (0, {MAX_INTERVAL_S:g}]")
+    interval_s: float = field(default=10.0, metadata=bounds(0, MAX_INTERVAL_S, low_open=True))
 
 
 @dataclass(frozen=True)
-class FilterConfig:
+class FilterConfig(_Checked):
     """The filter stage: leaked-prompt removal, then reject captions that end too short."""
 
+    _section = "filter"
     # A cleaned caption with fewer words than this is rejected (`too_short`).
-    min_words: int = 5
-
-    def __post_init__(self) -> None:
-        if self.min_words < 0:
-            raise ConfigError("filter.min_words must be >= 0")
+    min_words: int = field(default=5, metadata=bounds(0))
 
 
 @dataclass(frozen=True)
-class PublishConfig:
+class PublishConfig(_Checked):
     """The publish stage: the gold `kale` table and its exports."""
 
+    _section = "publish"
     # Rows per exported Parquet shard (and WebDataset tar); the last shard holds the rest.
-    rows_per_shard: int = 10000
+    rows_per_shard: int = field(default=10000, metadata=bounds(1))
     # Also write WebDataset tars (<uid>.jpg/.txt/.json) from the `images` table.
     webdataset: bool = False
     # Export the release right after publishing it.
     export: bool = True
     # Shards read from Spark per job when exporting (bounds driver memory).
-    shards_per_read: int = 16
+    shards_per_read: int = field(default=16, metadata=bounds(1))
     # Write the static release browser (kale_spark/release) beside the export.
     browser: bool = False
 
-    def __post_init__(self) -> None:
-        if self.rows_per_shard < 1:
-            raise ConfigError("publish.rows_per_shard must be >= 1")
-        if self.shards_per_read < 1:
-            raise ConfigError("publish.shards_per_read must be >= 1")
-
 
 @dataclass(frozen=True)
-class BrowseConfig:
+class BrowseConfig(_Checked):
     """The static release browser (`kale browse`, kale_spark/release/browser.py)."""
 
+    _section = "browse"
     # Rows a browser shows at most, drawn by uid hash: a 10M-row release writes a
     # sample, not 10M rows. A diff shows at most this many changed uids.
-    sample_rows: int = 2000
+    sample_rows: int = field(default=2000, metadata=bounds(1))
     # Longest side of a thumbnail, in pixels.
-    thumb_px: int = 160
-
-    def __post_init__(self) -> None:
-        if self.sample_rows < 1:
-            raise ConfigError("browse.sample_rows must be >= 1")
-        if not 16 <= self.thumb_px <= 1024:
-            raise ConfigError("browse.thumb_px must be in [16, 1024]")
+    thumb_px: int = field(default=160, metadata=bounds(16, 1024))
 
 
 @dataclass(frozen=True)
-class SplitConfig:
+class SplitConfig(_Checked):
     """Which ok images the teacher (stage 1) captions; the student captions the rest.
 
     Deterministic by uid hash (kale_spark/split.py). Without a split section the
@@ -223,11 +247,8 @@ class SplitConfig:
     profile about half.
     """
 
-    teacher_fraction: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.teacher_fraction <= 1.0:
-            raise ConfigError("split.teacher_fraction must be in [0, 1]")
+    _section = "split"
+    teacher_fraction: float = field(default=1.0, metadata=bounds(0, 1))
 
 
 TRAIN_PARTS = ("projector", "projector_lm", "lora")
@@ -264,7 +285,7 @@ def _student_generation() -> GenerationParams:
 
 
 @dataclass(frozen=True)
-class StudentConfig:
+class StudentConfig(_Checked):
     """Stage 2: the LLaVA-style student, its training and its captioning.
 
     The base models are hub ids, local paths, or the tiny local stand-ins
@@ -272,52 +293,54 @@ class StudentConfig:
     Qwen2-architecture LM), built on the spot like the stage-1 tiny models.
     """
 
+    _section = "student"
     vision_model: str = "tiny:student-vision"
     vision_revision: str | None = None
     language_model: str = "tiny:student-lm"
     language_revision: str | None = None
     # Images are resized to this; the vision tower's position embeddings are
     # interpolated when it differs from the tower's own (the paper: 378 → 490).
-    image_size: int = 40
+    image_size: int = field(default=40, metadata=bounds(1))
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
     prompt_id: str = "student_v1"
     train_parts: str = "projector_lm"  # projector | projector_lm | lora
-    lora_r: int = 16
-    lora_alpha: int = 32
+    lora_r: int = field(default=16, metadata=bounds(1))
+    lora_alpha: int = field(default=32, metadata=bounds(1))
     lora_dropout: float = 0.0
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    lr: float = 1e-3  # peak: reached after warmup_steps, then a cosine decay to 0
-    warmup_steps: int = 0  # linear warmup from 0 to lr
+    # peak: reached after warmup_steps, then a cosine decay to 0
+    lr: float = field(default=1e-3, metadata=bounds(0, low_open=True))
+    warmup_steps: int = field(default=0, metadata=bounds(0))  # linear warmup from 0 to lr
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    max_steps: int = 40
-    batch_size: int = 4  # per process
+    max_steps: int = field(default=40, metadata=bounds(1))
+    batch_size: int = field(default=4, metadata=bounds(1))  # per process
     # Recompute activations in the backward pass: less memory, more compute.
     gradient_checkpointing: bool = False
     # DataLoader worker processes per rank (decode, image preprocessing, tokenizing off
     # the training thread; 0 = on it) and the batches each worker prepares ahead.
-    loader_workers: int = 2
-    loader_prefetch: int = 2
-    eval_interval: int = 10
-    checkpoint_interval: int = 10
-    keep_checkpoints: int = 2
-    max_val_batches: int = 8
-    val_fraction: float = 0.2
-    max_caption_tokens: int = 128
+    loader_workers: int = field(default=2, metadata=bounds(0))
+    loader_prefetch: int = field(default=2, metadata=bounds(1))
+    eval_interval: int = field(default=10, metadata=bounds(1))
+    checkpoint_interval: int = field(default=10, metadata=bounds(1))
+    keep_checkpoints: int = field(default=2, metadata=bounds(1))
+    max_val_batches: int = field(default=8, metadata=bounds(1))
+    val_fraction: float = field(default=0.2, metadata=bounds(0, 1, low_open=True, high_open=True))
+    max_caption_tokens: int = field(default=128, metadata=bounds(1))
     seed: int = 0
     # Training keeps fp32 master weights and runs the forward under autocast in this
     # dtype (bfloat16 on GPUs; float32 = no autocast); student-caption runs in it.
     dtype: str = "float32"
     # TorchDistributor: processes (GPUs) and where they run.
-    num_processes: int = 1
+    num_processes: int = field(default=1, metadata=bounds(1))
     local_mode: bool = True
     use_gpu: bool = False
     # Checkpoints live under <checkpoint_dir>/<training key>/ ("" = <lake.root>/student).
     checkpoint_dir: str = ""
     # The filtered_captions version to train on (null: the latest at train time).
-    source_version: int | None = None
+    source_version: int | None = field(default=None, metadata=bounds(0))
     # Parquet files of the training snapshot (ranks read equal shares of rows).
-    snapshot_files: int = 4
+    snapshot_files: int = field(default=4, metadata=bounds(1))
     # Where snapshots live: a URI or path that Spark writes and every trainer reads
     # ("" = <checkpoint root>/snapshots). One snapshot per data key, reused by runs.
     snapshot_dir: str = ""
@@ -325,52 +348,24 @@ class StudentConfig:
     clean_snapshots: bool = False
     # student-caption: which checkpoint ("" = the one train-student made last) and how.
     checkpoint: str = ""
-    caption_batch_size: int = 8
-    rows_per_commit: int = 0  # student-caption: > 0 fixes the rows per commit
-    commit_interval_s: float = 600.0  # else a commit holds about this much generation
+    caption_batch_size: int = field(default=8, metadata=bounds(1))
+    # student-caption: > 0 fixes the rows per commit
+    rows_per_commit: int = field(default=0, metadata=bounds(0))
+    # else a commit holds about this much generation
+    commit_interval_s: float = field(default=600.0, metadata=bounds(0, low_open=True))
     device: str = "auto"
-    max_input_tokens: int = 128
+    max_input_tokens: int = field(default=128, metadata=bounds(1))
     generation: GenerationParams = field(default_factory=_student_generation)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.train_parts not in TRAIN_PARTS:
             raise ConfigError(
                 f"student.train_parts must be one of {', '.join(TRAIN_PARTS)}, "
                 f"got {self.train_parts!r}"
             )
-        for name in (
-            "image_size",
-            "lora_r",
-            "lora_alpha",
-            "max_steps",
-            "batch_size",
-            "eval_interval",
-            "checkpoint_interval",
-            "keep_checkpoints",
-            "max_val_batches",
-            "max_caption_tokens",
-            "num_processes",
-            "snapshot_files",
-            "caption_batch_size",
-            "max_input_tokens",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"student.{name} must be >= 1")
-        if self.rows_per_commit < 0 or not self.commit_interval_s > 0:
-            raise ConfigError("student.rows_per_commit must be >= 0, commit_interval_s > 0")
-        if not self.lr > 0:
-            raise ConfigError("student.lr must be > 0")
-        for name in ("warmup_steps", "loader_workers"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"student.{name} must be >= 0")
-        if self.loader_prefetch < 1:
-            raise ConfigError("student.loader_prefetch must be >= 1")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError("student.val_fraction must be in (0, 1)")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"student.dtype: unknown {self.dtype!r}")
-        if self.source_version is not None and self.source_version < 0:
-            raise ConfigError("student.source_version must be >= 0 or null")
         from kale_spark.prompts import PROMPTS
 
         if self.prompt_id not in PROMPTS or "alt_text" not in PROMPTS[self.prompt_id].slots:
@@ -426,7 +421,14 @@ class Config:
 def _to_builtins(value: Any) -> Any:
     """`value` as dicts, lists and scalars (dataclasses and mappings unpacked, tuples listed)."""
     if dataclasses.is_dataclass(value):
-        return {f.name: _to_builtins(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(value):
+            item = _to_builtins(getattr(value, f.name))
+            if f.metadata.get("inline"):
+                out.update(item)  # its keys sit in this section, as in the YAML
+            else:
+                out[f.name] = item
+        return out
     if isinstance(value, Mapping):
         return {k: _to_builtins(v) for k, v in value.items()}
     if isinstance(value, tuple):
@@ -440,7 +442,10 @@ def build(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    inline = {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.metadata.get("inline")}
+    data, inline_kwargs = _build_inline(inline, data, prefix)
+    names = {f.name for f in dataclasses.fields(cls) if f.init} - set(inline)
+    names |= {n for tp in inline.values() for n in _field_names(tp)}
     unknown = sorted(set(data) - names)
     if unknown:
         where = f"{prefix}." if prefix else ""
@@ -448,7 +453,7 @@ def build(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
             f"unknown config key '{where}{unknown[0]}' (known: {', '.join(sorted(names))})"
         )
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
+    kwargs = dict(inline_kwargs)
     for name, raw in data.items():
         key = f"{prefix}.{name}" if prefix else name
         default = _field_default(fields[name])
@@ -462,6 +467,26 @@ def build(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{prefix or 'config'}: {exc}") from exc
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls) if f.init}
+
+
+def _build_inline(
+    inline: Mapping[str, type], data: Mapping[str, Any], prefix: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split off the keys of each inline option object and build it: (rest, built)."""
+    rest, built = dict(data), {}
+    for name, tp in inline.items():
+        hints = typing.get_type_hints(tp)
+        own = {k: rest.pop(k) for k in _field_names(tp) if k in rest}
+        kwargs = {k: _coerce(hints[k], v, f"{prefix}.{k}") for k, v in own.items()}
+        try:
+            built[name] = tp(**kwargs)
+        except ValueError as exc:  # an option object's message starts with its field's name
+            raise ConfigError(f"{prefix}.{exc}") from None
+    return rest, built
 
 
 def _field_default(f: dataclasses.Field) -> Any:

@@ -22,7 +22,6 @@ __all__ = [
     "PromptTemplate",
     "get_prompt",
     "instruction_text",
-    "render_prompt",
 ]
 
 
@@ -148,11 +147,6 @@ def get_prompt(prompt_id: str) -> PromptTemplate:
         raise KeyError(
             f"unknown prompt id {prompt_id!r}; known prompt ids: {', '.join(sorted(PROMPTS))}"
         ) from None
-
-
-def render_prompt(prompt_id: str, **slots: str) -> str:
-    """The prompt text for ``prompt_id`` with its slots filled."""
-    return get_prompt(prompt_id).render(**slots)
 
 
 def instruction_text(prompt_id: str) -> str:

@@ -1,6 +1,6 @@
 """Why a row went to quarantine: stable strings that users query (`quarantine.reason`).
 
-Plain constants with no Spark import, so the model path (models/pipeline.py) runs
+Plain constants with no Spark import, so the model path (models/inference.py) runs
 where pyspark is not installed; schema.py re-exports them.
 """
 

@@ -7,6 +7,7 @@ with :func:`arrow_schema`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from pyspark.sql.types import (
@@ -105,11 +106,21 @@ RUNS_SCHEMA = StructType(
     ]
 )
 
+
+def require_columns(columns: Iterable[str], needed: Sequence[str], where: str) -> None:
+    """Check a declared input contract: ``ValueError`` naming the columns ``needed`` that
+    ``columns`` lack (a stage's batch function, a model's input frame)."""
+    have = set(columns)
+    missing = [c for c in needed if c not in have]
+    if missing:
+        raise ValueError(f"{where} lacks columns {missing}")
+
+
 # Reasons rows go to quarantine: plain strings in kale_spark/reasons.py (no pyspark,
 # so the model path can run without Spark), re-exported here.
 from kale_spark.reasons import *  # noqa: E402, F403
 
-# The fetch stage's output, one row per samples uid (kale_spark/fetch_batch.py fills it).
+# The fetch stage's output, one row per samples uid (kale_spark/fetch/rows.py fills it).
 IMAGES_SCHEMA = StructType(
     [
         StructField("uid", StringType(), False),

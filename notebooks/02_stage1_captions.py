@@ -15,8 +15,8 @@
 import logging
 
 from kale_spark.config import load_config
+from kale_spark.spark.udf import register_sql_functions
 from kale_spark.stages import augment, caption
-from kale_spark.udf import register_sql_functions
 
 logging.basicConfig(level=logging.INFO)
 

@@ -13,11 +13,11 @@ import logging
 
 from kale_spark import schema
 from kale_spark.config import load_config
-from kale_spark.export import export_release
-from kale_spark.lake import Lake
+from kale_spark.lake.tables import Lake
+from kale_spark.lake.versioning import diff_versions
+from kale_spark.release.export import export_release
 from kale_spark.stages import filter as filter_stage
 from kale_spark.stages import publish
-from kale_spark.versioning import diff_versions
 
 logging.basicConfig(level=logging.INFO)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.http_server import LocalHTTPServer, Route
+from tests.support.http_server import LocalHTTPServer, Route
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +82,7 @@ def _has_cuda() -> bool:
 def spark(tmp_path_factory: pytest.TempPathFactory):
     """One local Spark session with Delta for the whole test run (as delta's own tests do)."""
     from kale_spark.config import SparkConfig
-    from kale_spark.session import get_session
+    from kale_spark.spark.session import get_session
 
     warehouse = tmp_path_factory.mktemp("warehouse")
     cfg = SparkConfig(

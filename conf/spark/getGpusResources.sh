@@ -5,7 +5,7 @@
 # naming the resource and the addresses it may hand to tasks, e.g.
 #   {"name": "gpu", "addresses": ["0", "1"]}
 # The addresses are the GPU indexes nvidia-smi reports; a task sees its own through
-# TaskContext.resources()["gpu"].addresses (kale_spark.models.batching.pick_device).
+# TaskContext.resources()["gpu"].addresses (kale_spark.models.device.pick_device).
 # If the cluster manager already isolates GPUs (YARN/K8s set CUDA_VISIBLE_DEVICES),
 # nvidia-smi lists only the visible ones.
 set -euo pipefail

@@ -4,6 +4,11 @@
 - :mod:`.artifacts`: :func:`clean_caption` (the filter's leak removal) and KALE's
   keyword rule, :func:`keyword_baseline`, kept for comparison.
 - :mod:`.leaks`: the rules, one module per kind of leak.
+- :mod:`.quality`: the score columns (word count, knowledge retention, novel share) and
+  the one definition of a word.
+
+Pure Python that imports nothing else of kale_spark (the filter hands it the
+instruction text); the filter stage and the release code import it.
 """
 
 from kale_spark.curation.artifacts import (

@@ -1,4 +1,6 @@
-"""Batch helpers around model calls: generate + decode, OOM-splitting, threads, device."""
+"""Batches around model calls: token-budget batching, generate + decode, OOM splitting.
+
+Where a model runs (device, threads, compilation) is models/device.py."""
 
 from __future__ import annotations
 
@@ -7,17 +9,14 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from kale_spark.models.spec import GenerationParams, ModelSpec
+from kale_spark.models.spec import GenerationParams
 
 __all__ = [
     "Generated",
     "PrepareError",
-    "compiled",
     "generate_and_decode",
     "is_oom_error",
-    "pick_device",
     "run_with_oom_split",
-    "set_torch_threads",
     "token_batches",
 ]
 
@@ -161,17 +160,6 @@ def token_batches(
     return batches
 
 
-def compiled(pair: tuple[Any, Any], spec: ModelSpec) -> tuple[Any, Any]:
-    """``(model, processor)`` with the model's forward under ``torch.compile`` if
-    ``spec.compile`` (dynamic shapes unless the KV cache is static)."""
-    if spec.compile:
-        import torch
-
-        model = pair[0]
-        model.forward = torch.compile(model.forward, dynamic=spec.cache_implementation != "static")
-    return pair
-
-
 def is_oom_error(exc: BaseException) -> bool:
     """True for ``torch.cuda.OutOfMemoryError`` or a RuntimeError saying "out of memory"."""
     import sys
@@ -194,14 +182,19 @@ def _free_cuda_cache() -> None:
 
 
 def run_with_oom_split(
-    fn: Callable[[list[T]], list[R]], items: Sequence[T], batch_size: int
+    fn: Callable[[list[T]], list[R]],
+    items: Sequence[T],
+    batch_size: int,
+    first: Callable[[], list[R]] | None = None,
 ) -> list[R]:
     """``fn`` over ``items`` in batches of ``batch_size``; results in input order.
 
     ``fn`` takes a list and returns one result per item. When a batch runs out of
     (GPU) memory the batch size is halved and the same items retried, down to
     batches of one; an OOM on a single item is raised. The smaller size is kept
-    for the rest of this call (the next batches are likely as large).
+    for the rest of this call (the next batches are likely as large). ``first``, when
+    given, runs the first batch instead of ``fn`` (inputs prepared ahead of time).
+    This is the one place a batch splits on OOM.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -212,7 +205,7 @@ def run_with_oom_split(
         batch = list(items[start : start + size])
         oom = False
         try:
-            out = fn(batch)
+            out = first() if first is not None and start == 0 and size == batch_size else fn(batch)
         except Exception as exc:
             if not is_oom_error(exc) or len(batch) == 1:
                 raise
@@ -229,63 +222,3 @@ def run_with_oom_split(
         results.extend(out)
         start += len(batch)
     return results
-
-
-def set_torch_threads(n: int | None) -> None:
-    """Cap torch's intra-op threads (e.g. to the task's cpus); ``None`` leaves it as is."""
-    if n is None:
-        return
-    if n < 1:
-        raise ValueError(f"threads must be >= 1, got {n}")
-    import torch
-
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
-
-
-def _spark_task_gpu() -> str | None:
-    """The first GPU address Spark assigned to the running task, if any."""
-    try:
-        from pyspark import TaskContext
-    except ImportError:
-        return None
-    ctx = TaskContext.get()
-    if ctx is None:
-        return None
-    gpu = ctx.resources().get("gpu")
-    if gpu is None or not gpu.addresses:
-        return None
-    return gpu.addresses[0]
-
-
-def pick_device(spec: ModelSpec) -> str:
-    """``"cpu"`` or ``"cuda:N"`` for ``spec.device``.
-
-    ``cpu`` → cpu. ``cuda:N`` → as given. ``cuda`` / ``auto`` with CUDA present →
-    the GPU Spark assigned to this task (``TaskContext.resources()["gpu"]``), else
-    ``cuda:0``. ``auto`` without CUDA → cpu; ``cuda`` without CUDA is an error.
-    """
-    if spec.device == "cpu":
-        return "cpu"
-    import torch
-
-    if not torch.cuda.is_available():
-        if spec.device == "auto":
-            return "cpu"
-        raise RuntimeError(
-            f"device {spec.device!r} requested for {spec.id} but CUDA is not available"
-        )
-    if spec.device.startswith("cuda:"):
-        return spec.device
-    address = _spark_task_gpu()
-    if address is not None:
-        if address.isdigit() and int(address) < torch.cuda.device_count():
-            return f"cuda:{int(address)}"
-        # The cluster manager already isolated the GPU (CUDA_VISIBLE_DEVICES), so
-        # Spark's address does not index the visible devices.
-        log.info(
-            "Spark GPU address %s is not a visible device index (%d devices); using cuda:0",
-            address,
-            torch.cuda.device_count(),
-        )
-    return "cuda:0"

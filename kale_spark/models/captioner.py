@@ -135,15 +135,10 @@ class Captioner:
         cache_dir: str | os.PathLike | None = None,
     ) -> Captioner:
         """A captioner over the model for ``spec``, loaded once per Python worker."""
-        from kale_spark.models.batching import compiled, pick_device
-        from kale_spark.models.cache import get_or_load
-        from kale_spark.models.loading import load_vlm, model_cache_key
+        from kale_spark.models.device import pick_device
+        from kale_spark.models.loading import load_cached
 
-        device = device or pick_device(spec)
-        key = model_cache_key("vlm", spec, device, cache_dir) + ("|compile" if spec.compile else "")
-        model, processor = get_or_load(
-            key, lambda: compiled(load_vlm(spec, device, cache_dir), spec)
-        )
+        model, processor = load_cached("vlm", spec, device or pick_device(spec), cache_dir)
         return cls(model, processor, spec)
 
     @property
@@ -196,13 +191,14 @@ class Captioner:
         pil_images = self._decode(items)
         prompts = [self.prompt_text(alt) for _, _, alt in items]
         inputs = self.processor(images=pil_images, text=prompts, padding=True, return_tensors="pt")
-        return self._generate(dict(inputs))
+        return self.generate(dict(inputs))
 
     def _decode(self, items: Sequence[tuple[int, bytes, Any]]) -> list[Any]:
         """(index, image bytes, ...) items -> RGB images at the model's decode side."""
         return [decode_image(data, index, self.decode_side) for index, data, _ in items]
 
-    def _generate(self, inputs: dict[str, Any]) -> list[Generated]:
+    def generate(self, inputs: dict[str, Any]) -> list[Generated]:
+        """``generate`` + decode on a processed batch: one ``Generated`` per row."""
         return generate_and_decode(
             self.model,
             self.tokenizer,
@@ -291,22 +287,18 @@ class Captioner:
 
         On an out-of-memory error the rows are redone in halves (``run_with_oom_split``).
         """
-        from kale_spark.models.batching import is_oom_error
-
         out: list[Generated | BaseException] = [None] * prepared.size  # type: ignore[list-item]
         for i, exc in prepared.errors.items():
             out[i] = exc
         if not prepared.rows:
             return out
-        try:
-            results = self._generate(prepared.inputs or {})
-        except Exception as exc:
-            if not is_oom_error(exc) or len(prepared.rows) == 1:
-                raise
-            items = [(i, *prepared.items[i]) for i in prepared.rows]
-            results = run_with_oom_split(
-                self._prompted_batch, items, max(1, len(prepared.rows) // 2)
-            )
+        items = [(i, *prepared.items[i]) for i in prepared.rows]
+        results = run_with_oom_split(
+            self._prompted_batch,
+            items,
+            len(items),
+            first=lambda: self.generate(prepared.inputs or {}),
+        )
         for i, result in zip(prepared.rows, results, strict=True):
             out[i] = result
         return out
@@ -316,4 +308,4 @@ class Captioner:
         inputs = self.processor(
             images=pil_images, text=[p for _, _, p in items], padding=True, return_tensors="pt"
         )
-        return self._generate(dict(inputs))
+        return self.generate(dict(inputs))

@@ -163,15 +163,10 @@ class FusionRewriter:
         cache_dir: str | os.PathLike | None = None,
     ) -> FusionRewriter:
         """A rewriter over the model for ``spec``, loaded once per Python worker."""
-        from kale_spark.models.batching import compiled, pick_device
-        from kale_spark.models.cache import get_or_load
-        from kale_spark.models.loading import load_lm, model_cache_key
+        from kale_spark.models.device import pick_device
+        from kale_spark.models.loading import load_cached
 
-        device = device or pick_device(spec)
-        key = model_cache_key("lm", spec, device, cache_dir) + ("|compile" if spec.compile else "")
-        model, tokenizer = get_or_load(
-            key, lambda: compiled(load_lm(spec, device, cache_dir), spec)
-        )
+        model, tokenizer = load_cached("lm", spec, device or pick_device(spec), cache_dir)
         return cls(model, tokenizer, spec)
 
     def _messages(self, content: str) -> list[dict[str, str]]:
@@ -267,9 +262,10 @@ class FusionRewriter:
         inputs = self.tokenizer(
             prompts, add_special_tokens=False, padding=True, return_tensors="pt"
         )
-        return self._generate(dict(inputs))
+        return self.generate(dict(inputs))
 
-    def _generate(self, inputs: dict[str, Any]) -> list[Generated]:
+    def generate(self, inputs: dict[str, Any]) -> list[Generated]:
+        """``generate`` + decode on a tokenized batch: one ``Generated`` per row."""
         return generate_and_decode(
             self.model,
             self.tokenizer,
@@ -288,9 +284,15 @@ class FusionRewriter:
         """A left-padded batch of ``ids`` as tensors, ready for ``run``."""
         return dict(self.tokenizer.pad({"input_ids": list(ids)}, return_tensors="pt"))
 
-    def run(self, ids: Sequence[Sequence[int]]) -> list[Generated]:
-        """``generate`` on token-id rows, one ``Generated`` each, halving on OOM."""
-        return run_with_oom_split(lambda b: self._generate(self.pad(b)), list(ids), len(ids))
+    def run(
+        self, ids: Sequence[Sequence[int]], inputs: dict[str, Any] | None = None
+    ) -> list[Generated]:
+        """``generate`` on token-id rows, one ``Generated`` each, halving on OOM;
+        ``inputs``: the rows already padded (``pad``), used for the first try."""
+        first = (lambda: self.generate(inputs)) if inputs is not None else None
+        return run_with_oom_split(
+            lambda b: self.generate(self.pad(b)), list(ids), len(ids), first=first
+        )
 
     @staticmethod
     def postprocess(text: str) -> str:

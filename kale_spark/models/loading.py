@@ -120,7 +120,7 @@ def load_vlm(
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from kale_spark.models.batching import pick_device
+    from kale_spark.models.device import pick_device
 
     path = resolve_model_path(spec, cache_dir)
     device = device or pick_device(spec)
@@ -138,7 +138,7 @@ def load_lm(
     """``(model, tokenizer)`` via ``AutoModelForCausalLM`` + ``AutoTokenizer``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from kale_spark.models.batching import pick_device
+    from kale_spark.models.device import pick_device
 
     path = resolve_model_path(spec, cache_dir)
     device = device or pick_device(spec)
@@ -175,3 +175,16 @@ def model_cache_key(
     if spec.is_tiny:
         parts.append(f"cache={cache_dir if cache_dir is not None else 'default'}")
     return "|".join(parts)
+
+
+def load_cached(
+    kind: str, spec: ModelSpec, device: str, cache_dir: str | os.PathLike | None = None
+) -> tuple[Any, Any]:
+    """``(model, processor or tokenizer)`` for ``spec`` on ``device``, loaded once per
+    Python worker (``kind``: "vlm" or "lm"); compiled when ``spec.compile``."""
+    from kale_spark.models.cache import get_or_load
+    from kale_spark.models.device import compiled
+
+    load = {"vlm": load_vlm, "lm": load_lm}[kind]
+    key = model_cache_key(kind, spec, device, cache_dir) + ("|compile" if spec.compile else "")
+    return get_or_load(key, lambda: compiled(load(spec, device, cache_dir), spec))

@@ -143,6 +143,11 @@ class ModelSpec:
             )
         if self.revision is not None and (not isinstance(self.revision, str) or not self.revision):
             raise ValueError(f"revision must be a non-empty string or null, got {self.revision!r}")
+        self._check_prompts()
+        self._check_runtime()
+        self._check_sizes()
+
+    def _check_prompts(self) -> None:
         if not isinstance(self.prompt_id, str) or not self.prompt_id:
             raise ValueError("prompt_id must be a non-empty string")
         from kale_spark.prompts import PROMPTS  # light module, no cycle
@@ -160,6 +165,8 @@ class ModelSpec:
                     f"system_prompt_id {self.system_prompt_id!r} is not a system prompt "
                     f"({', '.join(systems)})"
                 )
+
+    def _check_runtime(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
@@ -177,6 +184,8 @@ class ModelSpec:
                 f"trust_remote_code for {self.id!r} needs revision pinned to a full 40-hex "
                 f"commit sha, got {self.revision!r}"
             )
+
+    def _check_sizes(self) -> None:
         for name in ("batch_size", "max_input_tokens", "rows_per_commit", "files_per_trigger"):
             value, least = getattr(self, name), 0 if name.endswith(("_trigger", "_commit")) else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < least:

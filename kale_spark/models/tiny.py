@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kale_spark.lake.files import atomic_dir
 from kale_spark.models.spec import TINY_REVISION
 
 __all__ = [
@@ -114,33 +114,44 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "kale-spark" / "models"
 
 
-def _train_tokenizer(extra_special: tuple[str, ...] = ()):
-    """A Llama-style (Metaspace) BPE tokenizer trained on the built-in corpus.
+def train_tokenizer(specials: Sequence[str], *, byte_level: bool = False, **tokens: str):
+    """A BPE tokenizer trained on the built-in corpus: the one trainer of the tiny models.
 
-    The alphabet is printable ASCII, so generated text is printable; other
-    characters map to ``<unk>``.
+    Llama-style (Metaspace) by default, with printable ASCII as its alphabet, so
+    generated text is printable (other characters map to ``<unk>``); ``byte_level``:
+    Qwen2's kind, so the Qwen2 tokenizer class transformers picks keeps its spaces.
+    ``tokens``: the special-token settings of the transformers tokenizer.
     """
     import string
 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = [PAD, BOS, EOS, UNK, *extra_special]
     tok = Tokenizer(models.BPE(unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
-    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first")
-    alphabet = sorted(set(string.printable) - set(string.whitespace)) + ["\u2581"]
+    if byte_level:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    else:
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+        tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first")
+        alphabet = sorted(set(string.printable) - set(string.whitespace)) + ["\u2581"]
     trainer = trainers.BpeTrainer(
         vocab_size=VOCAB_SIZE,
-        special_tokens=specials,
+        special_tokens=list(specials),
         initial_alphabet=alphabet,
         show_progress=False,
     )
     tok.train_from_iterator(_CORPUS.splitlines() * 4, trainer=trainer)
     # Tokens passed to the trainer as special_tokens are registered as special in
     # the tokenizer itself (so decode(skip_special_tokens=True) drops <image> too).
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **tokens)
+
+
+def llama_tokenizer(extra_special: tuple[str, ...] = ()):
+    """The stage-1 tiny models' tokenizer: Metaspace BPE, left padding, Llama's specials."""
+    return train_tokenizer(
+        [PAD, BOS, EOS, UNK, *extra_special],
         padding_side="left",
         pad_token=PAD,
         bos_token=BOS,
@@ -218,7 +229,7 @@ def _build_vlm(out_dir: str | os.PathLike, shape: _VlmShape) -> Path:
     )
 
     out = Path(out_dir)
-    tok = _train_tokenizer(extra_special=(IMAGE,))
+    tok = llama_tokenizer(extra_special=(IMAGE,))
     tok.chat_template = VLM_CHAT_TEMPLATE
     image_token_id = tok.convert_tokens_to_ids(IMAGE)
     vision = CLIPVisionConfig(
@@ -279,7 +290,7 @@ def _build_lm(
     from transformers import MistralConfig, MistralForCausalLM
 
     out = Path(out_dir)
-    tok = _train_tokenizer()
+    tok = llama_tokenizer()
     tok.chat_template = LM_CHAT_TEMPLATE
     config = MistralConfig(
         vocab_size=len(tok),
@@ -320,19 +331,7 @@ def ensure_tiny_model(model_id: str, cache_dir: str | os.PathLike | None = None)
     target = root / TINY_DIRS[model_id]
     if (target / "config.json").is_file():
         return target
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
-    try:
+    with atomic_dir(target, keep_existing=True) as tmp:
         log.info("building %s (%s) into %s", model_id, TINY_REVISION, target)
         _BUILDERS[model_id](tmp)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / "config.json").is_file():
-                raise
-            log.info("%s was built concurrently; using the existing copy", target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -15,7 +15,7 @@ only small JPEGs are collected. Reading the image bytes is the one step whose co
 follows the size of the `images` table rather than the sample's: Parquet cannot skip
 to a scattered sample of rows, so the image column is scanned once. The card's
 figures (caption-length histogram, words by stage) are aggregated over the whole
-version by kale_spark/figures.py, the same code that draws the dataset card.
+version by kale_spark/release/charts.py, the same code that draws the dataset card.
 
 The release view shows the version's rows (status `kept`) and, from the
 `filtered_captions` version the release was built from, a sample of the captions the
@@ -33,12 +33,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kale_spark import card, schema, split
+from kale_spark import schema, split
 from kale_spark.config import Config
-from kale_spark.export import ReleaseInfo, default_dir, release_info
-from kale_spark.lake import Lake
-from kale_spark.quality import KALE_MEAN_CAPTION_WORDS
-from kale_spark.release import site
+from kale_spark.curation.quality import KALE_MEAN_CAPTION_WORDS
+from kale_spark.lake.tables import Lake
+from kale_spark.release import card, site
+from kale_spark.release.export import ReleaseInfo, default_dir, release_info
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -208,7 +208,7 @@ def _rejected_sample(
 
 def _figures(df: DataFrame) -> dict[str, Any]:
     """The card's figures of the whole version, as the page draws them."""
-    from kale_spark.figures import card_figures
+    from kale_spark.release.charts import card_figures
 
     fig = card_figures(df)
     return {
@@ -327,7 +327,7 @@ def _diff_sample(lake: Lake, a: int, b: int, n: int) -> tuple[dict[str, int], st
     at most `n` of those uids with their change)."""
     from pyspark import StorageLevel
 
-    from kale_spark.versioning import ADDED, CHANGED, REMOVED, diff_frame
+    from kale_spark.lake.versioning import ADDED, CHANGED, REMOVED, diff_frame
 
     frame, method = diff_frame(lake, schema.KALE, a, b)
     frame = frame.persist(StorageLevel.MEMORY_AND_DISK)

@@ -27,13 +27,13 @@ import io
 import json
 import os
 import re
-import shutil
-import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from kale_spark.lake.files import atomic_dir
 
 __all__ = [
     "ASSETS",
@@ -253,10 +253,8 @@ def write_site(
     final = Path(out)
     if final.exists() and any(final.iterdir()) and not _is_site(final):
         raise FileExistsError(f"{final} is not empty and holds no kale browser; not replacing it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        (tmp / "assets").mkdir(parents=True)
+    with atomic_dir(final) as tmp:
+        (tmp / "assets").mkdir()
         (tmp / "thumbs").mkdir()
         (tmp / "index.html").write_text(_asset_text("index.html"))
         for name in ("browser.js", "browser.css"):
@@ -266,10 +264,4 @@ def write_site(
                 raise ValueError(f"not a thumbnail path: {path!r}")
             (tmp / path).write_bytes(data)
         _write_data(tmp, meta, records)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final

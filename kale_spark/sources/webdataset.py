@@ -21,7 +21,7 @@ import logging
 import os
 import tarfile
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,44 @@ class ShardEntry(NamedTuple):
     original_width: int | None
     original_height: int | None
     url: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> ShardEntry:
+        """The entry of a row with ``SHARD_COLUMNS`` (a pandas itertuples row: NaN = null)."""
+        values = [getattr(row, column(name)) for name in cls._fields]
+        return cls(*(_plain(v, SPARK_TYPES[n]) for n, v in zip(cls._fields, values, strict=True)))
+
+
+# ShardEntry as Spark columns, from its fields: their SQL types, and the columns that
+# would clash with a `samples` column get a `wds_` prefix.
+SPARK_TYPES = {
+    "uid": "string",
+    "tar_path": "string",
+    "key": "string",
+    "offset": "bigint",
+    "size": "bigint",
+    "sha256": "string",
+    "original_width": "int",
+    "original_height": "int",
+    "url": "string",
+}
+_PREFIXED = ("sha256", "original_width", "original_height", "url")
+assert tuple(SPARK_TYPES) == ShardEntry._fields
+
+
+def column(field_name: str) -> str:
+    """The Spark column of a ShardEntry field."""
+    return f"wds_{field_name}" if field_name in _PREFIXED else field_name
+
+
+# The DDL schema of a frame of shard entries (one row per ShardEntry, in field order).
+SHARD_DDL = ", ".join(f"{column(n)} {SPARK_TYPES[n]}" for n in ShardEntry._fields)
+
+
+def _plain(value: Any, kind: str) -> Any:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return int(value) if kind in ("int", "bigint") else value
 
 
 def _split_member(name: str) -> tuple[str, str]:
@@ -138,31 +176,6 @@ def find_shards(paths: str | Iterable[str]) -> list[str]:
         else:
             raise ValueError(f"not a .tar shard or a directory: {path}")
     return sorted(found)
-
-
-def build_shard_index(paths: str | Iterable[str]) -> dict[str, ShardEntry]:
-    """uid -> :class:`ShardEntry` over every shard under ``paths``.
-
-    A uid present in several shards keeps its first occurrence (in sorted
-    shard order). For very large collections build the index per shard with
-    :func:`iter_shard_entries` in parallel instead of on one machine.
-    """
-    index: dict[str, ShardEntry] = {}
-    shards = find_shards(paths)
-    duplicates = 0
-    for shard in shards:
-        for entry in iter_shard_entries(shard):
-            if entry.uid in index:
-                duplicates += 1
-                continue
-            index[entry.uid] = entry
-    logger.info(
-        "indexed %d images from %d shards (%d duplicate uids skipped)",
-        len(index),
-        len(shards),
-        duplicates,
-    )
-    return index
 
 
 def read_entry(entry: ShardEntry, max_bytes: int | None = None) -> bytes:

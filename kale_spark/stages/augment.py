@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 
 from kale_spark import schema
 from kale_spark.config import Config
-from kale_spark.lake import Lake
-from kale_spark.runs import StageRun, stage_run
+from kale_spark.lake.runs import StageRun, stage_run
+from kale_spark.lake.tables import Lake
 from kale_spark.split import teacher_only
 from kale_spark.stages.model_stage import ModelStage, Target, run_model_stage
 
@@ -103,8 +103,8 @@ def has_legacy_rows(lake: Lake, cfg: Config) -> bool:
 
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     """Fuse alt-text and dense caption for every sample with a `cfg.caption` caption."""
-    from kale_spark import udf
-    from kale_spark.resources import model_slots, model_stage_profile
+    from kale_spark.spark import udf
+    from kale_spark.spark.resources import model_slots, model_stage_profile
 
     lake = Lake(spark, cfg.lake)
     spec = cfg.augment

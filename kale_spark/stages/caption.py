@@ -14,20 +14,18 @@ source_file `images`).
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from kale_spark import schema
 from kale_spark.config import Config
-from kale_spark.lake import Lake
-from kale_spark.runs import StageRun, stage_run
+from kale_spark.lake.runs import StageRun, stage_run
+from kale_spark.lake.tables import Lake
 from kale_spark.split import teacher_only
 from kale_spark.stages.model_stage import ModelStage, Target, run_model_stage
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-log = logging.getLogger(__name__)
 
 STAGE = "caption"
 TARGET = Target(
@@ -49,8 +47,8 @@ def ok_images(images: DataFrame) -> DataFrame:
 
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     """Caption every `ok` image that has no dense caption from `cfg.caption` yet."""
-    from kale_spark import udf
-    from kale_spark.resources import model_slots, model_stage_profile
+    from kale_spark.spark import udf
+    from kale_spark.spark.resources import model_slots, model_stage_profile
 
     lake = Lake(spark, cfg.lake)
     spec = cfg.caption

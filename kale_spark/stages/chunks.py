@@ -24,7 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kale_spark.lake import Lake
+    from kale_spark.lake.tables import Lake
 
 log = logging.getLogger(__name__)
 

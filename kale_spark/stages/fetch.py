@@ -2,11 +2,11 @@
 
 Each Spark task takes about `fetch.rows_per_task` rows and streams them through one
 bounded thread pool (`fetch.concurrency`); decoding, resizing and hashing are the pure
-functions of images.py, run by fetch_batch.process_partition. With `fetch.webdataset`
+functions of fetch/decode.py, run by fetch/rows.process_partition. With `fetch.webdataset`
 set, images are read from img2dataset shards instead of the network.
 
 Idempotent: a rerun fetches only uids with no row yet, or with a retryable status
-(images.is_retryable: timeout, connection error, 5xx/429 — the same rule a run uses
+(fetch/status.is_retryable: timeout, connection error, 5xx/429 — the same rule a run uses
 between its own attempts) and fewer than `fetch.max_attempts_total` attempts so far;
 a retried row replaces its old one and its attempts add up.
 """
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 
 from kale_spark import schema
 from kale_spark.config import Config, FetchConfig
-from kale_spark.fetch_batch import FetchStageOptions
-from kale_spark.images import RETRYABLE_HTTP_CODES, RETRYABLE_HTTP_RANGE, RETRYABLE_STATUSES
-from kale_spark.lake import Lake
-from kale_spark.progress import Progress, counter_accumulator
-from kale_spark.runs import StageRun, stage_run
-from kale_spark.warmup import warm_python_workers
+from kale_spark.fetch.options import FetchStageOptions
+from kale_spark.fetch.status import Status, retryable_condition
+from kale_spark.lake.progress import Progress, counter_accumulator
+from kale_spark.lake.runs import StageRun, stage_run
+from kale_spark.lake.tables import Lake
+from kale_spark.spark.warmup import warm_python_workers
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -41,19 +41,6 @@ def stage_options(cfg: FetchConfig) -> FetchStageOptions:
     """The options a task needs: the `fetch` section itself (a FetchStageOptions,
     validated once when the config was built; never rebuilt)."""
     return cfg
-
-
-def retryable_condition():  # -> pyspark Column
-    """images.is_retryable as a Spark condition on (status, http_status): the one policy."""
-    from pyspark.sql import functions as F
-
-    low, high = RETRYABLE_HTTP_RANGE
-    code = F.col("http_status")
-    return F.col("status").isin(*RETRYABLE_STATUSES) | (
-        (F.col("status") == "http_error")
-        & code.isNotNull()
-        & (code.isin(*RETRYABLE_HTTP_CODES) | code.between(low, high))
-    )
 
 
 def _samples_to_fetch(lake: Lake, cfg: FetchConfig) -> DataFrame:
@@ -107,28 +94,14 @@ def _shard_entries(spark: SparkSession, paths: tuple[str, ...]) -> DataFrame:
     """uid → location of its image in img2dataset shards, indexed in parallel per shard."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
-    from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
-    from kale_spark.sources.webdataset import find_shards, iter_shard_entries
+    from kale_spark.sources.webdataset import SHARD_DDL, find_shards, iter_shard_entries
 
     shards = find_shards(list(paths))
-    entry_schema = StructType(
-        [
-            StructField("uid", StringType()),
-            StructField("tar_path", StringType()),
-            StructField("key", StringType()),
-            StructField("offset", LongType()),
-            StructField("size", LongType()),
-            StructField("wds_sha256", StringType()),
-            StructField("wds_original_width", IntegerType()),
-            StructField("wds_original_height", IntegerType()),
-            StructField("wds_url", StringType()),
-        ]
-    )
     rdd = spark.sparkContext.parallelize(shards, max(1, len(shards))).flatMap(
         lambda shard: [tuple(e) for e in iter_shard_entries(shard)]
     )
-    entries = spark.createDataFrame(rdd, entry_schema)
+    entries = spark.createDataFrame(rdd, SHARD_DDL)
     first = Window.partitionBy("uid").orderBy("tar_path", "key")
     return entries.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
 
@@ -137,7 +110,7 @@ def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool):
     """The mapInPandas function; captures only small picklable options."""
 
     def fetch_partition(batches):
-        from kale_spark.fetch_batch import process_partition
+        from kale_spark.fetch.rows import process_partition
 
         prev: dict[str, int] = {}
 
@@ -157,59 +130,19 @@ def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool):
 
 def _shard_index(pdf) -> dict:
     """uid -> ShardEntry for the rows of ``pdf`` found in the shards."""
-    import pandas as pd
-
     from kale_spark.sources.webdataset import ShardEntry
 
-    def size(value) -> int | None:
-        return None if pd.isna(value) else int(value)
-
-    return {
-        r.uid: ShardEntry(
-            r.uid,
-            r.tar_path,
-            r.key,
-            int(r.offset),
-            int(r.size),
-            r.wds_sha256,
-            size(r.wds_original_width),
-            size(r.wds_original_height),
-            r.wds_url,
-        )
-        for r in pdf.itertuples()
-        if isinstance(r.tar_path, str)
-    }
+    return {r.uid: ShardEntry.from_row(r) for r in pdf.itertuples() if isinstance(r.tar_path, str)}
 
 
 def run(spark: SparkSession, cfg: Config) -> StageRun:
-    from pyspark import StorageLevel
-
     lake = Lake(spark, cfg.lake)
-    opts = stage_options(cfg.fetch)
     with stage_run(lake, cfg, STAGE) as run:
         if not lake.exists(schema.SAMPLES):
             raise LookupError("no `samples` table yet: run `kale ingest` first")
         # The tasks' Python workers start (imports: ~1 s each) while the driver plans.
-        warm_python_workers(spark, ("kale_spark.fetch_batch",))
-        fresh = not lake.exists(schema.IMAGES)  # first fetch: every sample is new
-        run.input_versions = {schema.SAMPLES: lake.version(schema.SAMPLES)}
-        # A first fetch plans from `samples` alone: `images` is created meanwhile (two
-        # driver threads; each is a second or more of planning on a fresh JVM).
-        with ThreadPoolExecutor(1) as pool:
-            # The change data feed on: the model stages stream its changes (a retry
-            # turning a row ok is an update, not an append).
-            created = pool.submit(
-                lake.ensure_table, schema.IMAGES, schema.IMAGES_SCHEMA, change_feed=True
-            )
-            if not fresh:
-                created.result()  # the plan joins with `images`
-            todo, n_samples, n_todo, n_retry = _plan(lake, cfg.fetch, fresh)
-            created.result()
-        run.input_versions[schema.IMAGES] = lake.version(schema.IMAGES)
-        webdataset = bool(cfg.fetch.webdataset)
-        if webdataset:  # indexing the tars is costly: do it once
-            todo = todo.join(_shard_entries(spark, cfg.fetch.webdataset), "uid", "left")
-            todo = todo.persist(StorageLevel.DISK_ONLY)
+        warm_python_workers(spark, ("kale_spark.fetch.rows",))
+        todo, n_samples, n_todo, n_retry = _candidates(spark, lake, cfg, run)
         run.counts.update(samples=n_samples, candidates=n_todo)
         if n_todo == 0:
             todo.unpersist()
@@ -217,38 +150,89 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             run.output_versions[schema.IMAGES] = lake.version(schema.IMAGES)
             run.notes.append("nothing to fetch: every sample has a final images row")
             return run
-
-        parts = task_count(n_todo, cfg.fetch.rows_per_task, spark.sparkContext.defaultParallelism)
-        # Executors add each batch's statuses; the reporter polls the accumulator.
-        acc = counter_accumulator(spark)
-        progress = Progress(
-            STAGE, n_todo, interval_s=cfg.progress.interval_s, poll=lambda: acc.value
-        )
-        fetch_partition = _fetch_fn(opts, run.run_id, webdataset)
-
-        def counted(batches):
-            for out in fetch_partition(batches):
-                acc.add(Counter(out["status"].tolist()))
-                yield out
-
-        fetched = todo.repartition(parts, "uid").mapInPandas(counted, schema=schema.IMAGES_SCHEMA)
-        try:
-            with progress:
-                written = _write(lake, fetched, n_retry, run.commit())
-        finally:
-            todo.unpersist()
-        by_status = _written_statuses(acc.value, written) or _status_counts(lake, run.run_id)
-
-        run.counts.update(progress.counts())
-        run.metrics.update(progress.metrics())
-        run.counts["fetched"] = sum(by_status.values())
-        run.counts["retried"] = written.rows_updated
-        for status, n in sorted(by_status.items()):
-            run.counts[f"status.{status}"] = n
-        run.output_versions[schema.IMAGES] = written.version
+        by_status = _fetch(spark, lake, cfg, run, todo, n_todo, n_retry)
         ok = by_status.get(schema.IMAGE_OK, 0)
         run.notes.append(f"{ok}/{n_todo} fetched rows ok; {n_samples} samples in all")
+        _warn_if_file_root_blocks_all(lake, cfg.fetch, run, by_status)
     return run
+
+
+def _candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun):
+    """(rows to fetch, samples, rows to fetch, retries among them); `images` exists after."""
+    from pyspark import StorageLevel
+
+    fresh = not lake.exists(schema.IMAGES)  # first fetch: every sample is new
+    run.input_versions = {schema.SAMPLES: lake.version(schema.SAMPLES)}
+    # A first fetch plans from `samples` alone: `images` is created meanwhile (two
+    # driver threads; each is a second or more of planning on a fresh JVM).
+    with ThreadPoolExecutor(1) as pool:
+        # The change data feed on: the model stages stream its changes (a retry
+        # turning a row ok is an update, not an append).
+        created = pool.submit(
+            lake.ensure_table, schema.IMAGES, schema.IMAGES_SCHEMA, change_feed=True
+        )
+        if not fresh:
+            created.result()  # the plan joins with `images`
+        todo, n_samples, n_todo, n_retry = _plan(lake, cfg.fetch, fresh)
+        created.result()
+    run.input_versions[schema.IMAGES] = lake.version(schema.IMAGES)
+    if cfg.fetch.webdataset:  # indexing the tars is costly: do it once
+        todo = todo.join(_shard_entries(spark, cfg.fetch.webdataset), "uid", "left")
+        todo = todo.persist(StorageLevel.DISK_ONLY)
+    return todo, n_samples, n_todo, n_retry
+
+
+def _fetch(
+    spark: SparkSession, lake: Lake, cfg: Config, run: StageRun, todo, n_todo: int, n_retry: int
+) -> dict[str, int]:
+    """Fetch `todo` in tasks, write `images`, fill the run's counts; the rows by status."""
+    parts = task_count(n_todo, cfg.fetch.rows_per_task, spark.sparkContext.defaultParallelism)
+    # Executors add each batch's statuses; the reporter polls the accumulator.
+    acc = counter_accumulator(spark)
+    progress = Progress(STAGE, n_todo, interval_s=cfg.progress.interval_s, poll=lambda: acc.value)
+    fetch_partition = _fetch_fn(stage_options(cfg.fetch), run.run_id, bool(cfg.fetch.webdataset))
+
+    def counted(batches):
+        for out in fetch_partition(batches):
+            acc.add(Counter(out["status"].tolist()))
+            yield out
+
+    fetched = todo.repartition(parts, "uid").mapInPandas(counted, schema=schema.IMAGES_SCHEMA)
+    try:
+        with progress:
+            written = _write(lake, fetched, n_retry, run.commit())
+    finally:
+        todo.unpersist()
+    by_status = _written_statuses(acc.value, written) or _status_counts(lake, run.run_id)
+    run.counts.update(progress.counts())
+    run.metrics.update(progress.metrics())
+    run.counts["fetched"] = sum(by_status.values())
+    run.counts["retried"] = written.rows_updated
+    for status, n in sorted(by_status.items()):
+        run.counts[f"status.{status}"] = n
+    run.output_versions[schema.IMAGES] = written.version
+    return by_status
+
+
+def _warn_if_file_root_blocks_all(
+    lake: Lake, cfg: FetchConfig, run: StageRun, by_status: dict[str, int]
+) -> None:
+    """One line naming the key to set when every row this run fetched is a file:// URL
+    that fetch.file_root refuses (a new user's sample outside ./data/sample)."""
+    from pyspark.sql import functions as F
+
+    if set(by_status) != {Status.BLOCKED}:
+        return
+    mine = lake.read(schema.IMAGES).where(F.col("run_id") == run.run_id)
+    refused = mine.where(F.col("error").contains("fetch.file_root")).count()
+    if refused != sum(by_status.values()):
+        return
+    line = (
+        f"every fetched row is blocked by fetch.file_root ({cfg.file_root or 'empty: off'!r}): "
+        "set it to the folder that holds the file:// images, e.g. --set fetch.file_root=DIR"
+    )
+    log.warning("%s", line)
+    run.notes.append(line)
 
 
 def task_count(rows: int, rows_per_task: int, cores: int) -> int:

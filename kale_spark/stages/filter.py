@@ -8,7 +8,7 @@ prompt (:func:`kale_spark.curation.clean_caption`, given the instruction actuall
 sent for the row: the template of its `prompt_id`, after the system turn its
 `gen_params` names; each removed sentence keeps the name of the rule that removed it,
 and the run counts `rule.<name>` for every rule), scores the cleaned caption
-(:mod:`kale_spark.quality`) and decides:
+(:mod:`kale_spark.curation.quality`) and decides:
 
     kept       reject_reason null
     rejected   reject_reason `empty_after_cleaning` | `too_short` (< filter.min_words)
@@ -29,13 +29,14 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from kale_spark import caption_stats, quality, schema
+from kale_spark import schema
 from kale_spark.config import Config
-from kale_spark.curation import RULE_NAMES, clean_caption
-from kale_spark.lake import Lake
-from kale_spark.progress import Progress, counter_accumulator
+from kale_spark.curation import RULE_NAMES, clean_caption, quality
+from kale_spark.lake.progress import Progress, counter_accumulator
+from kale_spark.lake.runs import StageRun, stage_run
+from kale_spark.lake.tables import Lake
 from kale_spark.prompts import get_prompt
-from kale_spark.runs import StageRun, stage_run
+from kale_spark.release import stats as caption_stats
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -96,6 +97,7 @@ def filter_batch(pdf: pd.DataFrame, min_words: int) -> pd.DataFrame:
     """
     import pandas as pd
 
+    schema.require_columns(pdf.columns, BATCH_INPUT, "filter_batch input")
     templates: dict[tuple[str, str | None], str | None] = {}
     params = pdf["gen_params"] if "gen_params" in pdf.columns else [None] * len(pdf)
     captions, removed, reasons = [], [], []

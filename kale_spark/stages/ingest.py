@@ -9,19 +9,17 @@ file and row. The run's counts say so:
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from kale_spark import schema
 from kale_spark.config import Config, IngestConfig
-from kale_spark.lake import Lake
-from kale_spark.runs import StageRun, stage_run
+from kale_spark.lake.runs import StageRun, stage_run
+from kale_spark.lake.tables import Lake
 from kale_spark.sources.datacomp import read_raw
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-log = logging.getLogger(__name__)
 
 STAGE = "ingest"
 RAW_PREVIEW_CHARS = 500  # raw values kept in quarantine are cut to this length

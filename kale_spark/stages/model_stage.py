@@ -49,10 +49,10 @@ from typing import TYPE_CHECKING, Any
 
 from kale_spark import schema
 from kale_spark.hashing import sha256_hex
-from kale_spark.lake import Lake, WriteResult
+from kale_spark.lake.progress import Progress, counter_accumulator
+from kale_spark.lake.runs import StageRun
+from kale_spark.lake.tables import Lake, WriteResult
 from kale_spark.models.spec import ModelSpec
-from kale_spark.progress import Progress, counter_accumulator
-from kale_spark.runs import StageRun
 from kale_spark.stages.chunks import (
     HASH_SPACE,
     LANES,
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import StructType
 
-    from kale_spark.udf import UdfContext
+    from kale_spark.spark.udf import UdfContext
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ class ChunkWriter:
     """
 
     def __init__(self, lake: Lake, run: StageRun, stage: ModelStage, ctx: UdfContext) -> None:
-        from kale_spark import udf
+        from kale_spark.spark import udf
 
         self.lake = lake
         self.run = run
@@ -414,7 +414,7 @@ class ChunkWriter:
         """mapInPandas over the chunk, dealt out over every model slot."""
         from pyspark.sql.types import StructType
 
-        from kale_spark import udf
+        from kale_spark.spark import udf
 
         tasks = max(1, min(self.stage.slots, -(-rows // self.stage.spec.batch_size)))
         spread = chunk.repartition(tasks)
@@ -609,13 +609,13 @@ def _warm_up(lake: Lake, stage: ModelStage, ctx: UdfContext, writer: ChunkWriter
     """Python workers start and load the model while the driver plans (counts, stream
     start). Under a model resource profile (GPUs) the warm-up's default-profile tasks
     hold no GPU: they only import."""
-    from kale_spark import udf
-    from kale_spark.warmup import warm_python_workers
+    from kale_spark.spark import udf
+    from kale_spark.spark.warmup import warm_python_workers
 
     then = None
     if stage.resource_profile is None:
         then = udf.model_warmup_fn(ctx, stage.kind, writer.workers)
-    warm_python_workers(lake.spark, ("kale_spark.models.pipeline",), then)
+    warm_python_workers(lake.spark, ("kale_spark.models.inference",), then)
 
 
 def _done_keys(lake: Lake, stage: ModelStage) -> DataFrame:

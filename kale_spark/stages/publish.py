@@ -10,7 +10,7 @@ then model and prompt id in name order - so the choice is deterministic.
        finds them); with nothing to change there is no MERGE and no commit.
     2. OPTIMIZE (bin-packing compaction) the table.
     3. If the table version is not a recorded release yet: export it
-       (kale_spark/export.py) and append a row to `releases` (release number, the
+       (kale_spark/release/export.py) and append a row to `releases` (release number, the
        kale version, time, row counts, config hash, run id, source versions).
 
 Both commits carry `{"run_id", "stage": "publish", "release": n}` as Delta user
@@ -23,22 +23,22 @@ crash between steps is repaired by the next run (step 3 keys on the table versio
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from typing import TYPE_CHECKING
 
-from kale_spark import caption_stats, quality, schema
+from kale_spark import schema
 from kale_spark.config import Config
-from kale_spark.export import ReleaseInfo, default_dir, export_release
-from kale_spark.lake import Lake
-from kale_spark.progress import Progress
+from kale_spark.curation import quality
+from kale_spark.lake.progress import Progress
+from kale_spark.lake.runs import StageRun, stage_run
+from kale_spark.lake.tables import Lake
+from kale_spark.lake.versioning import ADDED, CHANGED, REMOVED, diff_counts
+from kale_spark.release import stats as caption_stats
 from kale_spark.release.browser import publish_browser
-from kale_spark.runs import StageRun, stage_run
-from kale_spark.versioning import ADDED, CHANGED, REMOVED, diff_counts
+from kale_spark.release.export import ReleaseInfo, default_dir, export_release
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-log = logging.getLogger(__name__)
 
 STAGE = "publish"
 # The column of `changes` that marks a uid to delete from `kale`.
@@ -92,7 +92,7 @@ def changes(lake: Lake, source: DataFrame) -> DataFrame:
     has that `source` lacks (`_delete` true, other columns null)."""
     from pyspark.sql import functions as F
 
-    from kale_spark.versioning import row_hash
+    from kale_spark.lake.versioning import row_hash
 
     content = [c for c in schema.KALE_SCHEMA.fieldNames() if c != "uid"]
     target = lake.read(schema.KALE)

@@ -6,7 +6,7 @@ to the student; this stage captions the student's share, image + alt-text in
 `student.checkpoint`). It runs through the shared model-stage machinery
 (stages/model_stage.py: streamed from `images`, committed chunk by chunk), model kind
 "student" of udf.model_partition_fn: the student loaded once per Python worker
-(``StudentCaptioner``, models/student.py).
+(``StudentCaptioner``, student/captioner.py).
 
 Rows have no dense caption (`dense_caption`, `dense_model`, `dense_prompt_id` null).
 Lineage: `model` is the checkpoint's path, `model_revision` its content hash, plus
@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from kale_spark import schema
 from kale_spark.config import Config
-from kale_spark.lake import Lake
-from kale_spark.runs import StageRun, stage_run
+from kale_spark.lake.runs import StageRun, stage_run
+from kale_spark.lake.tables import Lake
 from kale_spark.split import is_teacher_col
 from kale_spark.stages.model_stage import ModelStage, Target, run_model_stage
 
@@ -50,8 +50,8 @@ PASSTHROUGH = ("uid", "alt_text", "dense_caption", "dense_model", "dense_prompt_
 
 def resolve_checkpoint(lake: Lake, cfg: Config) -> tuple[str, str, dict[str, Any]]:
     """(path, content hash, pointer) of the student to caption with."""
-    from kale_spark.models.student import content_hash
     from kale_spark.stages.train_student import read_latest
+    from kale_spark.student.captioner import content_hash
 
     if cfg.student.checkpoint:
         path = cfg.student.checkpoint
@@ -108,9 +108,9 @@ def has_legacy_rows(lake: Lake, cfg: Config) -> bool:
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     """Caption every ok image of the student's share that has no caption from this
     checkpoint yet."""
-    from kale_spark import udf
-    from kale_spark.models.student import student_spec
-    from kale_spark.resources import model_slots, model_stage_profile
+    from kale_spark.spark import udf
+    from kale_spark.spark.resources import model_slots, model_stage_profile
+    from kale_spark.student.captioner import student_spec
 
     lake = Lake(spark, cfg.lake)
     with stage_run(lake, cfg, STAGE) as run:

@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 from kale_spark import schema
 from kale_spark.config import Config
-from kale_spark.lake import Lake
-from kale_spark.runs import StageRun, stage_run
+from kale_spark.lake.runs import StageRun, stage_run
+from kale_spark.lake.tables import Lake
 from kale_spark.split import VALIDATION_SALT, in_share_col
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ def write_snapshot(
     snapshot whose manifest exists. ``expected``: rows per split, as Spark counted."""
     from pyspark.sql import functions as F
 
-    from kale_spark.training.data import COLUMNS, build_manifest, read_manifest, write_manifest
+    from kale_spark.student.data import COLUMNS, build_manifest, read_manifest, write_manifest
 
     manifest = read_manifest(uri)  # also refuses a URI the trainers could not open
     if manifest is not None:
@@ -238,8 +238,8 @@ def write_snapshot(
 def snapshots_in_use(root: Path) -> set[str]:
     """Data keys of the snapshots that a run under ``root`` could still resume on: its
     newest checkpoint names the snapshot and it has no final student yet."""
-    from kale_spark.training import checkpoints
-    from kale_spark.training.loop import FINAL, PROVENANCE
+    from kale_spark.student import checkpoints
+    from kale_spark.student.loop import FINAL, PROVENANCE
 
     used: set[str] = set()
     for run_dir in sorted(root.iterdir()) if root.is_dir() else []:
@@ -257,7 +257,7 @@ def clean_snapshots(uri: str, keep: set[str]) -> list[str]:
     """Remove the snapshots under ``uri`` whose data key is not in ``keep``."""
     from pyarrow import fs
 
-    from kale_spark.training.data import arrow_location
+    from kale_spark.student.data import arrow_location
 
     filesystem, root = arrow_location(uri)
     removed = []
@@ -271,8 +271,8 @@ def clean_snapshots(uri: str, keep: set[str]) -> list[str]:
 
 def _distribute(spark: SparkSession, job: Any) -> dict[str, Any]:
     """Run the training loop through TorchDistributor; rank 0's result."""
-    from kale_spark.resources import student_distributor
-    from kale_spark.training.loop import train_entry
+    from kale_spark.spark.resources import student_distributor
+    from kale_spark.student.loop import train_entry
 
     s = job.student
     distributor = student_distributor(spark, s)
@@ -365,8 +365,8 @@ def rank_threads(s: Any, cores: int) -> int:
 
 
 def _train(spark, cfg: Config, run: StageRun, run_dir: Path, uri: str, provenance) -> None:
-    from kale_spark.models.student import build_base
-    from kale_spark.training.loop import TrainJob
+    from kale_spark.student.loop import TrainJob
+    from kale_spark.student.model import build_base
 
     s = cfg.student
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -388,7 +388,7 @@ def _train(spark, cfg: Config, run: StageRun, run_dir: Path, uri: str, provenanc
 
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     """Train the student on the kept stage-1 captions (or reuse the finished run)."""
-    from kale_spark.training.loop import FINAL, PROVENANCE
+    from kale_spark.student.loop import FINAL, PROVENANCE
 
     lake = Lake(spark, cfg.lake)
     with stage_run(lake, cfg, STAGE) as run:

@@ -21,7 +21,7 @@ def given(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 def main() -> None:
     from pyspark.sql import SparkSession
 
-    from kale_spark.resources import model_stage_profile
+    from kale_spark.spark.resources import model_stage_profile
 
     spark = SparkSession.builder.getOrCreate()
     profile = model_stage_profile(spark)

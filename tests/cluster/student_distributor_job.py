@@ -1,5 +1,5 @@
 """A spark-submit app for tests/cluster: TorchDistributor through
-kale_spark.resources.student_distributor (local_mode false, use_gpu true) while the
+kale_spark.spark.resources.student_distributor (local_mode false, use_gpu true) while the
 default task holds a fraction of a GPU; prints, as JSON, what the rank was given."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def main() -> None:
     from pyspark.sql import SparkSession
 
     from kale_spark.config import load_config
-    from kale_spark.resources import student_distributor
+    from kale_spark.spark.resources import student_distributor
 
     spark = SparkSession.builder.getOrCreate()
     overrides = ["student.use_gpu=true", "student.local_mode=false", "student.num_processes=1"]

@@ -150,7 +150,7 @@ def test_submitted_master_wins_and_executors_ran_on_the_worker(submitted, standa
 def test_model_stage_profile_gets_one_gpu_per_task_on_the_cluster(
     standalone_cluster, dist_zip, tmp_path
 ):
-    """kale_spark.resources.model_stage_profile on a real cluster: tasks of the profiled
+    """kale_spark.spark.resources.model_stage_profile on a real cluster: tasks of the profiled
     stage each get the worker's GPU and the configured CPUs; default tasks get one CPU and
     no GPU, so they run two at a time beside it."""
     import json

@@ -38,10 +38,11 @@ def test_tiny_student_trains_in_bf16_autocast_with_fp32_master_weights(tmp_path:
     import torch
 
     from kale_spark.config import load_config
-    from kale_spark.models import student as S
-    from kale_spark.training import checkpoints
-    from kale_spark.training.data import Example, write_snapshot
-    from kale_spark.training.loop import TrainJob, train
+    from kale_spark.student import captioner as SC
+    from kale_spark.student import checkpoints
+    from kale_spark.student import model as S
+    from kale_spark.student.data import Example, write_snapshot
+    from kale_spark.student.loop import TrainJob, train
 
     steps, batch = 40, 16
     scfg = load_config(
@@ -94,7 +95,7 @@ def test_tiny_student_trains_in_bf16_autocast_with_fp32_master_weights(tmp_path:
         f"{losses[-1]:.3f}; validation loss {history[0]['val_loss']:.3f} -> "
         f"{history[-1]['val_loss']:.3f}"
     )
-    spec = S.student_spec(scfg, result["final_dir"], result["content_hash"])
+    spec = SC.student_spec(scfg, result["final_dir"], result["content_hash"])
     assert spec.dtype == "bfloat16"
-    out = S.StudentCaptioner.from_spec(spec).caption([_jpeg(1)], ["a red bus"])
+    out = SC.StudentCaptioner.from_spec(spec).caption([_jpeg(1)], ["a red bus"])
     assert out[0].new_tokens >= 1

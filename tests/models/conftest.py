@@ -32,7 +32,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _torch_threads() -> None:
-    from kale_spark.models.batching import set_torch_threads
+    from kale_spark.models.device import set_torch_threads
 
     set_torch_threads(1)
 

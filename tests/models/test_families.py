@@ -1,6 +1,6 @@
 """The captioner and the fusion rewriter across the transformers families users run.
 
-Each family is built tiny from its own config classes (models/tiny_families.py:
+Each family is built tiny from its own config classes (tests/support/tiny_families.py:
 random weights, a tokenizer trained here, the family's processor and chat format),
 saved with save_pretrained and loaded back through models.loading from its
 directory, like a hub snapshot. Greedy output of a left-padded batch must equal the
@@ -19,7 +19,7 @@ from kale_spark.models.captioner import Captioner
 from kale_spark.models.fusion import FusionRewriter
 from kale_spark.models.loading import load_lm, load_vlm
 from kale_spark.models.spec import GenerationParams, ModelSpec
-from kale_spark.models.tiny_families import LM_FAMILIES, VLM_FAMILIES, build_family
+from tests.support.tiny_families import LM_FAMILIES, VLM_FAMILIES, build_family
 
 VLMS = {
     "llava": ("llava", "LlavaForConditionalGeneration"),
@@ -127,7 +127,7 @@ def test_a_row_the_processor_refuses_is_quarantined_alone(family_dir, jpegs):
     import pandas as pd
 
     from kale_spark import reasons
-    from kale_spark.models.pipeline import CaptionEngine, run_partition
+    from kale_spark.models.inference import CaptionEngine, run_partition
 
     path = family_dir("qwen2_vl")
     spec = _spec(path, "dense_v1", batch_size=4, max_new_tokens=4)

@@ -14,7 +14,7 @@ from kale_spark import schema
 from kale_spark.models.captioner import Captioner
 from kale_spark.models.fusion import FusionRewriter, postprocess
 from kale_spark.models.spec import GenerationParams, ModelSpec
-from kale_spark.udf import RESULT_COLUMNS, UdfContext, model_partition_fn, read_batch_log
+from kale_spark.spark.udf import RESULT_COLUMNS, UdfContext, model_partition_fn, read_batch_log
 
 ALTS = ["Eiffel Tower, Paris, 2019", "cat", None, "Nike Air running shoe white " * 6, "x"]
 DENSE = [

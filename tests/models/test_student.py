@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 
 from kale_spark.config import load_config
-from kale_spark.models import student as S
-from kale_spark.training import checkpoints
-from kale_spark.training.data import Example, write_snapshot
-from kale_spark.training.loop import FINAL, PROVENANCE, TrainJob, evaluate, lr_at, train
+from kale_spark.student import captioner as SC
+from kale_spark.student import checkpoints
+from kale_spark.student import encoding as SE
+from kale_spark.student import model as S
+from kale_spark.student.data import Example, write_snapshot
+from kale_spark.student.loop import FINAL, PROVENANCE, TrainJob, evaluate, lr_at, train
 
 CAPTIONS = [
     "A photo of a red double-decker bus driving down a busy street in London.",
@@ -80,7 +82,7 @@ def test_composed_student_is_llava_with_resized_positions(base_dir: Path):
     assert cfg.vision_config.image_size == 40
     assert model.model.vision_tower.embeddings.position_embedding.weight.shape[0] == 26
     assert cfg.text_config.model_type == "qwen2"
-    enc = S.encode_examples(processor, [_jpeg(1)], ["a bus"], ["A red bus."])
+    enc = SE.encode_examples(processor, [_jpeg(1)], ["a bus"], ["A red bus."])
     assert int((enc["input_ids"] == cfg.image_token_id).sum()) == 25
     out = model(**enc)
     assert out.logits.shape[1] == enc["input_ids"].shape[1]
@@ -90,7 +92,7 @@ def test_labels_count_only_the_caption(base_dir: Path):
     _, processor = S.load_student(base_dir)
     tok = processor.tokenizer
     captions = ["A red bus in London.", "A dog on the grass next to a tree."]
-    enc = S.encode_examples(processor, [_jpeg(1), _jpeg(2)], ["bus", "a dog"], captions)
+    enc = SE.encode_examples(processor, [_jpeg(1), _jpeg(2)], ["bus", "a dog"], captions)
     for i, caption in enumerate(captions):
         expected = tok(caption, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         labels = enc["labels"][i]
@@ -186,9 +188,9 @@ def test_student_captioner_from_the_final_checkpoint(base_dir: Path, tmp_path: P
     scfg = _cfg("student.max_steps=2", "student.eval_interval=2", "student.checkpoint_interval=2")
     result = train(_job(tmp_path, base_dir, scfg))
     final = result["final_dir"]
-    assert S.content_hash(final) == result["content_hash"]
-    spec = S.student_spec(scfg, final, result["content_hash"])
-    captioner = S.StudentCaptioner.from_spec(spec)
+    assert SC.content_hash(final) == result["content_hash"]
+    spec = SC.student_spec(scfg, final, result["content_hash"])
+    captioner = SC.StudentCaptioner.from_spec(spec)
     out = captioner.caption([_jpeg(1), _jpeg(2)], ["a red bus", "a dog"])
     assert len(out) == 2 and all(g.new_tokens >= 1 for g in out)
     # batched equals one by one (left padding)
@@ -203,7 +205,7 @@ def test_caption_loss_equals_the_full_logits_loss(base_dir: Path):
     import torch
 
     model, processor = S.load_student(base_dir)
-    enc = S.encode_examples(
+    enc = SE.encode_examples(
         processor, [_jpeg(1), _jpeg(2)], ["bus", "a dog"], ["A red bus.", "A dog on the lawn."]
     )
     with torch.no_grad():

@@ -24,9 +24,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from kale_spark import cli, schema, split
+from kale_spark import schema, split
+from kale_spark.cli import commands as cli
 from kale_spark.config import load_config
-from kale_spark.lake import Lake
+from kale_spark.lake.tables import Lake
 from kale_spark.sources.sample import generate_sample
 from kale_spark.stages import fetch, ingest, publish
 from kale_spark.stages import filter as filter_stage

@@ -1,9 +1,9 @@
-"""Words per text by stage, aggregated in Spark (kale_spark/caption_stats.py)."""
+"""Words per text by stage, aggregated in Spark (kale_spark/release/stats.py)."""
 
 from __future__ import annotations
 
-from kale_spark import caption_stats
-from kale_spark.quality import WordStats, word_stats
+from kale_spark.curation.quality import WordStats, word_stats
+from kale_spark.release import stats as caption_stats
 
 ROWS = [
     # (stage, caption, dense_caption, alt_text); word counts in the comments

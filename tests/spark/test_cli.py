@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kale_spark.cli import main
+from kale_spark.cli.commands import main
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import pytest
 
 from kale_spark import schema
 from kale_spark.config import load_config
-from kale_spark.images import is_retryable
-from kale_spark.lake import Lake
+from kale_spark.fetch.status import is_retryable, retryable_condition
+from kale_spark.lake.tables import Lake
 from kale_spark.sources.sample import FETCH_DEFECTS, generate_sample
 from kale_spark.stages import fetch, ingest
-from tests.img2dataset_shards import write_img2dataset_shard
+from tests.support.img2dataset_shards import write_img2dataset_shard
 
 
 def _lake_with_samples(spark, root: Path, rows: int, base_url: str | None = None, **kw):
@@ -70,6 +70,27 @@ def test_file_sample_every_uid_has_one_images_row(spark, tmp_path: Path) -> None
     assert lake.count(schema.IMAGES) == len(samples)
 
 
+def test_a_file_root_that_blocks_every_row_says_which_key_to_set(
+    spark, tmp_path: Path, caplog
+) -> None:
+    """The newcomer's trap: a sample outside fetch.file_root ends all `blocked`, and the
+    run says so in one line naming the key (not only in the `images` table)."""
+    import logging
+
+    _lake_with_samples(spark, tmp_path, 6, bad_fraction=0.0)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cfg = _config(tmp_path, f"fetch.file_root={elsewhere}")
+    ingest.run(spark, cfg)
+    with caplog.at_level(logging.WARNING, logger="kale_spark.stages.fetch"):
+        run = fetch.run(spark, cfg)
+    assert run.counts["status.blocked"] == 6
+    lines = [r.getMessage() for r in caplog.records if "fetch.file_root" in r.getMessage()]
+    assert len(lines) == 1
+    assert "--set fetch.file_root=" in lines[0]
+    assert lines[0] in run.notes
+
+
 def test_default_config_blocks_loopback_and_sends_nothing(spark, tmp_path, http_server) -> None:
     _lake_with_samples(spark, tmp_path, 6, base_url=http_server.url("/blocked"))
     before = len(http_server.log)
@@ -123,7 +144,7 @@ def test_http_fetch_with_allow_list_and_retry_on_rerun(
 
 def test_rerun_policy_is_the_in_run_policy(spark) -> None:
     """The Spark condition that picks rows for a rerun says what images.is_retryable says."""
-    from kale_spark.images import Status
+    from kale_spark.fetch.status import Status
 
     grid = [(s, None) for s in sorted(Status.ALL)] + [
         ("http_error", code) for code in (400, 403, 404, 408, 429, 499, 500, 503, 599, 600)
@@ -131,7 +152,7 @@ def test_rerun_policy_is_the_in_run_policy(spark) -> None:
     frame = spark.createDataFrame(grid, "status string, http_status int")
     got = {
         (r["status"], r["http_status"]): r["retry"]
-        for r in frame.select("*", fetch.retryable_condition().alias("retry")).collect()
+        for r in frame.select("*", retryable_condition().alias("retry")).collect()
     }
     assert got == {(s, c): is_retryable(s, c) for s, c in grid}
     assert got[("http_error", 429)] and got[("timeout", None)] and not got[("http_error", 404)]

@@ -21,16 +21,17 @@ from pathlib import Path
 
 import pytest
 
-from kale_spark import cli, schema
+from kale_spark import schema
+from kale_spark.cli import commands as cli
 from kale_spark.config import load_config
 from kale_spark.curation import RULE_NAMES
-from kale_spark.export import export_release
-from kale_spark.lake import Lake
+from kale_spark.lake.tables import Lake
+from kale_spark.lake.versioning import diff_versions
 from kale_spark.prompts import FUSE_CAPSFUSION_V1
+from kale_spark.release.export import export_release
 from kale_spark.sources.sample import generate_sample
 from kale_spark.stages import fetch, ingest, publish
 from kale_spark.stages import filter as filter_stage
-from kale_spark.versioning import diff_versions
 
 ROWS_1 = 10
 ROWS_2 = 4
@@ -283,7 +284,7 @@ def test_publish_gold_table_and_release(pipeline, spark):
 
 
 def test_word_stats_in_run_summaries_and_card(pipeline):
-    from kale_spark.quality import word_stats, word_stats_lines
+    from kale_spark.curation.quality import word_stats, word_stats_lines
 
     lake, v1 = pipeline["lake"], pipeline["v1"]
     gold = [r.asDict() for r in lake.read(schema.KALE, version=v1).collect()]
@@ -392,7 +393,7 @@ def test_cli_diff_prints_counts(pipeline, capsys):
 
 
 def test_cli_summary_prints_word_stats(pipeline, capsys):
-    from kale_spark.quality import word_stats, word_stats_lines
+    from kale_spark.curation.quality import word_stats, word_stats_lines
 
     lake, v2 = pipeline["lake"], pipeline["v2"]
     rc = cli.main(["summary", "--set", f"lake.root={lake.root}"])

@@ -10,7 +10,7 @@ import pytest
 
 from kale_spark import schema
 from kale_spark.config import load_config
-from kale_spark.lake import Lake
+from kale_spark.lake.tables import Lake
 from kale_spark.sources.sample import FETCH_DEFECTS, generate_sample
 from kale_spark.stages import ingest
 

@@ -1,4 +1,4 @@
-"""kale_spark.lake on real Spark + Delta: every write's commit carries its metadata, the
+"""kale_spark.lake.tables on real Spark + Delta: every write's commit carries its metadata, the
 row counts come from that commit, and the caller's session conf is never written."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
 
 from kale_spark.config import LakeConfig
-from kale_spark.lake import USER_METADATA_CONF, Lake
+from kale_spark.lake.tables import USER_METADATA_CONF, Lake
 
 SCHEMA = StructType([StructField("k", StringType(), False), StructField("v", LongType(), True)])
 

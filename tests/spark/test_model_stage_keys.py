@@ -12,10 +12,10 @@ import shutil
 
 from kale_spark import schema
 from kale_spark.config import load_config
-from kale_spark.lake import Lake
+from kale_spark.lake.tables import Lake
 from kale_spark.models.tiny import ensure_tiny_model
+from kale_spark.spark.udf import BATCH_LOG_ENV, read_batch_log
 from kale_spark.stages import caption
-from kale_spark.udf import BATCH_LOG_ENV, read_batch_log
 
 ROWS = 8
 

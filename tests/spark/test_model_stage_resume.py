@@ -14,10 +14,10 @@ from pathlib import Path
 
 from kale_spark import schema
 from kale_spark.config import load_config
-from kale_spark.lake import Lake
+from kale_spark.lake.tables import Lake
 from kale_spark.sources.sample import generate_sample
+from kale_spark.spark.udf import BATCH_LOG_ENV, read_batch_log
 from kale_spark.stages import caption, fetch, ingest
-from kale_spark.udf import BATCH_LOG_ENV, read_batch_log
 
 ROWS = 40
 ROWS_PER_COMMIT = 4
@@ -93,7 +93,7 @@ def test_sigkilled_caption_resumes_without_duplicates_or_regeneration(spark, tmp
     ok = {r["uid"] for r in lake.read(schema.IMAGES).where("status = 'ok'").collect()}
     assert len(ok) == ROWS
 
-    cmd = [sys.executable, "-m", "kale_spark.cli", "caption"]
+    cmd = [sys.executable, "-m", "kale_spark.cli.commands", "caption"]
     cmd += [arg for o in _overrides(tmp_path) for arg in ("--set", o)]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     killed = _kill_after_commits(cmd, tmp_path / "lake" / schema.DENSE_CAPTIONS, env)

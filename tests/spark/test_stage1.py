@@ -14,12 +14,12 @@ import pytest
 
 from kale_spark import schema
 from kale_spark.config import load_config
-from kale_spark.lake import Lake
+from kale_spark.lake.tables import Lake
 from kale_spark.models.cache import LOAD_LOG_ENV, read_load_log
 from kale_spark.models.spec import TINY_REVISION
 from kale_spark.sources.sample import generate_sample
+from kale_spark.spark.udf import BATCH_LOG_ENV, read_batch_log, register_sql_functions
 from kale_spark.stages import augment, caption, fetch, ingest
-from kale_spark.udf import BATCH_LOG_ENV, read_batch_log, register_sql_functions
 
 ROWS = 12
 ROWS_PER_COMMIT = 4  # several chunks, each committed on its own
@@ -208,6 +208,15 @@ def test_sql_udfs(spark, stage1) -> None:
         "SELECT kale_caption(image) AS c FROM kale.images WHERE status = 'ok'"
     ).collect()
     assert len(captions) == ROWS and all(r["c"] and r["c"].strip() for r in captions)
+    # The same engine as the caption stage: the stored dense caption, row for row, from
+    # the same model (greedy decoding; batches of any size give what one row alone gives).
+    dense = spark.sql(
+        "SELECT d.uid, d.dense_caption, kale_caption(i.image) AS c "
+        "FROM kale.dense_captions d JOIN kale.images i USING (uid) "
+        f"WHERE d.model = '{cfg.caption.id}' AND d.prompt_id = '{cfg.caption.prompt_id}'"
+    ).collect()
+    assert len(dense) == ROWS
+    assert {r["uid"]: r["c"] for r in dense} == {r["uid"]: r["dense_caption"] for r in dense}
 
 
 def _jpeg(seed: int) -> bytes:

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from kale_spark import cli, schema
+from kale_spark import schema
+from kale_spark.cli import commands as cli
+from kale_spark.cli.pipeline import run_all
 from kale_spark.config import load_config
-from kale_spark.lake import Lake
-from kale_spark.pipeline import run_all
+from kale_spark.lake.tables import Lake
 from kale_spark.sources.sample import generate_sample
 
 ROWS = 14
@@ -273,13 +274,13 @@ KILL_AT_STEP = 4
 
 
 def _train_student_cmd(root: Path, *extra: str) -> list[str]:
-    cmd = [sys.executable, "-m", "kale_spark.cli", "train-student"]
+    cmd = [sys.executable, "-m", "kale_spark.cli.commands", "train-student"]
     return cmd + [a for o in _overrides(root) for a in ("--set", o)] + list(extra)
 
 
 def _checkpoints(student_root: Path) -> dict[str, int]:
     """run dir name → its newest complete checkpoint step."""
-    from kale_spark.training import checkpoints
+    from kale_spark.student import checkpoints
 
     out = {}
     for run_dir in student_root.iterdir():
@@ -362,7 +363,7 @@ def two_processes(both_stages):
     (snapshots / "stale00000000000").mkdir()
     (snapshots / "stale00000000000" / "manifest.json").write_text("{}")
     (snapshots / "inuse00000000000").mkdir()
-    from kale_spark.training import checkpoints
+    from kale_spark.student import checkpoints
 
     checkpoints.save(
         student_root / "resumable0000000" / "checkpoints",

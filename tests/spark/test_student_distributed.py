@@ -17,9 +17,9 @@ import pytest
 
 from kale_spark.config import load_config
 from kale_spark.stages import train_student
-from kale_spark.training import checkpoints
-from kale_spark.training.data import Example, write_snapshot
-from kale_spark.training.loop import FINAL, TrainJob
+from kale_spark.student import checkpoints
+from kale_spark.student.data import Example, write_snapshot
+from kale_spark.student.loop import FINAL, TrainJob
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 8
@@ -45,7 +45,7 @@ def test_the_job_builds_one_gpu_per_rank_from_the_gpu_cluster_conf(spark, monkey
     although the CPU stages' task amount is 1/16 GPU."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    from kale_spark.resources import student_distributor
+    from kale_spark.spark.resources import student_distributor
 
     conf = {**_props(REPO / "conf" / "spark" / "gpu-cluster.conf"), "spark.master": "yarn"}
     assert float(conf["spark.task.resource.gpu.amount"]) == 0.0625
@@ -109,7 +109,7 @@ def _job(root: Path, run: str, base: Path, uri: str) -> TrainJob:
 def two_ranks(spark, tmp_path_factory):
     """An uninterrupted two-rank run, then a second run dir cut back to its step-4
     checkpoint (what a kill after that checkpoint leaves) and resumed."""
-    from kale_spark.models.student import build_base
+    from kale_spark.student.model import build_base
 
     root = tmp_path_factory.mktemp("two-ranks")
     cache = root / "cache"

@@ -1,8 +1,8 @@
-"""The Python-worker warm-up a stage starts while its driver plans (kale_spark/warmup.py)."""
+"""The Python-worker warm-up a stage starts while its driver plans (kale_spark/spark/warmup.py)."""
 
 from __future__ import annotations
 
-from kale_spark.warmup import warm_python_workers
+from kale_spark.spark.warmup import warm_python_workers
 
 
 def _worker_state(spark, module: str) -> list[tuple[int, bool]]:
@@ -28,7 +28,7 @@ def _worker_state(spark, module: str) -> list[tuple[int, bool]]:
 
 def test_warmed_workers_are_reused_with_the_modules_already_imported(spark):
     # A module no other test imports in a worker: its presence proves the warm-up did it.
-    module = "kale_spark.card"
+    module = "kale_spark.release.card"
     warm = warm_python_workers(spark, (module,))
     assert warm is not None
     assert warm.join(timeout=120)
@@ -50,9 +50,9 @@ def test_a_failing_warm_up_is_recorded_never_raised(spark):
 
 
 def test_the_local_driver_jvm_runs_with_the_quick_start_options(spark):
-    """The suite's own session was built by get_session on local[2] (kale_spark/jvm.py):
+    """The suite's own session was built by get_session on local[2] (kale_spark/spark/jvm.py):
     C1 only, and the class archive `make setup` built when there is one."""
-    from kale_spark import jvm
+    from kale_spark.spark import jvm
 
     jvm_ = spark.sparkContext._jvm
     args = list(jvm_.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())

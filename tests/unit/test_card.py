@@ -1,4 +1,4 @@
-"""The dataset card and histogram (kale_spark/card.py)."""
+"""The dataset card and histogram (kale_spark/release/card.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import io
 
 from PIL import Image
 
-from kale_spark import card, schema
+from kale_spark import schema
+from kale_spark.release import card
 
 
 def test_bins_and_histogram():
@@ -17,7 +18,7 @@ def test_bins_and_histogram():
     counts = card.histogram([0, 5, 12, 67, 68, 500])
     assert len(counts) == card.N_BINS and sum(counts) == 6
     assert counts[0] == 2 and counts[1] == 1 and counts[6] == 2 and counts[-1] == 1
-    # {word count: captions}, as kale_spark/figures.py counts them in Spark: same bins
+    # {word count: captions}, as kale_spark/release/charts.py counts them in Spark: same bins
     by_words = card.histogram({0: 4, 9: 1, 10: 2, 67: 3, 149: 1, 150: 1, 900: 2})
     assert by_words == [5, 2, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 3]
     assert card.bin_label(0) == "0-9" and card.bin_label(card.N_BINS - 1) == "150+"
@@ -97,7 +98,7 @@ def test_every_gold_column_is_documented():
 
 
 def test_card_words_per_text_section():
-    from kale_spark.quality import WordStats
+    from kale_spark.curation.quality import WordStats
 
     stats = [
         WordStats("stage1", "caption", 5, 61.2, 60.0),

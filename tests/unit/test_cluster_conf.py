@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from kale_spark import jars
-from kale_spark.resources import (
+from kale_spark.spark import jars
+from kale_spark.spark.resources import (
     ModelTaskResources,
     model_task_resources,
     student_task_resources,
 )
-from kale_spark.session import _master_in_defaults, _master_in_submit_args, given_master
+from kale_spark.spark.session import _master_in_defaults, _master_in_submit_args, given_master
 
 REPO = Path(__file__).resolve().parents[2]
 SPARK_CONFS = sorted((REPO / "conf" / "spark").glob("*.conf"))
@@ -55,7 +55,7 @@ def test_delta_session_settings_live_only_in_session_py():
     """session_conf is the one home of Delta's extension and catalog: kale applies them
     when it builds the session (spark-submit included), so no conf file repeats them."""
     from kale_spark.config import SparkConfig
-    from kale_spark.session import session_conf
+    from kale_spark.spark.session import session_conf
 
     conf = session_conf(SparkConfig())
     assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
@@ -116,8 +116,8 @@ def test_gpu_cluster_conf_is_complete():
     )
 
 
-def test_readme_explains_every_gpu_cluster_setting():
-    readme = (REPO / "README.md").read_text()
+def test_the_cluster_page_explains_every_gpu_cluster_setting():
+    readme = (REPO / "docs" / "cluster.md").read_text()
     section = readme.split("### GPU cluster settings", 1)[1].split("\n## ", 1)[0]
     for key in _props(REPO / "conf" / "spark" / "gpu-cluster.conf"):
         assert f"`{key}`" in section, key
@@ -209,7 +209,7 @@ def test_databricks_job_has_the_fields_jobs_api_2_1_requires():
 def test_databricks_job_has_a_task_for_every_stage_of_kale_run():
     """`kale run` (pipeline.stages) and the job run the same commands in the same order:
     both KALE stages, the second filter included, so publish sees the student's rows."""
-    from kale_spark.pipeline import stages
+    from kale_spark.cli.pipeline import stages
 
     expected = [m.__name__.rsplit(".", 1)[-1].replace("_", "-") for m in stages()]
     tasks = json.loads(JOB.read_text())["tasks"]
@@ -220,7 +220,7 @@ def test_databricks_job_has_a_task_for_every_stage_of_kale_run():
 def test_databricks_gpu_cluster_holds_the_paper_students_ranks():
     """train-student's barrier stage needs student.num_processes GPUs at once."""
     from kale_spark.config import load_config
-    from kale_spark.resources import student_task_resources
+    from kale_spark.spark.resources import student_task_resources
 
     job = json.loads(JOB.read_text())
     (task,) = [t for t in job["tasks"] if t["task_key"] == "train-student"]
@@ -235,7 +235,7 @@ def test_databricks_gpu_cluster_holds_the_paper_students_ranks():
 
 
 def test_databricks_job_runs_the_cli_commands_that_exist():
-    from kale_spark.cli import build_parser
+    from kale_spark.cli.commands import build_parser
 
     parser = build_parser()
     for task in json.loads(JOB.read_text())["tasks"]:

@@ -7,8 +7,8 @@ import importlib
 
 import pytest
 
-from kale_spark import cli
-from kale_spark.jobmain import job_main
+from kale_spark.cli import commands as cli
+from kale_spark.cli.jobmain import job_main
 from kale_spark.stages import filter as filter_stage
 
 # The arguments a command cannot go without.

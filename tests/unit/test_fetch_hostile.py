@@ -19,16 +19,11 @@ import pytest
 from PIL import Image, ImageOps
 
 from kale_spark.config import load_config
-from kale_spark.fetch_batch import FetchStageOptions, process_batch
-from kale_spark.fetching import FetchOptions, fetch_url, to_uri
-from kale_spark.images import (
-    MAX_ERROR_CHARS,
-    ImageOptions,
-    Status,
-    decode_and_resize,
-    decode_gate,
-    is_retryable,
-)
+from kale_spark.fetch.client import fetch_url, to_uri
+from kale_spark.fetch.decode import decode_and_resize, decode_gate
+from kale_spark.fetch.options import FetchOptions, FetchStageOptions, ImageOptions
+from kale_spark.fetch.rows import process_batch
+from kale_spark.fetch.status import MAX_ERROR_CHARS, Status, is_retryable
 from kale_spark.stages.fetch import stage_options
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +42,7 @@ CHUNKED_HEAD = OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
 
 @pytest.fixture(scope="module")
 def hostile(http_server, route_cls, image_bytes) -> dict[str, str]:
-    from tests import http_server as hs
+    from tests.support import http_server as hs
 
     jpeg = image_bytes("JPEG", size=(64, 48))
     routes = {
@@ -273,7 +268,8 @@ def test_not_an_image_error_has_no_content_preview(tmp_path: Path) -> None:
 
 _PEAK_SCRIPT = """
 import resource, sys
-from kale_spark.images import ImageOptions, decode_and_resize
+from kale_spark.fetch.decode import decode_and_resize
+from kale_spark.fetch.options import ImageOptions
 data = open(sys.argv[1], "rb").read()
 decode_and_resize(b"\\xff\\xd8\\xff", ImageOptions())  # warm imports
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -338,7 +334,7 @@ def test_small_ico_still_decodes() -> None:
 
 
 def test_large_decodes_wait_for_a_slot(image_bytes) -> None:
-    from kale_spark.fetching import map_bounded
+    from kale_spark.fetch.client import map_bounded
 
     data = image_bytes("PNG", size=(300, 300))
     opts = ImageOptions(large_pixels=50_000, large_decodes=1)

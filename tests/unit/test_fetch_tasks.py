@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from kale_spark.lake import WriteResult
+from kale_spark.lake.tables import WriteResult
 from kale_spark.stages.fetch import _written_statuses, task_count
 
 

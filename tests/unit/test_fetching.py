@@ -1,4 +1,4 @@
-"""kale_spark.fetching and fetch_batch.process_batch against a real local HTTP server."""
+"""kale_spark.fetch.client and fetch_batch.process_batch against a real local HTTP server."""
 
 from __future__ import annotations
 
@@ -19,21 +19,15 @@ import pytest
 from PIL import Image
 
 from kale_spark import schema
-from kale_spark.fetch_batch import (
-    IMAGES_COLUMNS,
-    IMAGES_DTYPES,
-    FetchStageOptions,
-    process_batch,
-)
-from kale_spark.fetching import (
+from kale_spark.fetch.client import blocked_reason, fetch_url, map_bounded, opted_out
+from kale_spark.fetch.options import (
     DEFAULT_USER_AGENT,
     FetchOptions,
-    blocked_reason,
-    fetch_url,
-    map_bounded,
-    opted_out,
+    FetchStageOptions,
+    ImageOptions,
 )
-from kale_spark.images import ImageOptions, Status
+from kale_spark.fetch.rows import IMAGES_COLUMNS, IMAGES_DTYPES, process_batch
+from kale_spark.fetch.status import Status
 
 # The local server lives on loopback, which is blocked unless allowed.
 LOOP_KW = dict(
@@ -557,7 +551,7 @@ def test_https_verifies_certificates(self_signed_https) -> None:
 
 
 def test_process_partition_streams_batches_into_fixed_frames(served) -> None:
-    from kale_spark.fetch_batch import process_partition
+    from kale_spark.fetch.rows import process_partition
 
     batches = [
         (pd.DataFrame({"uid": [f"b{b}r{r}" for r in range(3)], "url": [served["png"]] * 3}), None)

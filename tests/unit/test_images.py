@@ -1,4 +1,4 @@
-"""kale_spark.images: sniffing, guards, orientation, colour modes, resizing."""
+"""kale_spark.fetch.decode: sniffing, guards, orientation, colour modes, resizing."""
 
 from __future__ import annotations
 
@@ -10,15 +10,9 @@ import zlib
 import pytest
 from PIL import Image
 
-from kale_spark.images import (
-    ImageOptions,
-    Status,
-    decode_and_resize,
-    is_retryable,
-    sha256_matches,
-    sniff_mime,
-    target_size,
-)
+from kale_spark.fetch.decode import decode_and_resize, sha256_matches, sniff_mime, target_size
+from kale_spark.fetch.options import ImageOptions
+from kale_spark.fetch.status import Status, is_retryable
 
 DEFAULT = ImageOptions()
 

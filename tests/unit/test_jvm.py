@@ -1,4 +1,4 @@
-"""Quick-start options for a local driver JVM (kale_spark/jvm.py, session.py)."""
+"""Quick-start options for a local driver JVM (kale_spark/spark/jvm.py, session.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kale_spark import jvm
 from kale_spark.config import SparkConfig
-from kale_spark.session import _launches_local_jvm
+from kale_spark.spark import jvm
+from kale_spark.spark.session import _launches_local_jvm
 
 
 def test_options_are_c1_then_the_archive_when_it_exists_then_the_users(tmp_path: Path) -> None:

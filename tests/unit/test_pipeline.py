@@ -11,8 +11,8 @@ import pytest
 
 from kale_spark import schema
 from kale_spark.models.batching import Generated, token_batches
-from kale_spark.models.pipeline import RESULT_COLUMNS, Split, error_row, run_partition
-from kale_spark.udf import model_partition_fn
+from kale_spark.models.inference import RESULT_COLUMNS, Split, error_row, run_partition
+from kale_spark.spark.udf import model_partition_fn
 
 
 def test_token_batches_caps_rows_and_tokens():
@@ -143,7 +143,7 @@ def test_run_partition_raises_what_the_input_raises():
 
 def test_model_partition_fn_loads_nothing_for_an_empty_partition():
     from kale_spark.models.spec import ModelSpec
-    from kale_spark.udf import UdfContext
+    from kale_spark.spark.udf import UdfContext
 
     # A model id that cannot load: an empty partition never tries.
     ctx = UdfContext(spec=ModelSpec(id="/nonexistent/model", prompt_id="dense_v1"))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kale_spark.cli import main
-from kale_spark.planning import default_figures_dir, plan
+from kale_spark.cli.commands import main
+from kale_spark.cli.plan import default_figures_dir, plan
 
 
 @pytest.fixture

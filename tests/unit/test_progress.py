@@ -1,4 +1,4 @@
-"""The progress reporter every long stage shares (kale_spark/progress.py)."""
+"""The progress reporter every long stage shares (kale_spark/lake/progress.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import pytest
 
 from kale_spark.config import ConfigError, load_config
-from kale_spark.progress import Progress, format_eta
+from kale_spark.lake.progress import Progress, format_eta
 
 
 class FakeClock:
@@ -79,7 +79,7 @@ def test_interval_is_bounded_so_long_stages_log_at_least_every_30s() -> None:
 
 
 def test_the_reporter_thread_logs_at_its_interval(caplog) -> None:
-    caplog.set_level(logging.INFO, logger="kale_spark.progress")
+    caplog.set_level(logging.INFO, logger="kale_spark.lake.progress")
     p = Progress("caption", 10, interval_s=0.02, bar=False)
     with p:
         p.add({"generated": 4})
@@ -87,6 +87,6 @@ def test_the_reporter_thread_logs_at_its_interval(caplog) -> None:
         while p.lines_logged < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert p.lines_logged >= 3
-    lines = [r.getMessage() for r in caplog.records if r.name == "kale_spark.progress"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "kale_spark.lake.progress"]
     assert len(lines) >= 4  # the ticks plus the final line on exit
     assert all(line.startswith("[caption] 4/10 rows (40%)") for line in lines)

@@ -15,7 +15,7 @@ from kale_spark.models.fusion import (
     truncate_tokens,
 )
 from kale_spark.models.spec import ModelSpec
-from kale_spark.prompts import PROMPTS, get_prompt, instruction_text, render_prompt
+from kale_spark.prompts import PROMPTS, get_prompt, instruction_text
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 # CapsFusion's instruction as published (baaivision/CapsFusion capsfusion_inference.py,
@@ -76,7 +76,7 @@ def test_registry_ids_match_their_templates():
 
 
 def test_dense_prompt():
-    assert render_prompt("dense_v1") == "Describe this image in detail."
+    assert get_prompt("dense_v1").render() == "Describe this image in detail."
     assert get_prompt("dense_v1").slots == ()
     assert get_prompt("dense_v1").kind == "vlm"
 
@@ -101,10 +101,10 @@ def test_fusion_prompt_is_capsfusions_text_verbatim():
         "{synthetic_caption}", "{dense_caption}"
     )
     alt, dense = "Eiffel Tower 2019", "A tower."
-    assert render_prompt("fuse_capsfusion_v1", alt_text=alt, dense_caption=dense) == (
+    assert get_prompt("fuse_capsfusion_v1").render(alt_text=alt, dense_caption=dense) == (
         CAPSFUSION.format(ori_caption=alt, synthetic_caption=dense)
     )
-    assert render_prompt("fuse_capsfusion_v1", alt_text=alt, dense_caption=dense) == (
+    assert get_prompt("fuse_capsfusion_v1").render(alt_text=alt, dense_caption=dense) == (
         FUSION_INSTRUCTION + "\n\nSentence 1: Eiffel Tower 2019\nSentence 2: A tower.\n"
         "New Sentence:"
     )
@@ -112,8 +112,8 @@ def test_fusion_prompt_is_capsfusions_text_verbatim():
 
 
 def test_the_paraphrase_keeps_its_own_id():
-    assert render_prompt(
-        "fuse_paraphrase_v1", alt_text="Eiffel Tower 2019", dense_caption="A tower."
+    assert get_prompt("fuse_paraphrase_v1").render(
+        alt_text="Eiffel Tower 2019", dense_caption="A tower."
     ) == (PARAPHRASE_INSTRUCTION + " Sentence 1: Eiffel Tower 2019 Sentence 2: A tower.")
 
 
@@ -146,9 +146,9 @@ def test_unknown_prompt_id_is_a_clear_key_error():
 
 def test_render_checks_slots():
     with pytest.raises(KeyError, match=r"missing \['dense_caption'\]"):
-        render_prompt("fuse_capsfusion_v1", alt_text="x")
+        get_prompt("fuse_capsfusion_v1").render(alt_text="x")
     with pytest.raises(KeyError, match=r"unexpected \['alt_text'\]"):
-        render_prompt("dense_v1", alt_text="x")
+        get_prompt("dense_v1").render(alt_text="x")
 
 
 # --- truncation ---------------------------------------------------------------------

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from kale_spark.quality import (
+from kale_spark.curation.quality import (
     SCORE_COLUMNS,
     WordStats,
     knowledge_retention,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kale_spark.training import data as D
+from kale_spark.student import data as D
 
 
 def _examples(n: int, prefix: str = "u") -> list[D.Example]:
@@ -168,7 +168,7 @@ def test_locations_the_trainers_cannot_open_are_refused(tmp_path: Path):
 
 
 def test_training_settings_are_validated_and_the_cli_flag_sets_one():
-    from kale_spark.cli import _config_overrides, build_parser
+    from kale_spark.cli.commands import _config_overrides, build_parser
     from kale_spark.config import ConfigError, load_config
 
     for bad in (

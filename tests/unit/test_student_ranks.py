@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from kale_spark.config import load_config
-from kale_spark.training import checkpoints
-from kale_spark.training.data import Example, write_snapshot
-from kale_spark.training.loop import TrainJob
+from kale_spark.student import checkpoints
+from kale_spark.student.data import Example, write_snapshot
+from kale_spark.student.loop import TrainJob
 
 
 def _free_port() -> int:
@@ -25,7 +25,7 @@ def _rank_main(rank: int, jobs: list[TrainJob], port: int, out: Path) -> None:
     """One process: join the group, agree on the start, write what happened."""
     import torch.distributed as dist
 
-    from kale_spark.training import loop
+    from kale_spark.student import loop
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)

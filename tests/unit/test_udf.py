@@ -3,12 +3,28 @@ batch functions (fake models, no Spark, no torch)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 
 from kale_spark import schema
 from kale_spark.models.batching import Generated
-from kale_spark.udf import RESULT_COLUMNS, auto_torch_threads, caption_batch, fuse_batch
+from kale_spark.models.inference import CaptionEngine, FuseEngine, results_in_order
+from kale_spark.models.spec import ModelSpec
+from kale_spark.spark.udf import RESULT_COLUMNS, auto_torch_threads
+
+
+def caption_batch(captioner, images: pd.Series) -> pd.DataFrame:
+    """A batch of a SQL function's images through the stages' engine, rows in order."""
+    return results_in_order(
+        CaptionEngine(captioner), pd.DataFrame({"image": images}), captioner.spec
+    )
+
+
+def fuse_batch(rewriter, alt_texts: pd.Series, dense: pd.Series) -> pd.DataFrame:
+    frame = pd.DataFrame({"alt_text": alt_texts, "dense_caption": dense})
+    return results_in_order(FuseEngine(rewriter), frame, rewriter.spec)
 
 
 @pytest.mark.parametrize(
@@ -34,15 +50,29 @@ def test_auto_torch_threads(master, conf, expected) -> None:
 
 
 class FakeCaptioner:
-    """Captions b"ok..." bytes, raises on anything else; returns "" for b"ok-empty"."""
+    """Captions b"ok..." bytes, raises on anything else; returns "" for b"ok-empty".
+
+    The model interface the engine drives (prompt, prepare, run), as Captioner has it."""
+
+    needs_alt_text = False
+    spec = ModelSpec(id="fake", prompt_id="dense_v1", batch_size=8)
 
     def __init__(self) -> None:
         self.calls: list[int] = []
 
-    def caption(self, images: list[bytes]) -> list[Generated]:
-        self.calls.append(len(images))
+    def prompt_text(self, alt_text: str | None = None) -> str:
+        return "describe"
+
+    def prompt_tokens(self, prompt: str, image: bytes | None = None) -> int:
+        return 5
+
+    def prepare(self, images: list[bytes], prompts: list[str]) -> SimpleNamespace:
+        return SimpleNamespace(items=list(zip(images, prompts, strict=True)), size=len(images))
+
+    def run(self, prepared: SimpleNamespace) -> list[Generated]:
+        self.calls.append(prepared.size)
         out = []
-        for data in images:
+        for data, _ in prepared.items:
             if not data.startswith(b"ok"):
                 raise ValueError(f"cannot decode {data[:8]!r}")
             text = "" if data == b"ok-empty" else f"  caption of {data.decode()} "
@@ -77,10 +107,28 @@ def test_caption_batch_calls_the_model_once_when_nothing_fails() -> None:
 
 
 class FakeRewriter:
-    def fuse(self, alt_texts: list[str], dense: list[str]) -> list[Generated]:
+    """Echoes each prompt in CapsFusion's answer format; the model interface the engine
+    drives (prompt, token ids, pad, run), as FusionRewriter has it."""
+
+    spec = ModelSpec(id="fake", prompt_id="fuse_capsfusion_v1", batch_size=8)
+
+    def __init__(self) -> None:
+        self.prompts: list[str] = []
+
+    def build_prompt(self, alt_text: str, dense_caption: str) -> str:
+        return f"{alt_text} / {dense_caption}"
+
+    def token_ids(self, prompts: list[str]) -> list[list[int]]:
+        self.prompts.extend(prompts)
+        return [[len(self.prompts) - len(prompts) + i] for i in range(len(prompts))]
+
+    def pad(self, ids: list[list[int]]) -> list[list[int]]:
+        return ids
+
+    def run(self, ids: list[list[int]], inputs: object = None) -> list[Generated]:
         return [
-            Generated(text=f'Sentence 3: "{a} / {d}"', prompt_tokens=9, new_tokens=4)
-            for a, d in zip(alt_texts, dense, strict=True)
+            Generated(text=f'Sentence 3: "{self.prompts[i]}"', prompt_tokens=9, new_tokens=4)
+            for (i,) in ids
         ]
 
 

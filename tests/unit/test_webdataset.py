@@ -8,16 +8,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kale_spark.fetch_batch import IMAGES_COLUMNS, FetchStageOptions, process_batch
-from kale_spark.images import Status
+from kale_spark.fetch.options import FetchStageOptions
+from kale_spark.fetch.rows import IMAGES_COLUMNS, process_batch
+from kale_spark.fetch.status import Status
 from kale_spark.sources.webdataset import (
     ShardEntry,
-    build_shard_index,
     find_shards,
     iter_shard_entries,
     read_entry,
 )
-from tests.img2dataset_shards import write_img2dataset_shard
+from tests.support.img2dataset_shards import build_shard_index, write_img2dataset_shard
 
 
 def _uid(i: int) -> str:

@@ -24,12 +24,11 @@ import re
 from functools import lru_cache
 
 from kale_spark.curation.leaks.base import Rule, Sentence
-from kale_spark.quality import STOPWORDS
+from kale_spark.curation.quality import STOPWORDS, WORD_RUN
 
 __all__ = ["Directive", "InstructionOverlap", "InstructionVocabulary", "TemplateSlot"]
 
 _I = re.IGNORECASE
-_WORD = re.compile(r"[^\W_]+")
 _SLOT = re.compile(r"\{[^{}]*\}")
 # Content bigrams too common in honest captions to count as an echo on their own.
 _COMMON_BIGRAMS = frozenset({("real", "world")})
@@ -43,7 +42,7 @@ def _stem(token: str) -> str:
 
 
 def _content_stems(text: str) -> list[str]:
-    tokens = (t.lower() for t in _WORD.findall(text))
+    tokens = (t.lower() for t in WORD_RUN.findall(text))
     return [_stem(t) for t in tokens if t not in STOPWORDS and not t.isdigit()]
 
 
@@ -54,7 +53,7 @@ def _prompt_grams(prompt: str, n: int = 5) -> tuple[frozenset, frozenset, frozen
     grams: set[tuple[str, ...]] = set()
     pairs: set[tuple[str, str]] = set()
     for part in _SLOT.split(prompt):
-        tokens = [t.lower() for t in _WORD.findall(part)]
+        tokens = [t.lower() for t in WORD_RUN.findall(part)]
         for i in range(len(tokens) - n + 1):
             gram = tuple(tokens[i : i + n])
             if sum(t not in STOPWORDS for t in gram) >= 3:
@@ -77,7 +76,7 @@ class InstructionOverlap(Rule):
             return False
         grams, pairs, stems = _prompt_grams(s.prompt)
         text = s.text
-        tokens = [t.lower() for t in _WORD.findall(text)]
+        tokens = [t.lower() for t in WORD_RUN.findall(text)]
         # Both tests need at least two of the instruction's content words.
         if sum(_stem(t) in stems for t in set(tokens) if t not in STOPWORDS) < 2:
             return False

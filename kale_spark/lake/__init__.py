@@ -1,0 +1,15 @@
+"""The Delta layer: the only code that reads or writes Delta tables directly.
+
+    tables.py      ``Lake``: table paths, the catalog database, reads, appends, MERGE,
+                   commit metadata (``from kale_spark.lake import Lake, WriteResult``)
+    runs.py        the ``runs`` table and ``stage_run`` (one row per stage run)
+    progress.py    the one progress reporter of long stages
+    versioning.py  table versions, ``VERSION AS OF`` diffs
+
+May import: the core modules (config, schema, hashing). Stages, release and the CLI
+import it; it imports none of them.
+"""
+
+from kale_spark.lake.tables import Lake, WriteResult
+
+__all__ = ["Lake", "WriteResult"]

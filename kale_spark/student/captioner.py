@@ -1,0 +1,62 @@
+"""The student at inference: its ``ModelSpec`` (checkpoint path + content hash as the
+lineage) and ``StudentCaptioner``, the stage-1 captioner with the alt-text prompt."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kale_spark.models.captioner import Captioner
+from kale_spark.models.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from kale_spark.config import StudentConfig
+
+__all__ = ["StudentCaptioner", "content_hash", "student_spec"]
+
+
+def content_hash(path: str | os.PathLike) -> str:
+    """sha256 over a saved model's files (names and bytes, sorted), provenance excluded."""
+    root = Path(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "provenance.json"):
+        h.update(str(f.relative_to(root)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def student_spec(scfg: StudentConfig, checkpoint: str, checkpoint_hash: str) -> ModelSpec:
+    """The ModelSpec student-caption runs: the checkpoint's path is the model id and its
+    content hash the revision, so both land in every stage-2 row's lineage."""
+    return ModelSpec(
+        id=str(checkpoint),
+        revision=checkpoint_hash,
+        prompt_id=scfg.prompt_id,
+        dtype=scfg.dtype if scfg.use_gpu else "float32",
+        device=scfg.device,
+        batch_size=scfg.caption_batch_size,
+        rows_per_commit=scfg.rows_per_commit,
+        commit_interval_s=scfg.commit_interval_s,
+        max_input_tokens=scfg.max_input_tokens,
+        generation=scfg.generation,
+    )
+
+
+class StudentCaptioner(Captioner):
+    """The student at inference: image + alt-text in, caption out (``caption(images,
+    alt_texts)``), batched with left padding, split on CUDA OOM, as the stage-1 VLM."""
+
+    def __init__(self, model: Any, processor: Any, spec: ModelSpec) -> None:
+        super().__init__(model, processor, spec)
+        if not self.needs_alt_text:
+            raise ValueError(f"the student's prompt {spec.prompt_id!r} takes no alt_text")
+
+    def caption(self, images: Sequence[bytes], alt_texts: Sequence[str] | None = None):
+        if alt_texts is None:
+            raise ValueError("the student needs one alt-text per image")
+        return super().caption(images, [a if isinstance(a, str) else "" for a in alt_texts])

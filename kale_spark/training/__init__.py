@@ -1,1 +1,0 @@
-"""Training the stage-2 student: data streaming, checkpoints, the loop (no Spark here)."""
