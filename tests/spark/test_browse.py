@@ -383,7 +383,9 @@ def test_release_browser_in_chromium(lake_data, page, tmp_path):
     assert page.get_attribute("#count", "data-count") == str(len(too_short))
     page.select_option("#reason", "instruction_vocabulary")
     page.wait_for_selector("body[data-state=ready]")
-    echoed = {u for u, e in expected.items() if [LEAK_ECHO, "instruction_vocabulary"] in e["removed"]}
+    echoed = {
+        u for u, e in expected.items() if [LEAK_ECHO, "instruction_vocabulary"] in e["removed"]
+    }
     uids = {
         page.locator("#grid .card").nth(i).get_attribute("data-uid") for i in range(len(echoed))
     }
