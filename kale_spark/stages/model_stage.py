@@ -692,3 +692,24 @@ def _worker_metrics(workers: Mapping[str, int]) -> dict[str, float]:
         "model_workers": float(n_workers),
         "loads_per_worker": round(loads / n_workers, 3) if n_workers else 0.0,
     }
+
+
+def run_on_cluster(spark: Any, cfg: Any, lake: Lake, run: StageRun, **wiring: Any) -> None:
+    """Build a :class:`ModelStage` from ``wiring`` for the session's cluster and run it.
+
+    What every model stage shares: the progress interval from ``cfg``, one GPU per model
+    task on a GPU cluster (stage-level scheduling; None locally), the number of model
+    tasks the cluster runs at once, and the model UDF's context for ``wiring["spec"]``.
+    """
+    from kale_spark.spark import udf
+    from kale_spark.spark.resources import model_slots, model_stage_profile
+
+    stage = ModelStage(
+        **wiring,
+        progress_interval_s=cfg.progress.interval_s,
+        resource_profile=model_stage_profile(spark),
+        slots=model_slots(spark),
+    )
+    run_model_stage(lake, run, stage, udf.udf_context(spark, cfg, stage.spec))
+    if stage.spec.is_tiny:
+        run.notes.append(f"{stage.spec.id} is an untrained smoke-test model: captions are noise")
