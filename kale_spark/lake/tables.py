@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kale_spark.config import LakeConfig
+from kale_spark.lake.contracts import check_write
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -455,6 +456,7 @@ class Lake:
         already committed that version or a later one for that app id; the result then
         says `committed=False`.
         """
+        check_write(commit, name)
         metadata, stamp = _commit_info(commit)
         writer = source.write.format("delta").mode("append").option(USER_METADATA_OPTION, metadata)
         if merge_schema:
@@ -469,6 +471,7 @@ class Lake:
         """Bin-packing compaction of table `name`; its commit (if any) carries `commit`."""
         from delta.tables import DeltaTable
 
+        check_write(commit, name)
         with self._commit_session(commit) as (session, _):
             DeltaTable.forPath(session, self.path(name)).optimize().executeCompaction()
 
@@ -506,6 +509,7 @@ class Lake:
         WHEN clauses `clauses` adds to Delta's merge builder; the commit's row counts."""
         from delta.tables import DeltaTable
 
+        check_write(commit, name)
         on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         with self._commit_session(commit) as (session, stamp):
             target = DeltaTable.forPath(session, self.path(name))
