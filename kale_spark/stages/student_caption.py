@@ -3,7 +3,7 @@
 The split (split.py, `split.teacher_fraction`) gives every ok image to the teacher or
 to the student; this stage captions the student's share, image + alt-text in
 (prompt `student_v1`), with the checkpoint train-student made last (or
-`student.checkpoint`). It runs through the shared model-stage machinery
+`student.caption.id`). It runs through the shared model-stage machinery
 (stages/model_stage.py: streamed from `images`, committed chunk by chunk), model kind
 "student" of udf.model_partition_fn: the student loaded once per Python worker
 (``StudentCaptioner``, student/captioner.py).
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kale_spark import schema
-from kale_spark.config import Config
+from kale_spark.config import LATEST_STUDENT, Config
 from kale_spark.lake.runs import StageRun, stage_run
 from kale_spark.lake.tables import Lake
 from kale_spark.split import is_teacher_col
@@ -53,8 +53,8 @@ def resolve_checkpoint(lake: Lake, cfg: Config) -> tuple[str, str, dict[str, Any
     from kale_spark.stages.train_student import read_latest
     from kale_spark.student.captioner import content_hash
 
-    if cfg.student.checkpoint:
-        path = cfg.student.checkpoint
+    if cfg.student.caption.id != LATEST_STUDENT:
+        path = cfg.student.caption.id
         return path, content_hash(path), {"path": path}
     pointer = read_latest(lake, cfg)
     if pointer is None:
