@@ -318,8 +318,8 @@ def write(args: argparse.Namespace, result: dict[str, Any], path: Path | None = 
         largest = max(sizes, key=int)
         write_figures(device_name(), "caption", {
             "images_per_s": sizes[largest]["kale"]["median"],
-            "model": "bench-vlm (LLaVA-shaped, 224 px), float32; "
-                     "`kale caption` whole command, JVM start included",
+            "model": "bench-vlm (LLaVA-shaped, 224 px), float32",
+            "label": "`kale caption` whole command with JVM start, tiny model",
             "images": int(largest),
             "batch_size": result["tuned"]["kale"]["batch_size"],
             **settings,
