@@ -278,7 +278,8 @@ def child_lake(args: argparse.Namespace) -> int:
         rows[[f.name for f in schema.IMAGES_SCHEMA.fields]], schema.IMAGES_SCHEMA
     )
     lake = Lake(spark, cfg.lake)
-    lake.ensure_table(schema.IMAGES, schema.IMAGES_SCHEMA)
+    # as the fetch stage creates it: the change data feed on (the model stages stream it)
+    lake.ensure_table(schema.IMAGES, schema.IMAGES_SCHEMA, change_feed=True)
     lake.append(
         schema.IMAGES, df.repartition(max(args.cores, len(paths) // 256)), {"stage": "bench"}
     )
