@@ -1,0 +1,50 @@
+"""bench/caption_throughput.py's bookkeeping: rounds alternate, ratios pair within a round."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import pytest
+
+from bench import caption_throughput as bench
+
+
+def test_rounds_alternate_the_order_and_ratios_pair_within_a_round(monkeypatch) -> None:
+    order: list[str] = []
+    rates = {"kale": [10.0, 12.0, 9.0], "raw": [8.0, 12.0, 10.0], "ray": [5.0, 6.0, 4.0]}
+
+    def run_once(args, setting, images):
+        order.append(setting.name)
+        rate = rates[setting.name][sum(1 for n in order if n == setting.name) - 1]
+        return {"images_per_s": rate, "seconds": images / rate, "peak_rss_mb": 1.0,
+                "load_average_1m": 2.0, "stage_s": 1.0}  # fmt: skip
+
+    monkeypatch.setattr(bench, "run_once", run_once)
+    args = argparse.Namespace(repeats=3, deadline=time.monotonic() + 1e6, last_round_s=0.0)
+    best = {n: bench.Setting(n, 8) for n in ("kale", "raw", "ray")}
+    runs = bench.rounds(args, best, 64)
+    assert order == ["kale", "raw", "ray", "ray", "raw", "kale", "kale", "raw", "ray"]
+    out = bench.size_summary(runs)
+    # kale/raw per round: 1.25, 1.0, 0.9 -> median 1.0, min 0.9, max 1.25
+    assert (out["kale_over_raw"], out["kale_over_raw_min"], out["kale_over_raw_max"]) == (
+        1.0, 0.9, 1.25,
+    )  # fmt: skip
+    assert out["kale_over_ray"] == 2.0 and out["kale_over_ray_min"] == 2.0
+    assert out["kale_over_ray_max"] == 2.25
+    assert out["kale"] == {"median": 10.0, "min": 9.0, "max": 12.0}
+
+
+def test_a_round_past_the_budget_is_not_started(monkeypatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(bench, "run_once", lambda a, s, i: calls.append(s.name) or {})
+    args = argparse.Namespace(repeats=3, deadline=time.monotonic() - 1, last_round_s=0.0)
+    runs = bench.rounds(args, {"kale": bench.Setting("kale", 8)}, 64)
+    assert calls == ["kale"] and len(runs["kale"]) == 1  # the first round always runs
+
+
+@pytest.mark.parametrize("name", ["ray", "daft"])
+def test_ray_and_daft_sweep_their_layouts_too(name) -> None:
+    args = argparse.Namespace(batch_sizes=[8, 16], workers=[1, 2])
+    assert len(bench.settings_for(name, args)) == 4
+    assert [s.workers for s in bench.settings_for("raw", args)] == [1, 1]
