@@ -84,7 +84,8 @@ class Setting:
 
 def settings_for(name: str, args: argparse.Namespace) -> list[Setting]:
     workers = args.workers if name in ("ray", "daft") else [1]
-    return [Setting(name, b, w) for b in args.batch_sizes for w in workers]
+    batches = args.batch_sizes[:1] if name == "naive" else args.batch_sizes
+    return [Setting(name, b, w) for b in batches for w in workers]
 
 
 # ---------------------------------------------------------------- one cold run
@@ -188,20 +189,33 @@ def _rows(files: list[Path], column: str) -> int:
 
 
 def sweep(args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Setting], list[dict]]:
-    """Each contestant's best setting: one cold run per setting on ``--sweep-images``."""
+    """Each contestant's best setting, one cold run per setting on ``--sweep-images``:
+    the layouts (instances x threads) at the first batch size, then the other batch
+    sizes at the best layout. ``naive`` keeps the first batch size (it is the untuned
+    loop, by definition)."""
     best: dict[str, Setting] = {}
     table: list[dict] = []
+    rates: dict[Setting, float] = {}
+
+    def run(settings: list[Setting]) -> None:
+        for setting in settings:
+            result = run_once(args, setting, args.sweep_images)
+            rates[setting] = result["images_per_s"]
+            table.append({**asdict(setting), "images": args.sweep_images, **result})
+
+    def fastest(name: str) -> Setting:
+        return max((s for s in rates if s.name == name), key=rates.__getitem__)
+
+    first = args.batch_sizes[0]
     for name in names:
         settings = settings_for(name, args)
         if len(settings) == 1:
             best[name] = settings[0]
             continue
-        rates = {}
-        for setting in settings:
-            result = run_once(args, setting, args.sweep_images)
-            rates[setting] = result["images_per_s"]
-            table.append({**asdict(setting), "images": args.sweep_images, **result})
-        best[name] = max(rates, key=rates.__getitem__)
+        run([s for s in settings if s.batch_size == first])
+        workers = fastest(name).workers
+        run([s for s in settings if s.workers == workers and s.batch_size != first])
+        best[name] = fastest(name)
     return best, table
 
 

@@ -113,9 +113,11 @@ def run_timed(
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+        kill_tree(proc)
         raise RuntimeError(f"{' '.join(cmd)} ran past {timeout:.0f}s") from None
+    except BaseException:  # interrupted: no JVM or Ray worker is left behind
+        kill_tree(proc)
+        raise
     finally:
         wall = time.perf_counter() - start
         done.set()
@@ -123,6 +125,23 @@ def run_timed(
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}")
     return wall, peak / 2**20, out
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` and every process it started (Spark's JVM, Ray's raylet)."""
+    import psutil
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.kill()
+    proc.communicate()
 
 
 def spread(values: Sequence[float], digits: int = 3) -> dict[str, float]:

@@ -43,8 +43,27 @@ def test_a_round_past_the_budget_is_not_started(monkeypatch) -> None:
     assert calls == ["kale"] and len(runs["kale"]) == 1  # the first round always runs
 
 
+def test_the_sweep_tries_layouts_then_batch_sizes_at_the_best_layout(monkeypatch) -> None:
+    rate = {("ray", 8, 1): 3.0, ("ray", 8, 2): 4.0, ("ray", 16, 2): 5.0,
+            ("raw", 8, 1): 6.0, ("raw", 16, 1): 5.0}  # fmt: skip
+    tried: list[tuple] = []
+
+    def run_once(args, s, images):
+        tried.append((s.name, s.batch_size, s.workers))
+        return {"images_per_s": rate[tried[-1]]}
+
+    monkeypatch.setattr(bench, "run_once", run_once)
+    args = argparse.Namespace(batch_sizes=[8, 16], workers=[1, 2], sweep_images=64)
+    best, table = bench.sweep(args, ["raw", "naive", "ray"])
+    assert tried == [("raw", 8, 1), ("raw", 16, 1), ("ray", 8, 1), ("ray", 8, 2), ("ray", 16, 2)]
+    assert best["raw"] == bench.Setting("raw", 8, 1) and best["ray"] == bench.Setting("ray", 16, 2)
+    assert best["naive"] == bench.Setting("naive", 8, 1)  # the untuned loop is not swept
+    assert len(table) == 5
+
+
 @pytest.mark.parametrize("name", ["ray", "daft"])
 def test_ray_and_daft_sweep_their_layouts_too(name) -> None:
     args = argparse.Namespace(batch_sizes=[8, 16], workers=[1, 2])
     assert len(bench.settings_for(name, args)) == 4
     assert [s.workers for s in bench.settings_for("raw", args)] == [1, 1]
+    assert bench.settings_for("naive", args) == [bench.Setting("naive", 8, 1)]
