@@ -141,7 +141,8 @@ def bench_fetch(
             except OSError:
                 time.sleep(0.05)
         urls = [f"http://127.0.0.1:{port}/{files[i % len(files)].name}?r={i}" for i in range(rows)]
-        fetch = FetchOptions(allow_networks=("127.0.0.0/8",), concurrency=concurrency)
+        stage = FetchStageOptions(allow_networks=("127.0.0.0/8",), concurrency=concurrency)
+        fetch: FetchOptions = stage
         size = sum(f.stat().st_size for f in files) / len(files)
 
         started = time.perf_counter()
@@ -151,7 +152,7 @@ def bench_fetch(
 
         pdf = pd.DataFrame({"uid": [f"u{i}" for i in range(rows)], "url": urls, "sha256": None})
         started = time.perf_counter()
-        out = process_batch(pdf, FetchStageOptions(fetch=fetch), run_id="bench")
+        out = process_batch(pdf, stage, run_id="bench")
         full = time.perf_counter() - started
         assert (out["status"] == "ok").all(), out["status"].value_counts().to_dict()
     finally:
