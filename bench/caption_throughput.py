@@ -30,6 +30,9 @@ The method (bench/RESULTS.md says it once for every bench):
 - ``--repeats`` rounds per size, the order of the contestants reversed every other
   round. A ratio is taken within each round (same machine state) and reported as the
   median with its min and max over the rounds; "kale >= X" holds only if the min does.
+- ``--budget-min``: on a busy machine, a round (or a size) that would end past the
+  budget is not started; the JSON says how many rounds each size got
+  (``repeats_done``), which sizes were not run, and the load average of every run.
 
 Prints one JSON object (the last line): per size, images/s per contestant and
 ``kale_over_raw``, ``kale_over_ray``, ``kale_over_daft`` (``kale_over_naive``) with
@@ -220,19 +223,29 @@ def sweep(args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Setting
     return best, table
 
 
+def fits(args: argparse.Namespace, images: int) -> bool:
+    """Whether a round on ``images`` images ends before ``--budget-min`` runs out, judged
+    from the last round (scaled by images: an overestimate, fixed costs do not grow)."""
+    if args.last_round is None:
+        return True
+    seconds, last_images = args.last_round
+    return time.monotonic() + seconds * max(1.0, images / last_images) <= args.deadline
+
+
 def rounds(args: argparse.Namespace, best: dict[str, Setting], images: int) -> dict[str, list]:
     """``--repeats`` rounds on ``images`` images; the order reversed every other round.
-    With ``--budget-min``, a round that would not end in the time left is not started."""
+    With ``--budget-min``, a round that would not end in the time left is not started
+    (the first round of a size is the caller's call)."""
     names = list(best)
     runs: dict[str, list] = {name: [] for name in names}
     for r in range(args.repeats):
-        started = time.monotonic()
-        if r and started + args.last_round_s > args.deadline:
-            log.warning("%d images: round %d skipped, past --budget-min", images, r + 1)
+        if r and not fits(args, images):
+            log.warning("%d images: round %d not started, past --budget-min", images, r + 1)
             break
+        started = time.monotonic()
         for name in names if r % 2 == 0 else names[::-1]:
             runs[name].append(run_once(args, best[name], images))
-        args.last_round_s = time.monotonic() - started
+        args.last_round = (time.monotonic() - started, images)
     return runs
 
 
@@ -300,16 +313,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         return result
     result["sizes"] = {}
     args.deadline = time.monotonic() + (args.budget_min * 60 if args.budget_min else 1e9)
-    args.last_round_s = 0.0
+    args.last_round = None
+    result["sizes_not_run"] = []
     for images in args.sizes:
-        if result["sizes"] and time.monotonic() > args.deadline:
-            log.warning("%d images: skipped, past --budget-min", images)
+        if not fits(args, images):
+            log.warning("%d images: not run, a round would end past --budget-min", images)
+            result["sizes_not_run"].append(images)
             continue
         summary = size_summary(rounds(args, best, images))
         summary["repeats_done"] = len(next(iter(summary["runs"].values())))
         result["sizes"][str(images)] = summary
         write(args, result)  # a size at a time: a run cut short keeps what it measured
-    headline = result["sizes"][str(max(args.sizes))]
+    headline = result["sizes"][max(result["sizes"], key=int)]
     result.update({k: v for k, v in headline.items() if k.startswith("kale_over_")})
     result["load_average_1m_at_end"] = load_average()
     write(args, result)

@@ -21,7 +21,7 @@ def test_rounds_alternate_the_order_and_ratios_pair_within_a_round(monkeypatch) 
                 "load_average_1m": 2.0, "stage_s": 1.0}  # fmt: skip
 
     monkeypatch.setattr(bench, "run_once", run_once)
-    args = argparse.Namespace(repeats=3, deadline=time.monotonic() + 1e6, last_round_s=0.0)
+    args = argparse.Namespace(repeats=3, deadline=time.monotonic() + 1e6, last_round=None)
     best = {n: bench.Setting(n, 8) for n in ("kale", "raw", "ray")}
     runs = bench.rounds(args, best, 64)
     assert order == ["kale", "raw", "ray", "ray", "raw", "kale", "kale", "raw", "ray"]
@@ -38,9 +38,18 @@ def test_rounds_alternate_the_order_and_ratios_pair_within_a_round(monkeypatch) 
 def test_a_round_past_the_budget_is_not_started(monkeypatch) -> None:
     calls: list[str] = []
     monkeypatch.setattr(bench, "run_once", lambda a, s, i: calls.append(s.name) or {})
-    args = argparse.Namespace(repeats=3, deadline=time.monotonic() - 1, last_round_s=0.0)
+    args = argparse.Namespace(repeats=3, deadline=time.monotonic() - 1, last_round=None)
     runs = bench.rounds(args, {"kale": bench.Setting("kale", 8)}, 64)
     assert calls == ["kale"] and len(runs["kale"]) == 1  # the first round always runs
+    assert args.last_round[1] == 64
+
+
+def test_a_size_fits_by_the_last_round_scaled_by_images() -> None:
+    args = argparse.Namespace(deadline=time.monotonic() + 100, last_round=None)
+    assert bench.fits(args, 4096)  # nothing measured yet: the caller's call
+    args.last_round = (30.0, 64)
+    assert bench.fits(args, 64) and bench.fits(args, 128)  # 30 s, 60 s
+    assert not bench.fits(args, 256)  # 120 s > 100 s left
 
 
 def test_the_sweep_tries_layouts_then_batch_sizes_at_the_best_layout(monkeypatch) -> None:
