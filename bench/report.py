@@ -121,15 +121,49 @@ def ratio_rows(data: dict[str, Any]) -> list[str]:
     )
     if not keys:
         return []
-    lines = ["| size | repeats | " + " | ".join(f"`{k}`" for k in keys) + " |"]
-    lines.append("| --- | --- |" + " --- |" * len(keys))
+    lines = ["| size | repeats | load | " + " | ".join(f"`{k}`" for k in keys) + " |"]
+    lines.append("| --- | --- | --- |" + " --- |" * len(keys))
     for size in sorted(sizes, key=lambda s: int(s) if str(s).isdigit() else 0):
         s = sizes[size]
         cells = [
             f"{s[k]} ({s.get(k + '_min')}–{s.get(k + '_max')})" if k in s else "-" for k in keys
         ]
-        lines.append(f"| {size} | {s.get('repeats_done', '')} | " + " | ".join(cells) + " |")
-    return ["", "Median over the repeats (min–max); a ratio is taken within a round:", "", *lines]
+        load = s.get("load_average_1m")
+        load = f"{load['min']}–{load['max']}" if isinstance(load, dict) else ""
+        lines.append(
+            f"| {size} | {s.get('repeats_done', '')} | {load} | " + " | ".join(cells) + " |"
+        )
+    out = ["", "Median over the repeats (min–max); a ratio is taken within a round; load: the"]
+    out += ["1-minute load average during the runs:", "", *lines]
+    out += rate_rows(sizes)
+    if data.get("sizes_not_run"):
+        skipped = ", ".join(str(n) for n in data["sizes_not_run"])
+        out += ["", f"Not run (a round would have ended past the time budget): {skipped} images."]
+    return out
+
+
+def rate_rows(sizes: dict[str, Any]) -> list[str]:
+    """Each contestant's rate per size (``{"median", "min", "max"}`` entries)."""
+    skip = ("_seconds", "_peak_rss_mb", "_stage_s", "load_average_1m")
+    names: list[str] = []
+    for s in sizes.values():
+        for k, v in s.items() if isinstance(s, dict) else ():
+            if isinstance(v, dict) and "median" in v and not k.endswith(skip) and k not in names:
+                names.append(k)
+    if not names:
+        return []
+    lines = ["", "Images (or rows) per second, whole command, median (min–max):", ""]
+    lines += ["| size | " + " | ".join(f"`{n}`" for n in names) + " |"]
+    lines.append("| --- |" + " --- |" * len(names))
+    for size in sorted(sizes, key=lambda s: int(s) if str(s).isdigit() else 0):
+        cells = [
+            f"{v['median']} ({v['min']}–{v['max']})"
+            if isinstance(v := sizes[size].get(n), dict)
+            else "-"
+            for n in names
+        ]
+        lines.append(f"| {size} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def section(path: Path) -> str:

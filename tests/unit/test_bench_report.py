@@ -27,8 +27,9 @@ def test_figures_of_the_old_method_are_not_shown() -> None:
 def test_each_file_gets_a_section_with_its_provenance_and_ratios_per_size(tmp_path) -> None:
     sizes = {
         "1024": {"kale_over_raw": 0.9, "kale_over_raw_min": 0.8, "kale_over_raw_max": 0.95},
-        "256": {"kale_over_raw": 0.5, "kale_over_raw_min": 0.4, "kale_over_raw_max": 0.6},
-    }
+        "256": {"kale_over_raw": 0.5, "kale_over_raw_min": 0.4, "kale_over_raw_max": 0.6,
+                "kale": {"median": 1.5, "min": 1.0, "max": 2.0}},
+    }  # fmt: skip
     (tmp_path / "a.json").write_text(json.dumps({**STAMP, "ratio": 0.9, "sizes": sizes}))
     # older spellings: measured_at, git_commit, cores inside a machine mapping
     old = {"machine": {"cores": 2}, "measured_at": "d", "git_commit": "f", "command": "y"}
@@ -38,8 +39,11 @@ def test_each_file_gets_a_section_with_its_provenance_and_ratios_per_size(tmp_pa
     assert page.startswith("# Benchmark results") and "## Method" in page
     assert "- machine: `m1`" in page[a:b] and "- commit: `abc`" in page[a:b]
     assert "- cores: `2`" in page[a:b] and "- command: `x`" in page[a:b]
-    assert "| 256 |  | 0.5 (0.4–0.6) |" in page[a:b] and "| 1024 |  | 0.9 (0.8–0.95) |" in page
+    assert (
+        "| 256 |  |  | 0.5 (0.4–0.6) |" in page[a:b] and "| 1024 |  |  | 0.9 (0.8–0.95) |" in page
+    )
     assert page[a:b].index("| 256 |") < page[a:b].index("| 1024 |")
+    assert "| 256 | 1.5 (1.0–2.0) |" in page[a:b] and "| 1024 | - |" in page[a:b]
     assert "| `ratio` | 0.9 |" in page[a:b] and "| `sizes.256.kale_over_raw` | 0.5 |" in page
     assert "- date: `d`" in page[b:] and "- commit: `f`" in page[b:] and "- cores: `2`" in page[b:]
 
