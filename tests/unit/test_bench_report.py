@@ -59,3 +59,17 @@ def test_a_file_without_provenance_stops_the_rendering(tmp_path, missing) -> Non
 
 def test_the_committed_figures_all_carry_provenance() -> None:
     assert render().startswith("# Benchmark results")
+
+
+def test_the_readme_quotes_the_caption_and_gpu_figures_as_the_json_holds_them() -> None:
+    """A bench run that changes a headline figure fails here until the README follows."""
+    from bench.report import FIGURES, REPO
+
+    readme = " ".join((REPO / "README.md").read_text().split())
+    caption = json.loads((FIGURES / "caption-cpu.json").read_text())
+    for peer in ("raw", "ray", "daft", "naive"):
+        key = f"kale_over_{peer}"
+        quoted = f"`{key}` {caption[key]} ({caption[key + '_min']}–{caption[key + '_max']})"
+        assert quoted in readme
+    gpu = json.loads((FIGURES / "nvidia-h200.json").read_text())["stages"]["caption"]
+    assert f'{gpu["images_per_s"]} images/s) is labelled "{gpu["label"]}"' in readme
