@@ -39,6 +39,7 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -297,6 +298,7 @@ def record(results: dict[str, dict[str, Score]], speed: dict | None, command: st
         "rules_digest": rules_digest(),
         "command": command,
         "machine": {"python": platform.python_version(), "processor": platform.machine()},
+        "cores": os.cpu_count(),
         "holdout_scorings_logged": {HOLDOUT: looks},
         "splits": {
             name: {m: s.figures() for m, s in by_method.items()}

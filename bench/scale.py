@@ -563,6 +563,7 @@ def provenance(argv: list[str]) -> dict[str, Any]:
     ).stdout.strip()
     return {
         "machine": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cpus)",
+        "cores": os.cpu_count(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": commit,
         "command": " ".join(["python", "bench/scale.py", *argv]),
