@@ -460,8 +460,12 @@ class Config:
         return _to_builtins(self)
 
     def config_hash(self) -> str:
-        """A stable identity of the run's settings, stored in the runs table."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """A stable identity of the run's settings, stored in the runs table (faults that
+        are off leave it as it was before the faults section existed)."""
+        data = self.to_dict()
+        if not self.faults.active:
+            data.pop("faults")
+        blob = json.dumps(data, sort_keys=True, default=str)
         return sha256_hex(blob.encode())[:16]
 
 

@@ -117,6 +117,12 @@ def test_faults_are_refused_in_the_paper_profile() -> None:
     assert not load_config(ROOT / "conf" / "paper.yaml").faults.active  # off by default
 
 
+def test_faults_off_keep_the_config_identity() -> None:
+    plain = load_config(None)
+    assert load_config(None, ["faults.log=/tmp/x"]).config_hash() == plain.config_hash()
+    assert load_config(None, ["faults.udf_oom_batches=1"]).config_hash() != plain.config_hash()
+
+
 def test_a_corrupted_image_ends_as_a_status(faulted) -> None:
     lake, uid = faulted["lake"], faulted["corrupt"]
     assert [e["uid"] for e in _faults(faulted, "corrupt_image")] == [uid]
