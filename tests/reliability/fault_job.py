@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 
 def main(path: str) -> None:
@@ -18,10 +19,11 @@ def main(path: str) -> None:
     from kale_spark.spark.session import get_session
     from kale_spark.stages import augment, caption
 
+    started = time.monotonic()
     spec = json.loads(open(path).read())
     base = spec["base"]
     spark = get_session(load_config(None, base).spark)
-    out: dict[str, object] = {}
+    out: dict[str, object] = {"session_s": round(time.monotonic() - started, 1)}
     run = caption.run(spark, load_config(None, base + spec["caption"]))
     out["caption"] = run.counts
     cfg = load_config(None, base + spec["augment"])
@@ -31,6 +33,7 @@ def main(path: str) -> None:
     except Exception as exc:  # the injected commit failure: its message must say so
         out["augment_first"] = f"{type(exc).__name__}: {exc}"[:2000]
     out["augment"] = augment.run(spark, cfg).counts
+    out["total_s"] = round(time.monotonic() - started, 1)
     print("RESULT " + json.dumps(out, default=str), flush=True)
     spark.stop()
 

@@ -26,7 +26,7 @@ from kale_spark.sources.sample import generate_sample
 from kale_spark.stages import fetch, ingest
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWS = 12
+ROWS = 8
 
 
 def _base(root: Path) -> list[str]:
@@ -39,8 +39,8 @@ def _base(root: Path) -> list[str]:
         f"models.cache_dir={root.parent / 'kale-model-cache'}",
         "caption.batch_size=4",
         "augment.batch_size=4",
-        "caption.rows_per_commit=4",
-        "augment.rows_per_commit=4",
+        "caption.rows_per_commit=8",
+        "augment.rows_per_commit=8",
         f"faults.log={root / 'faults.jsonl'}",
     ]
 
