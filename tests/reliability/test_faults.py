@@ -75,6 +75,7 @@ def faulted(spark, tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    print(line)  # the subprocess's times and counts, shown with pytest -s
     return {
         "lake": lake,
         "uids": uids,
