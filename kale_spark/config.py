@@ -251,6 +251,47 @@ class SplitConfig(_Checked):
     teacher_fraction: float = field(default=1.0, metadata=bounds(0, 1))
 
 
+@dataclass(frozen=True)
+class FaultsConfig(_Checked):
+    """Injected faults for the reliability tests (kale_spark/faults, docs/faults.md).
+
+    All off by default, and refused in the paper profile: a fault only exists where a
+    config turns it on. uids name rows of the run's input.
+    """
+
+    _section = "faults"
+    # A model task raises when its rows hold one of these uids, on its first attempt
+    # only (TaskContext.attemptNumber() == 0): Spark's task retry recovers.
+    udf_raise_uids: tuple[str, ...] = ()
+    # The first N model batches of more than one row in each Python worker raise a
+    # CUDA-style out-of-memory error: the batch splits and succeeds.
+    udf_oom_batches: int = field(default=0, metadata=bounds(0))
+    # The Python worker exits (os._exit) mid-task on a first attempt holding one of these.
+    kill_worker_uids: tuple[str, ...] = ()
+    # fetch: these rows' bytes are corrupted between download and decode.
+    corrupt_image_uids: tuple[str, ...] = ()
+    # The first commit of a model stage's generated rows to each of these tables
+    # fails, once per lake (a marker under <lake.root>/_faults records it).
+    fail_commit_tables: tuple[str, ...] = ()
+    # A local file each injected fault appends a JSON line to ("" = none).
+    log: str = ""
+
+    @property
+    def active(self) -> bool:
+        """True when any fault is turned on."""
+        return bool(
+            self.udf_raise_uids
+            or self.udf_oom_batches
+            or self.kill_worker_uids
+            or self.corrupt_image_uids
+            or self.fail_commit_tables
+        )
+
+
+# Profiles that run for real: injected faults are refused there.
+NO_FAULT_PROFILES = ("paper",)
+
+
 TRAIN_PARTS = ("projector", "projector_lm", "lora")
 # Activations of transformers' ACT2FN a projector may use (named here: no torch import).
 PROJECTOR_ACTS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "quick_gelu", "relu", "silu")
@@ -426,10 +467,16 @@ class Config:
     browse: BrowseConfig = field(default_factory=BrowseConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
 
     def __post_init__(self) -> None:
         from kale_spark.models.loading import check_pinned  # light: no torch import
 
+        if self.faults.active and self.profile in NO_FAULT_PROFILES:
+            raise ConfigError(
+                f"faults.* injects failures for tests and is refused in the {self.profile} "
+                "profile; remove the faults section (or its --set overrides)"
+            )
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, ModelSpec):
@@ -442,8 +489,12 @@ class Config:
         return _to_builtins(self)
 
     def config_hash(self) -> str:
-        """A stable identity of the run's settings, stored in the runs table."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """A stable identity of the run's settings, stored in the runs table (faults that
+        are off leave it as it was before the faults section existed)."""
+        data = self.to_dict()
+        if not self.faults.active:
+            data.pop("faults")
+        blob = json.dumps(data, sort_keys=True, default=str)
         return sha256_hex(blob.encode())[:16]
 
 

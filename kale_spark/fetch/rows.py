@@ -16,9 +16,10 @@ and run_id are never null).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -34,6 +35,8 @@ from kale_spark.sources.webdataset import ShardEntry, read_entry
 logger = logging.getLogger(__name__)
 
 IMAGES_COLUMNS: list[str] = schema.IMAGES_SCHEMA.fieldNames()
+# (uid, bytes) -> bytes between download and decode: an injected fault (kale_spark/faults).
+Tamper = Callable[[str, bytes], bytes] | None
 
 
 def _pandas_dtype(spark_field) -> str:
@@ -220,15 +223,18 @@ def complete_row(acquired: dict | _Fetched, opts: FetchStageOptions) -> dict:
 
 
 def _completed_rows(
-    items: Iterable[tuple], opts: FetchStageOptions, from_shards: bool
+    items: Iterable[tuple], opts: FetchStageOptions, from_shards: bool, tamper: Tamper = None
 ) -> Iterator[dict]:
     """``_items`` tuples as ``images`` rows, in input order: the I/O in the bounded
-    fetch pool, the decode in the calling thread."""
+    fetch pool, the decode in the calling thread. ``tamper(uid, bytes)`` (an injected
+    fault, tests only) may change the bytes between the two."""
 
     def acquire(item: tuple) -> tuple[dict | _Fetched, object]:
         return acquire_row(item[0], item[1], item[2], opts, item[3], from_shards), item[4]
 
     for acquired, alt_text in map_bounded(acquire, items, opts.concurrency):
+        if tamper is not None and isinstance(acquired, _Fetched):
+            acquired = dataclasses.replace(acquired, data=tamper(acquired.uid, acquired.data))
         row = complete_row(acquired, opts)
         row["alt_text"] = alt_text if isinstance(alt_text, str) else None
         yield row
@@ -305,6 +311,7 @@ def process_partition(
     run_id: str,
     from_shards: bool,
     out_rows: int,
+    tamper: Tamper = None,
 ) -> Iterator[pd.DataFrame]:
     """Every row of a Spark task through one bounded pool; images frames of ``out_rows`` rows.
 
@@ -318,7 +325,7 @@ def process_partition(
             yield from _items(pdf, shard_index)
 
     done: list[dict] = []
-    for row in _completed_rows(rows(), opts, from_shards):
+    for row in _completed_rows(rows(), opts, from_shards, tamper):
         done.append(row)
         if len(done) >= out_rows:
             yield images_frame(done, run_id)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kale_spark.config import LakeConfig
+from kale_spark.lake.connect import refuse_connect
 from kale_spark.lake.contracts import check_write
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class Lake:
     """Delta tables of one lake root, registered under one catalog database."""
 
     def __init__(self, spark: SparkSession, cfg: LakeConfig) -> None:
+        refuse_connect(spark)  # every stage builds a Lake first: Connect fails here, clearly
         self.spark = spark
         self.database = cfg.database
         root = cfg.root

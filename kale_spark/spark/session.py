@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from kale_spark.config import SparkConfig
+from kale_spark.lake.connect import refuse_connect
 from kale_spark.spark.jvm import archive_path, driver_java_options
 
 log = logging.getLogger(__name__)
@@ -143,8 +144,10 @@ def get_session(cfg: SparkConfig):
     """The active SparkSession if there is one, else a new one built from `cfg`."""
     from pyspark.sql import SparkSession
 
+    refuse_connect()  # SPARK_REMOTE would make the builder below a Connect client
     active = SparkSession.getActiveSession()
     if active is not None:
+        refuse_connect(active)
         log.debug("reusing the active Spark session")
         return active
     submitted = _submitted_conf()

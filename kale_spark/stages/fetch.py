@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from kale_spark import schema
 from kale_spark.config import Config, FetchConfig
+from kale_spark.faults import byte_corrupter
 from kale_spark.fetch.options import FetchStageOptions
 from kale_spark.fetch.status import Status, retryable_condition
 from kale_spark.lake.progress import Progress, counter_accumulator
@@ -106,8 +107,9 @@ def _shard_entries(spark: SparkSession, paths: tuple[str, ...]) -> DataFrame:
     return entries.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
 
 
-def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool):
-    """The mapInPandas function; captures only small picklable options."""
+def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool, tamper=None):
+    """The mapInPandas function; captures only small picklable options (and `tamper`,
+    the injected byte corruption of faults.corrupt_image_uids, or None)."""
 
     def fetch_partition(batches):
         from kale_spark.fetch.rows import process_partition
@@ -121,7 +123,7 @@ def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool):
                 )
                 yield pdf, _shard_index(pdf) if webdataset else None
 
-        for out in process_partition(inputs(), opts, run_id, webdataset, OUT_ROWS):
+        for out in process_partition(inputs(), opts, run_id, webdataset, OUT_ROWS, tamper):
             out["attempts"] = (out["attempts"] + out["uid"].map(prev).fillna(0)).astype("int32")
             yield out
 
@@ -190,7 +192,12 @@ def _fetch(
     # Executors add each batch's statuses; the reporter polls the accumulator.
     acc = counter_accumulator(spark)
     progress = Progress(STAGE, n_todo, interval_s=cfg.progress.interval_s, poll=lambda: acc.value)
-    fetch_partition = _fetch_fn(stage_options(cfg.fetch), run.run_id, bool(cfg.fetch.webdataset))
+    fetch_partition = _fetch_fn(
+        stage_options(cfg.fetch),
+        run.run_id,
+        bool(cfg.fetch.webdataset),
+        byte_corrupter(cfg.faults),
+    )
 
     def counted(batches):
         for out in fetch_partition(batches):

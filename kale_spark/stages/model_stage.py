@@ -282,6 +282,7 @@ class ChunkWriter:
         self.model_fn = udf.model_partition_fn(
             ctx, stage.kind, progress=self.accumulator, workers=self.workers
         )
+        self.faults = ctx.faults  # injected faults (tests only; None: off)
         self.sizer: ChunkSizer | None = None
         self.plans: ChunkPlans | None = None
         self.done_keys: DataFrame | None = None  # set when a new checkpoint meets old rows
@@ -443,7 +444,10 @@ class ChunkWriter:
 
     def _write_good(self, good: DataFrame, n_good: int, txn: tuple[str, int] | None) -> WriteResult:
         """The chunk's good rows in one commit (one file up to FILE_BYTES)."""
+        from kale_spark.faults import fail_commit_once
+
         target, run = self.stage.target, self.run
+        fail_commit_once(self.faults, self.lake, target.table, target.stage)
         per_row = 256 + 8 * self.stage.spec.generation.max_new_tokens
         rows = output_rows(good, self.stage, run.run_id).coalesce(
             files_for(n_good * per_row, FILE_BYTES)
