@@ -20,6 +20,7 @@ from kale_spark.curation.leaks.hedges import AbsenceHedge, AgreementHedge
 from kale_spark.curation.leaks.meta_discourse import AsDescribedAside, SelfReference, TextReference
 from kale_spark.curation.leaks.narration import (
     AssistantNarration,
+    AssistantOffer,
     EditNarration,
     FirstPerson,
     Question,
@@ -34,6 +35,7 @@ RULES: tuple[Rule, ...] = (
     HEADER,
     TemplateSlot(),
     AssistantNarration(),
+    AssistantOffer(),
     FirstPerson(),
     Question(),
     InputCritique(),

@@ -15,10 +15,15 @@ import re
 
 from kale_spark.curation.leaks.base import Rule, Sentence
 
-__all__ = ["AssistantNarration", "EditNarration", "FirstPerson", "Question"]
+__all__ = ["AssistantNarration", "AssistantOffer", "EditNarration", "FirstPerson", "Question"]
 
 _I = re.IGNORECASE
 
+# Adjectives that make a model or a system a machine that writes, not a fashion model.
+_MACHINE_KIND = (
+    r"language|captioning|caption|vision|vision-language|text-only|text-based|multimodal|"
+    r"automated|automatic|ai|machine|computer|neural|generative|image-captioning"
+)
 # "I" followed by a verb or a contraction.
 _I_CLAUSE = re.compile(r"(?<![\w'’.-])I(?:['’](?:m|ve|ll|d)\b|\s+(?=[a-z]))")
 _PREV_WORD = re.compile(r"([A-Za-z][\w'’-]*)\W*$")
@@ -37,6 +42,12 @@ _OPENER = re.compile(
     r"|\bas\s+an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
     r"llm|chatbot)\b"
     r"|\bas\s+an?\s+(?:\w+\s+)?(?:caption\s*writer|captioner|copywriter|annotator|describer)\b"
+    # The writer names what it is: "Speaking as an automated captioning system, ...",
+    # "The assistant has no direct view of the photograph".
+    rf"|\b(?:as|being)\s+an?\s+(?:[\w-]+\s+){{0,2}}?(?:{_MACHINE_KIND})[\s-]+(?:model|system|"
+    r"assistant|program|tool|captioner|network|ai)\b"
+    r"|\b(?:the|this)\s+(?:assistant|model|ai|system|captioner)\s+(?:has|had)\s+no\s+"
+    r"(?:\w+\s+)?(?:view|access|sight|way\s+to\s+see|eyes)\b"
     r"|^\W*(?:best\s+regards|kind\s+regards|cheers|enjoy|good\s+luck|all\s+the\s+best|"
     r"thanks\s+for\s+\w+ing)\b|^\W*(?:well|so|alright|right|hmm+|um+|now)\s*,",
     _I,
@@ -52,14 +63,44 @@ _CHATTER = re.compile(
     r"text|version|summary|rewrite|output|result|answer|response|attempt)s?\b",
     _I,
 )
+# What a writer does to its subject matter, as a step of the text.
+_WRITING_ACTS = (
+    r"covered|described|discussed|examined|outlined|addressed|mentioned|noted|established|"
+    r"introduced|considered|reviewed|looked\s+at|dealt\s+with|set\s+(?:out|up)\s+the\s+scene"
+)
+_WRITING_ACTS_ING = (
+    r"describing|discussing|examining|covering|addressing|considering|reviewing|looking\s+at|"
+    r"dealing\s+with|getting\s+into|detailing"
+)
 _NEXT_STEP = re.compile(
     r"^\W*(?:moving\s+on|turning\s+(?:now\s+|next\s+)?to|(?:next|now)\s+(?:up|comes?|for)\b|to\s+(?:begin|"
     r"start|sum\s+up|conclude)\b|(?:first(?:ly)?|next|now|finally|then|lastly),?\s+(?:i|we|"
     r"let['’]?s?)\b)"
     r"|\b(?:the|my|our)\s+(?:goal|aim|objective|task|job|intention|purpose)\s+(?:here\s+)?"
     r"(?:is|was)\s+to\b"
-    r"|\b(?:analysis|attention|focus|discussion|description|caption|eye)\s+(?:now\s+|then\s+|"
-    r"next\s+)?(?:turns?|shifts?|moves?)\s+(?:to|toward)",
+    r"|\b(?:analysis|attention|focus|discussion|description|caption|account|narrative|"
+    r"commentary|overview|text|eye)\s+(?:now\s+|then\s+|next\s+)?(?:turns?|shifts?|moves?|"
+    r"proceeds?|passes|returns?|continues?)\s+(?:on\s+)?(?:to|toward|from)\b"
+    # A step of the writing done or to come: "Having covered the setting, ...", "What
+    # comes next is ...", "The following part covers ...", "a word about the weather".
+    rf"|^\W*having\s+(?:now\s+|already\s+)?(?:{_WRITING_ACTS})\b"
+    rf"|^\W*(?:now\s+that|with)\s+(?:[\w'’-]+\s+){{1,4}}?(?:has\s+been\s+|have\s+been\s+)?"
+    rf"(?:{_WRITING_ACTS})\s*,"
+    r"|^\W*before\s+(?:turning|moving\s+on|going\s+on|getting)\s+to\b"
+    rf"|^\W*before\s+(?:{_WRITING_ACTS_ING})\b"
+    r"|^\W*what\s+(?:comes|follows)\s+(?:next|now|below)\b"
+    r"|\bthe\s+(?:following|next|final|last|remaining|closing|opening)\s+(?:part|section|portion|"
+    r"paragraph|sentences?|lines?)\s+(?:of\s+(?:this|the)\s+(?:caption|description|text)\s+)?"
+    r"(?:covers?|describes?|focus(?:es)?|deals?|looks?|turns?|address(?:es)?|concerns?|"
+    r"examines?|details?|is\s+about|moves?)\b"
+    r"|\b(?:the\s+)?(?:rest|remainder)\s+of\s+(?:this|the)\s+(?:caption|description|text|"
+    r"account)\b"
+    r"|\b(?:is|as|comes\s+as)\s+the\s+next\s+step\b|\bthe\s+next\s+step\s+(?:is|was)\b"
+    r"|^\W*(?:shifting|turning|moving|redirecting)\s+(?:our\s+|the\s+)?(?:attention|focus)\b"
+    r"|^\W*(?:to\s+(?:round\s+(?:things\s+|it\s+)?off|wrap\s+(?:things\s+|it\s+)?up|finish|close|"
+    r"end)|in\s+closing)\s*,"
+    r"|^\W*(?:and\s+)?now\s+(?:on\s+)?to\s+(?:the|a|an|its|his|her|their)\b"
+    r"|\ba\s+(?:quick\s+|brief\s+|final\s+|last\s+)?word\s+(?:about|on)\b",
     _I,
 )
 
@@ -110,7 +151,11 @@ class AssistantNarration(Rule):
         trusting favoring favouring prioritizing prioritising preferring relying deferring
         toward what follows goal aim objective job intention purpose regards cheers enjoy
         luck best well so right hmm um cannot can unable without able captioner copywriter
-        annotator describer writer""".split()
+        annotator describer writer proceed proceeds passes return returns continue continues
+        having before what rest remainder step shifting redirecting round wrap finish close
+        end closing word final last remaining opening covered described discussed examined
+        outlined addressed mentioned noted established introduced considered reviewed looked
+        dealt speaking being system model tool program network view access sight""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
@@ -168,3 +213,46 @@ class EditNarration(Rule):
         if s.shows_carrier:
             return False
         return _EDIT.search(s.masked) is not None or _FACTS_KEPT.search(s.masked) is not None
+
+
+# The reader's wish as the condition: "on request", "if desired", "should a shorter one
+# be preferred", "just say the word".
+_ON_WISH = re.compile(
+    r"\b(?:on|upon)\s+(?:request|demand)\b|\bif\s+(?:so\s+)?(?:desired|preferred|wanted|needed|"
+    r"necessary|required|helpful|useful)\b|\bif\s+(?:that|this)\s+(?:helps|works)\b"
+    r"|^\W*should\s+(?:[\w'’-]+\s+){1,5}?(?:be\s+)?(?:preferred|desired|needed|wanted|required)\b"
+    r"|\bsay\s+the\s+word\b|\b(?:just|simply)\s+ask\b|^\W*(?:happy|glad|more\s+than\s+happy)\s+to\b",
+    _I,
+)
+# Another version or a further edit of the text offered: "a shorter version can be
+# provided", "the caption can be adjusted", "a version without the names is available".
+_TEXT_OBJ = (
+    r"caption|description|text|version|variant|alternative|rewrite|translation|wording|tone|"
+    r"edits?|changes?|revisions?|adjustments?|this|it|details"
+)
+_OFFERED = re.compile(
+    rf"\b(?:{_TEXT_OBJ})\s+(?:\w+\s+){{0,4}}?(?:can|could|will|would|may)\s+(?:also\s+|easily\s+|"
+    r"gladly\s+|then\s+)*(?:be\s+)?(?:provided|adjusted|rewritten|added|made|shortened|expanded|"
+    r"tweaked|revised|changed|translated|edited|modified|supplied|produced|tailored|condensed|"
+    r"reworded|rephrased|follow|arranged)\b"
+    rf"|\b(?:version|variant|alternative|rewrite|translation)s?\b[^.]*?\b(?:is|are)\s+(?:also\s+)?"
+    r"available\b",
+    _I,
+)
+
+
+class AssistantOffer(Rule):
+    """The writer offers the reader another version or further edits ("A shorter version
+    can be provided on request", "Happy to tweak the wording")."""
+
+    name = "assistant_offer"
+    kind = "narration"
+    triggers = frozenset(
+        """request requests demand if should say ask happy glad can could will would may
+        available""".split()
+    )
+
+    def matches(self, s: Sentence) -> bool:
+        if s.shows_text:
+            return False  # "Tours on request", says the sign
+        return bool(_ON_WISH.search(s.masked) or _OFFERED.search(s.masked))
