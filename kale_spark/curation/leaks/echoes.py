@@ -11,8 +11,9 @@ instruction the model was given.
   well-structured, in-depth details, concatenating, false information, names, places,
   brands and dates, keeping the knowledge and the visual details.
 - :class:`Directive` catches the instruction restated as an order: an imperative
-  ("Mention the year.", "Avoid concatenating ...") or an obligation on the caption
-  ("The caption should highlight the brand.").
+  ("Mention the year.", "Avoid concatenating ..."), an obligation on the caption
+  ("The caption should highlight the brand.") or what it should put first or weigh
+  most ("Priority should be given to the name").
 
 All three leave alone a sentence about text in the image (a poster about sentence
 structure, a sign telling visitors to keep off the grass).
@@ -143,6 +144,7 @@ class InstructionVocabulary(Rule):
 
 
 _WRITER_VERBS = (
+    r"foreground|spotlight|underline|showcase|draw|bring\s+out|lead\s+with|prioriti[sz]e|"
     r"describe|mention|include|focus|highlight|keep|retain|preserve|merge|combine|avoid|"
     r"ensure|emphasi[sz]e|refine|rewrite|correct|fix|integrate|incorporate|provide|give|"
     r"omit|remove|state|specify|write|use|add|make|capture|convey|reflect|stress|cover|"
@@ -168,7 +170,7 @@ _IMPERATIVE = re.compile(
 )
 _OBLIGATION = re.compile(
     r"\b(?:caption|description|sentence|output|answer|response|text|rewrite|summary|version|"
-    r"it|this|we|you|one)\s+(?:also\s+|here\s+)?(?:should|must|needs?\s+to|has\s+to|have\s+to|"
+    r"it|this|we|you|one|words)\s+(?:also\s+|here\s+)?(?:should|must|needs?\s+to|has\s+to|have\s+to|"
     r"ought\s+to|is\s+(?:to|supposed\s+to|meant\s+to|expected\s+to|required\s+to)|"
     r"will\s+need\s+to)\s+(?:also\s+)?(?:not\s+)?"
     rf"(?:{_WRITER_VERBS}|be\s+(?:concise|factual|detailed|clear|brief|short|accurate|"
@@ -192,6 +194,31 @@ _WOULD = re.compile(
 )
 
 
+# What the text should put first or weigh most, said as an obligation or a to-do:
+# "The emphasis should fall on ...", "Priority should be given to ...", "The key point
+# to convey is ...", "The brand should come first".
+_EMPHASIS = r"emphasis|focus|attention|priority|prominence|weight|spotlight|precedence"
+_MODAL = r"should|must|ought\s+to|needs?\s+to|has\s+to|is\s+(?:meant|supposed)\s+to"
+_PRIORITY = re.compile(
+    rf"\b(?:{_EMPHASIS})\s+(?:\w+\s+){{0,3}}?(?:{_MODAL})\s+(?:be\s+)?(?:\w+\s+)?(?:on|to|with)\b"
+    rf"|\b(?:{_EMPHASIS})\s+(?:is|was|has\s+been)\s+(?:\w+ly\s+)?(?:placed|put|given|laid)\s+(?:on|to)\b"
+    rf"|\b(?:{_MODAL})\s+be\s+(?:secondary|subordinate|second)\s+to\b"
+    rf"|\b(?:{_MODAL})\s+(?:be\s+)?(?:given|placed|put|paid|laid|drawn)\s+(?:to|on)\b"
+    rf"|\b(?:{_MODAL})\s+(?:come|go|appear|be\s+(?:placed|put|mentioned|named|listed))\s+"
+    r"(?:first|last|early|up\s+front|at\s+the\s+(?:start|beginning|end)|before|ahead)\b"
+    r"|\b(?:the\s+)?(?:key|main|central|important|essential|chief)\s+(?:point|thing|fact|detail|"
+    r"idea|message|information)s?\s+to\s+(?:convey|bring\s+out|highlight|stress|emphasi[sz]e|"
+    r"mention|get\s+across|capture|include|keep|retain|preserve|communicate|note)\b"
+    r"|\bworth\s+(?:emphasi[sz]ing|highlighting|stressing|underlining|foregrounding)\b"
+    r"|\b(?:important|necessary|essential|crucial|vital)\s+to\s+(?:highlight|emphasi[sz]e|mention|"
+    r"stress|point\s+out|underline|note)\b"
+    # A suggestion about what the text would gain: "Mentioning the name would add context".
+    r"|^\W*(?:mentioning|including|adding|naming|noting|specifying|stating|highlighting)\b"
+    r"[^.]*\b(?:would|could|might)\s+(?:\w+\s+)?(?:add|help|give|improve|make|provide)\b",
+    _I,
+)
+
+
 class Directive(Rule):
     """The instruction restated as an order: an imperative, or what the caption
     should, must or needs to do."""
@@ -207,6 +234,7 @@ class Directive(Rule):
             or _OBLIGATION.search(masked)
             or _WOULD.search(masked)
             or _GOOD_CAPTION.search(masked)
+            or (_PRIORITY.search(masked) and not s.shows_text)
         )
 
 

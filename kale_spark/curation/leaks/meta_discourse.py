@@ -90,6 +90,18 @@ _EDITED = re.compile(
 )
 
 
+# The act of merging as the subject of what the text does: "The merge preserves the
+# name", "The fusion of these details results in ...".
+_THE_MERGE = re.compile(
+    r"\b(?:the|this|my|our)\s+(?:merge|fusion|rewrite|revision|combination|synthesis|blend)\s+"
+    r"(?:of\s+(?:these|the|both|all)\s+(?:two\s+)?(?:details|sentences|captions|descriptions|"
+    r"inputs|texts|sources|pieces|facts|elements)\s+)?(?:preserves|keeps|retains|drops|adds|"
+    r"results|removes|omits|combines|merges|integrates|includes|leaves|brings|yields|produces|"
+    r"creates|gives)\b",
+    _I,
+)
+
+
 class SelfReference(Rule):
     """The caption talks about itself ("This caption blends ...", "the merged description")."""
 
@@ -100,6 +112,7 @@ class SelfReference(Rule):
         response answer information details""".split()
     )
     triggers = triggers | {w + "s" for w in triggers} | {"count", "words"}
+    triggers = triggers | frozenset("merge fusion rewrite revision combination synthesis blend".split())
 
     def matches(self, s: Sentence) -> bool:
         masked = s.masked
@@ -109,7 +122,7 @@ class SelfReference(Rule):
                 continue  # "this version of the Mona Lisa", "this description of the house"
             if not s.tied(m.start(), m.end()) and not is_modifier(masked, m.start(), m.end()):
                 return True
-        if _EDITED.search(masked) or _WORD_COUNT.search(masked):
+        if _EDITED.search(masked) or _WORD_COUNT.search(masked) or _THE_MERGE.search(masked):
             return True
         return not s.shows_text and _LENGTH.search(masked) is not None
 

@@ -191,7 +191,8 @@ _FACTS_KEPT = re.compile(
     r"\b(?:names?|dates?|brands?|locations?|places?|details|information|facts|knowledge|"
     r"titles?|wording|phrases?|context|years?|words?)\b[^.]*?\b(?:has|have|had|was|were|is|"
     r"are)\s+(?:\w+ly\s+)?(?:been\s+)?(?:retained|kept|preserved|added|taken|drawn|borrowed|"
-    r"carried\s+over|dropped|removed)\b",
+    r"carried\s+over|dropped|removed|reorgani[sz]ed|reordered|rearranged|condensed|"
+    r"streamlined|integrated|combined|merged|moved)\b",
     _I,
 )
 
@@ -206,7 +207,8 @@ class EditNarration(Rule):
         """rephrased reworded restructured concatenated rewritten paraphrased corrected fixed
         inferred omitted left verified cross favored favoured incorporated fused merged
         combined woven integrated turned retained kept preserved added taken drawn borrowed
-        carried dropped removed""".split()
+        carried dropped removed reorganized reorganised reordered rearranged condensed
+        streamlined moved""".split()
     )
 
     def matches(self, s: Sentence) -> bool:

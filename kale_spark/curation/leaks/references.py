@@ -55,6 +55,8 @@ def _parts(*table: tuple[str, str]) -> tuple[tuple[frozenset[str], re.Pattern[st
 
 
 _TXT = "caption captions description descriptions text texts sentence sentences"
+# Machines that write a caption: "the detector's caption", "the captioner's output".
+_AUTHORS = r"model|ai|vlm|llm|captioner|detector|tagger|classifier|algorithm|network|bot|assistant"
 _NAMED = _parts(
     (
         "sentence sentences",
@@ -75,7 +77,9 @@ _NAMED = _parts(
         r"\b(?:synthetic|dense|generated|(?:machine|model|ai|auto|computer)[\s-]?(?:generated|"
         r"written)|automatic|automated)[\s-]+(?:(?:visual|image|dense)\s+)?(?:captions?|"
         r"descriptions?|texts?|sentences?)\b"
-        r"|\b(?:web|source|input|raw|reference|original|given|provided|supplied|image|photo)[\s-]+"
+        r"|\b(?:web|source|input|raw|reference|original|given|provided|supplied|image|photo|"
+        r"accompanying|associated|attached|surrounding|scraped|crawled|paired|companion|"
+        r"user[\s-](?:supplied|provided|written)|html|seo)[\s-]+"
         r"(?:captions?|texts?|descriptions?|sentences?|inputs?|wording)\b"
         r"|\b(?:caption|description|text|passage|snippet)\s*#?\s*[1-4]\b(?![.,:]\d)"
         r"|(?-i:\b(?:[Cc]aption|[Dd]escription|[Tt]ext|[Ss]entence)\s+[AB]\b)",
@@ -87,22 +91,34 @@ _NAMED = _parts(
     ),
     (
         "knowledge ground",
-        r"\bknowledge[\s-](?:augmented|enriched|enhanced)(?:\s+(?:caption|description|text|"
+        r"\bknowledge[\s-](?:augmented|enriched|enhanced|infused|grounded|injected|informed|"
+        r"aware|rich|driven)(?:\s+(?:caption|description|text|"
         r"sentence|version)s?)?\b|\bground[\s-]truth\b",
     ),
     (
         "metadata hashtag hashtags file filename keywords",
-        r"\b(?:the|its|their)\s+(?:metadata|hashtags?|file\s*name|filename|seo\s+keywords)\b",
+        r"\b(?:the|its|their|(?:image|photo|picture|file)['’]s)\s+(?:metadata|hashtags?|file\s*name|"
+        r"filename|seo\s+keywords)\b",
     ),
     (
         "caption captions description descriptions output outputs text texts answer answers "
         "response responses",
         r"\b(?:vlm|llm|ai|model|bot|machine|captioner)[\s-]+(?:captions?|descriptions?|outputs?)\b"
-        r"|\bmodel['’]s\s+(?:caption|description|output|text|answer|response)s?\b",
+        rf"|\b(?:{_AUTHORS})['’]s\s+(?:caption|description|output|text|answer|response|label|"
+        r"tag|prediction|guess)s?\b",
     ),
     (
         "cogvlm llava blip blip2 chatgpt gpt gpt4 gpt3 gpt4o capsfusion",
         r"\b(?:cogvlm|llava|blip-?\d?|chatgpt|gpt-?\d\w*|capsfusion)\b",
+    ),
+    (
+        # The page an image was taken from is an input: "the surrounding web page", "the
+        # page the image came from", "the product title".
+        "page webpage site website post listing product title",
+        r"\b(?:surrounding|source|original|accompanying|host|hosting)\s+(?:web\s*)?(?:page|site)\b"
+        r"|\b(?:page|site|website|webpage|post|listing|article)\s+(?:that\s+|which\s+)?the\s+"
+        r"(?:image|photo|picture)\s+(?:came|comes|was\s+(?:taken|pulled|found))\s+from\b"
+        r"|\b(?:product|page|listing|image|photo|file)\s+(?:title|tags)\b",
     ),
     ("pieces", r"\b(?:both|two|the|these|those)\s+pieces\s+of\s+(?:text|information|input)\b"),
     (
@@ -173,7 +189,7 @@ _INFO = re.compile(
 # sentence"); a modifier that names a surface makes it that surface's text.
 _BARE = re.compile(
     r"\b(?:the|that|its|their)\s+(?P<mods>(?:[a-z][\w-]*(?<!s)(?:['’]s)?\s+){0,2}?)"
-    r"(?:caption|description|sentence|text)s?\b",
+    r"(?:caption|description|sentence|text|source|listing|metadata)s?\b",
     _I,
 )
 
@@ -196,7 +212,7 @@ _PROMPTISH = re.compile(
 )
 
 _PARTICIPLES = (
-    r"mentioned|described|stated|noted|indicated|depicted|shown|suggested|specified|given|"
+    r"mentioned|described|stated|noted|indicated|depicted|shown|suggested|specified|given|laid\s+out|"
     r"provided|listed|named|identified|taken|drawn|derived|sourced|highlighted|outlined|"
     r"detailed|explained|presented|seen|conveyed|expressed|captured|reflected|referenced|"
     r"implied|found|retained|kept|preserved|borrowed|obtained|added|portrayed|cited|quoted|"
@@ -302,7 +318,8 @@ def _pronoun(masked: str, end: int) -> bool:
 _FIGURE3 = re.compile(r"\bthe\s+visual\s+representation\b", _I)
 # Each pattern, with words one of which it needs (a cheap test before the regex).
 _TEXT_WORDS = frozenset(
-    """sentence sentences caption captions description descriptions text texts""".split()
+    """sentence sentences caption captions description descriptions text texts source sources
+    listing listings metadata""".split()
 )
 _PATTERNS = (
     *(("named", rx, needs) for needs, rx in _NAMED),
@@ -312,6 +329,9 @@ _PATTERNS = (
     ("figure3", _FIGURE3, frozenset({"representation"})),
     ("info", _INFO, frozenset("information info knowledge data context details facts".split())),
 )
+
+
+_OF_THE_IMAGE = re.compile(r"\s+of\s+(?:the|this|that)\s+(?:image|photo|picture)\b", _I)
 
 
 def _before(masked: str, a: int) -> str:
@@ -324,8 +344,9 @@ def _keep_span(s: Sentence, a: int, b: int, strength: str, m: re.Match[str]) -> 
     masked = s.masked
     if strength == "named":
         # What an input says is never shown by a text verb ("the alt-text reads"), and an
-        # input stays one whatever it is of ("the alt-text of a web image").
-        if s.tied(a, b, verbs=False):
+        # input stays one whatever it is of ("the alt-text of a web image", "the given
+        # description of the image").
+        if s.tied(a, b, verbs=False) and not _OF_THE_IMAGE.match(masked[b:]):
             return False
     elif strength == "figure3":
         return not s.shows_carrier  # "the visual representation of the data on a screen"
@@ -380,5 +401,7 @@ REFERENCE_WORDS = frozenset(
     gpt described referred characterized characterised mentioned portrayed depicted passage
     snippet image photo picture line lines statement phrase clause entry info above said
     stated noted indicated specified claimed reported suggested implied first second other
-    pair pairs statements phrases clauses entries passages snippets blip2 gpt4 gpt3 gpt4o""".split()
+    pair pairs statements phrases clauses entries passages snippets blip2 gpt4 gpt3 gpt4o
+    page webpage site website post listing listings product title metadata detector tagger
+    classifier algorithm network""".split()
 )
