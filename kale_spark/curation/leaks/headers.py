@@ -37,7 +37,9 @@ _LABEL = re.compile(
     # A label on its own: "### Caption", "[Merged caption]", "New sentence."
     rf"|^\W*(?:(?:new|merged|final|refined|combined|fused|rewritten|revised|improved|"
     rf"knowledge-augmented)\s+)+(?:{_HEAD})s?\W*$"
-    rf"|^\s*(?:#{{1,6}}\s*|\[)(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s*\]?\s*$",
+    rf"|^\s*(?:#{{1,6}}\s*|\[)(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s*\]?\s*$"
+    # A bold label in front of the caption, colon or not: "**Final Caption** A ...".
+    rf"|^\s*(?:\*\*|__)\s*(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s*:?\s*(?:\*\*|__)\s*",
     _I,
 )
 

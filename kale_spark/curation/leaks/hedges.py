@@ -56,7 +56,7 @@ _TEXT_NOUN = re.compile(rf"(?:{_TEXTS})", _I)
 # Texts that agree or not: "the sentences match", "the two accounts differ".
 _TEXTS_AGREE = re.compile(
     r"\b(?:sources|inputs|texts|accounts|versions|descriptions|captions|sentences)\s+"
-    r"(?:(?:do|does|did|not|don['’]t|also|both|all|seem\s+to|appear\s+to)\s+)*"
+    r"(?:(?:do|does|did|not|don['’]t|also|both|all|only|seem\s+to|appear\s+to|\w+ly)\s+)*"
     r"(?:agree|disagree|differ|conflict|contradict|match|concur|diverge|align|coincide|"
     r"line\s+up|point\s+to|overlap|corroborate|complement|reinforce|mirror)\b",
     _I,
@@ -81,8 +81,9 @@ _PLURAL_TEXTS = re.compile(
 _TRUST = re.compile(
     r"\b(?:if|assuming|provided\s+that|supposing|as\s+long\s+as)\b[^,.]*\b(?:correct|accurate|"
     r"right|reliable|true|trustworthy|to\s+be\s+believed)\b"
-    r"|\b(?:cannot|can['’]t|could\s+not|couldn['’]t)\s+be\s+(?:confirmed|verified|determined|"
-    r"established|ascertained)\b|\b(?:unverified|unconfirmed)\b"
+    r"|\b(?:cannot|can['’]t|could\s+not|couldn['’]t)\s+be\s+(?:\w+ly\s+)?(?:confirmed|verified|"
+    r"determined|established|ascertained|checked|cross-checked|double-checked|corroborated|"
+    r"validated|substantiated)\b|\b(?:unverified|unconfirmed)\b"
     r"|\b(?:unclear|uncertain|not\s+clear|not\s+certain)\s+(?:whether|if|which|from)\b"
     r"|\bit\s+is\s+(?:unclear|uncertain|not\s+clear|not\s+certain|impossible\s+to\s+(?:tell|"
     r"say|know|confirm|verify|determine))\b"
@@ -148,6 +149,10 @@ _ABSENT = re.compile(
     r"|\b(?:information|details|mention|data)\b[^.]*\b(?:is|are)\s+(?:missing|absent|lacking|"
     r"unavailable)\b"
     r"|^\W*nothing\s+in\s+(?:the|either|both|these|those)\b"
+    # "Nowhere is the street named", "The year is left unspecified".
+    r"|\bnowhere\b[^.]*\b(?:given|mentioned|stated|specified|named|provided|indicated|listed)\b"
+    r"|\b(?:is|are|was|were|left|remains?|stays?)\s+(?:\w+ly\s+)?(?:unspecified|unstated|"
+    r"unmentioned|undisclosed|unaddressed)\b"
     r"|\bno\s+(?:image|photo|picture)\s+(?:was|is|has\s+been)\s+(?:provided|shared|given|"
     r"attached|available|supplied)\b",
     _I,
@@ -173,7 +178,8 @@ class AbsenceHedge(Rule):
     kind = "agreement_hedge"
     triggers = frozenset(
         "not never no neither none insufficient limited little unclear missing absent lacking "
-        "unavailable nothing isn aren wasn weren doesn don didn".split()
+        "unavailable nothing isn aren wasn weren doesn don didn nowhere unspecified unstated "
+        "unmentioned undisclosed unaddressed".split()
     )
 
     def matches(self, s: Sentence) -> bool:
