@@ -144,7 +144,7 @@ class InstructionVocabulary(Rule):
 
 
 _WRITER_VERBS = (
-    r"foreground|spotlight|underline|showcase|draw|bring\s+out|lead\s+with|prioriti[sz]e|"
+    r"foreground|spotlight|underline|showcase|draw|call|bring\s+out|lead\s+with|prioriti[sz]e|"
     r"describe|mention|include|focus|highlight|keep|retain|preserve|merge|combine|avoid|"
     r"ensure|emphasi[sz]e|refine|rewrite|correct|fix|integrate|incorporate|provide|give|"
     r"omit|remove|state|specify|write|use|add|make|capture|convey|reflect|stress|cover|"
@@ -209,6 +209,9 @@ _PRIORITY = re.compile(
     r"|\b(?:the\s+)?(?:key|main|central|important|essential|chief)\s+(?:point|thing|fact|detail|"
     r"idea|message|information)s?\s+to\s+(?:convey|bring\s+out|highlight|stress|emphasi[sz]e|"
     r"mention|get\s+across|capture|include|keep|retain|preserve|communicate|note)\b"
+    # Said as an order: "Put the emphasis on ...", "Give prominence to ...", "Lead with ...".
+    rf"|^\W*(?:please\s+)?(?:put|place|lay|give|draw|call|shift)\s+(?:\w+\s+)?(?:{_EMPHASIS})\b"
+    r"|^\W*(?:please\s+)?(?:lead|open|start|begin)\s+with\s+(?:the|a|an|its|their)\b"
     r"|\bworth\s+(?:emphasi[sz]ing|highlighting|stressing|underlining|foregrounding)\b"
     r"|\b(?:important|necessary|essential|crucial|vital)\s+to\s+(?:highlight|emphasi[sz]e|mention|"
     r"stress|point\s+out|underline|note)\b"

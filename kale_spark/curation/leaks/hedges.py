@@ -58,6 +58,7 @@ _TEXTS_AGREE = re.compile(
     r"\b(?:sources|inputs|texts|accounts|versions|descriptions|captions|sentences)\s+"
     r"(?:(?:do|does|did|not|don['’]t|also|both|all|only|seem\s+to|appear\s+to|\w+ly)\s+)*"
     r"(?:agree|disagree|differ|conflict|contradict|match|concur|diverge|align|coincide|"
+    r"are\s+(?:in\s+(?:agreement|accord|harmony)|at\s+odds)|"
     r"line\s+up|point\s+to|overlap|corroborate|complement|reinforce|mirror)\b",
     _I,
 )
@@ -92,6 +93,17 @@ _TRUST = re.compile(
     r"|\b(?:hard|difficult|impossible)\s+to\s+(?:say|tell|know|determine|confirm|verify)\b"
     r"|\b(?:remains?|stays?)\s+(?:unclear|uncertain|ambiguous|unconfirmed|unverified)\b"
     r"|\bmay\s+or\s+may\s+not\b"
+    # Disclaimers: "have not been checked", "no claim is made about the accuracy of ...".
+    r"|\b(?:was|were|has|have|had)\s+not\s+(?:been\s+)?(?:\w+ly\s+)?(?:checked|verified|"
+    r"confirmed|cross-checked|double-checked|corroborated|validated)\b"
+    r"|\bno\s+(?:claim|guarantee|warranty)\s+(?:is|can\s+be)\s+(?:made|given)\b"
+    r"|\b(?:accuracy|reliability|correctness|truth)\s+of\s+(?:the|these|those|this|its|their)\s+"
+    r"(?:sources?|inputs?|texts?|alt|captions?|descriptions?|information|details|facts|web)\b"
+    # A disagreement about an attribute of the thing shown is one between the texts.
+    r"|\b(?:disagreement|discrepanc(?:y|ies)|conflict|confusion|ambiguity)\s+(?:about|over|on|"
+    r"regarding|as\s+to|concerning)\s+(?:the\s+|its\s+|their\s+)?(?:exact\s+|precise\s+)?"
+    r"(?:colou?r|name|date|year|location|place|identity|number|brand|make|model|type|breed|"
+    r"species|size|time|age|origin|title|venue|city|country|spelling|era|material)s?\b"
     r"|\b(?:one\s+of\s+(?:them|the\s+two)|either|both|they)\s+(?:must|may|might|could|"
     r"can['’]?not|cannot|can['’]t)\s+be\s+(?:wrong|mistaken|incorrect|inaccurate|right|correct|"
     r"true)\b",
@@ -150,6 +162,9 @@ _ABSENT = re.compile(
     r"unavailable)\b"
     r"|^\W*nothing\s+in\s+(?:the|either|both|these|those)\b"
     # "Nowhere is the street named", "The year is left unspecified".
+    r"|\b(?:goes|go|went|gone)\s+(?:\w+ly\s+)?(?:unmentioned|unspecified|unstated|unsaid|unnamed|"
+    r"unremarked|unaddressed)\b"
+    r"|^\W*nothing\s+is\s+(?:said|mentioned|stated|given|specified|noted)\b"
     r"|\bnowhere\b[^.]*\b(?:given|mentioned|stated|specified|named|provided|indicated|listed)\b"
     r"|\b(?:is|are|was|were|left|remains?|stays?)\s+(?:\w+ly\s+)?(?:unspecified|unstated|"
     r"unmentioned|undisclosed|unaddressed)\b"
@@ -179,7 +194,7 @@ class AbsenceHedge(Rule):
     triggers = frozenset(
         "not never no neither none insufficient limited little unclear missing absent lacking "
         "unavailable nothing isn aren wasn weren doesn don didn nowhere unspecified unstated "
-        "unmentioned undisclosed unaddressed".split()
+        "unmentioned undisclosed unaddressed unsaid unnamed unremarked".split()
     )
 
     def matches(self, s: Sentence) -> bool:

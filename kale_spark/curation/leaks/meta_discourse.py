@@ -102,6 +102,17 @@ _THE_MERGE = re.compile(
 )
 
 
+# The text told as one augmented with knowledge, or as a merged whole: "a caption
+# augmented with knowledge about ...", "the merged result names ...".
+_AUGMENTED = re.compile(
+    r"\b(?:caption|description|text|version|sentence)s?\s+(?:\w+\s+)?(?:augmented|enriched|"
+    r"enhanced|supplemented|infused)\s+with\s+(?:\w+\s+)?(?:knowledge|facts|information|context)\b"
+    r"|\b(?:the|this|our|my)\s+(?:merged|combined|fused|blended|knowledge-augmented)\s+(?:result|"
+    r"product|outcome|piece|whole)\b",
+    _I,
+)
+
+
 class SelfReference(Rule):
     """The caption talks about itself ("This caption blends ...", "the merged description")."""
 
@@ -112,7 +123,9 @@ class SelfReference(Rule):
         response answer information details""".split()
     )
     triggers = triggers | {w + "s" for w in triggers} | {"count", "words"}
-    triggers = triggers | frozenset("merge fusion rewrite revision combination synthesis blend".split())
+    triggers = triggers | frozenset(
+        "merge fusion rewrite revision combination synthesis blend result".split()
+    )
 
     def matches(self, s: Sentence) -> bool:
         masked = s.masked
@@ -123,6 +136,8 @@ class SelfReference(Rule):
             if not s.tied(m.start(), m.end()) and not is_modifier(masked, m.start(), m.end()):
                 return True
         if _EDITED.search(masked) or _WORD_COUNT.search(masked) or _THE_MERGE.search(masked):
+            return True
+        if _AUGMENTED.search(masked):
             return True
         return not s.shows_text and _LENGTH.search(masked) is not None
 

@@ -39,11 +39,13 @@ _OPENER = re.compile(
     r"no\s+problem|great\s+question|here\s+you\s+go|apologies|sorry|thank\s+you|thanks)\b"
     r"|^\W*(?:below|above)\s+(?:is|are)\b|^\W*what\s+follows\b|^\W*the\s+following\s+(?:is|are|sentence|"
     r"caption|description|text)\b"
-    r"|\bas\s+an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
+    r"|^\W*(?:presented|provided|given|shown|offered|included)\s+(?:here|below|above)\s+(?:is|are)\b"
+    r"|\b(?:as|being)\s+an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
     r"llm|chatbot)\b"
     r"|\bas\s+an?\s+(?:\w+\s+)?(?:caption\s*writer|captioner|copywriter|annotator|describer)\b"
     # The writer names what it is: "Speaking as an automated captioning system, ...",
     # "The assistant has no direct view of the photograph".
+    r"|\b(?:as|being)\s+an?\s+(?:\w+\s+)?model\s+(?:trained|built|designed|made|developed)\b"
     rf"|\b(?:as|being)\s+an?\s+(?:[\w-]+\s+){{0,2}}?(?:{_MACHINE_KIND})[\s-]+(?:model|system|"
     r"assistant|program|tool|captioner|network|ai)\b"
     r"|\b(?:the|this)\s+(?:assistant|model|ai|system|captioner)\s+(?:has|had)\s+no\s+"
@@ -100,7 +102,15 @@ _NEXT_STEP = re.compile(
     r"|^\W*(?:to\s+(?:round\s+(?:things\s+|it\s+)?off|wrap\s+(?:things\s+|it\s+)?up|finish|close|"
     r"end)|in\s+closing)\s*,"
     r"|^\W*(?:and\s+)?now\s+(?:on\s+)?to\s+(?:the|a|an|its|his|her|their)\b"
-    r"|\ba\s+(?:quick\s+|brief\s+|final\s+|last\s+)?word\s+(?:about|on)\b",
+    r"|\ba\s+(?:quick\s+|brief\s+|final\s+|last\s+)?word\s+(?:about|on)\b"
+    # The text as the one that moves on: "The description continues with ...", "This
+    # brings the description to ...", "So much for ...", "The next thing to describe".
+    r"|\b(?:the|this)\s+(?:description|caption|text|account)\s+(?:now\s+|then\s+)?(?:continues|"
+    r"begins|starts|ends|closes|opens|concludes|proceeds|wraps\s+up)\s+(?:with|by|on)\b"
+    r"|\bbrings?\s+(?:the|this|our)\s+(?:description|caption|text|account)\s+to\b"
+    r"|^\W*so\s+much\s+for\b|^\W*(?:onwards?|on)\s+to\b"
+    r"|\b(?:next|last|first|final|other|remaining)\s+(?:thing|item|detail|element|point|aspect)s?\s+"
+    r"to\s+(?:describe|mention|note|cover|address|discuss|consider|look\s+at)\b",
     _I,
 )
 
@@ -155,7 +165,9 @@ class AssistantNarration(Rule):
         having before what rest remainder step shifting redirecting round wrap finish close
         end closing word final last remaining opening covered described discussed examined
         outlined addressed mentioned noted established introduced considered reviewed looked
-        dealt speaking being system model tool program network view access sight""".split()
+        dealt speaking being system model tool program network view access sight much onward
+        onwards on brings bring thing item element point aspect things items elements points
+        aspects presented provided given shown offered included""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
@@ -229,15 +241,16 @@ _ON_WISH = re.compile(
 # Another version or a further edit of the text offered: "a shorter version can be
 # provided", "the caption can be adjusted", "a version without the names is available".
 _TEXT_OBJ = (
-    r"caption|description|text|version|variant|alternative|rewrite|translation|wording|tone|"
-    r"edits?|changes?|revisions?|adjustments?|this|it|details"
+    r"(?:caption|description|text|version|variant|alternative|rewrite|translation|option|"
+    r"edit|change|revision|adjustment|detail)s?|wording|tone|this|it"
 )
 _OFFERED = re.compile(
     rf"\b(?:{_TEXT_OBJ})\s+(?:\w+\s+){{0,4}}?(?:can|could|will|would|may)\s+(?:also\s+|easily\s+|"
     r"gladly\s+|then\s+)*(?:be\s+)?(?:provided|adjusted|rewritten|added|made|shortened|expanded|"
     r"tweaked|revised|changed|translated|edited|modified|supplied|produced|tailored|condensed|"
     r"reworded|rephrased|follow|arranged)\b"
-    rf"|\b(?:version|variant|alternative|rewrite|translation)s?\b[^.]*?\b(?:is|are)\s+(?:also\s+)?"
+    rf"|\b(?:version|variant|alternative|rewrite|translation|option)s?\b[^.]*?\b(?:is|are)\s+(?:also\s+)?"
+    r"available\b|\b(?:version|variant|alternative|rewrite|translation|option)s?\s+(?:also\s+)?"
     r"available\b",
     _I,
 )
@@ -251,7 +264,7 @@ class AssistantOffer(Rule):
     kind = "narration"
     triggers = frozenset(
         """request requests demand if should say ask happy glad can could will would may
-        available""".split()
+        available option options""".split()
     )
 
     def matches(self, s: Sentence) -> bool:

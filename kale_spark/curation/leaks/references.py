@@ -44,7 +44,7 @@ _TEXT = r"(?:sentence|caption|description|text|version|input|account)"
 _PIECE = r"(?:line|statement|phrase|clause|entry|passage|snippet)"
 _ORD = (
     r"first|second|third|former|latter|1st|2nd|other|two|both|either|neither|each|previous|"
-    r"preceding|earlier|initial|original|above"
+    r"preceding|earlier|initial|original|above|opening|closing|concluding"
 )
 
 
@@ -126,7 +126,7 @@ _NAMED = _parts(
         r"\b(?:inputs?|sources?)\s*#?\s*(?:[1-4]|one|two)\b"
         r"|(?-i:\b(?:[Ii]nput|[Ss]ource)\s+[AB]\b)"
         r"|\b(?:first|second|other|two|both|either|neither)\s+(?:inputs?|sources?)\b(?!\s+of\b)"
-        r"|\bthe\s+inputs?\b",
+        r"|\bthe\s+inputs?\b(?!\s*(?:and|or|/|&)\s*outputs?\b)",
     ),
     (
         "image images photo photos picture pictures",
@@ -170,9 +170,27 @@ _ORDINAL = _parts(
         r"\b(?:the|this|my|your)\s+(?:prompt|instructions?|task|request)\b|\bthe\s+user\b",
     ),
     (
-        "model models tags",
+        "model models tags captioner captioners tagger taggers",
         r"\b(?:vision|language|captioning|caption|image|ai|multimodal|vision[\s-]language|"
-        r"visual|text|generative)[\s-]+models?\b|\bthe\s+tags\b",
+        r"visual|text|generative)[\s-]+models?\b|\bthe\s+tags\b"
+        r"|\b(?:the|a|an)\s+(?:[\w-]+\s+)?(?:captioner|tagger)s?\b",
+    ),
+    (
+        # A text told by who or what made it or came with it: "the caption the model
+        # produced", "what the captioning system wrote", "the caption produced
+        # automatically", "the caption that accompanied the image".
+        "caption captions description descriptions text texts output what title",
+        rf"\b(?:caption|description|text|output|title)s?\s+(?:that\s+|which\s+)?(?:the|a|an)\s+"
+        rf"(?:[\w-]+\s+)?(?:{_AUTHORS}|system|captioner)\s+(?:produced|wrote|generated|gave|"
+        r"returned|created|proposed|suggested|output|made)\b"
+        rf"|\bwhat\s+the\s+(?:[\w-]+\s+)?(?:{_AUTHORS}|system|captioner)\s+(?:wrote|produced|"
+        r"generated|said|says|returned|described|output)\b"
+        r"|\b(?:caption|description|text)s?\s+(?:was\s+|were\s+)?(?:produced|generated|written|"
+        r"created)\s+(?:automatically|by\s+(?:a\s+)?(?:machine|software|computer))\b"
+        r"|\b(?:caption|description|text|alt|title|words)s?\s+(?:that\s+|which\s+)?(?:accompan\w+|"
+        r"(?:came|comes|shipped|supplied|provided|given|attached|paired|posted|published|uploaded|"
+        r"bundled|scraped)\s+(?:along\s+)?(?:with|alongside))\s+(?:the|this|that)\s+(?:image|photo|"
+        r"picture)s?\b",
     ),
 )
 # "The former is vague", "of the original": an ordinal standing for a text.
@@ -403,5 +421,5 @@ REFERENCE_WORDS = frozenset(
     stated noted indicated specified claimed reported suggested implied first second other
     pair pairs statements phrases clauses entries passages snippets blip2 gpt4 gpt3 gpt4o
     page webpage site website post listing listings product title metadata detector tagger
-    classifier algorithm network""".split()
+    classifier algorithm network captioners tagger taggers""".split()
 )
