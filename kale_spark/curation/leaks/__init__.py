@@ -11,6 +11,7 @@ from kale_spark.curation.leaks.base import KINDS, Rule, Sentence
 from kale_spark.curation.leaks.critiques import InputCritique
 from kale_spark.curation.leaks.echoes import (
     Directive,
+    Emphasis,
     InstructionOverlap,
     InstructionVocabulary,
     TemplateSlot,
@@ -23,6 +24,7 @@ from kale_spark.curation.leaks.narration import (
     AssistantOffer,
     EditNarration,
     FirstPerson,
+    NextStep,
     Question,
 )
 
@@ -36,12 +38,14 @@ RULES: tuple[Rule, ...] = (
     TemplateSlot(),
     AssistantNarration(),
     AssistantOffer(),
+    NextStep(),
     FirstPerson(),
     Question(),
     InputCritique(),
     AgreementHedge(),
     AbsenceHedge(),
     Directive(),
+    Emphasis(),
     SelfReference(),
     TextReference(),
     AsDescribedAside(),

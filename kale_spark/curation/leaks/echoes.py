@@ -12,8 +12,9 @@ instruction the model was given.
   brands and dates, keeping the knowledge and the visual details.
 - :class:`Directive` catches the instruction restated as an order: an imperative
   ("Mention the year.", "Avoid concatenating ..."), an obligation on the caption
-  ("The caption should highlight the brand.") or what it should put first or weigh
-  most ("Priority should be given to the name").
+  ("The caption should highlight the brand.").
+- :class:`Emphasis` catches what the text should put first or weigh most ("Priority
+  should be given to the name", "Lead with the brand").
 
 All three leave alone a sentence about text in the image (a poster about sentence
 structure, a sign telling visitors to keep off the grass).
@@ -27,7 +28,7 @@ from functools import lru_cache
 from kale_spark.curation.leaks.base import Rule, Sentence
 from kale_spark.curation.quality import STOPWORDS, WORD_RUN
 
-__all__ = ["Directive", "InstructionOverlap", "InstructionVocabulary", "TemplateSlot"]
+__all__ = ["Directive", "Emphasis", "InstructionOverlap", "InstructionVocabulary", "TemplateSlot"]
 
 _I = re.IGNORECASE
 _SLOT = re.compile(r"\{[^{}]*\}")
@@ -199,27 +200,65 @@ _WOULD = re.compile(
 # to convey is ...", "The brand should come first".
 _EMPHASIS = r"emphasis|focus|attention|priority|prominence|weight|spotlight|precedence"
 _MODAL = r"should|must|ought\s+to|needs?\s+to|has\s+to|is\s+(?:meant|supposed)\s+to"
-_PRIORITY = re.compile(
-    rf"\b(?:{_EMPHASIS})\s+(?:\w+\s+){{0,3}}?(?:{_MODAL})\s+(?:be\s+)?(?:\w+\s+)?(?:on|to|with)\b"
-    rf"|\b(?:{_EMPHASIS})\s+(?:is|was|has\s+been)\s+(?:\w+ly\s+)?(?:placed|put|given|laid)\s+(?:on|to)\b"
-    rf"|\b(?:{_MODAL})\s+be\s+(?:secondary|subordinate|second)\s+to\b"
-    rf"|\b(?:{_MODAL})\s+(?:be\s+)?(?:given|placed|put|paid|laid|drawn)\s+(?:to|on)\b"
-    rf"|\b(?:{_MODAL})\s+(?:come|go|appear|be\s+(?:placed|put|mentioned|named|listed))\s+"
-    r"(?:first|last|early|up\s+front|at\s+the\s+(?:start|beginning|end)|before|ahead)\b"
-    r"|\b(?:the\s+)?(?:key|main|central|important|essential|chief)\s+(?:point|thing|fact|detail|"
-    r"idea|message|information)s?\s+to\s+(?:convey|bring\s+out|highlight|stress|emphasi[sz]e|"
-    r"mention|get\s+across|capture|include|keep|retain|preserve|communicate|note)\b"
-    # Said as an order: "Put the emphasis on ...", "Give prominence to ...", "Lead with ...".
-    rf"|^\W*(?:please\s+)?(?:put|place|lay|give|draw|call|shift)\s+(?:\w+\s+)?(?:{_EMPHASIS})\b"
-    r"|^\W*(?:please\s+)?(?:lead|open|start|begin)\s+with\s+(?:the|a|an|its|their)\b"
-    r"|\bworth\s+(?:emphasi[sz]ing|highlighting|stressing|underlining|foregrounding)\b"
-    r"|\b(?:important|necessary|essential|crucial|vital)\s+to\s+(?:highlight|emphasi[sz]e|mention|"
-    r"stress|point\s+out|underline|note)\b"
-    # A suggestion about what the text would gain: "Mentioning the name would add context".
-    r"|^\W*(?:mentioning|including|adding|naming|noting|specifying|stating|highlighting)\b"
-    r"[^.]*\b(?:would|could|might)\s+(?:\w+\s+)?(?:add|help|give|improve|make|provide)\b",
-    _I,
+
+def _gated(*table: tuple[str, str]) -> tuple[tuple[frozenset[str], re.Pattern[str]], ...]:
+    """(words, regex) pairs: a regex runs only on a sentence holding one of its words."""
+    return tuple((frozenset(w.split()), re.compile(rx, _I)) for w, rx in table)
+
+
+_PRIORITY = _gated(
+    (
+        "emphasis focus attention priority prominence weight spotlight precedence",
+        rf"\b(?:{_EMPHASIS})\s+(?:\w+\s+){{0,3}}?(?:{_MODAL})\s+(?:be\s+)?(?:\w+\s+)?(?:on|to|with)\b"
+        rf"|\b(?:{_EMPHASIS})\s+(?:is|was|has\s+been)\s+(?:\w+ly\s+)?(?:placed|put|given|laid)\s+"
+        r"(?:on|to)\b"
+        # Said as an order: "Put the emphasis on ...", "Give prominence to ...".
+        rf"|^\W*(?:please\s+)?(?:put|place|lay|give|draw|call|shift)\s+(?:\w+\s+)?(?:{_EMPHASIS})\b",
+    ),
+    (
+        "should must ought need needs has meant supposed",
+        rf"\b(?:{_MODAL})\s+(?:be\s+(?:secondary|subordinate|second)\s+to|(?:be\s+)?(?:given|placed|"
+        r"put|paid|laid|drawn)\s+(?:to|on)|(?:come|go|appear|be\s+(?:placed|put|mentioned|named|"
+        r"listed))\s+(?:first|last|early|up\s+front|at\s+the\s+(?:start|beginning|end)|before|"
+        r"ahead))\b",
+    ),
+    (
+        "key main central important essential chief",
+        r"\b(?:key|main|central|important|essential|chief)\s+(?:point|thing|fact|detail|idea|message|"
+        r"information)s?\s+to\s+(?:convey|bring\s+out|highlight|stress|emphasi[sz]e|mention|"
+        r"get\s+across|capture|include|keep|retain|preserve|communicate|note)\b",
+    ),
+    ("lead open start begin", r"^\W*(?:please\s+)?(?:lead|open|start|begin)\s+with\s+(?:the|a|an|its|their)\b"),
+    (
+        "worth important necessary essential crucial vital",
+        r"\bworth\s+(?:emphasi[sz]ing|highlighting|stressing|underlining|foregrounding)\b"
+        r"|\b(?:important|necessary|essential|crucial|vital)\s+to\s+(?:highlight|emphasi[sz]e|mention|"
+        r"stress|point\s+out|underline|note)\b",
+    ),
+    (
+        # A suggestion about what the text would gain: "Mentioning the name would add context".
+        "would could might",
+        r"^\W*(?:mentioning|including|adding|naming|noting|specifying|stating|highlighting)\b"
+        r"[^.]*\b(?:would|could|might)\s+(?:\w+\s+)?(?:add|help|give|improve|make|provide)\b",
+    ),
 )
+
+
+class Emphasis(Rule):
+    """What the text should put first or weigh most, restated from an instruction: an
+    obligation ("Priority should be given to the name"), an order ("Put the emphasis on
+    ...", "Lead with the brand") or a to-do ("The key point to convey is ...")."""
+
+    name = "emphasis_directive"
+    kind = "instruction_echo"
+    triggers = frozenset(w for words, _ in _PRIORITY for w in words)
+
+    def matches(self, s: Sentence) -> bool:
+        if s.shows_text:
+            return False  # "Priority boarding", "Attention: wet floor", says the sign
+        return any(
+            not words.isdisjoint(s.words) and rx.search(s.masked) for words, rx in _PRIORITY
+        )
 
 
 class Directive(Rule):
@@ -237,7 +276,6 @@ class Directive(Rule):
             or _OBLIGATION.search(masked)
             or _WOULD.search(masked)
             or _GOOD_CAPTION.search(masked)
-            or (_PRIORITY.search(masked) and not s.shows_text)
         )
 
 

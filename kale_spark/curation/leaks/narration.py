@@ -15,7 +15,14 @@ import re
 
 from kale_spark.curation.leaks.base import Rule, Sentence
 
-__all__ = ["AssistantNarration", "AssistantOffer", "EditNarration", "FirstPerson", "Question"]
+__all__ = [
+    "AssistantNarration",
+    "AssistantOffer",
+    "EditNarration",
+    "FirstPerson",
+    "NextStep",
+    "Question",
+]
 
 _I = re.IGNORECASE
 
@@ -80,39 +87,67 @@ _NEXT_STEP = re.compile(
     r"let['’]?s?)\b)"
     r"|\b(?:the|my|our)\s+(?:goal|aim|objective|task|job|intention|purpose)\s+(?:here\s+)?"
     r"(?:is|was)\s+to\b"
-    r"|\b(?:analysis|attention|focus|discussion|description|caption|account|narrative|"
-    r"commentary|overview|text|eye)\s+(?:now\s+|then\s+|next\s+)?(?:turns?|shifts?|moves?|"
-    r"proceeds?|passes|returns?|continues?)\s+(?:on\s+)?(?:to|toward|from)\b"
-    # A step of the writing done or to come: "Having covered the setting, ...", "What
-    # comes next is ...", "The following part covers ...", "a word about the weather".
-    rf"|^\W*having\s+(?:now\s+|already\s+)?(?:{_WRITING_ACTS})\b"
-    rf"|^\W*(?:now\s+that|with)\s+(?:[\w'’-]+\s+){{1,4}}?(?:has\s+been\s+|have\s+been\s+)?"
+    r"|\b(?:analysis|attention|focus|discussion|description|caption|eye)\s+(?:now\s+|then\s+|"
+    r"next\s+)?(?:turns?|shifts?|moves?)\s+(?:to|toward)",
+    _I,
+)
+# A step of the writing done or to come, at the start of the sentence: "Having covered
+# the setting, ...", "Before turning to ...", "What comes next is ...", "So much for ...".
+_STEP_OPENING = re.compile(
+    rf"\W*(?:having\s+(?:now\s+|already\s+)?(?:{_WRITING_ACTS})\b"
+    rf"|(?:now\s+that|with)\s+(?:[\w'’-]+\s+){{1,4}}?(?:has\s+been\s+|have\s+been\s+)?"
     rf"(?:{_WRITING_ACTS})\s*,"
-    r"|^\W*before\s+(?:turning|moving\s+on|going\s+on|getting)\s+to\b"
-    rf"|^\W*before\s+(?:{_WRITING_ACTS_ING})\b"
-    r"|^\W*what\s+(?:comes|follows)\s+(?:next|now|below)\b"
+    r"|before\s+(?:turning|moving\s+on|going\s+on|getting)\s+to\b"
+    rf"|before\s+(?:{_WRITING_ACTS_ING})\b"
+    r"|what\s+(?:comes|follows)\s+(?:next|now|below)\b"
+    r"|(?:shifting|turning|moving|redirecting)\s+(?:our\s+|the\s+)?(?:attention|focus)\b"
+    r"|(?:to\s+(?:round\s+(?:things\s+|it\s+)?off|wrap\s+(?:things\s+|it\s+)?up|finish|close|"
+    r"end)|in\s+closing)\s*,"
+    r"|(?:and\s+)?now\s+(?:on\s+)?to\s+(?:the|a|an|its|his|her|their)\b"
+    r"|so\s+much\s+for\b|onwards?\s+to\b)",
+    _I,
+)
+# ... and anywhere: the text as the one that moves on ("The account now moves to ...",
+# "The description continues with ...", "The following part covers ...", "This brings
+# the description to ...", "The next thing to describe ...", "a word about ...").
+_STEP_ANYWHERE = re.compile(
+    r"\b(?:analysis|attention|focus|discussion|description|caption|account|narrative|"
+    r"commentary|overview|text)\s+(?:now\s+|then\s+|next\s+)?(?:turns?|shifts?|moves?|"
+    r"proceeds?|passes|returns?|continues?)\s+(?:on\s+)?(?:to|toward|from)\b"
+    r"|\b(?:description|caption|text|account)\s+(?:now\s+|then\s+)?(?:continues|begins|starts|"
+    r"ends|closes|opens|concludes|proceeds|wraps\s+up)\s+(?:with|by|on)\b"
     r"|\bthe\s+(?:following|next|final|last|remaining|closing|opening)\s+(?:part|section|portion|"
     r"paragraph|sentences?|lines?)\s+(?:of\s+(?:this|the)\s+(?:caption|description|text)\s+)?"
     r"(?:covers?|describes?|focus(?:es)?|deals?|looks?|turns?|address(?:es)?|concerns?|"
     r"examines?|details?|is\s+about|moves?)\b"
-    r"|\b(?:the\s+)?(?:rest|remainder)\s+of\s+(?:this|the)\s+(?:caption|description|text|"
-    r"account)\b"
+    r"|\b(?:rest|remainder)\s+of\s+(?:this|the)\s+(?:caption|description|text|account)\b"
     r"|\b(?:is|as|comes\s+as)\s+the\s+next\s+step\b|\bthe\s+next\s+step\s+(?:is|was)\b"
-    r"|^\W*(?:shifting|turning|moving|redirecting)\s+(?:our\s+|the\s+)?(?:attention|focus)\b"
-    r"|^\W*(?:to\s+(?:round\s+(?:things\s+|it\s+)?off|wrap\s+(?:things\s+|it\s+)?up|finish|close|"
-    r"end)|in\s+closing)\s*,"
-    r"|^\W*(?:and\s+)?now\s+(?:on\s+)?to\s+(?:the|a|an|its|his|her|their)\b"
-    r"|\ba\s+(?:quick\s+|brief\s+|final\s+|last\s+)?word\s+(?:about|on)\b"
-    # The text as the one that moves on: "The description continues with ...", "This
-    # brings the description to ...", "So much for ...", "The next thing to describe".
-    r"|\b(?:the|this)\s+(?:description|caption|text|account)\s+(?:now\s+|then\s+)?(?:continues|"
-    r"begins|starts|ends|closes|opens|concludes|proceeds|wraps\s+up)\s+(?:with|by|on)\b"
     r"|\bbrings?\s+(?:the|this|our)\s+(?:description|caption|text|account)\s+to\b"
-    r"|^\W*so\s+much\s+for\b|^\W*(?:onwards?|on)\s+to\b"
     r"|\b(?:next|last|first|final|other|remaining)\s+(?:thing|item|detail|element|point|aspect)s?\s+"
-    r"to\s+(?:describe|mention|note|cover|address|discuss|consider|look\s+at)\b",
+    r"to\s+(?:describe|mention|note|cover|address|discuss|consider|look\s+at)\b"
+    r"|\ba\s+(?:quick\s+|brief\s+|final\s+|last\s+)?word\s+(?:about|on)\b",
     _I,
 )
+
+
+class NextStep(Rule):
+    """The writer announces or closes a step of its text ("Having covered the setting,
+    the account now moves to ...", "The next thing to describe is ...")."""
+
+    name = "next_step"
+    kind = "narration"
+    triggers = frozenset(
+        """having now before what comes follows shifting turning moving redirecting round
+        wrap finish close end closing much onward onwards turns turn shifts shift moves move
+        proceeds proceed passes returns return continues continue begins starts ends closes
+        opens concludes wraps part section portion paragraph sentence sentences line lines
+        rest remainder step brings bring describe mention cover address discuss consider
+        word covered described discussed examined outlined addressed mentioned noted
+        established introduced considered reviewed looked dealt set""".split()
+    )
+
+    def matches(self, s: Sentence) -> bool:
+        return bool(_STEP_OPENING.match(s.masked) or _STEP_ANYWHERE.search(s.masked))
 
 
 class FirstPerson(Rule):
@@ -161,13 +196,8 @@ class AssistantNarration(Rule):
         trusting favoring favouring prioritizing prioritising preferring relying deferring
         toward what follows goal aim objective job intention purpose regards cheers enjoy
         luck best well so right hmm um cannot can unable without able captioner copywriter
-        annotator describer writer proceed proceeds passes return returns continue continues
-        having before what rest remainder step shifting redirecting round wrap finish close
-        end closing word final last remaining opening covered described discussed examined
-        outlined addressed mentioned noted established introduced considered reviewed looked
-        dealt speaking being system model tool program network view access sight much onward
-        onwards on brings bring thing item element point aspect things items elements points
-        aspects presented provided given shown offered included""".split()
+        annotator describer writer speaking being system model tool program network view
+        access sight presented provided given shown offered included""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
