@@ -201,6 +201,7 @@ _WOULD = re.compile(
 _EMPHASIS = r"emphasis|focus|attention|priority|prominence|weight|spotlight|precedence"
 _MODAL = r"should|must|ought\s+to|needs?\s+to|has\s+to|is\s+(?:meant|supposed)\s+to"
 
+
 def _gated(*table: tuple[str, str]) -> tuple[tuple[frozenset[str], re.Pattern[str]], ...]:
     """(words, regex) pairs: a regex runs only on a sentence holding one of its words."""
     return tuple((frozenset(w.split()), re.compile(rx, _I)) for w, rx in table)
@@ -209,7 +210,8 @@ def _gated(*table: tuple[str, str]) -> tuple[tuple[frozenset[str], re.Pattern[st
 _PRIORITY = _gated(
     (
         "emphasis focus attention priority prominence weight spotlight precedence",
-        rf"\b(?:{_EMPHASIS})\s+(?:\w+\s+){{0,3}}?(?:{_MODAL})\s+(?:be\s+)?(?:\w+\s+)?(?:on|to|with)\b"
+        rf"\b(?:{_EMPHASIS})\s+belongs\s+(?:on|to|with)\b"
+        rf"|\b(?:{_EMPHASIS})\s+(?:\w+\s+){{0,3}}?(?:{_MODAL})\s+(?:be\s+)?(?:\w+\s+)?(?:on|to|with)\b"
         rf"|\b(?:{_EMPHASIS})\s+(?:is|was|has\s+been)\s+(?:\w+ly\s+)?(?:placed|put|given|laid)\s+"
         r"(?:on|to)\b"
         # Said as an order: "Put the emphasis on ...", "Give prominence to ...".
@@ -220,15 +222,19 @@ _PRIORITY = _gated(
         rf"\b(?:{_MODAL})\s+(?:be\s+(?:secondary|subordinate|second)\s+to|(?:be\s+)?(?:given|placed|"
         r"put|paid|laid|drawn)\s+(?:to|on)|(?:come|go|appear|be\s+(?:placed|put|mentioned|named|"
         r"listed))\s+(?:first|last|early|up\s+front|at\s+the\s+(?:start|beginning|end)|before|"
-        r"ahead))\b",
+        r"ahead)|(?:not\s+)?be\s+(?:front\s+and\s+cent(?:er|re)|prominent|foregrounded|emphasi[sz]ed|"
+        r"highlighted|stressed|spotlighted|left\s+out|omitted|dropped))\b",
     ),
     (
         "key main central important essential chief",
         r"\b(?:key|main|central|important|essential|chief)\s+(?:point|thing|fact|detail|idea|message|"
-        r"information)s?\s+to\s+(?:convey|bring\s+out|highlight|stress|emphasi[sz]e|mention|"
+        r"information)s?\s+(?:here\s+)?(?:is\s+)?to\s+(?:name|identify|state|mention|convey|bring\s+out|highlight|stress|emphasi[sz]e|mention|"
         r"get\s+across|capture|include|keep|retain|preserve|communicate|note)\b",
     ),
-    ("lead open start begin", r"^\W*(?:please\s+)?(?:lead|open|start|begin)\s+with\s+(?:the|a|an|its|their)\b"),
+    (
+        "lead open start begin",
+        r"^\W*(?:please\s+)?(?:lead|open|start|begin)\s+with\s+(?:the|a|an|its|their)\b",
+    ),
     (
         "worth important necessary essential crucial vital",
         r"\bworth\s+(?:emphasi[sz]ing|highlighting|stressing|underlining|foregrounding)\b"
@@ -256,9 +262,7 @@ class Emphasis(Rule):
     def matches(self, s: Sentence) -> bool:
         if s.shows_text:
             return False  # "Priority boarding", "Attention: wet floor", says the sign
-        return any(
-            not words.isdisjoint(s.words) and rx.search(s.masked) for words, rx in _PRIORITY
-        )
+        return any(not words.isdisjoint(s.words) and rx.search(s.masked) for words, rx in _PRIORITY)
 
 
 class Directive(Rule):

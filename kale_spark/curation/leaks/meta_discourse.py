@@ -32,7 +32,16 @@ _DESCRIBED_AS = re.compile(
     _I,
 )
 # "The model" is a text's author only as a source: a fashion model shows a dress.
-_PER_MODEL = re.compile(r"\b(?:according\s+to|per|based\s+on|as\s+\w+\s+by)\s+the\s+model\b", _I)
+_PER_MODEL = re.compile(
+    r"\b(?:according\s+to|per|based\s+on|as\s+\w+\s+by)\s+the\s+model\b"
+    # ... or when it says, reads or thinks: "the model describes a bicycle".
+    r"|\bthe\s+(?:model|captioner|ai|assistant)\s+(?:only\s+|also\s+|clearly\s+|apparently\s+)?"
+    r"(?:describes|described|mentions|mentioned|says|said|calls|called|identifies|identified|"
+    r"thinks|thought|reads|sees|saw|guesses|guessed|claims|claimed|believes|assumes|assumed|"
+    r"names|named|lists|listed|suggests|suggested|reports|reported|counts|counted|labels|"
+    r"labeled|labelled|mistakes|mistook|misidentifies|misidentified)\b",
+    _I,
+)
 
 
 class TextReference(Rule):
@@ -45,7 +54,7 @@ class TextReference(Rule):
     def matches(self, s: Sentence) -> bool:
         if any(reference_leaks(s, a, b, k) for a, b, k in find_references(s)):
             return True
-        if _PER_MODEL.search(s.masked):
+        if _PER_MODEL.search(s.masked) and not s.shows_carrier:
             return True
         return not s.shows_text and _DESCRIBED_AS.search(s.masked) is not None
 

@@ -104,7 +104,7 @@ _STEP_OPENING = re.compile(
     r"|(?:to\s+(?:round\s+(?:things\s+|it\s+)?off|wrap\s+(?:things\s+|it\s+)?up|finish|close|"
     r"end)|in\s+closing)\s*,"
     r"|(?:and\s+)?now\s+(?:on\s+)?to\s+(?:the|a|an|its|his|her|their)\b"
-    r"|so\s+much\s+for\b|onwards?\s+to\b)",
+    r"|so\s+much\s+for\b|onwards?\s+to\b|up\s+next\b)",
     _I,
 )
 # ... and anywhere: the text as the one that moves on ("The account now moves to ...",
@@ -113,7 +113,7 @@ _STEP_OPENING = re.compile(
 _STEP_ANYWHERE = re.compile(
     r"\b(?:analysis|attention|focus|discussion|description|caption|account|narrative|"
     r"commentary|overview|text)\s+(?:now\s+|then\s+|next\s+)?(?:turns?|shifts?|moves?|"
-    r"proceeds?|passes|returns?|continues?)\s+(?:on\s+)?(?:to|toward|from)\b"
+    r"proceeds?|passes|returns?|continues?)\s+(?:on\s+|\w+ward\s+|\w+wards\s+)?(?:to|toward|from)\b"
     r"|\b(?:description|caption|text|account)\s+(?:now\s+|then\s+)?(?:continues|begins|starts|"
     r"ends|closes|opens|concludes|proceeds|wraps\s+up)\s+(?:with|by|on)\b"
     r"|\bthe\s+(?:following|next|final|last|remaining|closing|opening)\s+(?:part|section|portion|"
@@ -138,7 +138,7 @@ class NextStep(Rule):
     kind = "narration"
     triggers = frozenset(
         """having now before what comes follows shifting turning moving redirecting round
-        wrap finish close end closing much onward onwards turns turn shifts shift moves move
+        wrap finish close end closing much onward up onwards turns turn shifts shift moves move
         proceeds proceed passes returns return continues continue begins starts ends closes
         opens concludes wraps part section portion paragraph sentence sentences line lines
         rest remainder step brings bring describe mention cover address discuss consider
@@ -264,7 +264,8 @@ class EditNarration(Rule):
 _ON_WISH = re.compile(
     r"\b(?:on|upon)\s+(?:request|demand)\b|\bif\s+(?:so\s+)?(?:desired|preferred|wanted|needed|"
     r"necessary|required|helpful|useful)\b|\bif\s+(?:that|this)\s+(?:helps|works)\b"
-    r"|^\W*should\s+(?:[\w'’-]+\s+){1,5}?(?:be\s+)?(?:preferred|desired|needed|wanted|required)\b"
+    r"|^\W*should\s+(?:[\w'’-]+\s+){1,5}?(?:(?:be\s+)?(?:preferred|desired|needed|wanted|"
+    r"required)|need|require)\b"
     r"|\bsay\s+the\s+word\b|\b(?:just|simply)\s+ask\b|^\W*(?:happy|glad|more\s+than\s+happy)\s+to\b",
     _I,
 )
@@ -280,7 +281,9 @@ _OFFERED = re.compile(
     r"tweaked|revised|changed|translated|edited|modified|supplied|produced|tailored|condensed|"
     r"reworded|rephrased|follow|arranged)\b"
     rf"|\b(?:version|variant|alternative|rewrite|translation|option)s?\b[^.]*?\b(?:is|are)\s+(?:also\s+)?"
-    r"available\b|\b(?:version|variant|alternative|rewrite|translation|option)s?\s+(?:also\s+)?"
+    r"available\b|\b(?:version|variant|alternative|rewrite|translation|option)s?\s+(?:is|are)\s+"
+    r"(?:easy|simple|possible|straightforward)\s+to\s+(?:produce|write|make|provide|create|"
+    r"generate)\b|\b(?:version|variant|alternative|rewrite|translation|option)s?\s+(?:also\s+)?"
     r"available\b",
     _I,
 )
@@ -294,7 +297,7 @@ class AssistantOffer(Rule):
     kind = "narration"
     triggers = frozenset(
         """request requests demand if should say ask happy glad can could will would may
-        available option options""".split()
+        available option options easy simple possible straightforward""".split()
     )
 
     def matches(self, s: Sentence) -> bool:

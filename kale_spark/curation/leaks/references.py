@@ -44,7 +44,7 @@ _TEXT = r"(?:sentence|caption|description|text|version|input|account)"
 _PIECE = r"(?:line|statement|phrase|clause|entry|passage|snippet)"
 _ORD = (
     r"first|second|third|former|latter|1st|2nd|other|two|both|either|neither|each|previous|"
-    r"preceding|earlier|initial|original|above|opening|closing|concluding"
+    r"preceding|earlier|initial|original|above|opening|closing|concluding|longer|shorter"
 )
 
 
@@ -161,7 +161,9 @@ _ORDINAL = _parts(
         rf"(?:two\s+)?{_TEXT}s\b|\b(?:2|two)\s+{_TEXT}s\b"
         rf"|\b{_TEXT}\s+pairs?\b|\bpairs?\s+of\s+{_TEXT}s\b"
         rf"|\b(?:{_ORD})\s+{_TEXT}s?\b|\bone\s+(?:of\s+the\s+)?(?:sentence|caption|description|"
-        r"input|source)s?\b"
+        r"input|source|text|account|version)s?\b"
+        r"|\bno\s+(?:source|input|text|caption|description|sentence)s?\s+(?:names?|mentions?|says|"
+        r"gives|states|identifies|specifies|lists|calls|describes|notes|indicates)\b"
         rf"|\b(?:sentence|caption|description|text)s?\s+(?:above|below)\b"
         rf"(?!\s+(?:the|a|an|it|its|his|her|their)\b)",
     ),
