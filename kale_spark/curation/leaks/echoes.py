@@ -211,6 +211,8 @@ _PRIORITY = _gated(
     (
         "emphasis focus attention priority prominence weight spotlight precedence",
         rf"\b(?:{_EMPHASIS})\s+belongs\s+(?:on|to|with)\b"
+        r"|\b(?:deserves?|merits?|needs|requires?|warrants?)\s+(?:more\s+|less\s+|the\s+most\s+|"
+        rf"special\s+|particular\s+|greater\s+)?(?:{_EMPHASIS})\b"
         rf"|\b(?:{_EMPHASIS})\s+(?:\w+\s+){{0,3}}?(?:{_MODAL})\s+(?:be\s+)?(?:\w+\s+)?(?:on|to|with)\b"
         rf"|\b(?:{_EMPHASIS})\s+(?:is|was|has\s+been)\s+(?:\w+ly\s+)?(?:placed|put|given|laid)\s+"
         r"(?:on|to)\b"
@@ -223,7 +225,8 @@ _PRIORITY = _gated(
         r"put|paid|laid|drawn)\s+(?:to|on)|(?:come|go|appear|be\s+(?:placed|put|mentioned|named|"
         r"listed))\s+(?:first|last|early|up\s+front|at\s+the\s+(?:start|beginning|end)|before|"
         r"ahead)|(?:not\s+)?be\s+(?:front\s+and\s+cent(?:er|re)|prominent|foregrounded|emphasi[sz]ed|"
-        r"highlighted|stressed|spotlighted|left\s+out|omitted|dropped))\b",
+        r"highlighted|stressed|spotlighted|left\s+out|omitted|dropped|made\s+clear|noted|"
+        r"pointed\s+out))\b",
     ),
     (
         "key main central important essential chief",
@@ -232,8 +235,9 @@ _PRIORITY = _gated(
         r"get\s+across|capture|include|keep|retain|preserve|communicate|note)\b",
     ),
     (
-        "lead open start begin",
-        r"^\W*(?:please\s+)?(?:lead|open|start|begin)\s+with\s+(?:the|a|an|its|their)\b",
+        "lead open start begin bring put move",
+        r"^\W*(?:please\s+)?(?:lead|open|start|begin)\s+with\s+(?:the|a|an|its|their)\b"
+        r"|^\W*(?:please\s+)?(?:bring|put|move)\b[^.]*\bto\s+the\s+(?:fore|front|forefront|top)\b",
     ),
     (
         "worth important necessary essential crucial vital",

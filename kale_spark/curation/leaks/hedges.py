@@ -94,7 +94,7 @@ _TRUST = re.compile(
     r"|\b(?:remains?|stays?)\s+(?:unclear|uncertain|ambiguous|unconfirmed|unverified)\b"
     r"|\bmay\s+or\s+may\s+not\b"
     # Disclaimers: "have not been checked", "no claim is made about the accuracy of ...".
-    r"|\b(?:was|were|has|have|had)\s+not\s+(?:been\s+)?(?:\w+ly\s+)?(?:checked|verified|"
+    r"|\b(?:is|are|was|were|has|have|had)\s+not\s+(?:been\s+)?(?:\w+ly\s+)?(?:checked|verified|"
     r"confirmed|cross-checked|double-checked|corroborated|validated)\b"
     r"|\bno\s+(?:claim|guarantee|warranty)\s+(?:is|can\s+be)\s+(?:made|given)\b"
     r"|\b(?:accuracy|reliability|correctness|truth)\s+of\s+(?:the|these|those|this|its|their)\s+"

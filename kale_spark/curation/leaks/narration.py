@@ -47,7 +47,7 @@ _OPENER = re.compile(
     r"|^\W*(?:below|above)\s+(?:is|are)\b|^\W*what\s+follows\b|^\W*the\s+following\s+(?:is|are|sentence|"
     r"caption|description|text)\b"
     r"|^\W*(?:presented|provided|given|shown|offered|included)\s+(?:here|below|above)\s+(?:is|are)\b"
-    r"|\b(?:as|being)\s+an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
+    r"|\b(?:as|being)\s+(?:only\s+|just\s+|merely\s+|simply\s+)?an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
     r"llm|chatbot)\b"
     r"|\bas\s+an?\s+(?:\w+\s+)?(?:caption\s*writer|captioner|copywriter|annotator|describer)\b"
     # The writer names what it is: "Speaking as an automated captioning system, ...",
@@ -104,7 +104,10 @@ _STEP_OPENING = re.compile(
     r"|(?:to\s+(?:round\s+(?:things\s+|it\s+)?off|wrap\s+(?:things\s+|it\s+)?up|finish|close|"
     r"end)|in\s+closing)\s*,"
     r"|(?:and\s+)?now\s+(?:on\s+)?to\s+(?:the|a|an|its|his|her|their)\b"
-    r"|so\s+much\s+for\b|onwards?\s+to\b|up\s+next\b)",
+    r"|so\s+much\s+for\b|onwards?\s+to\b|up\s+next\b|in\s+what\s+follows\b"
+    # The writer's eye moving over the frame: "Moving to the right of the frame, ...".
+    r"|(?:moving|turning|shifting|looking|panning)\s+(?:over\s+|across\s+)?(?:to|toward|towards)\s+"
+    r"the\s+(?:left|right|background|foreground|top|bottom|cent(?:er|re)|middle)\b)",
     _I,
 )
 # ... and anywhere: the text as the one that moves on ("The account now moves to ...",
@@ -113,7 +116,10 @@ _STEP_OPENING = re.compile(
 _STEP_ANYWHERE = re.compile(
     r"\b(?:analysis|attention|focus|discussion|description|caption|account|narrative|"
     r"commentary|overview|text)\s+(?:now\s+|then\s+|next\s+)?(?:turns?|shifts?|moves?|"
-    r"proceeds?|passes|returns?|continues?)\s+(?:on\s+|\w+ward\s+|\w+wards\s+)?(?:to|toward|from)\b"
+    r"proceeds?|passes|returns?|continues?|goes)\s+(?:on\s+|\w+ward\s+|\w+wards\s+)?(?:to|toward|"
+    r"from)\b"
+    r"|\b(?:description|caption|text|account)\s+(?:will|shall|is\s+going\s+to)\s+(?:now\s+|next\s+|"
+    r"then\s+)?(?:cover|describe|turn|move|focus|look|address|discuss|detail)\b"
     r"|\b(?:description|caption|text|account)\s+(?:now\s+|then\s+)?(?:continues|begins|starts|"
     r"ends|closes|opens|concludes|proceeds|wraps\s+up)\s+(?:with|by|on)\b"
     r"|\bthe\s+(?:following|next|final|last|remaining|closing|opening)\s+(?:part|section|portion|"
@@ -138,7 +144,7 @@ class NextStep(Rule):
     kind = "narration"
     triggers = frozenset(
         """having now before what comes follows shifting turning moving redirecting round
-        wrap finish close end closing much onward up onwards turns turn shifts shift moves move
+        wrap finish close end closing much onward up in looking panning goes will shall going onwards turns turn shifts shift moves move
         proceeds proceed passes returns return continues continue begins starts ends closes
         opens concludes wraps part section portion paragraph sentence sentences line lines
         rest remainder step brings bring describe mention cover address discuss consider
@@ -301,6 +307,6 @@ class AssistantOffer(Rule):
     )
 
     def matches(self, s: Sentence) -> bool:
-        if s.shows_text:
+        if s.shows_carrier:
             return False  # "Tours on request", says the sign
         return bool(_ON_WISH.search(s.masked) or _OFFERED.search(s.masked))

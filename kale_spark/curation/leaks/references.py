@@ -142,7 +142,7 @@ _NAMED = _parts(
     (
         "model ai assistant system captioner llm vlm",
         r"\b(?:generated|written|produced|created|output|predicted|suggested|proposed)\s+by\s+"
-        r"(?:the|a|an|another)\s+(?:[\w-]+\s+)?(?:model|ai|assistant|system|captioner|llm|vlm)\b",
+        r"(?:the|a|an|another)\s+(?:[\w-]+\s+){0,2}?(?:model|ai|assistant|system|captioner|llm|vlm)\b",
     ),
 )
 _ORD_WORDS = (
