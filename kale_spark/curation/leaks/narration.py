@@ -144,7 +144,8 @@ class NextStep(Rule):
     kind = "narration"
     triggers = frozenset(
         """having now before what comes follows shifting turning moving redirecting round
-        wrap finish close end closing much onward up in looking panning goes will shall going onwards turns turn shifts shift moves move
+        wrap finish close end closing much onward next looking panning goes will shall going
+        onwards turns turn shifts shift moves move
         proceeds proceed passes returns return continues continue begins starts ends closes
         opens concludes wraps part section portion paragraph sentence sentences line lines
         rest remainder step brings bring describe mention cover address discuss consider
