@@ -93,8 +93,23 @@ _TRUST = re.compile(
     r"|\b(?:hard|difficult|impossible)\s+to\s+(?:say|tell|know|determine|confirm|verify)\b"
     r"|\b(?:remains?|stays?)\s+(?:unclear|uncertain|ambiguous|unconfirmed|unverified)\b"
     r"|\bmay\s+or\s+may\s+not\b"
-    # Disclaimers: "have not been checked", "no claim is made about the accuracy of ...".
-    r"|\b(?:is|are|was|were|has|have|had)\s+not\s+(?:been\s+)?(?:\w+ly\s+)?(?:checked|verified|"
+    r"|\b(?:one\s+of\s+(?:them|the\s+two)|either|both|they)\s+(?:must|may|might|could|"
+    r"can['’]?not|cannot|can['’]t)\s+be\s+(?:wrong|mistaken|incorrect|inaccurate|right|correct|"
+    r"true)\b",
+    _I,
+)
+
+
+# Disclaimers about the inputs and disagreements over what the thing shown is, behind
+# their own word gate: "have not been checked", "no claim is made about the accuracy of
+# ...", "a discrepancy over the year".
+_DISCLAIMER_WORDS = frozenset(
+    """checked verified confirmed cross double corroborated validated claim guarantee
+    warranty accuracy reliability correctness truth disagreement discrepancy discrepancies
+    conflict confusion ambiguity""".split()
+)
+_DISCLAIMER = re.compile(
+    r"\b(?:is|are|was|were|has|have|had)\s+not\s+(?:been\s+)?(?:\w+ly\s+)?(?:checked|verified|"
     r"confirmed|cross-checked|double-checked|corroborated|validated)\b"
     r"|\bno\s+(?:claim|guarantee|warranty)\s+(?:is|can\s+be)\s+(?:made|given)\b"
     r"|\b(?:accuracy|reliability|correctness|truth)\s+of\s+(?:the|these|those|this|its|their)\s+"
@@ -103,13 +118,9 @@ _TRUST = re.compile(
     r"|\b(?:disagreement|discrepanc(?:y|ies)|conflict|confusion|ambiguity)\s+(?:about|over|on|"
     r"regarding|as\s+to|concerning)\s+(?:the\s+|its\s+|their\s+)?(?:exact\s+|precise\s+)?"
     r"(?:colou?r|name|date|year|location|place|identity|number|brand|make|model|type|breed|"
-    r"species|size|time|age|origin|title|venue|city|country|spelling|era|material)s?\b"
-    r"|\b(?:one\s+of\s+(?:them|the\s+two)|either|both|they)\s+(?:must|may|might|could|"
-    r"can['’]?not|cannot|can['’]t)\s+be\s+(?:wrong|mistaken|incorrect|inaccurate|right|correct|"
-    r"true)\b",
+    r"species|size|time|age|origin|title|venue|city|country|spelling|era|material)s?\b",
     _I,
 )
-
 
 _THEY_AGREE = re.compile(
     r"\b(?:they|these|both)\s+(?:all\s+|both\s+)?(?:agree|disagree|conflict|contradict|"
@@ -137,6 +148,8 @@ class AgreementHedge(Rule):
             return False
         masked = s.masked
         if _TRUST.search(masked) or _several_texts(masked) or _TEXTS_AGREE.search(masked):
+            return True
+        if not _DISCLAIMER_WORDS.isdisjoint(s.words) and _DISCLAIMER.search(masked):
             return True
         if _CONFLICT_ALONE.search(masked) or _THEY_AGREE.search(masked):
             return True
