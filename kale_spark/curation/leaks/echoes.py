@@ -145,7 +145,7 @@ class InstructionVocabulary(Rule):
 
 
 _WRITER_VERBS = (
-    r"foreground|spotlight|underline|showcase|draw|call|bring\s+out|lead\s+with|prioriti[sz]e|"
+    r"foreground|spotlight|underline|showcase|draw|call|dwell|linger|bring\s+out|lead\s+with|prioriti[sz]e|"
     r"describe|mention|include|focus|highlight|keep|retain|preserve|merge|combine|avoid|"
     r"ensure|emphasi[sz]e|refine|rewrite|correct|fix|integrate|incorporate|provide|give|"
     r"omit|remove|state|specify|write|use|add|make|capture|convey|reflect|stress|cover|"
@@ -237,8 +237,10 @@ _PRIORITY = _gated(
     (
         "lead open start begin bring put move",
         r"^\W*(?:please\s+)?(?:lead|open|start|begin)\s+with\s+(?:the|a|an|its|their)\b"
-        r"|^\W*(?:please\s+)?(?:bring|put|move)\b[^.]*\bto\s+the\s+(?:fore|front|forefront|top)\b",
+        r"|^\W*(?:please\s+)?(?:bring|put|move|place)\b[^.]*\b(?:to\s+the\s+(?:fore|front|forefront|"
+        r"top)|at\s+the\s+(?:start|beginning|end|front|top))\b",
     ),
+    ("matters matter", r"\bwhat\s+matters\s+(?:most|more)\b|\bmatters?\s+(?:less|more)\s+here\b"),
     (
         "worth important necessary essential crucial vital",
         r"\bworth\s+(?:emphasi[sz]ing|highlighting|stressing|underlining|foregrounding)\b"

@@ -118,6 +118,9 @@ _STEP_ANYWHERE = re.compile(
     r"commentary|overview|text)\s+(?:now\s+|then\s+|next\s+)?(?:turns?|shifts?|moves?|"
     r"proceeds?|passes|returns?|continues?|goes)\s+(?:on\s+|\w+ward\s+|\w+wards\s+)?(?:to|toward|"
     r"from)\b"
+    r"|\b(?:the|this)\s+(?:description|caption|text|account)\s+(?:\w+ly\s+|now\s+|then\s+|next\s+|"
+    r"also\s+)?(?:touches|zooms|focuses|dwells|lingers|pans|centers|centres|concentrates|closes|"
+    r"ends|wraps)\s+(?:in\s+)?(?:on|upon|with)\b"
     r"|\b(?:description|caption|text|account)\s+(?:will|shall|is\s+going\s+to)\s+(?:now\s+|next\s+|"
     r"then\s+)?(?:cover|describe|turn|move|focus|look|address|discuss|detail)\b"
     r"|\b(?:description|caption|text|account)\s+(?:now\s+|then\s+)?(?:continues|begins|starts|"
@@ -145,7 +148,8 @@ class NextStep(Rule):
     triggers = frozenset(
         """having now before what comes follows shifting turning moving redirecting round
         wrap finish close end closing much onward next looking panning goes will shall going
-        onwards turns turn shifts shift moves move
+        onwards turns turn shifts shift moves move touches zooms focuses dwells lingers pans
+        centers centres concentrates
         proceeds proceed passes returns return continues continue begins starts ends closes
         opens concludes wraps part section portion paragraph sentence sentences line lines
         rest remainder step brings bring describe mention cover address discuss consider
@@ -273,6 +277,9 @@ _ON_WISH = re.compile(
     r"necessary|required|helpful|useful)\b|\bif\s+(?:that|this)\s+(?:helps|works)\b"
     r"|^\W*should\s+(?:[\w'’-]+\s+){1,5}?(?:(?:be\s+)?(?:preferred|desired|needed|wanted|"
     r"required)|need|require)\b"
+    r"|^\W*(?:just\s+)?say\s+(?:if|whether|so)\b"
+    r"|\bif\s+(?:a|an|the|another|any)\s+(?:\w+\s+)?(?:style|tone|length|version|wording|format|"
+    r"focus|variant)\s+is\s+(?:needed|wanted|preferred|desired|required)\b"
     r"|\bsay\s+the\s+word\b|\b(?:just|simply)\s+ask\b|^\W*(?:happy|glad|more\s+than\s+happy)\s+to\b",
     _I,
 )
@@ -286,11 +293,12 @@ _OFFERED = re.compile(
     rf"\b(?:{_TEXT_OBJ})\s+(?:\w+\s+){{0,4}}?(?:can|could|will|would|may)\s+(?:also\s+|easily\s+|"
     r"gladly\s+|then\s+)*(?:be\s+)?(?:provided|adjusted|rewritten|added|made|shortened|expanded|"
     r"tweaked|revised|changed|translated|edited|modified|supplied|produced|tailored|condensed|"
-    r"reworded|rephrased|follow|arranged)\b"
+    r"reworded|rephrased|follow|arranged|written|drafted|composed|offered)\b"
     rf"|\b(?:version|variant|alternative|rewrite|translation|option)s?\b[^.]*?\b(?:is|are)\s+(?:also\s+)?"
     r"available\b|\b(?:version|variant|alternative|rewrite|translation|option)s?\s+(?:is|are)\s+"
     r"(?:easy|simple|possible|straightforward)\s+to\s+(?:produce|write|make|provide|create|"
-    r"generate)\b|\b(?:version|variant|alternative|rewrite|translation|option)s?\s+(?:also\s+)?"
+    r"generate)\b|\b(?:phrasing|wording|version|variant|alternative|rewrite|option)s?\s+(?:is|are)\s+"
+    r"(?:also\s+)?possible\b|\b(?:version|variant|alternative|rewrite|translation|option)s?\s+(?:also\s+)?"
     r"available\b",
     _I,
 )
@@ -304,7 +312,8 @@ class AssistantOffer(Rule):
     kind = "narration"
     triggers = frozenset(
         """request requests demand if should say ask happy glad can could will would may
-        available option options easy simple possible straightforward""".split()
+        available option options easy simple possible straightforward written drafted
+        composed offered""".split()
     )
 
     def matches(self, s: Sentence) -> bool:

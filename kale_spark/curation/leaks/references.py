@@ -184,7 +184,9 @@ _ORDINAL = _parts(
         "caption captions description descriptions text texts output what title",
         rf"\b(?:caption|description|text|output|title)s?\s+(?:that\s+|which\s+)?(?:the|a|an)\s+"
         rf"(?:[\w-]+\s+)?(?:{_AUTHORS}|system|captioner)\s+(?:produced|wrote|generated|gave|"
-        r"returned|created|proposed|suggested|output|made)\b"
+        r"returned|created|proposed|suggested|output|made|came\s+up\s+with|offered|provided)\b"
+        r"|\b(?:caption|description|text|title)s?\s+(?:taken\s+|pulled\s+|scraped\s+)?from\s+the\s+"
+        r"(?:web|internet|site|website|webpage|listing|source)\b"
         rf"|\bwhat\s+the\s+(?:[\w-]+\s+)?(?:{_AUTHORS}|system|captioner)\s+(?:wrote|produced|"
         r"generated|said|says|returned|described|output)\b"
         r"|\b(?:caption|description|text)s?\s+(?:was\s+|were\s+)?(?:produced|generated|written|"
