@@ -145,7 +145,7 @@ class InstructionVocabulary(Rule):
 
 
 _WRITER_VERBS = (
-    r"foreground|spotlight|underline|showcase|draw|call|dwell|linger|bring\s+out|lead\s+with|prioriti[sz]e|"
+    r"foreground|spotlight|underline|showcase|draw|call|dwell|linger|(?:work|weave|fold|slip|fit)\s+in|bring\s+out|lead\s+with|prioriti[sz]e|"
     r"describe|mention|include|focus|highlight|keep|retain|preserve|merge|combine|avoid|"
     r"ensure|emphasi[sz]e|refine|rewrite|correct|fix|integrate|incorporate|provide|give|"
     r"omit|remove|state|specify|write|use|add|make|capture|convey|reflect|stress|cover|"

@@ -75,6 +75,13 @@ _CONFLICT = re.compile(
     r"regarding|with))\b",
     _I,
 )
+# Texts that give different answers: "The description and the alt-text name different
+# mountains" (a reference or plural texts are needed too).
+_DIFFERENT = re.compile(
+    r"\b(?:name|give|list|mention|say|suggest|report|state|offer|use|cite|provide)\s+(?:two\s+)?"
+    r"(?:different|conflicting|contradictory|other)\b",
+    _I,
+)
 _PLURAL_TEXTS = re.compile(
     rf"\b(?:{_TEXTS}|details|information|data|reports|claims)\b",
     _I,
@@ -153,7 +160,7 @@ class AgreementHedge(Rule):
             return True
         if _CONFLICT_ALONE.search(masked) or _THEY_AGREE.search(masked):
             return True
-        if _CONFLICT.search(masked):
+        if _CONFLICT.search(masked) or _DIFFERENT.search(masked):
             return bool(_PLURAL_TEXTS.search(masked) or find_references(s))
         return False
 

@@ -104,7 +104,7 @@ _STEP_OPENING = re.compile(
     r"|(?:to\s+(?:round\s+(?:things\s+|it\s+)?off|wrap\s+(?:things\s+|it\s+)?up|finish|close|"
     r"end)|in\s+closing)\s*,"
     r"|(?:and\s+)?now\s+(?:on\s+)?to\s+(?:the|a|an|its|his|her|their)\b"
-    r"|so\s+much\s+for\b|onwards?\s+to\b|up\s+next\b|in\s+what\s+follows\b"
+    r"|so\s+much\s+for\b|(?:onwards?|on)\s+to\b|up\s+next\b|in\s+what\s+follows\b"
     # The writer's eye moving over the frame: "Moving to the right of the frame, ...".
     r"|(?:moving|turning|shifting|looking|panning)\s+(?:over\s+|across\s+)?(?:to|toward|towards)\s+"
     r"the\s+(?:left|right|background|foreground|top|bottom|cent(?:er|re)|middle)\b)",
@@ -121,6 +121,8 @@ _STEP_ANYWHERE = re.compile(
     r"|\b(?:the|this)\s+(?:description|caption|text|account)\s+(?:\w+ly\s+|now\s+|then\s+|next\s+|"
     r"also\s+)?(?:touches|zooms|focuses|dwells|lingers|pans|centers|centres|concentrates|closes|"
     r"ends|wraps)\s+(?:in\s+)?(?:on|upon|with)\b"
+    r"|\b(?:the|this)\s+(?:description|caption|text|account)\s+(?:\w+ly\s+|now\s+|then\s+|next\s+|"
+    r"also\s+)?(?:covers|addresses|discusses)\b"
     r"|\b(?:description|caption|text|account)\s+(?:will|shall|is\s+going\s+to)\s+(?:now\s+|next\s+|"
     r"then\s+)?(?:cover|describe|turn|move|focus|look|address|discuss|detail)\b"
     r"|\b(?:description|caption|text|account)\s+(?:now\s+|then\s+)?(?:continues|begins|starts|"
@@ -139,26 +141,34 @@ _STEP_ANYWHERE = re.compile(
 )
 
 
+_STEP_WORDS = frozenset(
+    """having now before what comes follows shifting turning moving redirecting round
+wrap finish close end closing much onward next looking panning goes will shall going
+onwards turns turn shifts shift moves move touches zooms focuses dwells lingers pans
+centers centres concentrates covers addresses discusses
+proceeds proceed passes returns return continues continue begins starts ends closes
+opens concludes wraps part section portion paragraph sentence sentences line lines
+rest remainder step brings bring describe mention cover address discuss consider
+word covered described discussed examined outlined addressed mentioned noted
+established introduced considered reviewed looked dealt set""".split()
+)
+
+
 class NextStep(Rule):
     """The writer announces or closes a step of its text ("Having covered the setting,
     the account now moves to ...", "The next thing to describe is ...")."""
 
     name = "next_step"
     kind = "narration"
-    triggers = frozenset(
-        """having now before what comes follows shifting turning moving redirecting round
-        wrap finish close end closing much onward next looking panning goes will shall going
-        onwards turns turn shifts shift moves move touches zooms focuses dwells lingers pans
-        centers centres concentrates
-        proceeds proceed passes returns return continues continue begins starts ends closes
-        opens concludes wraps part section portion paragraph sentence sentences line lines
-        rest remainder step brings bring describe mention cover address discuss consider
-        word covered described discussed examined outlined addressed mentioned noted
-        established introduced considered reviewed looked dealt set""".split()
-    )
 
+    # No gate on the rule: the opening is one anchored match; the gate below spares the
+    # search anywhere in the sentence.
     def matches(self, s: Sentence) -> bool:
-        return bool(_STEP_OPENING.match(s.masked) or _STEP_ANYWHERE.search(s.masked))
+        if _STEP_OPENING.match(s.masked):
+            return True
+        if _STEP_WORDS.isdisjoint(s.words):
+            return False
+        return _STEP_ANYWHERE.search(s.masked) is not None
 
 
 class FirstPerson(Rule):
@@ -298,7 +308,7 @@ _OFFERED = re.compile(
     r"available\b|\b(?:version|variant|alternative|rewrite|translation|option)s?\s+(?:is|are)\s+"
     r"(?:easy|simple|possible|straightforward)\s+to\s+(?:produce|write|make|provide|create|"
     r"generate)\b|\b(?:phrasing|wording|version|variant|alternative|rewrite|option)s?\s+(?:is|are)\s+"
-    r"(?:also\s+)?possible\b|\b(?:version|variant|alternative|rewrite|translation|option)s?\s+(?:also\s+)?"
+    r"(?:also\s+)?(?:possible|an\s+option)\b|\b(?:version|variant|alternative|rewrite|translation|option)s?\s+(?:also\s+)?"
     r"available\b",
     _I,
 )
