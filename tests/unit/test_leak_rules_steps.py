@@ -1,6 +1,7 @@
 """The leak rules added for issue 24's second round, each tested from its definition
 (kale_spark/curation/leaks): a step of the writing announced (next_step), another
-version offered (assistant_offer), what the text should weigh most (emphasis_directive),
+version offered (assistant_offer), the writer saying what it is (model_identity), what
+the text should weigh most (emphasis_directive),
 and the wider reach of the existing kinds (the machine's caption, the page an image came
 from, disclaimers about the inputs). Honest sentences with the same words stay, and each
 new rule's name reaches the filter's removal reasons (the run's `rule.<name>` counts)."""
@@ -35,6 +36,12 @@ BY_RULE = {
         "Glad to make it punchier.",
         "Should a longer text be wanted, more detail can be added.",
     ],
+    # The writer says what it is: a model, a system, an assistant without a view.
+    "model_identity": [
+        "The assistant has no access to the pixels themselves.",
+        "Speaking as a multimodal captioning model, the scene looks like a fair.",
+        "As a model built for text, the colors here are guesses.",
+    ],
     # What the text should put first or weigh most.
     "emphasis_directive": [
         "Prominence should be given to the name of the lighthouse.",
@@ -52,10 +59,7 @@ BY_KIND = {
         "The product title calls the lamp a Tolomeo.",
         "A knowledge-grounded caption of the harbor names the ferry.",
     ],
-    "narration": [
-        "Being merely an AI, the assistant cannot see the hues.",
-        "The assistant has no access to the pixels themselves.",
-    ],
+    "narration": ["Being merely an AI, the assistant cannot see the hues."],
     "agreement_hedge": [
         "The season goes unmentioned in both texts.",
         "The team's name has not been verified against the photo.",

@@ -24,6 +24,7 @@ from kale_spark.curation.leaks.narration import (
     AssistantOffer,
     EditNarration,
     FirstPerson,
+    ModelIdentity,
     NextStep,
     Question,
 )
@@ -39,6 +40,7 @@ RULES: tuple[Rule, ...] = (
     AssistantNarration(),
     AssistantOffer(),
     NextStep(),
+    ModelIdentity(),
     FirstPerson(),
     Question(),
     InputCritique(),

@@ -82,6 +82,7 @@ _DIFFERENT = re.compile(
     r"(?:different|conflicting|contradictory|other)\b",
     _I,
 )
+_DIFFERENT_WORDS = frozenset("different conflicting contradictory other".split())
 _PLURAL_TEXTS = re.compile(
     rf"\b(?:{_TEXTS}|details|information|data|reports|claims)\b",
     _I,
@@ -160,7 +161,8 @@ class AgreementHedge(Rule):
             return True
         if _CONFLICT_ALONE.search(masked) or _THEY_AGREE.search(masked):
             return True
-        if _CONFLICT.search(masked) or _DIFFERENT.search(masked):
+        different = not _DIFFERENT_WORDS.isdisjoint(s.words) and _DIFFERENT.search(masked)
+        if different or _CONFLICT.search(masked):
             return bool(_PLURAL_TEXTS.search(masked) or find_references(s))
         return False
 

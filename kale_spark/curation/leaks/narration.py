@@ -20,6 +20,7 @@ __all__ = [
     "AssistantOffer",
     "EditNarration",
     "FirstPerson",
+    "ModelIdentity",
     "NextStep",
     "Question",
 ]
@@ -31,6 +32,30 @@ _MACHINE_KIND = (
     r"language|captioning|caption|vision|vision-language|text-only|text-based|multimodal|"
     r"automated|automatic|ai|machine|computer|neural|generative|image-captioning"
 )
+# The writer names what it is: "Speaking as an automated captioning system, ...",
+# "The assistant has no direct view of the photograph" (behind :data:`_IDENTITY_WORDS`).
+_IDENTITY = re.compile(
+    r"\b(?:as|being)\s+an?\s+(?:\w+\s+)?model\s+(?:trained|built|designed|made|developed)\b"
+    rf"|\b(?:as|being)\s+an?\s+(?:[\w-]+\s+){{0,2}}?(?:{_MACHINE_KIND})[\s-]+(?:model|system|"
+    r"assistant|program|tool|captioner|network|ai)\b"
+    r"|\b(?:the|this)\s+(?:assistant|model|ai|system|captioner)\s+(?:has|had)\s+no\s+"
+    r"(?:\w+\s+)?(?:view|access|sight|way\s+to\s+see|eyes)\b",
+    _I,
+)
+
+
+class ModelIdentity(Rule):
+    """The writer says what it is: a model, a captioning system, an assistant without a
+    view of the image ("Speaking as an automated captioning system, ...")."""
+
+    name = "model_identity"
+    kind = "narration"
+    triggers = frozenset("model system assistant program tool captioner network ai".split())
+
+    def matches(self, s: Sentence) -> bool:
+        return _IDENTITY.search(s.masked) is not None
+
+
 # "I" followed by a verb or a contraction.
 _I_CLAUSE = re.compile(r"(?<![\w'’.-])I(?:['’](?:m|ve|ll|d)\b|\s+(?=[a-z]))")
 _PREV_WORD = re.compile(r"([A-Za-z][\w'’-]*)\W*$")
@@ -50,13 +75,6 @@ _OPENER = re.compile(
     r"|\b(?:as|being)\s+(?:only\s+|just\s+|merely\s+|simply\s+)?an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
     r"llm|chatbot)\b"
     r"|\bas\s+an?\s+(?:\w+\s+)?(?:caption\s*writer|captioner|copywriter|annotator|describer)\b"
-    # The writer names what it is: "Speaking as an automated captioning system, ...",
-    # "The assistant has no direct view of the photograph".
-    r"|\b(?:as|being)\s+an?\s+(?:\w+\s+)?model\s+(?:trained|built|designed|made|developed)\b"
-    rf"|\b(?:as|being)\s+an?\s+(?:[\w-]+\s+){{0,2}}?(?:{_MACHINE_KIND})[\s-]+(?:model|system|"
-    r"assistant|program|tool|captioner|network|ai)\b"
-    r"|\b(?:the|this)\s+(?:assistant|model|ai|system|captioner)\s+(?:has|had)\s+no\s+"
-    r"(?:\w+\s+)?(?:view|access|sight|way\s+to\s+see|eyes)\b"
     r"|^\W*(?:best\s+regards|kind\s+regards|cheers|enjoy|good\s+luck|all\s+the\s+best|"
     r"thanks\s+for\s+\w+ing)\b|^\W*(?:well|so|alright|right|hmm+|um+|now)\s*,",
     _I,
@@ -217,8 +235,8 @@ class AssistantNarration(Rule):
         trusting favoring favouring prioritizing prioritising preferring relying deferring
         toward what follows goal aim objective job intention purpose regards cheers enjoy
         luck best well so right hmm um cannot can unable without able captioner copywriter
-        annotator describer writer speaking being system model tool program network view
-        access sight presented provided given shown offered included""".split()
+        annotator describer writer
+        presented provided given shown offered included""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
