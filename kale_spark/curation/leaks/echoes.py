@@ -145,7 +145,7 @@ class InstructionVocabulary(Rule):
 
 
 _WRITER_VERBS = (
-    r"foreground|spotlight|underline|showcase|draw|call|dwell|linger|(?:work|weave|fold|slip|fit)\s+in|bring\s+out|lead\s+with|prioriti[sz]e|"
+    r"foreground|spotlight|underline|showcase|draw|call|dwell|linger|put|place|(?:work|weave|fold|slip|fit)\s+in|bring\s+out|lead\s+with|prioriti[sz]e|"
     r"describe|mention|include|focus|highlight|keep|retain|preserve|merge|combine|avoid|"
     r"ensure|emphasi[sz]e|refine|rewrite|correct|fix|integrate|incorporate|provide|give|"
     r"omit|remove|state|specify|write|use|add|make|capture|convey|reflect|stress|cover|"
@@ -158,7 +158,8 @@ _ORDERS = (
     r"concatenate|summari[sz]e|limit|start|begin|stick|prioriti[sz]e|prefer|favou?r|trust|"
     r"rely|ignore|drop|skip|leave|cut|shorten|expand|paraphrase|translate|output|answer|"
     r"respond|return|reply|produce|generate|create|craft|compose|draft|explain|check|verify|"
-    r"double-check|mind|treat|name|identify|list|note\s+down"
+    r"double-check|mind|treat|name|identify|list|note\s+down|foreground|spotlight|showcase|"
+    r"underline|feature|put|place|lead\s+with"
 )
 _IMPERATIVE = re.compile(
     r"^\W*(?:(?:first|firstly|then|next|finally|now|also|lastly|second|secondly|third|step\s+\d+)"
@@ -240,7 +241,12 @@ _PRIORITY = _gated(
         r"|^\W*(?:please\s+)?(?:bring|put|move|place)\b[^.]*\b(?:to\s+the\s+(?:fore|front|forefront|"
         r"top)|at\s+the\s+(?:start|beginning|end|front|top))\b",
     ),
-    ("matters matter", r"\bwhat\s+matters\s+(?:most|more)\b|\bmatters?\s+(?:less|more)\s+here\b"),
+    (
+        "matters matter needs has ought",
+        r"\bwhat\s+matters\s+(?:most|more)\b|\bmatters?\s+(?:less|more)\s+here\b"
+        r"|\bwhat\s+(?:needs|has|ought)\s+(?:to\s+be\s+)?(?:highlight|emphasi[sz]|stress|mention|"
+        r"foreground|spotlight|underlin)\w*",
+    ),
     (
         "worth important necessary essential crucial vital",
         r"\bworth\s+(?:emphasi[sz]ing|highlighting|stressing|underlining|foregrounding)\b"

@@ -70,7 +70,7 @@ _CONFLICT_ALONE = re.compile(
 )
 _CONFLICT = re.compile(
     r"\b(?:discrepanc(?:y|ies)|inconsisten\w+|contradict\w*|mismatch\w*|disagree\w*|"
-    r"reconcil\w+|conflicting|(?:at\s+odds|do\s+not\s+agree|don['’]t\s+agree|do\s+not\s+match|"
+    r"reconcil\w+|conflicting|(?:no|little|some|lack\s+of)\s+agreement|(?:at\s+odds|do\s+not\s+agree|don['’]t\s+agree|do\s+not\s+match|"
     r"don['’]t\s+match|are\s+(?:in)?consistent)|conflicts?\s+(?:between|about|over|on|"
     r"regarding|with))\b",
     _I,

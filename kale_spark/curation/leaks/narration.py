@@ -123,6 +123,8 @@ _STEP_OPENING = re.compile(
     r"end)|in\s+closing)\s*,"
     r"|(?:and\s+)?now\s+(?:on\s+)?to\s+(?:the|a|an|its|his|her|their)\b"
     r"|so\s+much\s+for\b|(?:onwards?|on)\s+to\b|up\s+next\b|in\s+what\s+follows\b"
+    r"|(?:finally|lastly|next|now|and|first|also),?\s+a\s+(?:quick\s+|brief\s+|final\s+|last\s+)?"
+    r"(?:word|note|remark|comment)\s+(?:about|on)\b"
     # The writer's eye moving over the frame: "Moving to the right of the frame, ...".
     r"|(?:moving|turning|shifting|looking|panning)\s+(?:over\s+|across\s+)?(?:to|toward|towards)\s+"
     r"the\s+(?:left|right|background|foreground|top|bottom|cent(?:er|re)|middle)\b)",
@@ -134,7 +136,7 @@ _STEP_OPENING = re.compile(
 _STEP_ANYWHERE = re.compile(
     r"\b(?:analysis|attention|focus|discussion|description|caption|account|narrative|"
     r"commentary|overview|text)\s+(?:now\s+|then\s+|next\s+)?(?:turns?|shifts?|moves?|"
-    r"proceeds?|passes|returns?|continues?|goes)\s+(?:on\s+|\w+ward\s+|\w+wards\s+)?(?:to|toward|"
+    r"proceeds?|passes|returns?|continues?|goes|comes)\s+(?:on\s+|\w+ward\s+|\w+wards\s+)?(?:to|toward|"
     r"from)\b"
     r"|\b(?:the|this)\s+(?:description|caption|text|account)\s+(?:\w+ly\s+|now\s+|then\s+|next\s+|"
     r"also\s+)?(?:touches|zooms|focuses|dwells|lingers|pans|centers|centres|concentrates|closes|"
@@ -152,6 +154,8 @@ _STEP_ANYWHERE = re.compile(
     r"|\b(?:rest|remainder)\s+of\s+(?:this|the)\s+(?:caption|description|text|account)\b"
     r"|\b(?:is|as|comes\s+as)\s+the\s+next\s+step\b|\bthe\s+next\s+step\s+(?:is|was)\b"
     r"|\bbrings?\s+(?:the|this|our)\s+(?:description|caption|text|account)\s+to\b"
+    r"|\bleads?\s+(?:us\s+)?to\s+the\s+(?:next|second|final|last|other|remaining)\s+(?:part|half|"
+    r"section|portion|detail|element)s?\b"
     r"|\b(?:next|last|first|final|other|remaining)\s+(?:thing|item|detail|element|point|aspect)s?\s+"
     r"to\s+(?:describe|mention|note|cover|address|discuss|consider|look\s+at)\b"
     r"|\ba\s+(?:quick\s+|brief\s+|final\s+|last\s+)?word\s+(?:about|on)\b",
@@ -163,7 +167,7 @@ _STEP_WORDS = frozenset(
     """having now before what comes follows shifting turning moving redirecting round
 wrap finish close end closing much onward next looking panning goes will shall going
 onwards turns turn shifts shift moves move touches zooms focuses dwells lingers pans
-centers centres concentrates covers addresses discusses
+centers centres concentrates covers addresses discusses leads lead
 proceeds proceed passes returns return continues continue begins starts ends closes
 opens concludes wraps part section portion paragraph sentence sentences line lines
 rest remainder step brings bring describe mention cover address discuss consider
@@ -306,6 +310,8 @@ _ON_WISH = re.compile(
     r"|^\W*should\s+(?:[\w'’-]+\s+){1,5}?(?:(?:be\s+)?(?:preferred|desired|needed|wanted|"
     r"required)|need|require)\b"
     r"|^\W*(?:just\s+)?say\s+(?:if|whether|so)\b"
+    r"|\b(?:edits?|changes|suggestions|feedback|revisions|tweaks|adjustments|requests)\b[^.]*\b(?:are|is)\s+"
+    r"(?:always\s+|most\s+|very\s+)?welcome\b"
     r"|\bif\s+(?:a|an|the|another|any)\s+(?:\w+\s+)?(?:style|tone|length|version|wording|format|"
     r"focus|variant)\s+is\s+(?:needed|wanted|preferred|desired|required)\b"
     r"|\bsay\s+the\s+word\b|\b(?:just|simply)\s+ask\b|^\W*(?:happy|glad|more\s+than\s+happy)\s+to\b",
@@ -318,7 +324,7 @@ _TEXT_OBJ = (
     r"edit|change|revision|adjustment|detail)s?|wording|tone|this|it"
 )
 _OFFERED = re.compile(
-    rf"\b(?:{_TEXT_OBJ})\s+(?:\w+\s+){{0,4}}?(?:can|could|will|would|may)\s+(?:also\s+|easily\s+|"
+    rf"\b(?:{_TEXT_OBJ})\s+(?:\w+\s+){{0,6}}?(?:can|could|will|would|may)\s+(?:also\s+|easily\s+|"
     r"gladly\s+|then\s+)*(?:be\s+)?(?:provided|adjusted|rewritten|added|made|shortened|expanded|"
     r"tweaked|revised|changed|translated|edited|modified|supplied|produced|tailored|condensed|"
     r"reworded|rephrased|follow|arranged|written|drafted|composed|offered)\b"
@@ -341,7 +347,7 @@ class AssistantOffer(Rule):
     triggers = frozenset(
         """request requests demand if should say ask happy glad can could will would may
         available option options easy simple possible straightforward written drafted
-        composed offered""".split()
+        composed offered welcome""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
