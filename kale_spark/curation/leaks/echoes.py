@@ -159,7 +159,7 @@ _ORDERS = (
     r"rely|ignore|drop|skip|leave|cut|shorten|expand|paraphrase|translate|output|answer|"
     r"respond|return|reply|produce|generate|create|craft|compose|draft|explain|check|verify|"
     r"double-check|mind|treat|name|identify|list|note\s+down|foreground|spotlight|showcase|"
-    r"underline|feature|put|place|lead\s+with"
+    r"underline|feature|put|place"
 )
 _IMPERATIVE = re.compile(
     r"^\W*(?:(?:first|firstly|then|next|finally|now|also|lastly|second|secondly|third|step\s+\d+)"
