@@ -242,10 +242,16 @@ _PRIORITY = _gated(
         r"top)|at\s+the\s+(?:start|beginning|end|front|top))\b",
     ),
     (
-        "matters matter needs has ought",
+        "matters matter needs has ought naming mentioning identifying stating including giving "
+        "highlighting stressing should must",
         r"\bwhat\s+matters\s+(?:most|more)\b|\bmatters?\s+(?:less|more)\s+here\b"
         r"|\bwhat\s+(?:needs|has|ought)\s+(?:to\s+be\s+)?(?:highlight|emphasi[sz]|stress|mention|"
-        r"foreground|spotlight|underlin)\w*",
+        r"foreground|spotlight|underlin)\w*"
+        r"|^\W*(?:naming|mentioning|identifying|stating|including|giving|highlighting|stressing)\b"
+        r"[^.]*\b(?:is|remains)\s+(?:the\s+)?(?:top\s+|main\s+|first\s+|key\s+)?(?:priority|focus|"
+        r"point|goal|aim|key)\b"
+        rf"|\b(?:{_MODAL})\s+(?:lead|open|begin|start|head)\s+(?:the|this)\s+(?:caption|description|"
+        r"text|sentence)\b",
     ),
     (
         "worth important necessary essential crucial vital",

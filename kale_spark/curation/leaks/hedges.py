@@ -71,7 +71,7 @@ _CONFLICT_ALONE = re.compile(
 _CONFLICT = re.compile(
     r"\b(?:discrepanc(?:y|ies)|inconsisten\w+|contradict\w*|mismatch\w*|disagree\w*|"
     r"reconcil\w+|conflicting|(?:no|little|some|lack\s+of)\s+agreement|(?:at\s+odds|do\s+not\s+agree|don['’]t\s+agree|do\s+not\s+match|"
-    r"don['’]t\s+match|are\s+(?:in)?consistent)|conflicts?\s+(?:between|about|over|on|"
+    r"don['’]t\s+match|are\s+(?:not\s+)?(?:in)?consistent)|conflicts?\s+(?:between|about|over|on|"
     r"regarding|with))\b",
     _I,
 )
@@ -169,7 +169,7 @@ class AgreementHedge(Rule):
 
 _ABSENT = re.compile(
     r"\b(?:(?:is|are|was|were)\s+(?:not|never)|isn['’]t|aren['’]t|wasn['’]t|weren['’]t)\s+"
-    r"(?:\w+ly\s+)?(?:mentioned|specified|stated|"
+    r"(?:\w+ly\s+)?(?:mentioned|specified|stated|said|"
     r"provided|given|indicated|named|identified|listed|included|described|supplied|available|"
     r"clear)\b"
     r"|^\W*(?:no|neither|none)\b[^.]*\b(?:is|are|was|were)\s+(?:\w+ly\s+)?(?:mentioned|"

@@ -38,6 +38,8 @@ _IDENTITY = re.compile(
     r"\b(?:as|being)\s+an?\s+(?:\w+\s+)?model\s+(?:trained|built|designed|made|developed)\b"
     rf"|\b(?:as|being)\s+an?\s+(?:[\w-]+\s+){{0,2}}?(?:{_MACHINE_KIND})[\s-]+(?:model|system|"
     r"assistant|program|tool|captioner|network|ai)\b"
+    r"|\bthe\s+(?:writer|author)\s+(?:here\s+|of\s+this\s+\w+\s+)?(?:is|was)\s+an?\s+(?:\w+\s+)?"
+    r"(?:ai|assistant|model|machine|program|bot)\b"
     r"|\b(?:the|this)\s+(?:assistant|model|ai|system|captioner)\s+(?:has|had)\s+no\s+"
     r"(?:\w+\s+)?(?:view|access|sight|way\s+to\s+see|eyes)\b",
     _I,
@@ -50,7 +52,9 @@ class ModelIdentity(Rule):
 
     name = "model_identity"
     kind = "narration"
-    triggers = frozenset("model system assistant program tool captioner network ai".split())
+    triggers = frozenset(
+        "model system assistant program tool captioner network ai machine bot".split()
+    )
 
     def matches(self, s: Sentence) -> bool:
         return _IDENTITY.search(s.masked) is not None
@@ -120,9 +124,12 @@ _STEP_OPENING = re.compile(
     r"|what\s+(?:comes|follows)\s+(?:next|now|below)\b"
     r"|(?:shifting|turning|moving|redirecting)\s+(?:our\s+|the\s+)?(?:attention|focus)\b"
     r"|(?:to\s+(?:round\s+(?:things\s+|it\s+)?off|wrap\s+(?:things\s+|it\s+)?up|finish|close|"
-    r"end)|in\s+closing)\s*,"
+    r"end)(?:\s+(?:the|this)\s+(?:description|caption|text|account))?|in\s+closing)\s*,"
+    r"|next\s+on\s+the\s+list\b|(?:next|last|first)\s+in\s+line\b"
+    r"|before\s+(?:closing|wrapping\s+up|finishing|ending|concluding|moving\s+on)\b"
     r"|(?:and\s+)?now\s+(?:on\s+)?to\s+(?:the|a|an|its|his|her|their)\b"
-    r"|so\s+much\s+for\b|(?:onwards?|on)\s+to\b|up\s+next\b|in\s+what\s+follows\b"
+    r"|so\s+much\s+for\b|onwards?\s+to\b|on\s+to\s+(?:the\s+)?(?:next|background|foreground|details?|people|"
+    r"figures?|rest|left|right|sky|setting|second|other)\b|up\s+next\b|in\s+what\s+follows\b"
     r"|(?:finally|lastly|next|now|and|first|also),?\s+a\s+(?:quick\s+|brief\s+|final\s+|last\s+)?"
     r"(?:word|note|remark|comment)\s+(?:about|on)\b"
     # The writer's eye moving over the frame: "Moving to the right of the frame, ...".
@@ -154,6 +161,8 @@ _STEP_ANYWHERE = re.compile(
     r"|\b(?:rest|remainder)\s+of\s+(?:this|the)\s+(?:caption|description|text|account)\b"
     r"|\b(?:is|as|comes\s+as)\s+the\s+next\s+step\b|\bthe\s+next\s+step\s+(?:is|was)\b"
     r"|\bbrings?\s+(?:the|this|our)\s+(?:description|caption|text|account)\s+to\b"
+    r"|\bwhere\s+(?:the\s+)?(?:first|previous|last|earlier)\s+(?:part|section|sentence|paragraph)\s+"
+    r"left\s+off\b"
     r"|\bleads?\s+(?:us\s+)?to\s+the\s+(?:next|second|final|last|other|remaining)\s+(?:part|half|"
     r"section|portion|detail|element)s?\b"
     r"|\b(?:next|last|first|final|other|remaining)\s+(?:thing|item|detail|element|point|aspect)s?\s+"
@@ -170,7 +179,7 @@ onwards turns turn shifts shift moves move touches zooms focuses dwells lingers 
 centers centres concentrates covers addresses discusses leads lead
 proceeds proceed passes returns return continues continue begins starts ends closes
 opens concludes wraps part section portion paragraph sentence sentences line lines
-rest remainder step brings bring describe mention cover address discuss consider
+rest remainder step brings bring list line left describe mention cover address discuss consider
 word covered described discussed examined outlined addressed mentioned noted
 established introduced considered reviewed looked dealt set""".split()
 )
@@ -310,6 +319,10 @@ _ON_WISH = re.compile(
     r"|^\W*should\s+(?:[\w'’-]+\s+){1,5}?(?:(?:be\s+)?(?:preferred|desired|needed|wanted|"
     r"required)|need|require)\b"
     r"|^\W*(?:just\s+)?say\s+(?:if|whether|so)\b"
+    r"|\bif\s+(?:this|the)\s+(?:one|version|caption|description|wording)\s+(?:feels|seems|is|sounds|"
+    r"reads)\s+too\b|^\W*should\s+(?:this|it|the\s+(?:caption|description|text))\s+be\s+too\b"
+    r"|^\W*(?:please\s+)?(?:ask|request)\s+(?:for\s+)?(?:a|an|another)\s+(?:\w+\s+)?(?:version|variant|"
+    r"rewrite|caption|translation)\b"
     r"|\b(?:edits?|changes|suggestions|feedback|revisions|tweaks|adjustments|requests)\b[^.]*\b(?:are|is)\s+"
     r"(?:always\s+|most\s+|very\s+)?welcome\b"
     r"|\bif\s+(?:a|an|the|another|any)\s+(?:\w+\s+)?(?:style|tone|length|version|wording|format|"
@@ -327,7 +340,7 @@ _OFFERED = re.compile(
     rf"\b(?:{_TEXT_OBJ})\s+(?:\w+\s+){{0,6}}?(?:can|could|will|would|may)\s+(?:also\s+|easily\s+|"
     r"gladly\s+|then\s+)*(?:be\s+)?(?:provided|adjusted|rewritten|added|made|shortened|expanded|"
     r"tweaked|revised|changed|translated|edited|modified|supplied|produced|tailored|condensed|"
-    r"reworded|rephrased|follow|arranged|written|drafted|composed|offered)\b"
+    r"reworded|rephrased|follow|arranged|written|drafted|composed|offered|used|cut)\b"
     rf"|\b(?:version|variant|alternative|rewrite|translation|option)s?\b[^.]*?\b(?:is|are)\s+(?:also\s+)?"
     r"available\b|\b(?:version|variant|alternative|rewrite|translation|option)s?\s+(?:is|are)\s+"
     r"(?:easy|simple|possible|straightforward)\s+to\s+(?:produce|write|make|provide|create|"
@@ -347,7 +360,7 @@ class AssistantOffer(Rule):
     triggers = frozenset(
         """request requests demand if should say ask happy glad can could will would may
         available option options easy simple possible straightforward written drafted
-        composed offered welcome""".split()
+        composed offered welcome used cut too ask""".split()
     )
 
     def matches(self, s: Sentence) -> bool:

@@ -116,6 +116,7 @@ _NAMED = _parts(
         # page the image came from", "the product title".
         "page webpage site website post listing product title",
         r"\b(?:surrounding|source|original|accompanying|host|hosting)\s+(?:web\s*)?(?:page|site)\b"
+        r"|\b(?:website|webpage|site|listing)['’]s\s+(?:description|caption|text|title|copy)\b"
         r"|\b(?:page|site|website|webpage|post|listing|article)\s+(?:that\s+|which\s+)?the\s+"
         r"(?:image|photo|picture)\s+(?:came|comes|was\s+(?:taken|pulled|found))\s+from\b"
         r"|\b(?:product|page|listing|image|photo|file)\s+(?:title|tags)\b",
