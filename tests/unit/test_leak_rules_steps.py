@@ -8,11 +8,13 @@ new rule's name reaches the filter's removal reasons (the run's `rule.<name>` co
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from kale_spark.curation import RULES, classify_sentence
-from kale_spark.curation.leaks import RULE_NAMES
+from kale_spark.curation.leaks import RULE_NAMES, Sentence, echoes, hedges, narration
 from kale_spark.prompts import FUSE_CAPSFUSION_V1
 from kale_spark.stages.filter import filter_batch
 
@@ -119,3 +121,22 @@ def test_new_rules_are_named_steps_counted_by_the_filter() -> None:
     for name, sentences in BY_RULE.items():
         assert reasons.count(name) == len(sentences)
     assert set(out["caption"]) == {"A lighthouse stands on the cliff at dusk."}
+
+
+def test_inner_word_gates_never_change_a_decision() -> None:
+    # The gates inside next_step, emphasis_directive and the hedges only spare work:
+    # wherever their regex matches a dev sentence, one of the gate's words is there.
+    data = Path(__file__).resolve().parents[1] / "data" / "artifact_dev_kinds.jsonl"
+    texts = pd.read_json(data, lines=True)["sentence"].tolist()
+    texts += [s for ss in (*BY_RULE.values(), *BY_KIND.values()) for s in ss]
+    gated = [
+        (narration._STEP_WORDS, narration._STEP_ANYWHERE),
+        (hedges._DISCLAIMER_WORDS, hedges._DISCLAIMER),
+        (hedges._DIFFERENT_WORDS, hedges._DIFFERENT),
+        *echoes._PRIORITY,
+    ]
+    assert len(texts) > 1000
+    for text in texts:
+        s = Sentence(text, PROMPT)
+        for words, rx in gated:
+            assert not rx.search(s.masked) or not words.isdisjoint(s.words), text
