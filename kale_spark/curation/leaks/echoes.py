@@ -145,7 +145,8 @@ class InstructionVocabulary(Rule):
 
 
 _WRITER_VERBS = (
-    r"foreground|spotlight|underline|showcase|draw|call|dwell|linger|put|place|(?:work|weave|fold|slip|fit)\s+in|bring\s+out|lead\s+with|prioriti[sz]e|"
+    r"foreground|spotlight|underline|showcase|draw|call|dwell|linger|put|place|forget|overlook|"
+    r"neglect|(?:work|weave|fold|slip|fit)\s+in|bring\s+out|lead\s+with|prioriti[sz]e|"
     r"describe|mention|include|focus|highlight|keep|retain|preserve|merge|combine|avoid|"
     r"ensure|emphasi[sz]e|refine|rewrite|correct|fix|integrate|incorporate|provide|give|"
     r"omit|remove|state|specify|write|use|add|make|capture|convey|reflect|stress|cover|"
@@ -236,8 +237,9 @@ _PRIORITY = _gated(
         r"get\s+across|capture|include|keep|retain|preserve|communicate|note)\b",
     ),
     (
-        "lead open start begin bring put move",
+        "lead open start begin bring put move end finish close",
         r"^\W*(?:please\s+)?(?:lead|open|start|begin)\s+with\s+(?:the|a|an|its|their)\b"
+        r"|^\W*(?:please\s+)?(?:start|begin|open|end|finish|close)\s+(?:off\s+)?by\s+\w+ing\b"
         r"|^\W*(?:please\s+)?(?:bring|put|move|place)\b[^.]*\b(?:to\s+the\s+(?:fore|front|forefront|"
         r"top)|at\s+the\s+(?:start|beginning|end|front|top))\b",
     ),
@@ -252,6 +254,13 @@ _PRIORITY = _gated(
         r"point|goal|aim|key)\b"
         rf"|\b(?:{_MODAL})\s+(?:lead|open|begin|start|head)\s+(?:the|this)\s+(?:caption|description|"
         r"text|sentence)\b",
+    ),
+    (
+        "first words sentence line clause",
+        r"\b(?:names?|dates?|facts|visuals|visual\s+details|knowledge|brands?|places?)\s+(?:come|go)\s+"
+        r"first\b"
+        rf"|\b(?:opening|first|closing|last|final)\s+(?:words?|sentence|line|clause)\s+(?:{_MODAL})\s+"
+        r"(?:be|name|mention|state|give|introduce|identify)\b",
     ),
     (
         "worth important necessary essential crucial vital",

@@ -35,6 +35,9 @@ _MACHINE_KIND = (
 # The writer names what it is: "Speaking as an automated captioning system, ...",
 # "The assistant has no direct view of the photograph" (behind :data:`_IDENTITY_WORDS`).
 _IDENTITY = re.compile(
+    r"\bthe\s+(?:ai|model|assistant|system|captioner)\s+(?:(?:cannot|can['’]t|could\s+not)\s+"
+    r"(?:be\s+sure|see|tell|know|verify|confirm|determine|identify|view)|(?:is\s+not|isn['’]t)\s+"
+    r"(?:sure|certain|able)|(?:does\s+not|doesn['’]t)\s+(?:know|see))\b|"
     r"\b(?:as|being)\s+an?\s+(?:\w+\s+)?model\s+(?:trained|built|designed|made|developed)\b"
     rf"|\b(?:as|being)\s+an?\s+(?:[\w-]+\s+){{0,2}}?(?:{_MACHINE_KIND})[\s-]+(?:model|system|"
     r"assistant|program|tool|captioner|network|ai)\b"
@@ -128,6 +131,7 @@ _STEP_OPENING = re.compile(
     r"|next\s+on\s+the\s+list\b|(?:next|last|first)\s+in\s+line\b"
     r"|before\s+(?:closing|wrapping\s+up|finishing|ending|concluding|moving\s+on)\b"
     r"|(?:and\s+)?now\s+(?:on\s+)?to\s+(?:the|a|an|its|his|her|their)\b"
+    r"|shifting\s+gears\b|(?:this|that)\s+(?:concludes|completes|covers|wraps\s+up|sums\s+up)\b"
     r"|so\s+much\s+for\b|onwards?\s+to\b|on\s+to\s+(?:the\s+)?(?:next|background|foreground|details?|people|"
     r"figures?|rest|left|right|sky|setting|second|other)\b|up\s+next\b|in\s+what\s+follows\b"
     r"|(?:finally|lastly|next|now|and|first|also),?\s+a\s+(?:quick\s+|brief\s+|final\s+|last\s+)?"
@@ -338,7 +342,7 @@ _OFFERED = re.compile(
     rf"\b(?:{_TEXT_OBJ})\s+(?:\w+\s+){{0,6}}?(?:can|could|will|would|may)\s+(?:also\s+|easily\s+|"
     r"gladly\s+|then\s+)*(?:be\s+)?(?:provided|adjusted|rewritten|added|made|shortened|expanded|"
     r"tweaked|revised|changed|translated|edited|modified|supplied|produced|tailored|condensed|"
-    r"reworded|rephrased|follow|arranged|written|drafted|composed|offered|used|cut)\b"
+    r"reworded|rephrased|follow|arranged|written|drafted|composed|offered|used|cut|adapted)\b"
     rf"|\b(?:version|variant|alternative|rewrite|translation|option)s?\b[^.]*?\b(?:is|are)\s+(?:also\s+)?"
     r"available\b|\b(?:version|variant|alternative|rewrite|translation|option)s?\s+(?:is|are)\s+"
     r"(?:easy|simple|possible|straightforward)\s+to\s+(?:produce|write|make|provide|create|"
@@ -358,7 +362,7 @@ class AssistantOffer(Rule):
     triggers = frozenset(
         """request requests demand if should say ask happy glad can could will would may
         available option options easy simple possible straightforward written drafted
-        composed offered welcome used cut too ask""".split()
+        composed offered welcome used cut too ask adapted""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
