@@ -106,26 +106,65 @@ def _shard_entries(spark: SparkSession, paths: tuple[str, ...]) -> DataFrame:
     return entries.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
 
 
-def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool):
-    """The mapInPandas function; captures only small picklable options."""
+def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool, hosts_acc):
+    """The mapInPandas function; captures only small picklable options. Each task adds
+    its bounded per-host summary (fetch/hosts.task_summary) to ``hosts_acc`` at its end."""
 
     def fetch_partition(batches):
+        from kale_spark.fetch.hosts import HostGates, task_summary
         from kale_spark.fetch.rows import process_partition
 
         prev: dict[str, int] = {}
+        salted: set[str] = set()
+        gates = HostGates.for_options(opts)
 
         def inputs():
             for pdf in batches:
                 prev.update(
                     zip(pdf["uid"].astype(str), pdf["prev_attempts"].astype(int), strict=True)
                 )
+                if "_salted" in pdf.columns:
+                    salted.update(pdf.loc[pdf["_salted"].astype(bool), "_host"].astype(str))
                 yield pdf, _shard_index(pdf) if webdataset else None
 
-        for out in process_partition(inputs(), opts, run_id, webdataset, OUT_ROWS):
+        for out in process_partition(inputs(), opts, run_id, webdataset, OUT_ROWS, gates):
             out["attempts"] = (out["attempts"] + out["uid"].map(prev).fillna(0)).astype("int32")
             yield out
+        hosts_acc.add(task_summary(gates, salted))
 
     return fetch_partition
+
+
+def by_host(lake: Lake, todo: DataFrame, cfg: FetchConfig, parts: int) -> DataFrame:
+    """``todo`` in ``parts`` tasks, each host's rows (`_host`: the registered domain) in
+    one task, or spread over `fetch.host_salt` tasks when `samples` holds more than
+    `fetch.host_rows_per_task` rows of the host (`_salted`). Only those big hosts are
+    counted to the driver's plan (a broadcast of at most rows / host_rows_per_task
+    names); rows without a host (file://, shards) go by uid."""
+    from pyspark.sql import functions as F
+
+    from kale_spark.fetch.hosts import registered_domain_column
+
+    if cfg.webdataset:
+        return todo.repartition(parts, "uid")
+    hosts = lake.read(schema.SAMPLES).select(registered_domain_column("url").alias("_host"))
+    big = (
+        hosts.where(F.col("_host") != "")
+        .groupBy("_host")
+        .count()
+        .where(F.col("count") > cfg.host_rows_per_task)
+        .select("_host", F.lit(True).alias("_salted"))
+    )
+    rows = todo.withColumn("_host", registered_domain_column("url"))
+    rows = rows.join(F.broadcast(big), "_host", "left")
+    rows = rows.withColumn("_salted", F.coalesce("_salted", F.lit(False)))
+    n = F.lit(parts)
+    salt = F.when(F.col("_salted"), F.pmod(F.hash("uid"), F.lit(cfg.host_salt))).otherwise(0)
+    # A big host's buckets land on consecutive tasks: distinct ones while host_salt <= parts.
+    task = F.when(F.col("_host") == "", F.pmod(F.hash("uid"), n)).otherwise(
+        F.pmod(F.pmod(F.hash("_host"), n) + salt, n)
+    )
+    return rows.repartitionById(parts, task)
 
 
 def _shard_index(pdf) -> dict:
@@ -189,15 +228,19 @@ def _fetch(
     parts = task_count(n_todo, cfg.fetch.rows_per_task, spark.sparkContext.defaultParallelism)
     # Executors add each batch's statuses; the reporter polls the accumulator.
     acc = counter_accumulator(spark)
+    hosts_acc = counter_accumulator(spark)
     progress = Progress(STAGE, n_todo, interval_s=cfg.progress.interval_s, poll=lambda: acc.value)
-    fetch_partition = _fetch_fn(stage_options(cfg.fetch), run.run_id, bool(cfg.fetch.webdataset))
+    fetch_partition = _fetch_fn(
+        stage_options(cfg.fetch), run.run_id, bool(cfg.fetch.webdataset), hosts_acc
+    )
 
     def counted(batches):
         for out in fetch_partition(batches):
             acc.add(Counter(out["status"].tolist()))
             yield out
 
-    fetched = todo.repartition(parts, "uid").mapInPandas(counted, schema=schema.IMAGES_SCHEMA)
+    tasks = by_host(lake, todo, cfg.fetch, parts)
+    fetched = tasks.mapInPandas(counted, schema=schema.IMAGES_SCHEMA)
     try:
         with progress:
             written = _write(lake, fetched, n_retry, run.commit())
@@ -211,7 +254,21 @@ def _fetch(
     for status, n in sorted(by_status.items()):
         run.counts[f"status.{status}"] = n
     run.output_versions[schema.IMAGES] = written.version
+    _record_hosts(run, hosts_acc.value, sum(acc.value.values()), n_todo)
     return by_status
+
+
+def _record_hosts(run: StageRun, merged: Counter, counted: int, n_todo: int) -> None:
+    """The per-host figures in the run's counts and metrics (fetch/hosts.run_figures),
+    when every task counted its rows exactly once (a task run twice adds twice)."""
+    from kale_spark.fetch.hosts import run_figures
+
+    if counted != n_todo:
+        run.notes.append(f"per-host figures not recorded: tasks counted {counted}/{n_todo} rows")
+        return
+    counts, metrics = run_figures(merged)
+    run.counts.update(counts)
+    run.metrics.update(metrics)
 
 
 def _warn_if_file_root_blocks_all(
