@@ -130,8 +130,8 @@ def registered_domain_column(url_col: str = "url"):  # -> pyspark Column
     is_ip = host.rlike(r"^[0-9]+(\.[0-9]+){3}$") | host.contains(":")
     suffixes = sorted(MULTI_PART_SUFFIXES)
     domain = (
-        F.when(is_ip, host)
-        .when((F.size(labels) > 2) & last2.isin(*suffixes), last3)
+        F.when(is_ip | (F.size(labels) <= 2), host)
+        .when(last2.isin(*suffixes), last3)
         .otherwise(last2)
     )
     web = scheme.isin("http", "https") & host.isNotNull() & (host != "")

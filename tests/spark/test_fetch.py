@@ -304,6 +304,4 @@ def test_per_host_bound_across_tasks_and_the_host_figures(
 
     Lake(spark, cfg.lake).register_all()
     refusing = spark.sql(_documented_query("refusing-hosts")).collect()
-    assert [(r["host"], r["http_429"], r["ok_share"]) for r in refusing] == [
-        ("127.0.0.1", 4, 0.9)
-    ]
+    assert [(r["host"], r["http_429"], r["ok_share"]) for r in refusing] == [("127.0.0.1", 4, 0.9)]
