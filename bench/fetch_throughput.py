@@ -285,7 +285,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kale-set", action="append", default=[], help="extra kale --set")
     parser.add_argument("--event-log", help="write Spark's JSON event log of `kale fetch` here")
-    parser.add_argument("--out", type=Path, default=FIGURES, help="figures JSON ('' = none)")
+    parser.add_argument("--out", default=str(FIGURES), help="figures JSON ('' = none)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -306,9 +306,10 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
-    if str(args.out):
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
         log.info("wrote %s", args.out)
     # before any native library's exit-time abort can lose it
     print(json.dumps(figures), flush=True)
