@@ -291,13 +291,10 @@ def main() -> None:
 
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    figures = {
-        **provenance(),
-        "settings": {
-            "img2dataset": i2d_kwargs(Path("META"), Path("OUT"), 0),
-            "kale": list(KALE_SETS),
-        },
-    }
+    same = i2d_kwargs(Path("-"), Path("-"), 0)
+    for per_run in ("url_list", "output_folder", "number_sample_per_shard"):
+        same.pop(per_run)
+    figures = {**provenance(), "settings": {"img2dataset": same, "kale": list(KALE_SETS)}}
     port = _free_port()
     server = _server(work, port)
     try:

@@ -17,7 +17,16 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = REPO / "bench" / "figures"
 OUT = REPO / "bench" / "RESULTS.md"
-PROVENANCE = ("machine", "date", "measured_at", "commit", "git_commit", "command")
+PROVENANCE = (
+    "machine",
+    "cores",
+    "date",
+    "measured_at",
+    "commit",
+    "git_commit",
+    "command",
+    "loadavg_before",
+)
 MAX_ROWS = 60  # figures shown per file; the JSON holds the rest
 
 METHOD = """\
