@@ -189,3 +189,31 @@ def test_task_summaries_merge_to_the_exact_top_hosts() -> None:
     assert counts["top_host.big.com.rows"] == 40 and counts["top_host.big.com.ok"] == 30
     assert counts["top_host.z.net.http_429"] == 2
     assert metrics == {"top_host.big.com.ok_share": 0.75, "top_host.z.net.ok_share": 1.0}
+
+
+def test_without_retry_after_the_pause_doubles_per_refusal_in_a_row() -> None:
+    """The host's pause, read back through the refusal a short-deadline row gets."""
+    gates = HostGates(per_host=4, fail_limit=100, backoff_s=10.0)
+
+    def answer(status: str, http_status: int | None, retry_after: float | None = None) -> None:
+        assert gates.enter("h.com", left=1000.0) is None
+        gates.leave("h.com", status, http_status, retry_after)
+
+    def asked_wait() -> str:
+        refusal = gates.enter("h.com", left=1.0)
+        assert refusal is not None and refusal.status == Status.HTTP_ERROR
+        return refusal.error.split("wait ", 1)[1].split("s ", 1)[0]
+
+    answer(Status.HTTP_ERROR, 429)
+    assert asked_wait() == "10.0"
+    gates.hosts["h.com"].paused_until = 0.0  # as if the pause were over
+    answer(Status.HTTP_ERROR, 503)
+    assert asked_wait() == "20.0"  # the second refusal in a row: twice as long
+    gates.hosts["h.com"].paused_until = 0.0
+    answer(Status.OK, 200)  # an answer resets the doubling
+    answer(Status.HTTP_ERROR, 429)
+    assert asked_wait() == "10.0"
+    gates.hosts["h.com"].paused_until = 0.0
+    answer(Status.HTTP_ERROR, 429, retry_after=3.0)  # the host's own figure wins
+    assert asked_wait() == "3.0"
+    assert gates.http_429 == 3 and gates.refused["h.com"] == 3
