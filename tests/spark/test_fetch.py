@@ -281,7 +281,7 @@ def test_per_host_bound_across_tasks_and_the_host_figures(
     cfg = _config(
         tmp_path,
         "fetch.allow_networks=[127.0.0.0/8]",
-        "fetch.rows_per_task=500",
+        "fetch.rows_per_task=1020",  # 2 tasks on 2 cores: both hold a bucket of localhost
         "fetch.per_host_concurrency=4",
         "fetch.host_salt=2",
         "fetch.host_rows_per_task=1000",
