@@ -33,6 +33,8 @@ from urllib.parse import urlsplit
 
 from kale_spark.fetch.status import Status
 
+MAX_PAUSE_S = 3600.0  # the longest a host's queue pauses without Retry-After
+
 # Two-label public suffixes under which a site registers its own name (a short list
 # of the common country and hosting ones, not the whole public suffix list).
 MULTI_PART_SUFFIXES: frozenset[str] = frozenset(
@@ -231,7 +233,7 @@ class HostGates:
             state.refusals += 1
             pause = retry_after
             if pause is None:
-                pause = self.backoff_s * 2 ** (state.refusals - 1)
+                pause = min(self.backoff_s * 2 ** min(state.refusals - 1, 30), MAX_PAUSE_S)
             until = time.monotonic() + pause
             if until > state.paused_until:
                 state.paused_until, state.paused_by = until, http_status
