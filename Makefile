@@ -60,10 +60,10 @@ lint: $(STAMPS)/venv
 	$(BIN)/ruff format --check $(LINT_PATHS)
 
 # kale fetch vs img2dataset on the same URLs from a local server (prints one JSON line).
-BENCH_FETCH_IMAGES ?= 3000
+BENCH_FETCH_URLS ?= 3000
 bench-fetch: setup
 	$(BIN)/pip install --quiet -e ".[bench]"
-	$(BIN)/python bench/fetch_throughput.py --images $(BENCH_FETCH_IMAGES) --workdir /tmp/kale-fetch-bench
+	$(BIN)/python bench/fetch_throughput.py --urls $(BENCH_FETCH_URLS) --workdir /tmp/kale-fetch-bench
 
 # Caption throughput under bench/RESULTS.md's method, for a quiet machine (a few hours
 # on 2 cores): `kale caption` as a whole command against the project's engine in a plain

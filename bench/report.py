@@ -27,7 +27,9 @@ PROVENANCE = {
     "commit": ("commit", "git_commit"),
     "command": ("command",),
 }
-NOT_FIGURES = {alias for aliases in PROVENANCE.values() for alias in aliases}
+# Shown with the provenance, not as a figure: the load a shared machine carried.
+CONTEXT = ("loadavg_before",)
+NOT_FIGURES = {alias for aliases in PROVENANCE.values() for alias in aliases} | set(CONTEXT)
 MAX_ROWS = 60  # figures shown per file; the JSON holds the rest
 
 
@@ -112,7 +114,7 @@ def provenance(path: Path, data: Any) -> dict[str, Any]:
 
 def ratio_rows(data: dict[str, Any]) -> list[str]:
     """``kale_over_*`` per size as "median (min-max)", one row per size."""
-    sizes = data.get("sizes") if isinstance(data, dict) else None
+    sizes = (data.get("sizes") or data.get("urls")) if isinstance(data, dict) else None
     if not isinstance(sizes, dict):
         return []
     names = {k for s in sizes.values() if isinstance(s, dict) for k in s}

@@ -172,6 +172,12 @@ class FetchConfig(_Checked):
     # threads and writes one file: 2000 490-px JPEGs are ~60-100 MB, near Delta's file
     # size); fewer, larger tasks also mean fewer waves.
     rows_per_task: int = field(default=2000, metadata=bounds(1))
+    # Rows are partitioned by host (registered domain): one task owns a host's rows and
+    # opens at most fetch.per_host_concurrency connections to it. A host with more rows
+    # than host_rows_per_task is spread over host_salt tasks instead, so the cluster
+    # opens at most per_host_concurrency x host_salt connections to one host.
+    host_rows_per_task: int = field(default=2000, metadata=bounds(1))
+    host_salt: int = field(default=16, metadata=bounds(1))
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for names this section lacks: the inline options' keys.

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from kale_spark.config import SparkConfig
 from kale_spark.lake.connect import refuse_connect
+from kale_spark.spark.jars import remember_resolved_jars, use_resolved_jars
 from kale_spark.spark.jvm import archive_path, driver_java_options
 
 log = logging.getLogger(__name__)
@@ -172,13 +173,18 @@ def get_session(cfg: SparkConfig):
     conf = session_conf(cfg)
     from pyspark import SparkContext
 
-    if _launches_local_jvm(cfg, submitted, master, SparkContext._gateway is not None):
+    quick = _launches_local_jvm(cfg, submitted, master, SparkContext._gateway is not None)
+    asked = conf
+    if quick:
         conf[JAVA_OPTIONS] = driver_java_options(conf.get(JAVA_OPTIONS, ""), archive_path())
+        conf = use_resolved_jars(conf)  # the jars an earlier session resolved: no Ivy
     for key, value in conf.items():
         if key in submitted or (remote_workers and key in _LOCAL_ONLY):
             continue  # spark-submit / spark-defaults / --conf win
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if quick and conf is asked:
+        remember_resolved_jars(asked, spark.sparkContext.getConf().get("spark.jars", None))
     spark.sparkContext.setLogLevel(cfg.log_level.upper())
     log.info("Spark %s session started (%s)", spark.version, spark.sparkContext.master)
     return spark
