@@ -112,6 +112,9 @@ class SparkConfig(_Checked):
     # A local driver JVM that kale launches runs C1-only and maps the class archive
     # `make setup` builds (kale_spark/spark/jvm.py): seconds off every local run's start.
     jvm_quick_start: bool = True
+    # Start each stage's Python workers (and a model stage's model) while the driver
+    # plans (spark/warmup.py); off: the first tasks start them.
+    warm_workers: bool = True
     # Extra Spark properties, applied last (e.g. spark.executor.memory).
     conf: Mapping[str, str] = field(default_factory=dict)
 

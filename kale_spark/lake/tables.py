@@ -327,7 +327,7 @@ class Lake:
             finally:
                 stream.close()
         except Exception:  # py4j errors: a missing file, another file system API
-            log.debug("commit file of %s v%d unreadable; reading the history", name, version)
+            log.warning("commit file of %s v%d unreadable; reading the history", name, version)
             return None
         for line in text.splitlines():
             info = json.loads(line).get("commitInfo") if line.strip() else None

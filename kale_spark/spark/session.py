@@ -25,6 +25,7 @@ from kale_spark.config import SparkConfig
 from kale_spark.lake.connect import refuse_connect
 from kale_spark.spark.jars import remember_resolved_jars, use_resolved_jars
 from kale_spark.spark.jvm import archive_path, driver_java_options
+from kale_spark.spark.warmup import WARM_WORKERS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def session_conf(cfg: SparkConfig) -> dict[str, str]:
         # Delta replays a table's log with this many tasks (default 50): on a small
         # cluster that is 50 tasks per log read, seconds of overhead per stage.
         "spark.databricks.delta.snapshotPartitions": str(min(cfg.shuffle_partitions, 50)),
+        WARM_WORKERS_KEY: str(cfg.warm_workers).lower(),
     }
     if cfg.delta_packages:
         conf["spark.jars.packages"] = delta_packages()
