@@ -1,0 +1,128 @@
+"""`make chaos`: SIGKILL `kale run` at random moments, then let it finish, and compare.
+
+    python -m tests.reliability.chaos --seed 7 --rounds 2 --kills 3
+
+One uninterrupted `kale run` on the generated sample is the reference (its duration
+bounds the kill times). Each round starts a fresh lake and runs `kale run` `--kills`
+times, each SIGKILLed (the whole process group) at a moment drawn from the seeded
+generator, then once more to the end. After each round: no table may hold a key
+twice, and the gold table must equal the reference's (uids and every column but run
+ids). Prints each run (the stage it was in when killed), the kills and the
+mismatches; exits 1 on any mismatch or duplicate, 2 when a clean run fails.
+`CHAOS_SEED` / `CHAOS_ROUNDS` set the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.support import kills, stage2_pipeline
+
+CHUNKS = ["caption.rows_per_commit=2", "augment.rows_per_commit=2", "student.rows_per_commit=2"]
+STAGE_LINE = re.compile(r"\[([a-z-]+)\] run \S+ started")
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="make chaos", description=__doc__.split("\n")[0])
+    p.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "0") or 0))
+    p.add_argument("--rounds", type=int, default=int(os.environ.get("CHAOS_ROUNDS", "1") or 1))
+    p.add_argument("--kills", type=int, default=3, help="SIGKILLs per round before the finish")
+    p.add_argument("--workdir", help="keep the lakes here (default: a temporary folder)")
+    return p.parse_args(argv)
+
+
+def _kale_run(root: Path) -> list[str]:
+    overrides = [*stage2_pipeline.overrides(root), *CHUNKS]
+    return kills.kale_cmd(["run", "--input", str(root / "sample" / "metadata")], overrides)
+
+
+def _stage_at_kill(log: str) -> str:
+    started = STAGE_LINE.findall(log)
+    return started[-1] if started else "startup"
+
+
+def _after_delay(seconds: float):
+    """A kill point `seconds` after the first poll (the random moment)."""
+    import time
+
+    due: list[float] = []
+
+    def point(_log: str) -> bool:
+        if not due:
+            due.append(time.monotonic() + seconds)
+        return time.monotonic() >= due[0]
+
+    return point
+
+
+def _round(n: int, work: Path, rng: random.Random, n_kills: int, span: float, ref) -> dict:
+    root = work / f"round-{n}"
+    stage2_pipeline.write_sample(root)
+    shutil.copytree(work / "reference" / "model-cache", root / "model-cache", dirs_exist_ok=True)
+    landed = []
+    for k in range(n_kills):
+        delay = rng.uniform(0, span)
+        out = kills.run_and_kill(_kale_run(root), root / f"kill-{k}.log", _after_delay(delay))
+        what = _stage_at_kill(out.log) if out.killed else f"finished rc={out.returncode}"
+        landed.append({"after_s": round(delay, 1), "stage": what, "killed": out.killed})
+        print(f"round {n} run {k + 1}: killed after {delay:.1f}s in {what}", flush=True)
+    final = kills.run_and_kill(_kale_run(root), root / "final.log", None)
+    print(f"round {n} run {n_kills + 1}: finished rc={final.returncode}", flush=True)
+    dupes = kills.duplicate_keys(root / "lake") if final.returncode == 0 else {}
+    mismatches = kills.gold_mismatches(kills.gold(root / "lake"), ref) if not dupes else []
+    return {
+        "round": n,
+        "kills": landed,
+        "final_rc": final.returncode,
+        "duplicates": dupes,
+        "mismatches": mismatches,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    rng = random.Random(args.seed)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="kale-chaos-"))
+    ref_root = work / "reference"
+    stage2_pipeline.write_sample(ref_root)
+    ref = kills.run_and_kill(_kale_run(ref_root), ref_root / "run.log", None)
+    if ref.returncode != 0:
+        print(f"the reference run failed (rc {ref.returncode}); see {ref_root}/run.log")
+        return 2
+    print(f"reference: kale run in {ref.seconds:.0f}s (seed {args.seed})", flush=True)
+    want = kills.gold(ref_root / "lake")
+    results = [
+        _round(n, work, rng, args.kills, ref.seconds, want) for n in range(1, args.rounds + 1)
+    ]
+    failed = any(r["duplicates"] or r["mismatches"] for r in results)
+    broken = any(r["final_rc"] != 0 for r in results)
+    n_kills = sum(k["killed"] for r in results for k in r["kills"])
+    n_runs = sum(len(r["kills"]) + 1 for r in results) + 1
+    for r in results:
+        for line in r["mismatches"][:20]:
+            print(f"round {r['round']} mismatch: {line}")
+        for table, extra in r["duplicates"].items():
+            print(f"round {r['round']} duplicate keys: {table} +{extra}")
+    summary = {
+        "seed": args.seed,
+        "runs": n_runs,
+        "kills": n_kills,
+        "stages_killed": sorted({k["stage"] for r in results for k in r["kills"] if k["killed"]}),
+        "mismatches": sum(len(r["mismatches"]) for r in results),
+        "duplicates": sum(sum(r["duplicates"].values()) for r in results),
+        "workdir": str(work),
+    }
+    print("CHAOS " + json.dumps(summary))
+    return 2 if broken else 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
