@@ -10,13 +10,12 @@ import sys
 
 
 def main(argv: list[str]) -> None:
-    from pyspark.sql import SparkSession
-
     from kale_spark.config import load_config
+    from kale_spark.spark.session import get_session
     from kale_spark.stages import caption, fetch, ingest
 
     cfg = load_config(None, [a for a in argv if "=" in a])
-    spark = SparkSession.builder.getOrCreate()
+    spark = get_session(cfg.spark)  # spark-submit's master; Delta's extension and catalog
     print(f"APP {spark.sparkContext.applicationId}", flush=True)
     runs = {s.STAGE: s.run(spark, cfg) for s in (ingest, fetch, caption)}
     print(

@@ -52,11 +52,11 @@ def _plan(lake: Path) -> list[tuple[str, object, object]]:
         # ingest: after its samples commit (version 1), before the quarantine's
         ("ingest", ingest, kills.committed(lake / schema.SAMPLES, 1)),
         ("fetch", fetch, kills.log_has(r"\[fetch\] run \S+ started")),
-        ("caption", caption, kills.log_has(r"\[caption\] committed")),
-        ("augment", augment, kills.log_has(r"\[augment\] committed")),
+        ("caption", caption, kills.log_has(r"\[caption\] committed [1-9]")),
+        ("augment", augment, kills.log_has(r"\[augment\] committed [1-9]")),
         ("filter", filter_stage, kills.log_has(r"\[filter\] run \S+ started")),
         ("train-student", train_student, _trained_to(lake, KILL_AT_STEP)),
-        ("student-caption", student_caption, kills.log_has(r"\[student-caption\] committed")),
+        ("student-caption", student_caption, kills.log_has(r"\[student-caption\] committed [1-9]")),
         ("filter", filter_stage, None),  # the stage-2 filter: run once, not killed
         ("publish", publish, kills.log_has(r"merged into kale: ")),  # before its release
     ]
@@ -89,7 +89,7 @@ def test_every_stage_was_killed_inside_and_resumed(killed_and_resumed) -> None:
     runs = killed_and_resumed["runs"]
     # The model stages resumed: chunks the killed run committed were not generated again.
     for stage in ("caption", "augment", "student-caption"):
-        assert runs[stage].counts["already_done"] >= 2, stage
+        assert runs[stage].counts["already_done"] >= 1, stage
         assert (
             runs[stage].counts["generated"] + runs[stage].counts["already_done"]
             == (runs[stage].counts["candidates"])
