@@ -70,7 +70,7 @@ def run_and_kill(
     point: Callable[[str], bool] | None,
     timeout_s: float = 900,
     env: dict[str, str] | None = None,
-) -> Outcome:
+) -> Outcome:  # env: added to this process's environment
     """Run `cmd` in its own process group with stderr to `log_path`; SIGKILL the group
     as soon as `point(log text)` holds (None: let it finish)."""
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, **(env or {})}
@@ -135,16 +135,35 @@ def duplicate_keys(lake: Path) -> dict[str, int]:
     return found
 
 
-def gold(lake: Path, version: int | None = None) -> dict[str, tuple]:
-    """uid → the gold row without its run ids (what two equal runs must agree on)."""
+def gold(lake: Path, version: int | None = None, root: Path | None = None) -> dict[str, tuple]:
+    """uid → the gold row without its run ids (what two equal runs must agree on).
+
+    `root`: the run's folder, written `<root>` in every value (the sample's file URLs,
+    the student checkpoint's path as the stage-2 model id). A stage-2 row's
+    model_revision is the checkpoint's content hash, which covers the base models'
+    local paths in its config.json: left out here; compare the weights instead
+    (`student_weights`)."""
     out = {}
     for row in read_table(lake, "kale", version):
-        out[row["uid"]] = tuple(
-            (k, tuple(v) if isinstance(v, list) else v)
-            for k, v in sorted(row.items())
-            if k not in RUN_COLUMNS
-        )
+        items = []
+        for k, v in sorted(row.items()):
+            if k in RUN_COLUMNS or (k == "model_revision" and row["stage"] == "stage2"):
+                continue
+            if isinstance(v, list):
+                v = tuple(v)
+            elif isinstance(v, str) and root is not None:
+                v = v.replace(str(root), "<root>")
+            items.append((k, v))
+        out[row["uid"]] = tuple(items)
     return out
+
+
+def student_weights(lake: Path) -> dict[str, bytes]:
+    """Run dir → the bytes of its final student's weights."""
+    return {
+        f.parent.parent.name: f.read_bytes()
+        for f in sorted((lake / "student").glob("*/final/model.safetensors"))
+    }
 
 
 def gold_mismatches(got: dict[str, tuple], want: dict[str, tuple]) -> list[str]:
