@@ -5,6 +5,7 @@
     runs.py        the ``runs`` table and ``stage_run`` (one row per stage run)
     progress.py    the one progress reporter of long stages
     versioning.py  table versions, ``VERSION AS OF`` diffs
+    lock.py        the lake's run lock: one run per lake (``LakeBusy`` names the holder)
 
 May import: the core modules (config, schema, hashing). Stages, release and the CLI
 import it; it imports none of them.
