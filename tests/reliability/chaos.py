@@ -2,10 +2,12 @@
 
     python -m tests.reliability.chaos --seed 7 --rounds 2 --kills 3
 
-One uninterrupted `kale run` on the generated sample is the reference (its duration
-bounds the kill times). Each round starts a fresh lake and runs `kale run` `--kills`
-times, each SIGKILLed (the whole process group) at a moment drawn from the seeded
-generator, then once more to the end. After each round: no table may hold a key
+One uninterrupted `kale run` on the generated sample is the reference. Each round
+starts a fresh lake and runs `kale run` `--kills` times, each SIGKILLed (the whole
+process group) at a random moment: a stage drawn from the seeded generator (distinct
+stages within a round) and a delay after that stage starts, drawn from [0,
+MAX_DELAY_S); a stage that ends sooner puts the kill in a later one. Then `kale run`
+once more to the end. After each round: no table may hold a key
 twice, and the gold table must equal the reference's (uids and every column but run
 ids). Prints each run (the stage it was in when killed), the kills and the
 mismatches; exits 1 on any mismatch or duplicate, 2 when a clean run fails.
@@ -28,6 +30,17 @@ from tests.support import kills, stage2_pipeline
 
 CHUNKS = ["caption.rows_per_commit=2", "augment.rows_per_commit=2", "student.rows_per_commit=2"]
 STAGE_LINE = re.compile(r"\[([a-z-]+)\] run \S+ started")
+STAGES = (
+    "ingest",
+    "fetch",
+    "caption",
+    "augment",
+    "filter",
+    "train-student",
+    "student-caption",
+    "publish",
+)
+MAX_DELAY_S = 10.0
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,35 +62,49 @@ def _stage_at_kill(log: str) -> str:
     return started[-1] if started else "startup"
 
 
-def _after_delay(seconds: float):
-    """A kill point `seconds` after the first poll (the random moment)."""
+def _in_stage(stage: str, delay: float):
+    """A kill point `delay` seconds after `stage` first logs its start."""
     import time
 
-    due: list[float] = []
+    seen: list[float] = []
+    started = re.compile(rf"\[{re.escape(stage)}\] run \S+ started")
 
-    def point(_log: str) -> bool:
-        if not due:
-            due.append(time.monotonic() + seconds)
-        return time.monotonic() >= due[0]
+    def point(log: str) -> bool:
+        if not seen and started.search(log):
+            seen.append(time.monotonic())
+        return bool(seen) and time.monotonic() >= seen[0] + delay
 
     return point
 
 
-def _round(n: int, work: Path, rng: random.Random, n_kills: int, span: float, ref) -> dict:
+def _round(n: int, work: Path, rng: random.Random, n_kills: int, ref) -> dict:
     root = work / f"round-{n}"
     stage2_pipeline.write_sample(root)
     shutil.copytree(work / "reference" / "model-cache", root / "model-cache", dirs_exist_ok=True)
     landed = []
-    for k in range(n_kills):
-        delay = rng.uniform(0, span)
-        out = kills.run_and_kill(_kale_run(root), root / f"kill-{k}.log", _after_delay(delay))
+    # Distinct stages in pipeline order: each kill lands where the work is not done yet.
+    targets = sorted(rng.sample(STAGES, min(n_kills, len(STAGES))), key=STAGES.index)
+    targets += [rng.choice(STAGES) for _ in range(n_kills - len(targets))]
+    for k, target in enumerate(targets):
+        delay = rng.uniform(0, MAX_DELAY_S)
+        point = _in_stage(target, delay)
+        out = kills.run_and_kill(_kale_run(root), root / f"kill-{k}.log", point)
         what = _stage_at_kill(out.log) if out.killed else f"finished rc={out.returncode}"
-        landed.append({"after_s": round(delay, 1), "stage": what, "killed": out.killed})
-        print(f"round {n} run {k + 1}: killed after {delay:.1f}s in {what}", flush=True)
+        landed.append({"target": target, "after_s": round(delay, 1), "stage": what})
+        landed[-1]["killed"] = out.killed
+        print(
+            f"round {n} run {k + 1}: aimed at {target} +{delay:.1f}s, killed in {what}", flush=True
+        )
     final = kills.run_and_kill(_kale_run(root), root / "final.log", None)
     print(f"round {n} run {n_kills + 1}: finished rc={final.returncode}", flush=True)
     dupes = kills.duplicate_keys(root / "lake") if final.returncode == 0 else {}
-    mismatches = kills.gold_mismatches(kills.gold(root / "lake"), ref) if not dupes else []
+    got = kills.gold(root / "lake", root=root) if final.returncode == 0 else {}
+    mismatches = kills.gold_mismatches(got, ref) if final.returncode == 0 else []
+    weights = kills.student_weights(root / "lake") == kills.student_weights(
+        work / "reference" / "lake"
+    )
+    if final.returncode == 0 and not weights:
+        mismatches.append("the student's final weights differ from the reference's")
     return {
         "round": n,
         "kills": landed,
@@ -98,10 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the reference run failed (rc {ref.returncode}); see {ref_root}/run.log")
         return 2
     print(f"reference: kale run in {ref.seconds:.0f}s (seed {args.seed})", flush=True)
-    want = kills.gold(ref_root / "lake")
-    results = [
-        _round(n, work, rng, args.kills, ref.seconds, want) for n in range(1, args.rounds + 1)
-    ]
+    want = kills.gold(ref_root / "lake", root=ref_root)
+    results = [_round(n, work, rng, args.kills, want) for n in range(1, args.rounds + 1)]
     failed = any(r["duplicates"] or r["mismatches"] for r in results)
     broken = any(r["final_rc"] != 0 for r in results)
     n_kills = sum(k["killed"] for r in results for k in r["kills"])
