@@ -48,7 +48,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "0") or 0))
     p.add_argument("--rounds", type=int, default=int(os.environ.get("CHAOS_ROUNDS", "1") or 1))
     p.add_argument("--kills", type=int, default=3, help="SIGKILLs per round before the finish")
-    p.add_argument("--workdir", help="keep the lakes here (default: a temporary folder)")
+    p.add_argument(
+        "--workdir",
+        help="keep the lakes here (default: a temporary folder); a reference run already "
+        "there is reused",
+    )
     return p.parse_args(argv)
 
 
@@ -79,6 +83,7 @@ def _in_stage(stage: str, delay: float):
 
 def _round(n: int, work: Path, rng: random.Random, n_kills: int, ref) -> dict:
     root = work / f"round-{n}"
+    shutil.rmtree(root, ignore_errors=True)
     stage2_pipeline.write_sample(root)
     shutil.copytree(work / "reference" / "model-cache", root / "model-cache", dirs_exist_ok=True)
     landed = []
@@ -119,12 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="kale-chaos-"))
     ref_root = work / "reference"
-    stage2_pipeline.write_sample(ref_root)
-    ref = kills.run_and_kill(_kale_run(ref_root), ref_root / "run.log", None)
-    if ref.returncode != 0:
-        print(f"the reference run failed (rc {ref.returncode}); see {ref_root}/run.log")
-        return 2
-    print(f"reference: kale run in {ref.seconds:.0f}s (seed {args.seed})", flush=True)
+    if (ref_root / "lake" / "releases").is_dir():  # a --workdir that has one: reused
+        print(f"reference: reused {ref_root} (seed {args.seed})", flush=True)
+    else:
+        stage2_pipeline.write_sample(ref_root)
+        ref = kills.run_and_kill(_kale_run(ref_root), ref_root / "run.log", None)
+        if ref.returncode != 0:
+            print(f"the reference run failed (rc {ref.returncode}); see {ref_root}/run.log")
+            return 2
+        print(f"reference: kale run in {ref.seconds:.0f}s (seed {args.seed})", flush=True)
     want = kills.gold(ref_root / "lake", root=ref_root)
     results = [_round(n, work, rng, args.kills, want) for n in range(1, args.rounds + 1)]
     failed = any(r["duplicates"] or r["mismatches"] for r in results)
