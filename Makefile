@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMPS := .stamps
 SAMPLE_ROWS ?= 120
 
-.PHONY: setup jvm-archive demo test lint bench clean-lake dist conf bench-fetch bench-scale bench-report chaos
+.PHONY: setup jvm-archive demo test lint bench bench-fusion clean-lake dist conf bench-fetch bench-scale bench-report chaos
 
 setup: $(STAMPS)/venv jars jvm-archive
 
@@ -69,17 +69,26 @@ lint: $(STAMPS)/venv
 	$(BIN)/ruff format --check $(LINT_PATHS)
 
 # kale fetch vs img2dataset on the same URLs from a local server (prints one JSON line).
-BENCH_FETCH_IMAGES ?= 3000
+BENCH_FETCH_URLS ?= 3000
 bench-fetch: setup
 	$(BIN)/pip install --quiet -e ".[bench]"
-	$(BIN)/python bench/fetch_throughput.py --images $(BENCH_FETCH_IMAGES) --workdir /tmp/kale-fetch-bench
+	$(BIN)/python bench/fetch_throughput.py --urls $(BENCH_FETCH_URLS) --workdir /tmp/kale-fetch-bench
 
-# Throughput: kale's caption stage vs the raw PyTorch loop, Ray Data and Daft (~10
-# minutes on 2 cores at 2048 images), then the fusion LLM (tokens/s). Writes bench/figures/<device>.json.
-BENCH_IMAGES ?= 2048
+# Caption throughput under bench/RESULTS.md's method, for a quiet machine (a few hours
+# on 2 cores): `kale caption` as a whole command against the project's engine in a plain
+# loop, a naive transformers loop, Ray Data and Daft; batch sizes swept first; 256, 1024
+# and 4096 images, 3 rounds each, order alternated. Writes bench/figures/caption-<device>.json
+# and kale's rate to bench/figures/<device>.json (kale plan), then bench/RESULTS.md.
+BENCH_SIZES   ?= 256,1024,4096
+BENCH_REPEATS ?= 3
 bench: setup
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
-	$(BIN)/python bench/caption_throughput.py --images $(BENCH_IMAGES) --workdir bench/work
+	$(BIN)/python bench/caption_throughput.py --sizes $(BENCH_SIZES) --repeats $(BENCH_REPEATS) --workdir bench/work
+	$(BIN)/python bench/report.py
+
+# The fusion LLM's tokens/s: still the old method (stage time, one run), marked so.
+bench-fusion: setup
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python bench/fusion_throughput.py --workdir bench/work
 
 # Every stage at two sizes ten times apart (model stages 10^4 and 10^5 rows, the others

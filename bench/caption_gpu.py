@@ -16,7 +16,8 @@ Same inputs as bench/caption_throughput.py (the bench VLM, DataComp-like JPEGs,
 Then ``kale``: models/inference.py's ``run_partition`` (what ``model_partition_fn``
 runs in a Spark task) with the best settings, with 1 and with ``--prepare-threads``
 decode threads. Results go to ``DIR/caption_gpu.json`` and a figures file
-``DIR/<device>.json`` for ``kale plan`` (copy it to bench/figures/).
+``DIR/<device>.json`` for ``kale plan`` (copy it to bench/figures/), labelled "engine
+without Spark, tiny model": ``kale plan`` prints that label beside its estimate.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import device_name, ensure_images  # noqa: E402
+from bench.common import device_name, ensure_images, stamp  # noqa: E402
 
 log = logging.getLogger("bench.gpu")
 DEVICE = "cuda:0"  # --device cpu: a dry run of the script where there is no GPU
@@ -165,9 +166,12 @@ def write(args: argparse.Namespace, result: dict) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "caption_gpu.json").write_text(json.dumps(result, indent=2))
-    figures = {"device": result["device"], "stages": {"caption": {
+    figures = {"device": result["device"], **stamp(), "stages": {"caption": {
         "images_per_s": result[f"kale_prepare_threads_{args.prepare_threads}"],
-        "model": "bench-vlm (LLaVA-shaped, 224 px), bf16; kale pipeline without Spark",
+        "model": "bench-vlm (LLaVA-shaped, 224 px), bf16",
+        "label": "engine without Spark, tiny model",
+        "label_detail": f"models/inference.py run_partition in one process, no Spark, "
+                        f"{args.prepare_threads} decode threads; not a `kale caption` run",
         "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "raw_variants": result["raw"]}}}  # fmt: skip

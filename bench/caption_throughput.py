@@ -1,31 +1,43 @@
-"""Caption throughput: kale's caption stage against the model alone, Ray Data and Daft.
+"""Caption throughput: `kale caption` against the engine alone, Ray Data and Daft.
 
-    make bench    (= .venv/bin/python bench/caption_throughput.py)
-    .venv/bin/python bench/caption_throughput.py [--images 256] [--workdir DIR]
+    make bench    (the full sweep, for a quiet machine)
+    .venv/bin/python bench/caption_throughput.py --images 1024 --repeats 3
+    .venv/bin/python bench/caption_throughput.py --sizes 256,1024,4096 --repeats 3
 
-Inputs, the same for every contestant: ``--images`` JPEGs at DataComp-like sizes
-(300 to 2000 px a side, photo-like content) and a bench-sized LLaVA model
-(models/tiny.py ``build_bench_vlm``: CLIP 224 px + Llama, random weights, saved
-with its processor). Greedy decoding with ``min_new_tokens = max_new_tokens``, so
-every contestant generates exactly the same number of tokens per image.
+The method (bench/RESULTS.md says it once for every bench):
 
-Contestants, each in its own child process, with the same cores (``--cores``):
-- ``raw``: a plain PyTorch loop: read, decode, preprocess, batched ``generate``;
-  torch threads = cores.
-- ``kale``: ``stages.caption.run(spark, cfg)`` end to end on ``local[cores]``:
-  Delta ``images`` in, Delta ``dense_captions`` out. The images table (files of ~256
-  rows) is written beforehand by another process; the kale child's Spark start-up is
-  not timed, the stage is.
-- ``ray``: Ray Data ``read_binary_files`` -> ``map_batches`` with a callable-class
-  actor pool of one actor (``num_cpus=1``), so a CPU is left for Ray's read tasks.
-- ``daft``: a Daft class UDF (``@daft.cls`` + ``@daft.method.batch``) over
-  ``from_glob_path`` + ``url.download()``.
+- Inputs, the same for every contestant: N JPEGs at DataComp-like sizes (300 to 2000 px
+  a side, photo-like content) and one saved model, built once into the workdir
+  (models/tiny.py ``build_bench_vlm``: CLIP 224 px + Llama, random weights); greedy
+  decoding with ``min_new_tokens = max_new_tokens``, so every contestant generates the
+  same number of tokens per image.
+- Every contestant gets every core (``--cores``): kale ``local[cores]`` (tasks x torch
+  threads = cores), raw and naive torch threads = cores, Ray and Daft model instances x
+  threads = cores.
+- Whole commands on the clock, cold: each run is a fresh process, timed from its start
+  to its exit with the output committed. kale: the ``kale caption`` command a user runs
+  (JVM start included) on a lake whose ``images`` table was written beforehand; the
+  others: their entry point script (bench/caption_contestants.py, interpreter start and
+  imports included). The stage time kale prints is shown beside, labelled ``stage_s``.
+- Contestants (bench/caption_contestants.py says what each runs): ``raw`` is this
+  project's engine (prefetch, reduced-scale decode) in a plain Python loop, the best a
+  user writes without Spark, so ``kale_over_raw`` is the cost of Spark; ``naive`` is a
+  plain transformers loop, shown as a second row; ``ray`` and ``daft`` run the same
+  Captioner per batch, as their docs say for CPU inference (an actor pool / class UDF).
+- Tuning: each contestant's batch size (and Ray's and Daft's instances x threads) is
+  swept first on ``--sweep-images`` images, one cold run per setting; every contestant
+  is then measured at its best setting.
+- ``--repeats`` rounds per size, the order of the contestants reversed every other
+  round. A ratio is taken within each round (same machine state) and reported as the
+  median with its min and max over the rounds; "kale >= X" holds only if the min does.
+- ``--budget-min``: on a busy machine, a round (or a size) that would end past the
+  budget is not started; the JSON says how many rounds each size got
+  (``repeats_done``), which sizes were not run, and the load average of every run.
 
-Each contestant's time includes its model load. Memory: the kale contestant runs
-again on a quarter of the images; ``rss_growth_4x`` = peak RSS at N / peak RSS at
-N/4, over the whole process tree (driver, JVM, Python workers).
-
-The last line of output is one JSON object (see ``summary``). Figures also go to
+Prints one JSON object (the last line): per size, images/s per contestant and
+``kale_over_raw``, ``kale_over_ray``, ``kale_over_daft`` (``kale_over_naive``) with
+``_min`` and ``_max``; the top level repeats the largest size's. The same goes to
+``bench/figures/caption-<device>.json`` with its provenance, and kale's images/s to
 ``bench/figures/<device>.json`` for ``kale plan``. Never run by the test suite.
 """
 
@@ -35,276 +47,228 @@ import argparse
 import json
 import logging
 import os
+import re
+import shutil
+import signal
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    FIGURES_DIR,
     device_name,
     ensure_images,
-    run_child,
+    load_average,
+    run_timed,
+    spread,
+    stamp,
     write_figures,
 )
 
 log = logging.getLogger("bench.caption")
 
-CONTESTANTS = ("raw", "kale", "ray", "daft")
-PROMPT_ID = "dense_v1"
+CONTESTANTS = ("kale", "raw", "naive", "ray", "daft")
+PEERS = ("raw", "ray", "daft", "naive")
 MODEL_DIR_NAME = "bench-vlm-v1"
+PLAN_MIN_IMAGES = 1024  # the smallest run whose kale rate goes to <device>.json
+CHILD = Path(__file__).resolve().parent / "caption_contestants.py"
+STAGE_LINE = re.compile(r"\[caption\] (\w+) in ([\d.]+)s")
+GENERATED = re.compile(r"\bgenerated=(\d+)")
 
 
-# ---------------------------------------------------------------- shared by contestants
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    batch_size: int
+    workers: int = 1  # ray/daft: model instances (threads each = cores / workers)
 
 
-def load_model(model_dir: str, threads: int):
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    torch.set_num_threads(threads)
-    processor = AutoProcessor.from_pretrained(model_dir)
-    processor.tokenizer.padding_side = "left"
-    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
-    return model, processor
+def settings_for(name: str, args: argparse.Namespace) -> list[Setting]:
+    workers = args.workers if name in ("ray", "daft") else [1]
+    batches = args.batch_sizes[:1] if name == "naive" else args.batch_sizes
+    return [Setting(name, b, w) for b in batches for w in workers]
 
 
-def prompt_text(processor) -> str:
-    from kale_spark.prompts import get_prompt
-
-    text = get_prompt(PROMPT_ID).render()
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+# ---------------------------------------------------------------- one cold run
 
 
-def caption_images(model, processor, prompt: str, blobs: list[bytes], new_tokens: int) -> list[str]:
-    """Decode, preprocess and generate one batch: the work every contestant does."""
-    import io
-
-    import torch
-    from PIL import Image
-
-    if not blobs:  # an engine may hand over an empty batch
-        return []
-    images = [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs]
-    inputs = processor(
-        images=images, text=[prompt] * len(images), padding=True, return_tensors="pt"
-    )
-    with torch.inference_mode():
-        out = model.generate(
-            **inputs,
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-            pad_token_id=processor.tokenizer.pad_token_id,
-        )
-    new = out[:, inputs["input_ids"].shape[1] :]
-    return processor.tokenizer.batch_decode(new, skip_special_tokens=True)
-
-
-# ---------------------------------------------------------------- the contestants
-
-
-def child_raw(args: argparse.Namespace, paths: list[Path]) -> int:
-    start = time.perf_counter()
-    model, processor = load_model(args.model_dir, args.cores)
-    prompt = prompt_text(processor)
-    texts: list[str] = []
-    for i in range(0, len(paths), args.batch_size):
-        blobs = [p.read_bytes() for p in paths[i : i + args.batch_size]]
-        texts.extend(caption_images(model, processor, prompt, blobs, args.max_new_tokens))
-    report(len(texts), time.perf_counter() - start)
-    return len(texts)
-
-
-def kale_config(args: argparse.Namespace, lake_root: Path):
-    from kale_spark.config import Config, build
-
-    caption: dict[str, Any] = {
-        "id": args.model_dir,
-        "prompt_id": PROMPT_ID,
-        "device": "cpu",
-        "dtype": "float32",
-        "batch_size": args.batch_size,
-        "generation": {
-            "max_new_tokens": args.max_new_tokens,
-            "min_new_tokens": args.max_new_tokens,
+def kale_yaml(args: argparse.Namespace, setting: Setting, lake: Path) -> Path:
+    """The profile a user would write for this run (YAML is a superset of JSON)."""
+    tokens = args.max_new_tokens
+    profile = {
+        "lake": {"root": str(lake)},
+        "spark": {"master": f"local[{args.cores}]", "shuffle_partitions": args.cores},
+        "models": {"torch_threads": 0},  # tasks x threads = cores
+        "caption": {
+            "id": str(args.model_dir),
+            "prompt_id": "dense_v1",
+            "device": "cpu",
+            "dtype": "float32",
+            "batch_size": setting.batch_size,
+            "generation": {"max_new_tokens": tokens, "min_new_tokens": tokens},
         },
     }
-    if args.rows_per_commit:
-        caption["rows_per_commit"] = args.rows_per_commit
-    data = {
-        "lake": {"root": str(lake_root)},
-        "spark": {
-            "master": f"local[{args.cores}]",
-            "shuffle_partitions": args.cores,
-            "arrow_batch_size": args.batch_size,
-            "conf": {"spark.driver.memory": "2g", **event_log_conf(args.event_log)},
-        },
-        "models": {"torch_threads": 0},
-        "caption": caption,
-    }
-    return build(Config, data)
+    path = args.workdir / f"kale-b{setting.batch_size}.yaml"
+    path.write_text(json.dumps(profile, indent=2) + "\n")
+    return path
 
 
-def event_log_conf(directory: str | None) -> dict[str, str]:
-    """Spark's event log (plain JSON lines) for a profile of the kale contestant's jobs."""
-    if not directory:
-        return {}
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    return {
-        "spark.eventLog.enabled": "true",
-        "spark.eventLog.dir": Path(directory).resolve().as_uri(),
-        "spark.eventLog.compress": "false",
-    }
+def command(args: argparse.Namespace, setting: Setting, images: int, out: Path) -> list[str]:
+    if setting.name == "kale":
+        kale = str(Path(sys.executable).parent / "kale")
+        return [kale, "caption", "--config", str(kale_yaml(args, setting, out))]
+    return [
+        sys.executable, str(CHILD), setting.name,
+        "--images", str(images),
+        "--images-dir", str(args.images_dir),
+        "--model-dir", str(args.model_dir),
+        "--out", str(out),
+        "--batch-size", str(setting.batch_size),
+        "--new-tokens", str(args.max_new_tokens),
+        "--cores", str(args.cores),
+        "--workers", str(setting.workers),
+    ]  # fmt: skip
 
 
-def write_images_table(spark, lake, paths: list[Path], partitions: int) -> None:
-    import datetime as dt
-
-    import pandas as pd
-
-    from kale_spark import schema
-
-    now = dt.datetime.now(dt.timezone.utc)
-    rows = pd.DataFrame(
-        {
-            "uid": [f"{i:032x}" for i in range(len(paths))],
-            "status": schema.IMAGE_OK,
-            "attempts": 1,
-            "image": [p.read_bytes() for p in paths],
-            "mime": "image/jpeg",
-            "source": "bench",
-            "fetched_at": now,
-            "run_id": "bench",
-        }
-    )
-    for field in schema.IMAGES_SCHEMA.fields:
-        if field.name not in rows:
-            rows[field.name] = None
-    df = spark.createDataFrame(
-        rows[[f.name for f in schema.IMAGES_SCHEMA.fields]], schema.IMAGES_SCHEMA
-    )
-    lake.ensure_table(schema.IMAGES, schema.IMAGES_SCHEMA)
-    lake.append(schema.IMAGES, df.repartition(partitions), {"stage": "bench"})
+def base_lake(args: argparse.Namespace, images: int) -> Path:
+    """The lake holding only the `images` table, written once per size by Spark."""
+    lake = args.workdir / f"lake-{images}"
+    if not (lake / "images" / "_delta_log").is_dir():
+        shutil.rmtree(lake, ignore_errors=True)
+        cmd = command(args, Setting("lake", 8), images, lake)
+        run_timed(cmd, args.timeout, cwd=args.workdir)
+    return lake
 
 
-def child_lake(args: argparse.Namespace, paths: list[Path]) -> int:
-    """Not a contestant: writes the `images` table the kale contestant reads, in its
-    own process, so that the kale child's memory and time are the stage's alone."""
-    import shutil
-
-    from kale_spark.lake.tables import Lake
-    from kale_spark.spark.session import get_session
-
-    lake_root = Path(args.workdir) / f"lake-{len(paths)}"
-    shutil.rmtree(lake_root, ignore_errors=True)
-    cfg = kale_config(args, lake_root)
-    spark = get_session(cfg.spark)
-    # Files of ~256 rows, like a fetch run's output (it writes a few large files).
-    write_images_table(spark, Lake(spark, cfg.lake), paths, max(args.cores, len(paths) // 256))
-    spark.stop()
-    print(json.dumps({"images": len(paths)}))
-    return len(paths)
-
-
-def child_kale(args: argparse.Namespace, paths: list[Path]) -> int:
-    from kale_spark import schema
-    from kale_spark.lake.tables import Lake
-    from kale_spark.spark.session import get_session
-    from kale_spark.stages import caption
-
-    cfg = kale_config(args, Path(args.workdir) / f"lake-{len(paths)}")
-    spark = get_session(cfg.spark)
-    lake = Lake(spark, cfg.lake)
-    start = time.perf_counter()
-    run = caption.run(spark, cfg)
-    seconds = time.perf_counter() - start
-    n = lake.read(schema.DENSE_CAPTIONS).count()
-    log.info("kale run %s: %s", run.run_id, dict(run.counts))
-    spark.stop()
-    if n != len(paths):
-        raise RuntimeError(f"dense_captions holds {n} rows for {len(paths)} images")
-    report(n, seconds)
-    return n
+def run_once(args: argparse.Namespace, setting: Setting, images: int) -> dict[str, Any]:
+    """One cold run of ``setting`` on ``images`` images, whole command on the clock."""
+    out = args.workdir / "out" / setting.name
+    shutil.rmtree(out, ignore_errors=True)
+    if setting.name == "kale":  # a fresh copy of the prepared lake: nothing captioned yet
+        shutil.copytree(base_lake(args, images), out)
+    cwd = args.workdir / "cwd"
+    cwd.mkdir(exist_ok=True)
+    wall, rss, stdout = run_timed(command(args, setting, images, out), args.timeout, cwd=cwd)
+    result = {"seconds": round(wall, 3), "images_per_s": round(images / wall, 3)}
+    result["peak_rss_mb"] = round(rss, 1)
+    result["load_average_1m"] = load_average()
+    result.update(check_output(setting.name, out, images, stdout))
+    log.info("%-5s b=%-3d w=%d %4d images: %7.2f images/s (%.1f s, %.0f MB)", setting.name,
+             setting.batch_size, setting.workers, images, images / wall, wall, rss)  # fmt: skip
+    return result
 
 
-def child_ray(args: argparse.Namespace, paths: list[Path]) -> int:
-    import ray
-
-    ray.init(num_cpus=args.cores, include_dashboard=False, log_to_driver=False)
-    model_dir, new_tokens = args.model_dir, args.max_new_tokens
-
-    class Captioner:
-        def __init__(self) -> None:
-            # Ray sets OMP_NUM_THREADS to the actor's num_cpus; torch follows it.
-            self.model, self.processor = load_model(
-                model_dir, int(os.environ.get("OMP_NUM_THREADS", "1"))
-            )
-            self.prompt = prompt_text(self.processor)
-
-        def __call__(self, batch: dict) -> dict:
-            blobs = list(batch["bytes"])
-            texts = caption_images(self.model, self.processor, self.prompt, blobs, new_tokens)
-            return {"path": batch["path"], "text": texts}
-
-    start = time.perf_counter()
-    ds = ray.data.read_binary_files([str(p) for p in paths], include_paths=True)
-    ds = ds.map_batches(
-        Captioner,
-        batch_size=args.batch_size,
-        concurrency=1,
-        num_cpus=1,
-        batch_format="numpy",
-    )
-    n = sum(len(b["text"]) for b in ds.iter_batches(batch_size=None, batch_format="numpy"))
-    seconds = time.perf_counter() - start
-    ray.shutdown()
-    report(n, seconds)
-    return n
+def check_output(name: str, out: Path, images: int, stdout: str) -> dict[str, Any]:
+    """Off the clock: every image has a caption in the committed output."""
+    if name == "kale":
+        match = STAGE_LINE.search(stdout)
+        generated = GENERATED.search(stdout)
+        if not match or match.group(1) != "ok" or not generated:
+            raise RuntimeError(f"kale caption did not succeed:\n{stdout}")
+        captions = int(generated.group(1))  # rows committed to dense_captions, per `runs`
+        extra = {"stage_s": float(match.group(2))}
+    else:
+        captions = _rows(sorted(out.rglob("*.parquet")), "text")
+        extra = {"inner_s": json.loads(stdout.strip().splitlines()[-1])["inner_s"]}
+    if captions != images:
+        raise RuntimeError(f"{name}: {captions} captions for {images} images in {out}")
+    return extra
 
 
-def child_daft(args: argparse.Namespace, paths: list[Path]) -> int:
-    import daft
+def _rows(files: list[Path], column: str) -> int:
+    """Non-null values of ``column`` over Parquet files."""
+    import pyarrow.parquet as pq
 
-    model_dir, new_tokens, cores = args.model_dir, args.max_new_tokens, args.cores
-
-    @daft.cls(max_concurrency=1)
-    class Captioner:
-        def __init__(self) -> None:
-            self.model, self.processor = load_model(model_dir, cores)
-            self.prompt = prompt_text(self.processor)
-
-        @daft.method.batch(return_dtype=daft.DataType.string(), batch_size=args.batch_size)
-        def caption(self, blobs):
-            return caption_images(
-                self.model, self.processor, self.prompt, blobs.to_pylist(), new_tokens
-            )
-
-    start = time.perf_counter()
-    df = daft.from_glob_path(str(Path(paths[0]).parent / "img*.jpg"))
-    names = {p.name for p in paths}
-    df = df.where(df["path"].str.split("/").list.get(-1).is_in(list(names)))
-    df = df.with_column("bytes", df["path"].url.download())
-    df = df.with_column("text", Captioner().caption(df["bytes"]))
-    n = len(df.select("path", "text").to_pydict()["text"])
-    seconds = time.perf_counter() - start
-    report(n, seconds)
-    return n
+    total = 0
+    for f in files:
+        table = pq.read_table(f, columns=[column])
+        total += table.num_rows - table.column(column).null_count
+    return total
 
 
-CHILDREN = {
-    "raw": child_raw,
-    "kale": child_kale,
-    "ray": child_ray,
-    "daft": child_daft,
-    "lake": child_lake,
-}
+# ---------------------------------------------------------------- sweep, rounds, ratios
 
 
-def report(n: int, seconds: float) -> None:
-    print(json.dumps({"images": n, "seconds": round(seconds, 3), "images_per_s": n / seconds}))
+def sweep(args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Setting], list[dict]]:
+    """Each contestant's best setting, one cold run per setting on ``--sweep-images``:
+    the layouts (instances x threads) at the first batch size, then the other batch
+    sizes at the best layout. ``naive`` keeps the first batch size (it is the untuned
+    loop, by definition)."""
+    best: dict[str, Setting] = {}
+    table: list[dict] = []
+    rates: dict[Setting, float] = {}
+
+    def run(settings: list[Setting]) -> None:
+        for setting in settings:
+            result = run_once(args, setting, args.sweep_images)
+            rates[setting] = result["images_per_s"]
+            table.append({**asdict(setting), "images": args.sweep_images, **result})
+
+    def fastest(name: str) -> Setting:
+        return max((s for s in rates if s.name == name), key=rates.__getitem__)
+
+    first = args.batch_sizes[0]
+    for name in names:
+        settings = settings_for(name, args)
+        if len(settings) == 1:
+            best[name] = settings[0]
+            continue
+        run([s for s in settings if s.batch_size == first])
+        workers = fastest(name).workers
+        run([s for s in settings if s.workers == workers and s.batch_size != first])
+        best[name] = fastest(name)
+    return best, table
+
+
+def fits(args: argparse.Namespace, images: int) -> bool:
+    """Whether a round on ``images`` images ends before ``--budget-min`` runs out, judged
+    from the last round (scaled by images: an overestimate, fixed costs do not grow)."""
+    if args.last_round is None:
+        return True
+    seconds, last_images = args.last_round
+    return time.monotonic() + seconds * max(1.0, images / last_images) <= args.deadline
+
+
+def rounds(args: argparse.Namespace, best: dict[str, Setting], images: int) -> dict[str, list]:
+    """``--repeats`` rounds on ``images`` images; the order reversed every other round.
+    With ``--budget-min``, a round that would not end in the time left is not started
+    (the first round of a size is the caller's call)."""
+    names = list(best)
+    runs: dict[str, list] = {name: [] for name in names}
+    for r in range(args.repeats):
+        if r and not fits(args, images):
+            log.warning("%d images: round %d not started, past --budget-min", images, r + 1)
+            break
+        started = time.monotonic()
+        for name in names if r % 2 == 0 else names[::-1]:
+            runs[name].append(run_once(args, best[name], images))
+        args.last_round = (time.monotonic() - started, images)
+    return runs
+
+
+def size_summary(runs: dict[str, list]) -> dict[str, Any]:
+    """Images/s per contestant and kale over each peer, paired within a round."""
+    out: dict[str, Any] = {}
+    for name, results in runs.items():
+        out[name] = spread([r["images_per_s"] for r in results])
+        out[f"{name}_seconds"] = spread([r["seconds"] for r in results])
+        out[f"{name}_peak_rss_mb"] = spread([r["peak_rss_mb"] for r in results], 1)
+    if "kale" in runs:
+        out["kale_stage_s"] = spread([r["stage_s"] for r in runs["kale"]])
+        for peer in PEERS:
+            if peer in runs:
+                pairs = zip(runs["kale"], runs[peer], strict=True)
+                s = spread([k["images_per_s"] / p["images_per_s"] for k, p in pairs])
+                key = f"kale_over_{peer}"
+                out.update({key: s["median"], f"{key}_min": s["min"], f"{key}_max": s["max"]})
+    loads = [r["load_average_1m"] for rs in runs.values() for r in rs if r["load_average_1m"]]
+    out["load_average_1m"] = spread(loads, 2) if loads else None
+    out["runs"] = runs
+    return out
 
 
 # ---------------------------------------------------------------- the parent
@@ -317,127 +281,130 @@ def ensure_model(workdir: Path) -> Path:
     if not (model_dir / "config.json").is_file():
         log.info("building the bench VLM into %s", model_dir)
         tmp = workdir / f".{MODEL_DIR_NAME}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
         build_bench_vlm(tmp)
         tmp.rename(model_dir)
     return model_dir
 
 
-def child_args(args: argparse.Namespace, name: str, images: int) -> list[str]:
-    out = [
-        "--child", name,
-        "--images", str(images),
-        "--workdir", str(args.workdir),
-        "--model-dir", str(args.model_dir),
-        "--max-new-tokens", str(args.max_new_tokens),
-        "--batch-size", str(args.batch_size),
-        "--cores", str(args.cores),
-    ]  # fmt: skip
-    if args.rows_per_commit:
-        out += ["--rows-per-commit", str(args.rows_per_commit)]
-    if args.event_log:
-        out += ["--event-log", str(args.event_log)]
-    return out
+def tuned_from(path: str) -> dict[str, Setting]:
+    data = json.loads(Path(path).read_text())
+    return {name: Setting(**s) for name, s in data["tuned"].items()}
 
 
-def summary(args: argparse.Namespace, rates: dict[str, float], peak: float, growth: float) -> dict:
-    def ratio(a: str, b: str) -> float | None:
-        if rates.get(a) and rates.get(b):
-            return round(rates[a] / rates[b], 3)
-        return None
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    args.workdir = Path(args.workdir).resolve()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    args.model_dir = ensure_model(args.workdir)
+    args.images_dir = args.workdir / "images"
+    ensure_images(args.images_dir, max(args.sizes + [args.sweep_images]))
+    names = [n for n in CONTESTANTS if n in args.contestants]
+    result: dict[str, Any] = {**stamp(), "bench": "caption_throughput"}
+    if args.tuned:
+        best, table = tuned_from(args.tuned), []
+        result["tuned_from"] = args.tuned
+    else:
+        best, table = sweep(args, names)
+    best = {n: best[n] for n in names}
+    result["tuned"] = {n: asdict(s) for n, s in best.items()}
+    result["sweep"] = table
+    if args.sweep_only:
+        result["sizes"] = {}
+        write(args, result, FIGURES_DIR / f"caption-sweep-{device_name()}.json")
+        return result
+    result["sizes"] = {}
+    args.deadline = time.monotonic() + (args.budget_min * 60 if args.budget_min else 1e9)
+    args.last_round = None
+    result["sizes_not_run"] = []
+    for images in args.sizes:
+        if not fits(args, images):
+            log.warning("%d images: not run, a round would end past --budget-min", images)
+            result["sizes_not_run"].append(images)
+            continue
+        summary = size_summary(rounds(args, best, images))
+        summary["repeats_done"] = len(next(iter(summary["runs"].values())))
+        result["sizes"][str(images)] = summary
+        write(args, result)  # a size at a time: a run cut short keeps what it measured
+    headline = result["sizes"][max(result["sizes"], key=int)]
+    result.update({k: v for k, v in headline.items() if k.startswith("kale_over_")})
+    result["load_average_1m_at_end"] = load_average()
+    write(args, result)
+    return result
 
-    return {
-        **{name: round(rates[name], 3) if name in rates else None for name in CONTESTANTS},
-        "kale_over_raw": ratio("kale", "raw"),
-        "kale_over_ray": ratio("kale", "ray"),
-        "kale_over_daft": ratio("kale", "daft"),
-        "peak_rss_mb": round(peak, 1),
-        "rss_growth_4x": round(growth, 3) if growth else None,
-        "model_dir": str(args.model_dir),
-        "images_dir": str(args.images_dir),
+
+def write(args: argparse.Namespace, result: dict[str, Any], path: Path | None = None) -> None:
+    settings = {
         "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size,
+        "cores": args.cores,
+        "repeats": args.repeats,
+        "model": "bench-vlm (LLaVA-shaped, CLIP 224 px + Llama, random weights, float32)",
     }
+    result.update(settings)
+    if not args.figures:
+        return
+    path = path or FIGURES_DIR / f"caption-{device_name()}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    sizes = result["sizes"]
+    largest = max(sizes, key=int) if sizes else "0"
+    # kale plan scales this rate to millions of images: only a run long enough for the
+    # start-up not to dominate it replaces the figure there.
+    if int(largest) >= PLAN_MIN_IMAGES and "kale" in best_names(result):
+        write_figures(device_name(), "caption", {
+            "images_per_s": sizes[largest]["kale"]["median"],
+            "model": "bench-vlm (LLaVA-shaped, 224 px), float32",
+            "label": "`kale caption` whole command with JVM start, tiny model",
+            "images": int(largest),
+            "batch_size": result["tuned"]["kale"]["batch_size"],
+            **settings,
+        })  # fmt: skip
 
 
-def parent(args: argparse.Namespace) -> dict[str, Any]:
-    workdir = Path(args.workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    args.workdir = workdir
-    args.model_dir = ensure_model(workdir)
-    args.images_dir = workdir / "images"
-    ensure_images(args.images_dir, args.images)
-    script = Path(__file__).resolve()
-    rates: dict[str, float] = {}
-    peak = growth = 0.0
-
-    def run_kale(images: int) -> tuple[dict[str, Any], float]:
-        run_child(script, child_args(args, "lake", images), args.timeout)
-        return run_child(script, child_args(args, "kale", images), args.timeout)
-
-    for name in args.contestants.split(","):
-        if name == "kale":
-            result, rss = run_kale(args.images)
-        else:
-            result, rss = run_child(script, child_args(args, name, args.images), args.timeout)
-        rates[name] = result["images_per_s"]
-        log.info("%-5s %7.2f images/s  (%d in %.1fs, peak RSS %.0f MB)", name,
-                 result["images_per_s"], result["images"], result["seconds"], rss)  # fmt: skip
-        if name == "kale":
-            peak = rss
-            if not args.no_rss:
-                quarter = max(1, args.images // 4)
-                small, small_rss = run_kale(quarter)
-                growth = peak / small_rss
-                log.info(
-                    "kale at %d images: peak RSS %.0f MB; growth 4x %.3f",
-                    quarter,
-                    small_rss,
-                    growth,
-                )
-    out = summary(args, rates, peak, growth)
-    if args.figures and "kale" in rates:
-        path = write_figures(
-            device_name(),
-            "caption",
-            {
-                "images_per_s": round(rates["kale"], 3),
-                "raw_images_per_s": round(rates.get("raw", 0.0), 3),
-                "model": "bench-vlm (LLaVA-shaped, 224 px)",
-                "max_new_tokens": args.max_new_tokens,
-                "batch_size": args.batch_size,
-                "cores": args.cores,
-                "images": args.images,
-            },
-        )
-        log.info("figures written to %s", path)
-    return out
+def best_names(result: dict[str, Any]) -> list[str]:
+    return list(result.get("tuned", {}))
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--images", type=int, default=2048)
+    parser.add_argument("--images", type=int, help="one size (default 1024)")
+    parser.add_argument("--sizes", type=ints, help="sizes, e.g. 256,1024,4096")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", default=os.environ.get("KALE_BENCH_DIR", "bench/work"))
     parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--batch-sizes", type=ints, default=[4, 8, 16])
+    parser.add_argument("--workers", type=ints, default=[1, 2], help="ray/daft layouts")
+    parser.add_argument("--sweep-images", type=int, default=256)
+    parser.add_argument("--sweep-only", action="store_true", help="write the sweep, stop")
+    parser.add_argument("--tuned", help="take the best settings from this earlier JSON")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--contestants", default=",".join(CONTESTANTS))
-    parser.add_argument("--rows-per-commit", type=int, default=0, help="0: the stage's default")
-    parser.add_argument("--no-rss", action="store_true", help="skip the N/4 kale run")
-    parser.add_argument("--event-log", help="write the kale run's Spark event log here")
     parser.add_argument("--no-figures", dest="figures", action="store_false")
-    parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
-    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument(
+        "--budget-min", type=float, help="start no round that would end past this many minutes"
+    )
     args = parser.parse_args(argv)
+    if args.images and args.sizes:
+        parser.error("give --images or --sizes, not both")
+    args.sizes = args.sizes or [args.images or 1024]
+    args.contestants = args.contestants.split(",")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the running contestant's tree is killed too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("bench").setLevel(logging.INFO)
-    if args.child:
-        paths = ensure_images(Path(args.workdir) / "images", args.images)
-        CHILDREN[args.child](args, paths)
-        return
-    print(json.dumps(parent(args)))
+    result = measure(args)
+    printed = {k: v for k, v in result.items() if k not in ("sizes", "sweep")}
+    printed["sizes"] = {
+        size: {k: v for k, v in s.items() if k != "runs"} for size, s in result["sizes"].items()
+    }
+    print(json.dumps(printed))
 
 
 if __name__ == "__main__":

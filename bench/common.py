@@ -86,6 +86,128 @@ def run_child(script: Path, args: Sequence[str], timeout: float) -> tuple[dict[s
     return json.loads(lines[-1]), peak / 2**20
 
 
+def run_timed(
+    cmd: Sequence[str], timeout: float, cwd: Path | None = None
+) -> tuple[float, float, str]:
+    """Run a whole command; (wall seconds from its start to its exit, peak tree RSS in
+    MB, its stdout). Raises on a non-zero exit or past ``timeout``."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        list(cmd), stdout=subprocess.PIPE, stderr=None, text=True, env=env, cwd=cwd
+    )
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss(proc.pid))
+            done.wait(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc)
+        raise RuntimeError(f"{' '.join(cmd)} ran past {timeout:.0f}s") from None
+    except BaseException:  # interrupted: no JVM or Ray worker is left behind
+        kill_tree(proc)
+        raise
+    finally:
+        wall = time.perf_counter() - start
+        done.set()
+        sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}")
+    return wall, peak / 2**20, out
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` and every process it started (Spark's JVM, Ray's raylet)."""
+    import psutil
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.kill()
+    proc.communicate()
+
+
+def spread(values: Sequence[float], digits: int = 3) -> dict[str, float]:
+    """Median, min and max of repeated measurements."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return {
+        "median": round(median, digits),
+        "min": round(ordered[0], digits),
+        "max": round(ordered[-1], digits),
+    }
+
+
+def load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def git_commit() -> str:
+    """HEAD's hash, with ``-dirty`` when tracked files outside bench/figures differ."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    head = git("rev-parse", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/figures")
+    return f"{head}-dirty" if dirty else head
+
+
+def machine() -> str:
+    """The CPU model and memory, e.g. ``AMD EPYC 7B13, 24 GiB``."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+        return f"{cpu}, {mem_kb / 2**20:.0f} GiB, {platform.system()} {platform.release()}"
+    except (OSError, ValueError, IndexError):
+        return cpu
+
+
+def stamp(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Provenance every figures file carries (bench/report.py refuses a file without it):
+    machine, cores, date, commit, command; plus the load average at the time."""
+    args = list(sys.argv if argv is None else argv)
+    script = Path(args[0])
+    if script.is_absolute() and REPO in script.parents:
+        args[0] = str(script.relative_to(REPO))
+    return {
+        "machine": machine(),
+        "cores": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": git_commit(),
+        "command": "python " + " ".join(args),
+        "python": platform.python_version(),
+        "load_average_1m": load_average(),
+    }
+
+
 def photo_like(size: tuple[int, int], seed: int):
     """Smooth low-frequency colour fields plus fine grain: compresses like a photo."""
     from PIL import Image
@@ -135,16 +257,14 @@ def device_name() -> str:
 
 
 def write_figures(device: str, stage: str, figures: dict[str, Any]) -> Path:
-    """Merge ``figures`` for ``stage`` into ``bench/figures/<device>.json``."""
+    """Merge ``figures`` for ``stage`` into ``bench/figures/<device>.json`` (what
+    ``kale plan`` reads); the file and the stage carry this run's provenance."""
     FIGURES_DIR.mkdir(parents=True, exist_ok=True)
     path = FIGURES_DIR / f"{device}.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data.setdefault("device", device)
-    data.setdefault("stages", {})[stage] = {
-        **figures,
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "host_cpus": os.cpu_count(),
-        "python": platform.python_version(),
-    }
+    provenance = stamp()
+    data.update(provenance)
+    data.setdefault("stages", {})[stage] = {**figures, **provenance}
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path

@@ -2,20 +2,27 @@
 
     .venv/bin/python bench/fetch_decode.py [--jpegs 40] [--rows 400] [--concurrency 16]
 
-1. decode+resize, one core: ``decode_and_resize`` (JPEG draft mode, reducing
+1. decode+resize+encode, one core: ``decode_and_resize`` (JPEG draft mode, reducing
    resize, EXIF, RGB, re-encode, sha256) against a plain
-   ``Image.open(...).convert("RGB").resize(...)`` on the same in-memory files:
-   large photo-like JPEGs (3000x2000) and mixed PNG / WebP.
+   ``Image.open(...).convert("RGB").resize(...)`` + JPEG encode on the same in-memory
+   files (large photo-like JPEGs, 3000x2000, and mixed PNG / WebP). Like with like:
+   both sides resize with the same filter to the same size and encode at the same
+   JPEG quality; the pair is run once with the "area" filter (the fetch stage's
+   default, Pillow's BOX) and once with "lanczos". What differs is only how the
+   image is decoded (reduced DCT scale, then a box reduce) and the sha256.
+   ``--repeats`` rounds, the order alternated; median and min-max per row.
 2. fetch: ``process_batch`` rows/s against ``python -m http.server`` on
-   127.0.0.1 (loopback allowed), fetch only and fetch+decode.
+   127.0.0.1 (loopback allowed), fetch only and fetch+decode (no comparison).
 
-Run by hand, never by the test suite. Prints a short table.
+Run by hand, never by the test suite. Prints a short table and writes
+``bench/figures/decode-cpu.json`` (with its provenance).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import socket
 import subprocess
@@ -31,9 +38,18 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import FIGURES_DIR, load_average, spread, stamp  # noqa: E402
 from kale_spark.fetch.client import fetch_url, map_bounded  # noqa: E402
-from kale_spark.fetch.decode import decode_and_resize, target_size  # noqa: E402
-from kale_spark.fetch.options import FetchOptions, FetchStageOptions, ImageOptions
+from kale_spark.fetch.decode import (  # noqa: E402
+    RESAMPLE_FILTERS,
+    decode_and_resize,
+    target_size,
+)
+from kale_spark.fetch.options import (  # noqa: E402
+    FetchOptions,
+    FetchStageOptions,
+    ImageOptions,
+)
 from kale_spark.fetch.rows import process_batch  # noqa: E402
 
 
@@ -62,15 +78,10 @@ def make_files(directory: Path, jpegs: int) -> dict[str, list[Path]]:
     return sets
 
 
-def baseline(data: bytes, opts: ImageOptions) -> bytes | None:
+def plain(data: bytes, opts: ImageOptions) -> bytes:
+    """What a user writes: full decode, RGB, resize with the same filter, same quality."""
     img = Image.open(io.BytesIO(data)).convert("RGB")
-    img = img.resize(target_size(*img.size, opts), Image.Resampling.LANCZOS)
-    return None
-
-
-def baseline_encode(data: bytes, opts: ImageOptions) -> bytes:
-    img = Image.open(io.BytesIO(data)).convert("RGB")
-    img = img.resize(target_size(*img.size, opts), Image.Resampling.LANCZOS)
+    img = img.resize(target_size(*img.size, opts), RESAMPLE_FILTERS[opts.resample])
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=opts.quality)
     return buf.getvalue()
@@ -130,7 +141,8 @@ def bench_fetch(
             except OSError:
                 time.sleep(0.05)
         urls = [f"http://127.0.0.1:{port}/{files[i % len(files)].name}?r={i}" for i in range(rows)]
-        fetch = FetchOptions(allow_networks=("127.0.0.0/8",), concurrency=concurrency)
+        stage = FetchStageOptions(allow_networks=("127.0.0.0/8",), concurrency=concurrency)
+        fetch: FetchOptions = stage
         size = sum(f.stat().st_size for f in files) / len(files)
 
         started = time.perf_counter()
@@ -140,7 +152,7 @@ def bench_fetch(
 
         pdf = pd.DataFrame({"uid": [f"u{i}" for i in range(rows)], "url": urls, "sha256": None})
         started = time.perf_counter()
-        out = process_batch(pdf, FetchStageOptions(fetch=fetch), run_id="bench")
+        out = process_batch(pdf, stage, run_id="bench")
         full = time.perf_counter() - started
         assert (out["status"] == "ok").all(), out["status"].value_counts().to_dict()
     finally:
@@ -158,6 +170,26 @@ def bench_fetch(
     ]
 
 
+def compare(blobs: list[bytes], resample: str, repeats: int) -> dict:
+    """Plain vs ``decode_and_resize`` with the same filter, size and quality: images/s
+    per core for each (median, min-max over the rounds) and ours over plain."""
+    from dataclasses import replace
+
+    opts = replace(ImageOptions(), resample=resample)
+    rates: dict[str, list[float]] = {"plain": [], "decode_and_resize": []}
+    ratios = []
+    for r in range(repeats):
+        names = ["plain", "decode_and_resize"]
+        for name in names if r % 2 == 0 else names[::-1]:
+            rates[name].append(per_second(plain if name == "plain" else ours, blobs, opts))
+        ratios.append(rates["decode_and_resize"][-1] / rates["plain"][-1])
+    out = {name: spread(v, 1) for name, v in rates.items()}
+    s = spread(ratios, 2)
+    out.update({"ours_over_plain": s["median"], "ours_over_plain_min": s["min"]})
+    out["ours_over_plain_max"] = s["max"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -165,36 +197,29 @@ def main() -> None:
     parser.add_argument("--jpegs", type=int, default=40)
     parser.add_argument("--rows", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-figures", dest="figures", action="store_false")
     args = parser.parse_args()
     opts = ImageOptions()
-    table: list[tuple[str, str]] = []
+    result: dict = {**stamp(), "bench": "fetch_decode", "resolution": opts.resolution}
+    result.update({"resize_mode": opts.resize_mode, "jpeg_quality": opts.quality})
     with tempfile.TemporaryDirectory(prefix="kale-bench-") as tmp:
         directory = Path(tmp)
-        started = time.perf_counter()
         sets = make_files(directory, args.jpegs)
-        count = sum(len(v) for v in sets.values())
-        print(f"generated {count} files in {time.perf_counter() - started:.1f}s")
         for name, paths in sets.items():
             blobs = [p.read_bytes() for p in paths]
-            base = per_second(baseline, blobs, opts)
-            base_enc = per_second(baseline_encode, blobs, opts)
-            mine = per_second(ours, blobs, opts)
-            table += [
-                (f"{name}: baseline open/convert/resize", f"{base:8.1f} img/s/core"),
-                (f"{name}: baseline + JPEG encode", f"{base_enc:8.1f} img/s/core"),
-                (
-                    f"{name}: decode_and_resize",
-                    f"{mine:8.1f} img/s/core  ({mine / base:.1f}x baseline)",
-                ),
-            ]
-        table += bench_fetch(
+            for resample in ("area", "lanczos"):
+                result[f"{name}, {resample}"] = compare(blobs, resample, args.repeats)
+                print(f"{name}, {resample}: {result[f'{name}, {resample}']}")
+        for key, value in bench_fetch(
             directory, sets["jpeg 3000x2000"] + sets["png/webp mixed"], args.rows, args.concurrency
-        )
-    width = max(len(k) for k, _ in table)
-    print(f"\nresolution {opts.resolution} ({opts.resize_mode} side), quality {opts.quality}")
+        ):
+            result[key] = value.strip()
+            print(f"{key}: {value.strip()}")
+    result["load_average_1m_at_end"] = load_average()
     print(f"{os.cpu_count()} cpus; per-core figures are single-threaded")
-    for key, value in table:
-        print(f"{key:<{width}}  {value}")
+    if args.figures:
+        (FIGURES_DIR / "decode-cpu.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """bench/RESULTS.md from the figures under bench/figures/ (``make bench-report``).
 
 Every figure in the README comes from one of these JSON files, each written by the
-bench that measured it, stamped with its machine, date, commit and command. This
-script only renders them: the method, then one section per file with its provenance
-and its figures (scalars flattened to dotted keys), so the page is regenerated, never
-edited by hand. A file without provenance says so in its section.
+bench that measured it, stamped with its machine, cores, date, commit and command
+(bench/common.py ``stamp``). This script only renders them: the method, then one
+section per file with its provenance, its ratios per size (median and min-max over
+the repeats) where it has them, and its figures (scalars flattened to dotted keys),
+so the page is regenerated, never edited by hand. A file without provenance stops
+the rendering: a figure nobody can trace is not published.
 """
 
 from __future__ import annotations
@@ -17,8 +19,23 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = REPO / "bench" / "figures"
 OUT = REPO / "bench" / "RESULTS.md"
-PROVENANCE = ("machine", "date", "measured_at", "commit", "git_commit", "command")
+# Provenance every file must carry, with the older spellings some benches wrote.
+PROVENANCE = {
+    "machine": ("machine",),
+    "cores": ("cores",),
+    "date": ("date", "measured_at"),
+    "commit": ("commit", "git_commit"),
+    "command": ("command",),
+}
+# Shown with the provenance, not as a figure: the load a shared machine carried.
+CONTEXT = ("loadavg_before",)
+NOT_FIGURES = {alias for aliases in PROVENANCE.values() for alias in aliases} | set(CONTEXT)
 MAX_ROWS = 60  # figures shown per file; the JSON holds the rest
+
+
+class MissingProvenance(ValueError):
+    pass
+
 
 METHOD = """\
 # Benchmark results
@@ -28,26 +45,43 @@ edit by hand.
 
 ## Method
 
-- Every contestant gets the same inputs (images, URLs, rows), the same model and saved
-  weights, the same fixed number of new tokens (`min_new_tokens = max_new_tokens`), the
-  same cores, and the same resize and output settings.
-- The clock covers the whole command, from its start to its output committed: for kale
-  the `kale <stage>` command a user runs (JVM start included), for a baseline its own
-  process. Stage-internal times, where shown, are labelled as such.
-- The baseline is the best a user could write without Spark: for the model stages this
-  project's own engine (`models/` inference: prefetch, token budgets, reduced-scale
-  decode) in a plain Python loop with every core; for ingest a plain Spark read, filter,
-  dedupe and Delta write.
-- Each input lake is written by another process before the timed command runs.
-- Figures measured on a shared machine say so: the machine's load is recorded where the
-  bench can read it. A claim of "at least X" holds only where the minimum holds.
-- GPU figures measure the engine without Spark (the GPU machine has no Java); Spark's
-  own cost is measured on the CPU by `bench/scale.py`.
+One method for every bench; a figure measured otherwise is not shown here.
+
+- **Same inputs**: every contestant gets the same images, URLs or rows.
+- **Same model**: one saved model, built once (`kale_spark.models.tiny`) into the
+  bench's workdir, that every contestant loads; the same fixed number of new tokens
+  (`min_new_tokens = max_new_tokens`), so every contestant generates the same tokens.
+- **Same cores**: every contestant gets every core of the machine (kale `local[cores]`
+  with tasks x torch threads = cores; a plain loop with torch threads = cores; Ray
+  actors and Daft UDF instances x threads = cores).
+- **Same resize and output quality** where images are written (resampling filter,
+  target side, JPEG quality), named in each bench.
+- **Cold, whole commands on the clock**: each run is a fresh process, timed from its
+  start to its output committed. For kale that is the `kale <stage>` command a user
+  runs (JVM start included) on a lake prepared beforehand by another process; for a
+  peer its own entry point. Stage-internal times, where shown, are labelled (`stage_s`).
+- **Best baselines**: for the model stages the raw contestant is this project's own
+  engine (`models/` inference: prefetch, reduced-scale decode) in a plain Python loop
+  with every core, so kale over raw is the cost of Spark; a naive transformers loop,
+  where shown, is labelled `naive`. Ray Data and Daft are set up as their docs say
+  for CPU inference, and each contestant's batch size is swept (the best is used).
+- **Repeats**: each size is run several times, the order of the contestants
+  alternated between rounds; a ratio is taken within a round and reported as the
+  median with its min–max. A claim of "at least X" holds only where the minimum does.
+- **Provenance**: every file below names its machine, cores, date, commit and command,
+  and the machine's load average where the bench could read it (this machine is
+  shared: figures measured under load say so).
+- GPU figures measure the engine without Spark (the GPU machine has no Java) on the
+  tiny bench model; Spark's own cost is measured on the CPU.
 """
 
 
 def flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """Scalars of a JSON value as (dotted key, value); lists of scalars kept whole."""
+    """Scalars of a JSON value as (dotted key, value); lists of scalars kept whole. A
+    mapping marked ``old_method`` (measured before this method) is one line saying so,
+    never its figures."""
+    if isinstance(value, dict) and "old_method" in value:
+        return [(prefix, f"old method, not shown: {value['old_method']}")]
     if isinstance(value, dict):
         out: list[tuple[str, Any]] = []
         for key in sorted(value):
@@ -58,18 +92,91 @@ def flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, value)]
 
 
+def provenance(path: Path, data: Any) -> dict[str, Any]:
+    """Machine, cores, date, commit and command of a figures file; raises naming the
+    file and what it lacks."""
+    data = data if isinstance(data, dict) else {}
+    found: dict[str, Any] = {}
+    for key, aliases in PROVENANCE.items():
+        value = next((data[a] for a in aliases if data.get(a) not in (None, "")), None)
+        if key == "cores" and value is None and isinstance(data.get("machine"), dict):
+            value = data["machine"].get("cores")
+        if value is not None:
+            found[key] = value
+    missing = [k for k in PROVENANCE if k not in found]
+    if missing:
+        raise MissingProvenance(
+            f"{path}: no {', '.join(missing)}; every figures file is stamped with "
+            f"{', '.join(PROVENANCE)} (bench/common.py stamp)"
+        )
+    return found
+
+
+def ratio_rows(data: dict[str, Any]) -> list[str]:
+    """``kale_over_*`` per size as "median (min-max)", one row per size."""
+    sizes = (data.get("sizes") or data.get("urls")) if isinstance(data, dict) else None
+    if not isinstance(sizes, dict):
+        return []
+    names = {k for s in sizes.values() if isinstance(s, dict) for k in s}
+    keys = sorted(
+        k for k in names if k.startswith("kale_over_") and not k.endswith(("_min", "_max"))
+    )
+    if not keys:
+        return []
+    lines = ["| size | repeats | load | " + " | ".join(f"`{k}`" for k in keys) + " |"]
+    lines.append("| --- | --- | --- |" + " --- |" * len(keys))
+    for size in sorted(sizes, key=lambda s: int(s) if str(s).isdigit() else 0):
+        s = sizes[size]
+        cells = [
+            f"{s[k]} ({s.get(k + '_min')}–{s.get(k + '_max')})" if k in s else "-" for k in keys
+        ]
+        load = s.get("load_average_1m")
+        load = f"{load['min']}–{load['max']}" if isinstance(load, dict) else ""
+        lines.append(
+            f"| {size} | {s.get('repeats_done', '')} | {load} | " + " | ".join(cells) + " |"
+        )
+    out = ["", "Median over the repeats (min–max); a ratio is taken within a round; load: the"]
+    out += ["1-minute load average during the runs:", "", *lines]
+    out += rate_rows(sizes)
+    if data.get("sizes_not_run"):
+        skipped = ", ".join(str(n) for n in data["sizes_not_run"])
+        out += ["", f"Not run (a round would have ended past the time budget): {skipped} images."]
+    return out
+
+
+def rate_rows(sizes: dict[str, Any]) -> list[str]:
+    """Each contestant's rate per size (``{"median", "min", "max"}`` entries)."""
+    skip = ("_seconds", "_peak_rss_mb", "_stage_s", "load_average_1m")
+    names: list[str] = []
+    for s in sizes.values():
+        for k, v in s.items() if isinstance(s, dict) else ():
+            if isinstance(v, dict) and "median" in v and not k.endswith(skip) and k not in names:
+                names.append(k)
+    if not names:
+        return []
+    lines = ["", "Images (or rows) per second, whole command, median (min–max):", ""]
+    lines += ["| size | " + " | ".join(f"`{n}`" for n in names) + " |"]
+    lines.append("| --- |" + " --- |" * len(names))
+    for size in sorted(sizes, key=lambda s: int(s) if str(s).isdigit() else 0):
+        cells = [
+            f"{v['median']} ({v['min']}–{v['max']})"
+            if isinstance(v := sizes[size].get(n), dict)
+            else "-"
+            for n in names
+        ]
+        lines.append(f"| {size} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def section(path: Path) -> str:
     data = json.loads(path.read_text())
     lines = [f"## {path.name}", ""]
-    found = {k: data[k] for k in PROVENANCE if isinstance(data, dict) and k in data}
-    if found:
-        lines += [f"- {k}: `{v}`" for k, v in found.items()]
-    else:
-        lines.append("- provenance: not recorded in this file (an older bench's output)")
+    lines += [f"- {k}: `{v}`" for k, v in provenance(path, data).items()]
+    lines += ratio_rows(data)
     rows = [
         (k, v)
         for k, v in flatten(data)
-        if k.split(".")[0] not in PROVENANCE and ".large." not in k  # per-run detail
+        if k.split(".")[0] not in NOT_FIGURES and ".large." not in k and ".runs" not in k
     ]
     lines += ["", "| figure | value |", "| --- | --- |"]
     lines += [f"| `{k}` | {json.dumps(v)} |" for k, v in rows[:MAX_ROWS]]
@@ -89,7 +196,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    args.out.write_text(render())
+    try:
+        page = render()
+    except MissingProvenance as exc:
+        raise SystemExit(f"bench/report.py: {exc}") from None
+    args.out.write_text(page)
     print(args.out)
 
 

@@ -131,9 +131,9 @@ def settings(root: Path, args: argparse.Namespace) -> list[str]:
                 ("generation.min_new_tokens", 1),
             )
         ],
-        f"student.caption_batch_size={args.batch_size}",
-        "student.generation.max_new_tokens=1",
-        "student.generation.min_new_tokens=1",
+        f"student.caption.batch_size={args.batch_size}",
+        "student.caption.generation.max_new_tokens=1",
+        "student.caption.generation.min_new_tokens=1",
         # Exports as a release would be cut (the local profile's 50-row shards and its
         # release browser are for the demo's 120 rows).
         "publish.webdataset=false",
@@ -218,7 +218,7 @@ def stage_at(stage: str, rows: int, args: argparse.Namespace) -> dict[str, Any]:
     if stage == "ingest":
         extra = [f"ingest.input={root / 'metadata'}"]
     if stage == "student_caption":
-        extra = [f"student.checkpoint={args.workdir / 'student'}", "split.teacher_fraction=0.0"]
+        extra = [f"student.caption.id={args.workdir / 'student'}", "split.teacher_fraction=0.0"]
     if stage in ("caption", "augment"):
         extra = ["split.teacher_fraction=1.0"]
     if stage == "publish":
@@ -563,6 +563,7 @@ def provenance(argv: list[str]) -> dict[str, Any]:
     ).stdout.strip()
     return {
         "machine": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cpus)",
+        "cores": os.cpu_count(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": commit,
         "command": " ".join(["python", "bench/scale.py", *argv]),

@@ -7,11 +7,11 @@ feeding, same model, same data, same cores.
 Both contestants run ``training.loop.train`` itself on the tiny student, over one
 Parquet snapshot of photo-like JPEGs of the size the `images` table holds (490 px):
 
-- inline: ``student.loader_workers=0``. Reading, JPEG decoding, CLIP preprocessing and
+- inline: ``student.train.loader_workers=0``. Reading, JPEG decoding, CLIP preprocessing and
   tokenizing run on the training thread between steps, as the loop fed itself before
   the loader (the same reads and the same preprocessing code).
-- loader: ``student.loader_workers=N`` processes prepare batches ahead
-  (``student.loader_prefetch`` each) while the training thread runs the steps.
+- loader: ``student.train.loader_workers=N`` processes prepare batches ahead
+  (``student.train.loader_prefetch`` each) while the training thread runs the steps.
 
 The loader runs with the torch threads train-student gives a rank
 (``train_student.rank_threads``: the cores, less one per loader worker). Inline
@@ -81,13 +81,13 @@ def _run(args, base: Path, uri: str, workdir: Path, workers: int, threads: int) 
     scfg = load_config(
         None,
         [
-            f"student.batch_size={args.batch_size}",
-            f"student.max_steps={args.steps}",
-            f"student.eval_interval={args.steps}",
-            f"student.checkpoint_interval={args.steps}",
-            "student.max_val_batches=1",
-            f"student.loader_workers={workers}",
-            f"student.loader_prefetch={args.prefetch}",
+            f"student.train.batch_size={args.batch_size}",
+            f"student.train.max_steps={args.steps}",
+            f"student.train.eval_interval={args.steps}",
+            f"student.train.checkpoint_interval={args.steps}",
+            "student.train.max_val_batches=1",
+            f"student.train.loader_workers={workers}",
+            f"student.train.loader_prefetch={args.prefetch}",
         ],
     ).student
     run_dir = workdir / f"run-{workers}"
@@ -112,8 +112,8 @@ def _contestants(workers: int) -> dict[str, tuple[int, int]]:
     from kale_spark.stages.train_student import rank_threads
 
     cores = os.cpu_count() or 1
-    scfg = load_config(None, [f"student.loader_workers={workers}"]).student
-    threads = rank_threads(scfg, cores)
+    scfg = load_config(None, [f"student.train.loader_workers={workers}"]).student
+    threads = rank_threads(scfg.train, cores)
     return {"inline": (0, threads), "inline_all_cores": (0, cores), "loader": (workers, threads)}
 
 

@@ -6,7 +6,7 @@
 kale_spark must be importable on the driver and the executors (installed in their
 Python environment, or shipped with --py-files). The training ranks run under their
 own resource profile, one whole GPU each (kale_spark/spark/resources.py), whatever the
-conf's fractional spark.task.resource.gpu.amount; `--set student.clean_snapshots=true`
+conf's fractional spark.task.resource.gpu.amount; `--set student.train.clean_snapshots=true`
 does what `kale train-student --clean-snapshots` does.
 """
 

@@ -112,6 +112,9 @@ class SparkConfig(_Checked):
     # A local driver JVM that kale launches runs C1-only and maps the class archive
     # `make setup` builds (kale_spark/spark/jvm.py): seconds off every local run's start.
     jvm_quick_start: bool = True
+    # Start each stage's Python workers (and a model stage's model) while the driver
+    # plans (spark/warmup.py); off: the first tasks start them.
+    warm_workers: bool = True
     # Extra Spark properties, applied last (e.g. spark.executor.memory).
     conf: Mapping[str, str] = field(default_factory=dict)
 
@@ -172,6 +175,12 @@ class FetchConfig(_Checked):
     # threads and writes one file: 2000 490-px JPEGs are ~60-100 MB, near Delta's file
     # size); fewer, larger tasks also mean fewer waves.
     rows_per_task: int = field(default=2000, metadata=bounds(1))
+    # Rows are partitioned by host (registered domain): one task owns a host's rows and
+    # opens at most fetch.per_host_concurrency connections to it. A host with more rows
+    # than host_rows_per_task is spread over host_salt tasks instead, so the cluster
+    # opens at most per_host_concurrency x host_salt connections to one host.
+    host_rows_per_task: int = field(default=2000, metadata=bounds(1))
+    host_salt: int = field(default=16, metadata=bounds(1))
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for names this section lacks: the inline options' keys.
@@ -251,6 +260,47 @@ class SplitConfig(_Checked):
     teacher_fraction: float = field(default=1.0, metadata=bounds(0, 1))
 
 
+@dataclass(frozen=True)
+class FaultsConfig(_Checked):
+    """Injected faults for the reliability tests (kale_spark/faults, docs/faults.md).
+
+    All off by default, and refused in the paper profile: a fault only exists where a
+    config turns it on. uids name rows of the run's input.
+    """
+
+    _section = "faults"
+    # A model task raises when its rows hold one of these uids, on its first attempt
+    # only (TaskContext.attemptNumber() == 0): Spark's task retry recovers.
+    udf_raise_uids: tuple[str, ...] = ()
+    # The first N model batches of more than one row in each Python worker raise a
+    # CUDA-style out-of-memory error: the batch splits and succeeds.
+    udf_oom_batches: int = field(default=0, metadata=bounds(0))
+    # The Python worker exits (os._exit) mid-task on a first attempt holding one of these.
+    kill_worker_uids: tuple[str, ...] = ()
+    # fetch: these rows' bytes are corrupted between download and decode.
+    corrupt_image_uids: tuple[str, ...] = ()
+    # The first commit of a model stage's generated rows to each of these tables
+    # fails, once per lake (a marker under <lake.root>/_faults records it).
+    fail_commit_tables: tuple[str, ...] = ()
+    # A local file each injected fault appends a JSON line to ("" = none).
+    log: str = ""
+
+    @property
+    def active(self) -> bool:
+        """True when any fault is turned on."""
+        return bool(
+            self.udf_raise_uids
+            or self.udf_oom_batches
+            or self.kill_worker_uids
+            or self.corrupt_image_uids
+            or self.fail_commit_tables
+        )
+
+
+# Profiles that run for real: injected faults are refused there.
+NO_FAULT_PROFILES = ("paper",)
+
+
 TRAIN_PARTS = ("projector", "projector_lm", "lora")
 # Activations of transformers' ACT2FN a projector may use (named here: no torch import).
 PROJECTOR_ACTS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "quick_gelu", "relu", "silu")
@@ -280,20 +330,30 @@ class ProjectorConfig:
             raise ConfigError("student.projector.feature_select must be default or full")
 
 
-def _student_generation() -> GenerationParams:
-    return GenerationParams(max_new_tokens=32, min_new_tokens=16)
+# student.caption.id: the checkpoint train-student made last (else a checkpoint path).
+LATEST_STUDENT = "student:latest"
+
+
+def _student_caption() -> ModelSpec:
+    return ModelSpec(
+        id=LATEST_STUDENT,
+        prompt_id="student_v1",
+        batch_size=8,
+        max_input_tokens=128,
+        generation=GenerationParams(max_new_tokens=32, min_new_tokens=16),
+    )
 
 
 @dataclass(frozen=True)
-class StudentConfig(_Checked):
-    """Stage 2: the LLaVA-style student, its training and its captioning.
+class StudentModelConfig(_Checked):
+    """What the student is: its base models, projector and the parts that train.
 
     The base models are hub ids, local paths, or the tiny local stand-ins
     ``tiny:student-vision`` (a CLIP vision tower) and ``tiny:student-lm`` (a
     Qwen2-architecture LM), built on the spot like the stage-1 tiny models.
     """
 
-    _section = "student"
+    _section = "student.model"
     vision_model: str = "tiny:student-vision"
     vision_revision: str | None = None
     language_model: str = "tiny:student-lm"
@@ -302,12 +362,26 @@ class StudentConfig(_Checked):
     # interpolated when it differs from the tower's own (the paper: 378 → 490).
     image_size: int = field(default=40, metadata=bounds(1))
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
-    prompt_id: str = "student_v1"
     train_parts: str = "projector_lm"  # projector | projector_lm | lora
     lora_r: int = field(default=16, metadata=bounds(1))
     lora_alpha: int = field(default=32, metadata=bounds(1))
     lora_dropout: float = 0.0
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.train_parts not in TRAIN_PARTS:
+            raise ConfigError(
+                f"student.model.train_parts must be one of {', '.join(TRAIN_PARTS)}, "
+                f"got {self.train_parts!r}"
+            )
+
+
+@dataclass(frozen=True)
+class StudentTrainConfig(_Checked):
+    """How train-student trains: optimiser, steps, data loading, processes, checkpoints."""
+
+    _section = "student.train"
     # peak: reached after warmup_steps, then a cosine decay to 0
     lr: float = field(default=1e-3, metadata=bounds(0, low_open=True))
     warmup_steps: int = field(default=0, metadata=bounds(0))  # linear warmup from 0 to lr
@@ -329,7 +403,7 @@ class StudentConfig(_Checked):
     max_caption_tokens: int = field(default=128, metadata=bounds(1))
     seed: int = 0
     # Training keeps fp32 master weights and runs the forward under autocast in this
-    # dtype (bfloat16 on GPUs; float32 = no autocast); student-caption runs in it.
+    # dtype (bfloat16 on GPUs; float32 = no autocast).
     dtype: str = "float32"
     # TorchDistributor: processes (GPUs) and where they run.
     num_processes: int = field(default=1, metadata=bounds(1))
@@ -346,30 +420,35 @@ class StudentConfig(_Checked):
     snapshot_dir: str = ""
     # `kale train-student --clean-snapshots`: remove snapshots no resumable run uses.
     clean_snapshots: bool = False
-    # student-caption: which checkpoint ("" = the one train-student made last) and how.
-    checkpoint: str = ""
-    caption_batch_size: int = field(default=8, metadata=bounds(1))
-    # student-caption: > 0 fixes the rows per commit
-    rows_per_commit: int = field(default=0, metadata=bounds(0))
-    # else a commit holds about this much generation
-    commit_interval_s: float = field(default=600.0, metadata=bounds(0, low_open=True))
-    device: str = "auto"
-    max_input_tokens: int = field(default=128, metadata=bounds(1))
-    generation: GenerationParams = field(default_factory=_student_generation)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.train_parts not in TRAIN_PARTS:
-            raise ConfigError(
-                f"student.train_parts must be one of {', '.join(TRAIN_PARTS)}, "
-                f"got {self.train_parts!r}"
-            )
         if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError(f"student.dtype: unknown {self.dtype!r}")
+            raise ConfigError(f"student.train.dtype: unknown {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class StudentConfig(_Checked):
+    """Stage 2: the LLaVA-style student (``model``), its training (``train``) and its
+    captioning (``caption``, a model spec like ``caption`` and ``augment``).
+
+    ``caption.prompt_id`` and ``caption.max_input_tokens`` are the prompt the student
+    reads and its token budget, at training and at captioning alike; ``caption.id`` is
+    ``student:latest`` (the checkpoint train-student made last) or a checkpoint path.
+    """
+
+    _section = "student"
+    model: StudentModelConfig = field(default_factory=StudentModelConfig)
+    train: StudentTrainConfig = field(default_factory=StudentTrainConfig)
+    caption: ModelSpec = field(default_factory=_student_caption)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         from kale_spark.prompts import PROMPTS
 
-        if self.prompt_id not in PROMPTS or "alt_text" not in PROMPTS[self.prompt_id].slots:
-            raise ConfigError(f"student.prompt_id {self.prompt_id!r}: needs a prompt with alt_text")
+        prompt = self.caption.prompt_id
+        if prompt not in PROMPTS or "alt_text" not in PROMPTS[prompt].slots:
+            raise ConfigError(f"student.caption.prompt_id {prompt!r}: needs a prompt with alt_text")
 
 
 def _tiny_vlm() -> ModelSpec:
@@ -397,10 +476,16 @@ class Config:
     browse: BrowseConfig = field(default_factory=BrowseConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
 
     def __post_init__(self) -> None:
         from kale_spark.models.loading import check_pinned  # light: no torch import
 
+        if self.faults.active and self.profile in NO_FAULT_PROFILES:
+            raise ConfigError(
+                f"faults.* injects failures for tests and is refused in the {self.profile} "
+                "profile; remove the faults section (or its --set overrides)"
+            )
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, ModelSpec):
@@ -413,8 +498,12 @@ class Config:
         return _to_builtins(self)
 
     def config_hash(self) -> str:
-        """A stable identity of the run's settings, stored in the runs table."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """A stable identity of the run's settings, stored in the runs table (faults that
+        are off leave it as it was before the faults section existed)."""
+        data = self.to_dict()
+        if not self.faults.active:
+            data.pop("faults")
+        blob = json.dumps(data, sort_keys=True, default=str)
         return sha256_hex(blob.encode())[:16]
 
 

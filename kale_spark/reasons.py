@@ -17,6 +17,9 @@ REASON_BAD_SHA256 = "bad_sha256"
 REASON_BAD_SCORE = "bad_similarity_score"
 REASON_BAD_FACE_BBOXES = "bad_face_bboxes"
 REASON_DUPLICATE_UID = "duplicate_uid_in_input"
+REASON_UNREADABLE_FILE = (
+    "unreadable_file"  # an input file, not a row: truncated, empty, not parquet
+)
 
 # Reasons a row goes to quarantine at the model stages (caption, augment).
 REASON_GENERATION_ERROR = "generation_error"  # the model call raised on this row

@@ -239,6 +239,9 @@ FILTERED_CAPTIONS_SCHEMA = StructType(
         StructField("novel_share", DoubleType(), False),
         # What novel_share compares with: alt_text+dense_caption (stage 1) or alt_text.
         StructField("novel_share_basis", StringType(), True),
+        # The caption carries on an instruction its alt-text smuggled into the prompt
+        # (curation/injection.py); null on rows filtered before the column existed.
+        StructField("injection_suspect", BooleanType(), True),
         StructField("model", StringType(), False),
         StructField("model_revision", StringType(), False),
         StructField("prompt_id", StringType(), False),

@@ -269,7 +269,7 @@ COMMANDS: tuple[Command, ...] = (
             "--clean-snapshots",
             action="store_const",
             const="true",
-            config_key="student.clean_snapshots",
+            config_key="student.train.clean_snapshots",
             help="first remove the training snapshots no resumable run uses",
         ),
     ),

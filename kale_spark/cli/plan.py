@@ -7,8 +7,13 @@ written by the benchmarks (bench/caption_throughput.py, bench/fusion_throughput.
 on that device. A figures file holds, per stage, the rows (images) per second one
 device sustained, with the model and settings it was measured with:
 
-    {"device": "cpu", "stages": {"caption": {"images_per_s": 12.3, "model": ...},
+    {"device": "cpu", "stages": {"caption": {"images_per_s": 12.3, "model": ...,
+                                             "label": "engine without Spark, tiny model"},
                                  "augment": {"rows_per_s": 40.1, ...}}}
+
+``label`` says what the rate measures (the whole ``kale`` command, or the model engine
+without Spark; the bench model or a real one); the plan prints it beside the estimate,
+so a rate from a tiny model is never read as a production one.
 
 The plan assumes data parallelism: one model replica per device, so G devices run
 G times one device's rate (Spark runs one task per GPU). A stage the figures file
@@ -46,6 +51,7 @@ class StagePlan:
     rate_per_device: float | None  # rows/s on one device; None: not measured
     devices: int
     model: str = ""
+    label: str = ""  # what the rate measures, printed beside the estimate
 
     @property
     def wall_hours(self) -> float | None:
@@ -108,6 +114,7 @@ def plan(
                 rate_per_device=float(rate) if rate else None,
                 devices=devices,
                 model=str(figures.get("model", "")),
+                label=str(figures.get("label", "")),
             )
         )
     return out
@@ -130,8 +137,9 @@ def format_plan(plans: list[StagePlan], device: str) -> str:
     for p in plans:
         rate = f"{p.rate_per_device:,.2f}" if p.rate_per_device else "-"
         gpu_h = f"{p.device_hours:,.1f}" if p.device_hours is not None else "-"
+        basis = f"  [{p.label}]" if p.label and p.rate_per_device else ""
         lines.append(
-            f"{p.stage:<8} {p.rows:>14,} {rate:>14} {_hours(p.wall_hours):>22} {gpu_h:>14}"
+            f"{p.stage:<8} {p.rows:>14,} {rate:>14} {_hours(p.wall_hours):>22} {gpu_h:>14}{basis}"
         )
     measured = [p for p in plans if p.wall_hours is not None]
     total_wall = sum(p.wall_hours or 0 for p in measured)

@@ -34,6 +34,7 @@ Nothing in this module raises for a bad URL or a bad server: every outcome is a
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
 import logging
 import os
@@ -52,6 +53,7 @@ from typing import TypeVar
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 from urllib.request import url2pathname
 
+from kale_spark.fetch.hosts import HostGates
 from kale_spark.fetch.options import (
     DEFAULT_OPT_OUT_DIRECTIVES,
     FetchOptions,
@@ -67,6 +69,7 @@ MAX_TRAILER_LINES = 32
 MAX_LINE = 16 * 1024  # one status / header / chunk-size line
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _RECV = 256 * 1024
+MAX_RETRY_AFTER_S = 3600.0  # a longer wait asked for pauses the host for this long
 _HEAD_RECV = 8 * 1024  # small reads while parsing a head: its limits apply before the body's
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -128,6 +131,7 @@ class _Outcome(Exception):
         self.error = error
         self.http_status = http_status
         self.requested = True  # whether this attempt sent any request
+        self.retry_after: float | None = None  # seconds a 429/503 asked us to wait
 
 
 class _Clock:
@@ -554,7 +558,10 @@ def _attempt(url: str, opts: FetchOptions, clock: _Clock) -> tuple[bytes, int, s
         if body is not None:
             return body, status, current
         if status not in _REDIRECT_CODES:
-            raise _Outcome(Status.HTTP_ERROR, f"HTTP {status} {head.reason}".strip(), status)
+            refused = _Outcome(Status.HTTP_ERROR, f"HTTP {status} {head.reason}".strip(), status)
+            if status in (429, 503):
+                refused.retry_after = retry_after_s(head.get("retry-after"))
+            raise refused
         location = head.get("location")
         if not location:
             raise _Outcome(Status.HTTP_ERROR, f"HTTP {status} without Location", status)
@@ -571,28 +578,48 @@ def _attempt(url: str, opts: FetchOptions, clock: _Clock) -> tuple[bytes, int, s
     raise AssertionError("unreachable")
 
 
-def fetch_http(url: str, opts: FetchOptions) -> FetchResult:
-    """Fetch an http(s) URL with retries, redirects and every guard. Never raises."""
+def retry_after_s(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), at
+    most MAX_RETRY_AFTER_S; None when absent or unreadable."""
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return min(float(text), MAX_RETRY_AFTER_S)
+    try:
+        when = email.utils.parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return min(max(0.0, when - (time.time() if now is None else now)), MAX_RETRY_AFTER_S)
+
+
+def fetch_http(
+    url: str, opts: FetchOptions, gates: HostGates | None = None, host: str = ""
+) -> FetchResult:
+    """Fetch an http(s) URL with retries, redirects and every guard. Never raises.
+
+    With ``gates``, every attempt holds one of ``host``'s connection slots and waits
+    out the pauses the host asked for (fetch/hosts.py)."""
     clock = _Clock(opts.deadline_s)
     attempts = 0
     outcome: _Outcome | None = None
     for attempt in range(opts.retries + 1):
-        if attempt:
+        if attempt and not _host_paces(outcome, gates):
             pause = opts.backoff_s * (2 ** (attempt - 1)) * (1.0 + 0.1 * random.random())
             if pause >= clock.left():
                 break
             time.sleep(pause)
+        refusal = gates.enter(host, max(0.0, clock.left())) if gates is not None else None
+        if refusal is not None:
+            if refusal.status != Status.TIMEOUT or outcome is None:
+                outcome = _Outcome(refusal.status, refusal.error, refusal.http_status)
+            break
         attempts += 1
-        try:
-            body, status, final_url = _attempt(url, opts, clock)
-            return FetchResult(
-                Status.OK, data=body, http_status=status, attempts=attempts, final_url=final_url
-            )
-        except _Outcome as exc:
-            outcome = exc
-        except Exception as exc:  # a bug or an unforeseen library error stays one row's problem
-            logger.warning("unexpected error fetching %s", url, exc_info=True)
-            outcome = _Outcome(Status.CONNECTION_ERROR, _short(exc))
+        outcome = _attempt_once(url, opts, clock)
+        if gates is not None:
+            gates.leave(host, outcome.status, outcome.http_status, outcome.retry_after)
+        if outcome.status == Status.OK:
+            return outcome.result(attempts)
         if not outcome.requested and outcome.status in (Status.BLOCKED, Status.INVALID_URL):
             attempts -= 1  # refused before any request was sent: not an attempt
         if not is_retryable(outcome.status, outcome.http_status):
@@ -601,6 +628,41 @@ def fetch_http(url: str, opts: FetchOptions) -> FetchResult:
     return FetchResult(
         outcome.status, error=outcome.error, http_status=outcome.http_status, attempts=attempts
     )
+
+
+def _host_paces(outcome: _Outcome | None, gates: HostGates | None) -> bool:
+    """Whether the host's pause (a 429/503) replaces this row's own backoff."""
+    return gates is not None and outcome is not None and outcome.http_status in (429, 503)
+
+
+class _Done(_Outcome):
+    """Internal: an attempt that succeeded (carried like an outcome through the loop)."""
+
+    def __init__(self, body: bytes, http_status: int, final_url: str) -> None:
+        super().__init__(Status.OK, "", http_status)
+        self.body = body
+        self.final_url = final_url
+
+    def result(self, attempts: int) -> FetchResult:
+        return FetchResult(
+            Status.OK,
+            data=self.body,
+            http_status=self.http_status,
+            attempts=attempts,
+            final_url=self.final_url,
+        )
+
+
+def _attempt_once(url: str, opts: FetchOptions, clock: _Clock) -> _Outcome:
+    """One attempt as an outcome (a ``_Done`` when it succeeded). Never raises."""
+    try:
+        body, status, final_url = _attempt(url, opts, clock)
+        return _Done(body, status, final_url)
+    except _Outcome as exc:
+        return exc
+    except Exception as exc:  # a bug or an unforeseen library error stays one row's problem
+        logger.warning("unexpected error fetching %s", url, exc_info=True)
+        return _Outcome(Status.CONNECTION_ERROR, _short(exc))
 
 
 def _under_root(path: str, root: str) -> str | None:
@@ -661,8 +723,11 @@ def fetch_file(url: str, opts: FetchOptions) -> FetchResult:
     return FetchResult(Status.OK, data=data, attempts=1, source="file", final_url=url)
 
 
-def fetch_url(url: str | None, opts: FetchOptions) -> FetchResult:
-    """Fetch one http(s):// or file:// URL. Never raises."""
+def fetch_url(
+    url: str | None, opts: FetchOptions, gates: HostGates | None = None, host: str = ""
+) -> FetchResult:
+    """Fetch one http(s):// or file:// URL. Never raises. ``gates``/``host``: see
+    :func:`fetch_http`."""
     if not isinstance(url, str) or not url.strip():
         return FetchResult(Status.INVALID_URL, error="empty URL")
     url = url.strip()
@@ -670,7 +735,7 @@ def fetch_url(url: str | None, opts: FetchOptions) -> FetchResult:
     if scheme == "file":
         return fetch_file(url, opts)
     if scheme in ("http", "https"):
-        return fetch_http(url, opts)
+        return fetch_http(url, opts, gates, host)
     return FetchResult(
         Status.INVALID_URL, error=f"unsupported scheme {scheme!r}" if scheme else "not a URL"
     )

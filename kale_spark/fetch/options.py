@@ -53,6 +53,11 @@ class FetchOptions:
     file_root: file:// URLs are read only below this folder; "" turns file://
         off (the default). Only regular files are read.
     concurrency: fetch threads per Spark task.
+    per_host_concurrency: connections a task opens to one host (registered domain) at
+        once; the fetch stage gives each host's rows to one task (or ``host_salt``
+        tasks for a big host), which bounds the whole cluster's connections to it.
+    host_fail_limit: connection errors or 429s in a row after which a task skips the
+        host's remaining rows (``host_skipped``, retried by the next run).
     """
 
     deadline_s: float = 30.0
@@ -69,12 +74,21 @@ class FetchOptions:
     allow_networks: tuple[str, ...] = ()
     file_root: str = ""
     concurrency: int = 32
+    per_host_concurrency: int = 4
+    host_fail_limit: int = 10
 
     def __post_init__(self) -> None:
         for name in ("connect_timeout_s", "read_timeout_s", "dns_timeout_s", "deadline_s"):
             _positive_number(name, getattr(self, name))
         _positive_number("backoff_s", self.backoff_s, zero_ok=True)
-        for name, low in (("retries", 0), ("max_redirects", 0), ("max_bytes", 1)):
+        limits = (
+            ("retries", 0),
+            ("max_redirects", 0),
+            ("max_bytes", 1),
+            ("per_host_concurrency", 1),
+            ("host_fail_limit", 1),
+        )
+        for name, low in limits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")

@@ -16,9 +16,10 @@ and run_id are never null).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -26,6 +27,7 @@ import pandas as pd
 from kale_spark import schema
 from kale_spark.fetch.client import FetchResult, fetch_url, map_bounded
 from kale_spark.fetch.decode import ImageResult, decode_and_resize, sha256_matches
+from kale_spark.fetch.hosts import HostGates, host_of
 from kale_spark.fetch.options import FetchStageOptions
 from kale_spark.fetch.status import Status, cut_error
 from kale_spark.hashing import sha256_hex
@@ -34,6 +36,8 @@ from kale_spark.sources.webdataset import ShardEntry, read_entry
 logger = logging.getLogger(__name__)
 
 IMAGES_COLUMNS: list[str] = schema.IMAGES_SCHEMA.fieldNames()
+# (uid, bytes) -> bytes between download and decode: an injected fault (kale_spark/faults).
+Tamper = Callable[[str, bytes], bytes] | None
 
 
 def _pandas_dtype(spark_field) -> str:
@@ -189,15 +193,18 @@ def acquire_row(
     opts: FetchStageOptions,
     entry: ShardEntry | None = None,
     from_shards: bool = False,
+    gates: HostGates | None = None,
+    host: str = "",
 ) -> dict | _Fetched:
     """The I/O half of a row: its bytes (a ``_Fetched``) or its final row (a dict:
-    nothing to decode). Never raises. Runs in the fetch threads."""
+    nothing to decode). Never raises. Runs in the fetch threads; ``gates`` holds the
+    per-host limits of the task, ``host`` the row's registered domain."""
     expected = _expected_hash(expected_sha256)
     source = "webdataset" if from_shards else _source_of(url)
     try:
         if from_shards:
             return _read_shard(uid, entry, expected, opts)
-        fetched = fetch_url(url if isinstance(url, str) else None, opts)
+        fetched = fetch_url(url if isinstance(url, str) else None, opts, gates, host)
         if fetched.status != Status.OK or fetched.data is None:
             return _row(uid, source, fetched)
         return _Fetched(uid, source, fetched, fetched.data, expected)
@@ -220,17 +227,28 @@ def complete_row(acquired: dict | _Fetched, opts: FetchStageOptions) -> dict:
 
 
 def _completed_rows(
-    items: Iterable[tuple], opts: FetchStageOptions, from_shards: bool
+    items: Iterable[tuple],
+    opts: FetchStageOptions,
+    from_shards: bool,
+    gates: HostGates,
+    tamper: Tamper = None,
 ) -> Iterator[dict]:
     """``_items`` tuples as ``images`` rows, in input order: the I/O in the bounded
-    fetch pool, the decode in the calling thread."""
+    fetch pool (each host within its ``gates``), the decode in the calling thread.
+    ``tamper(uid, bytes)`` (an injected fault, tests only) may change the bytes
+    between the two."""
 
-    def acquire(item: tuple) -> tuple[dict | _Fetched, object]:
-        return acquire_row(item[0], item[1], item[2], opts, item[3], from_shards), item[4]
+    def acquire(item: tuple) -> tuple[dict | _Fetched, object, str]:
+        uid, url, sha, entry, alt_text, host = item
+        return acquire_row(uid, url, sha, opts, entry, from_shards, gates, host), alt_text, host
 
-    for acquired, alt_text in map_bounded(acquire, items, opts.concurrency):
+    for acquired, alt_text, host in map_bounded(acquire, items, opts.concurrency):
+        if tamper is not None and isinstance(acquired, _Fetched):
+            acquired = dataclasses.replace(acquired, data=tamper(acquired.uid, acquired.data))
         row = complete_row(acquired, opts)
         row["alt_text"] = alt_text if isinstance(alt_text, str) else None
+        if host:
+            gates.count(host, row["status"])
         yield row
 
 
@@ -258,9 +276,10 @@ def images_frame(rows: list[dict], run_id: str) -> pd.DataFrame:
 
 
 def _items(pdf: pd.DataFrame, shard_index: dict | None) -> list[tuple]:
-    """(uid, url, sha256, shard entry, alt-text) per distinct non-null uid, in input
-    order (the sample's alt-text travels into its images row: the model stages read
-    it there instead of joining `samples` per chunk)."""
+    """(uid, url, sha256, shard entry, alt-text, host) per distinct non-null uid, in
+    input order (the sample's alt-text travels into its images row: the model stages
+    read it there instead of joining `samples` per chunk). The host is the stage's
+    ``_host`` column (the key it partitioned by) when present."""
     schema.require_columns(pdf.columns, INPUT_COLUMNS, "process_batch input")
     frame = pdf[pdf["uid"].notna()].drop_duplicates(subset="uid", keep="first")
     if len(frame) < len(pdf):
@@ -269,7 +288,14 @@ def _items(pdf: pd.DataFrame, shard_index: dict | None) -> list[tuple]:
     hashes = frame["sha256"].tolist() if "sha256" in frame.columns else [None] * len(uids)
     entries = [shard_index.get(u) for u in uids] if shard_index is not None else [None] * len(uids)
     texts = frame["text"].tolist() if "text" in frame.columns else [None] * len(uids)
-    return list(zip(uids, frame["url"].tolist(), hashes, entries, texts, strict=True))
+    urls = frame["url"].tolist()
+    if shard_index is not None:
+        hosts = [""] * len(uids)  # read from shards: no connection to any host
+    elif "_host" in frame.columns:
+        hosts = [h if isinstance(h, str) else "" for h in frame["_host"].tolist()]
+    else:
+        hosts = [host_of(u) for u in urls]
+    return list(zip(uids, urls, hashes, entries, texts, hosts, strict=True))
 
 
 def process_batch(
@@ -288,7 +314,8 @@ def process_batch(
     started = time.monotonic()
     from_shards = shard_index is not None
 
-    out = images_frame(list(_completed_rows(items, opts, from_shards)), run_id)
+    gates = HostGates.for_options(opts)
+    out = images_frame(list(_completed_rows(items, opts, from_shards, gates)), run_id)
     counts = collections.Counter(out["status"])
     logger.info(
         "fetch batch: %d rows in %.1fs (%s)",
@@ -305,20 +332,24 @@ def process_partition(
     run_id: str,
     from_shards: bool,
     out_rows: int,
+    gates: HostGates | None = None,
+    tamper: Tamper = None,
 ) -> Iterator[pd.DataFrame]:
     """Every row of a Spark task through one bounded pool; images frames of ``out_rows`` rows.
 
     ``batches`` yields (input frame, shard index or None). Rows are fetched as one
     continuous stream: a slow row delays only the frame it falls in, never the
-    whole pool at every input batch boundary.
+    whole pool at every input batch boundary. ``gates`` (one per task; made here
+    when not given) bounds each host's connections and keeps its figures.
     """
+    gates = gates if gates is not None else HostGates.for_options(opts)
 
     def rows() -> Iterator[tuple]:
         for pdf, shard_index in batches:
             yield from _items(pdf, shard_index)
 
     done: list[dict] = []
-    for row in _completed_rows(rows(), opts, from_shards):
+    for row in _completed_rows(rows(), opts, from_shards, gates, tamper):
         done.append(row)
         if len(done) >= out_rows:
             yield images_frame(done, run_id)

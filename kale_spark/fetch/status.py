@@ -24,6 +24,7 @@ class Status:
     HASH_MISMATCH = "hash_mismatch"
     INVALID_URL = "invalid_url"
     NOT_FOUND_IN_SHARDS = "not_found_in_shards"
+    HOST_SKIPPED = "host_skipped"  # its host kept failing in this task: no request sent
 
     ALL: frozenset[str] = frozenset(
         {
@@ -40,13 +41,19 @@ class Status:
             HASH_MISMATCH,
             INVALID_URL,
             NOT_FOUND_IN_SHARDS,
+            HOST_SKIPPED,
         }
     )
 
 
 # The one retry policy: within a run (client.fetch_http) and on a rerun (the fetch
 # stage's candidates, through retryable_condition below).
-RETRYABLE_STATUSES: tuple[str, ...] = (Status.TIMEOUT, Status.CONNECTION_ERROR)
+# A skipped host is tried again by the next run (never again within the task).
+RETRYABLE_STATUSES: tuple[str, ...] = (
+    Status.TIMEOUT,
+    Status.CONNECTION_ERROR,
+    Status.HOST_SKIPPED,
+)
 RETRYABLE_HTTP_CODES: tuple[int, ...] = (429,)  # besides every 5xx
 RETRYABLE_HTTP_RANGE: tuple[int, int] = (500, 599)
 
@@ -54,7 +61,7 @@ RETRYABLE_HTTP_RANGE: tuple[int, int] = (500, 599)
 def is_retryable(status: str, http_status: int | None = None) -> bool:
     """Whether a row with this outcome is worth fetching again, in-run and on a rerun.
 
-    Timeouts, connection errors, and HTTP 5xx / 429 are; everything else
+    Timeouts, connection errors, skipped hosts, and HTTP 5xx / 429 are; everything else
     (4xx, not an image, blocked, opted out, ...) is a permanent answer.
     """
     if status in RETRYABLE_STATUSES:

@@ -2,9 +2,11 @@
 
     tables.py      ``Lake``: table paths, the catalog database, reads, appends, MERGE,
                    commit metadata (``from kale_spark.lake import Lake, WriteResult``)
+    contracts.py   each stage's declared reads and writes, checked on every write
     runs.py        the ``runs`` table and ``stage_run`` (one row per stage run)
     progress.py    the one progress reporter of long stages
     versioning.py  table versions, ``VERSION AS OF`` diffs
+    connect.py     Spark Connect refused at start (``Lake`` needs a driver JVM)
     lock.py        the lake's run lock: one run per lake (``LakeBusy`` names the holder)
 
 May import: the core modules (config, schema, hashing). Stages, release and the CLI

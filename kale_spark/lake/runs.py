@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from kale_spark import __version__, schema
 from kale_spark.config import Config
+from kale_spark.lake.contracts import check_reads
 from kale_spark.lake.tables import Lake
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def stage_run(lake: Lake, cfg: Config, stage: str) -> Iterator[StageRun]:
     log.info("[%s] run %s started", stage, run.run_id)
     try:
         yield run
+        check_reads(stage, run.input_versions)
         run.status = "ok"
     except BaseException as exc:
         run.status = "failed"

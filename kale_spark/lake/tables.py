@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kale_spark.config import LakeConfig
+from kale_spark.lake.connect import refuse_connect
+from kale_spark.lake.contracts import check_write
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -52,6 +54,7 @@ class Lake:
     """Delta tables of one lake root, registered under one catalog database."""
 
     def __init__(self, spark: SparkSession, cfg: LakeConfig) -> None:
+        refuse_connect(spark)  # every stage builds a Lake first: Connect fails here, clearly
         self.spark = spark
         self.database = cfg.database
         root = cfg.root
@@ -326,7 +329,7 @@ class Lake:
             finally:
                 stream.close()
         except Exception:  # py4j errors: a missing file, another file system API
-            log.debug("commit file of %s v%d unreadable; reading the history", name, version)
+            log.warning("commit file of %s v%d unreadable; reading the history", name, version)
             return None
         for line in text.splitlines():
             info = json.loads(line).get("commitInfo") if line.strip() else None
@@ -459,6 +462,7 @@ class Lake:
         twice at once): Delta refuses the loser's commit (ConcurrentTransactionException),
         which is then a skip like any other.
         """
+        check_write(commit, name)
         metadata, stamp = _commit_info(commit)
         writer = source.write.format("delta").mode("append").option(USER_METADATA_OPTION, metadata)
         if merge_schema:
@@ -479,6 +483,7 @@ class Lake:
         """Bin-packing compaction of table `name`; its commit (if any) carries `commit`."""
         from delta.tables import DeltaTable
 
+        check_write(commit, name)
         with self._commit_session(commit) as (session, _):
             DeltaTable.forPath(session, self.path(name)).optimize().executeCompaction()
 
@@ -516,6 +521,7 @@ class Lake:
         WHEN clauses `clauses` adds to Delta's merge builder; the commit's row counts."""
         from delta.tables import DeltaTable
 
+        check_write(commit, name)
         on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         with self._commit_session(commit) as (session, stamp):
             target = DeltaTable.forPath(session, self.path(name))

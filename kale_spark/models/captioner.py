@@ -9,7 +9,6 @@ an ``alt_text`` slot (the Stage 2 student prompt) takes one alt-text per image.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from kale_spark.models.batching import (
     run_with_oom_split,
 )
 from kale_spark.models.fusion import count_tokens, normalize_space, truncate_tokens
+from kale_spark.models.loading import LoadedFromSpec
 from kale_spark.models.spec import ModelSpec
 from kale_spark.prompts import get_prompt
 
@@ -96,8 +96,10 @@ class Prepared:
     items: list[Any] = field(default_factory=list)  # what was prepared, for a retry
 
 
-class Captioner:
+class Captioner(LoadedFromSpec):
     """Captions images with a VLM; build with ``Captioner.from_spec`` to reuse a loaded model."""
+
+    LOAD_KIND = "vlm"
 
     def __init__(self, model: Any, processor: Any, spec: ModelSpec) -> None:
         self.model = model
@@ -125,21 +127,6 @@ class Captioner:
         # fixed side (CLIP, SigLIP): its JPEGs may be decoded at a reduced DCT scale.
         self.fixed_size = self._tokens_fixed()
         self.decode_side = model_input_side(processor) if self.fixed_size else None
-
-    @classmethod
-    def from_spec(
-        cls,
-        spec: ModelSpec,
-        *,
-        device: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-    ) -> Captioner:
-        """A captioner over the model for ``spec``, loaded once per Python worker."""
-        from kale_spark.models.device import pick_device
-        from kale_spark.models.loading import load_cached
-
-        model, processor = load_cached("vlm", spec, device or pick_device(spec), cache_dir)
-        return cls(model, processor, spec)
 
     @property
     def needs_alt_text(self) -> bool:

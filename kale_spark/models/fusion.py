@@ -18,12 +18,12 @@ on the original text at token offsets, so kept text is reproduced exactly.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from kale_spark.models.batching import Generated, generate_and_decode, run_with_oom_split
+from kale_spark.models.loading import LoadedFromSpec
 from kale_spark.models.spec import ModelSpec
 from kale_spark.prompts import get_prompt
 
@@ -136,7 +136,7 @@ def postprocess(text: str) -> str:
     return out
 
 
-class FusionRewriter:
+class FusionRewriter(LoadedFromSpec):
     """Fuses (alt-text, dense caption) pairs with an instruction LM."""
 
     def __init__(self, model: Any, tokenizer: Any, spec: ModelSpec) -> None:
@@ -153,21 +153,6 @@ class FusionRewriter:
         self.system = get_prompt(spec.system_prompt_id) if spec.system_prompt_id else None
         self._system_merged = False  # the chat template has no system role
         self._overhead: int | None = None
-
-    @classmethod
-    def from_spec(
-        cls,
-        spec: ModelSpec,
-        *,
-        device: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-    ) -> FusionRewriter:
-        """A rewriter over the model for ``spec``, loaded once per Python worker."""
-        from kale_spark.models.device import pick_device
-        from kale_spark.models.loading import load_cached
-
-        model, tokenizer = load_cached("lm", spec, device or pick_device(spec), cache_dir)
-        return cls(model, tokenizer, spec)
 
     def _messages(self, content: str) -> list[dict[str, str]]:
         if self.system is None:

@@ -188,3 +188,26 @@ def load_cached(
     load = {"vlm": load_vlm, "lm": load_lm}[kind]
     key = model_cache_key(kind, spec, device, cache_dir) + ("|compile" if spec.compile else "")
     return get_or_load(key, lambda: compiled(load(spec, device, cache_dir), spec))
+
+
+class LoadedFromSpec:
+    """``from_spec`` for an engine built as ``cls(model, processor_or_tokenizer, spec)``.
+
+    ``LOAD_KIND`` says which loader of :func:`load_cached` builds its model.
+    """
+
+    LOAD_KIND = "lm"
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: ModelSpec,
+        *,
+        device: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> Any:
+        """An engine over the model for ``spec``, loaded once per Python worker."""
+        from kale_spark.models.device import pick_device
+
+        model, processor = load_cached(cls.LOAD_KIND, spec, device or pick_device(spec), cache_dir)
+        return cls(model, processor, spec)  # type: ignore[call-arg]

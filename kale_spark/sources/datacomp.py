@@ -3,9 +3,11 @@
 DataComp ships metadata as `metadata/*.parquet` (uid, url, text, original_width, ...);
 its download script adds `shards/*.tar` with img2dataset's own `shards/*.parquet`.
 Real folders mix files written by different tools, so one file may carry a column as
-text that another carries as int. Files are grouped by their parquet schema (read from
-the footers, cheap) and each group is read by Spark and cast to text, so a bad value
-becomes a quarantined row with a reason instead of a failed job.
+text that another carries as int; a truncated or empty file is quarantined by name;
+invalid UTF-8 is replaced (U+FFFD), as Arrow refuses it in the Python workers. Files
+are grouped by their parquet schema (read from the footers, cheap) and each group is
+read by Spark and cast to text, so a bad value becomes a quarantined row with a reason
+instead of a failed job.
 """
 
 from __future__ import annotations
@@ -64,31 +66,43 @@ def resolve_inputs(path: str) -> list[str]:
     return [str(Path(f).resolve()) for f in files]
 
 
-def _group_by_schema(files: list[str]) -> dict[str, list[str]]:
+def _group_by_schema(files: list[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """(files by parquet schema, unreadable file -> why): a truncated or empty file
+    must cost that file, not the whole input."""
     import pyarrow.parquet as pq
 
     groups: dict[str, list[str]] = defaultdict(list)
+    unreadable: dict[str, str] = {}
     for f in files:
         if _is_uri(f):
             groups["remote"].append(f)
             continue
         try:
             schema = pq.read_schema(f)
-        except Exception as exc:  # not parquet at all: a clear error naming the file
-            raise InputError(f"{f} is not a readable parquet file: {exc}") from exc
+        except Exception as exc:  # not parquet, truncated, empty: quarantined by name
+            unreadable[f] = f"not a readable parquet file: {exc}"
+            continue
         groups[str(schema)].append(f)
-    return groups
+    return groups, unreadable
 
 
-def read_raw(spark: SparkSession, path: str) -> DataFrame:
-    """All input rows as text columns + `source_file`, `source_row` (row index in file)."""
+def read_raw(spark: SparkSession, path: str) -> tuple[DataFrame, dict[str, str]]:
+    """All input rows as text columns + `source_file`, `source_row` (row index in file),
+    and the input files that could not be read (file -> why). No readable file at all is
+    an InputError."""
     from functools import reduce
 
     from pyspark.sql import functions as F
     from pyspark.sql.types import ArrayType, MapType, StructType
 
+    groups, unreadable = _group_by_schema(resolve_inputs(path))
+    if not groups:
+        f, why = next(iter(unreadable.items()))
+        raise InputError(f"{f} is {why}")
+    for f, why in unreadable.items():
+        log.warning("input file %s skipped (quarantined): %s", f, why)
     frames = []
-    for group, files in _group_by_schema(resolve_inputs(path)).items():
+    for group, files in groups.items():
         df = spark.read.parquet(*files)
         present = {COLUMN_ALIASES.get(c, c): c for c in df.columns}
         if "uid" not in present:
@@ -102,9 +116,10 @@ def read_raw(spark: SparkSession, path: str) -> DataFrame:
             dtype = df.schema[present[name]].dataType
             if isinstance(dtype, (ArrayType, MapType, StructType)):
                 col = F.to_json(col)
-            cols.append(col.cast("string").alias(name))
+            # Invalid UTF-8 (replaced by U+FFFD) would crash Arrow in every Python worker.
+            cols.append(F.make_valid_utf8(col.cast("string")).alias(name))
         cols.append(F.col("_metadata.file_path").alias("source_file"))
         cols.append(F.col("_metadata.row_index").alias("source_row"))
         frames.append(df.select(*cols))
         log.info("input group of %d file(s): %s", len(files), group.replace("\n", "; ")[:200])
-    return reduce(lambda a, b: a.unionByName(b), frames)
+    return reduce(lambda a, b: a.unionByName(b), frames), unreadable

@@ -3,5 +3,6 @@ job, resource profiles and the model UDFs (mapInPandas functions and SQL functio
 
 Owns every direct use of SparkSession configuration and of pyspark's UDF machinery.
 May import: the core modules (config, schema, ...), ``models`` (the UDFs run its
-engines), ``lake`` for table reads. Nothing here is imported by the pure packages.
+engines), ``lake`` for table reads, ``faults`` (the injected faults a config turns
+on). Nothing here is imported by the pure packages.
 """

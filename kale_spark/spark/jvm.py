@@ -107,6 +107,10 @@ def driver_java_options(
         options.append(SERIAL_GC)
     if archive is not None and archive.is_file():
         options += [f"-XX:SharedArchiveFile={archive}", "-Xshare:auto", QUIET_CDS]
+    elif archive is not None:
+        log.warning(
+            "no class archive at %s: the JVM starts without it (`make setup` builds it)", archive
+        )
     if user_options.strip():
         options.append(user_options.strip())
     return " ".join(options)

@@ -23,7 +23,7 @@ profile: the model stages run under the default one.
 Student training (train-student) has a setting of its own: TorchDistributor's
 barrier stage runs under a task-only profile of one whole GPU and
 `spark.kale.student.task.cpus` CPUs (default spark.executor.cores: the DataLoader's
-workers) per task, so `student.num_processes` ranks get one GPU each whatever the
+workers) per task, so `student.train.num_processes` ranks get one GPU each whatever the
 fractional `spark.task.resource.gpu.amount` of the CPU stages is. Stock
 TorchDistributor reads that fraction as the GPUs per rank (and refuses it below 1);
 `student_distributor` builds one that uses the profile instead. XGBoost's Spark
@@ -163,8 +163,8 @@ class _UnderProfile:
 
 
 def student_distributor(spark: Any, scfg: Any, conf: Mapping[str, str] | None = None) -> Any:
-    """A ``TorchDistributor`` for ``student.num_processes`` ranks (``scfg``: the
-    StudentConfig), one whole GPU each on a GPU cluster (``student_task_resources``),
+    """A ``TorchDistributor`` for ``student.train.num_processes`` ranks (``scfg``: the
+    StudentTrainConfig), one whole GPU each on a GPU cluster (``student_task_resources``),
     ``conf`` the Spark properties (default: the session's). Its ``profile`` is the
     barrier stage's ResourceProfile, None where the stock behaviour applies (local
     mode, CPUs)."""
@@ -175,7 +175,7 @@ def student_distributor(spark: Any, scfg: Any, conf: Mapping[str, str] | None = 
     resources = student_task_resources(conf) if cluster_gpus else None
     if cluster_gpus and resources is None:
         raise ValueError(
-            "student.use_gpu with student.local_mode false needs GPUs on the executors "
+            "student.train.use_gpu with student.train.local_mode false needs GPUs on the executors "
             f"({EXECUTOR_GPUS_KEY}, e.g. conf/spark/gpu-cluster.conf)"
         )
     profile = _task_profile(resources) if resources else None

@@ -22,7 +22,10 @@ import sys
 from pathlib import Path
 
 from kale_spark.config import SparkConfig
+from kale_spark.lake.connect import refuse_connect
+from kale_spark.spark.jars import remember_resolved_jars, use_resolved_jars
 from kale_spark.spark.jvm import archive_path, driver_java_options
+from kale_spark.spark.warmup import WARM_WORKERS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ def session_conf(cfg: SparkConfig) -> dict[str, str]:
         # Delta replays a table's log with this many tasks (default 50): on a small
         # cluster that is 50 tasks per log read, seconds of overhead per stage.
         "spark.databricks.delta.snapshotPartitions": str(min(cfg.shuffle_partitions, 50)),
+        WARM_WORKERS_KEY: str(cfg.warm_workers).lower(),
     }
     if cfg.delta_packages:
         conf["spark.jars.packages"] = delta_packages()
@@ -143,8 +147,10 @@ def get_session(cfg: SparkConfig):
     """The active SparkSession if there is one, else a new one built from `cfg`."""
     from pyspark.sql import SparkSession
 
+    refuse_connect()  # SPARK_REMOTE would make the builder below a Connect client
     active = SparkSession.getActiveSession()
     if active is not None:
+        refuse_connect(active)
         log.debug("reusing the active Spark session")
         return active
     submitted = _submitted_conf()
@@ -169,13 +175,18 @@ def get_session(cfg: SparkConfig):
     conf = session_conf(cfg)
     from pyspark import SparkContext
 
-    if _launches_local_jvm(cfg, submitted, master, SparkContext._gateway is not None):
+    quick = _launches_local_jvm(cfg, submitted, master, SparkContext._gateway is not None)
+    asked = conf
+    if quick:
         conf[JAVA_OPTIONS] = driver_java_options(conf.get(JAVA_OPTIONS, ""), archive_path())
+        conf = use_resolved_jars(conf)  # the jars an earlier session resolved: no Ivy
     for key, value in conf.items():
         if key in submitted or (remote_workers and key in _LOCAL_ONLY):
             continue  # spark-submit / spark-defaults / --conf win
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if quick and conf is asked:
+        remember_resolved_jars(asked, spark.sparkContext.getConf().get("spark.jars", None))
     spark.sparkContext.setLogLevel(cfg.log_level.upper())
     log.info("Spark %s session started (%s)", spark.version, spark.sparkContext.master)
     return spark

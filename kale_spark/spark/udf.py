@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from kale_spark import schema
-from kale_spark.config import Config
+from kale_spark.config import Config, FaultsConfig
 from kale_spark.models.cache import LOAD_LOG_ENV, load_count
 from kale_spark.models.inference import (
     ERROR_CHARS,
@@ -112,6 +112,7 @@ class UdfContext:
     prepare_threads: int = 1  # batches decoded/tokenized at once (GPU: the task's cpus)
     load_log: str | None = None
     batch_log: str | None = None
+    faults: FaultsConfig | None = None  # injected faults (tests only; None: off)
 
     def enter_worker(self) -> None:
         """Per task: log paths into the worker's environment, torch threads capped."""
@@ -212,6 +213,7 @@ def udf_context(spark: SparkSession, cfg: Config, spec: ModelSpec) -> UdfContext
         prepare_threads=1 if spec.device == "cpu" else threads,
         load_log=os.environ.get(LOAD_LOG_ENV) or None,
         batch_log=os.environ.get(BATCH_LOG_ENV) or None,
+        faults=cfg.faults if cfg.faults.active else None,
     )
 
 
@@ -231,11 +233,14 @@ DROPPED_INPUTS = CaptionEngine.drop
 def _load_engine(ctx: UdfContext, kind: str, workers: Any = None) -> Any:
     """The engine for ``kind`` in this worker (loaded once per process); with
     ``workers`` (a Counter accumulator) the worker and the loads it caused are counted."""
+    from kale_spark.faults import inject_oom
     from kale_spark.models.inference import engine_for
 
     ctx.enter_worker()
     loads = load_count()
     engine = engine_for(kind, ctx.spec, ctx.cache_dir)
+    model = getattr(engine, "captioner", None) or getattr(engine, "rewriter", None)
+    inject_oom(ctx.faults, model, kind)
     if workers is not None:
         from collections import Counter
 
@@ -289,7 +294,7 @@ def model_partition_fn(
         started, rows = time.monotonic(), 0
         frames_out = run_partition(
             engine,
-            itertools.chain([first], frames),
+            _with_task_faults(ctx, kind, itertools.chain([first], frames)),
             batch_size=ctx.spec.batch_size,
             max_batch_tokens=ctx.spec.max_batch_tokens,
             new_tokens=ctx.spec.generation.max_new_tokens,
@@ -308,6 +313,20 @@ def model_partition_fn(
             workers.add(Counter(model_rows=rows, model_ms=ms))
 
     return partition
+
+
+def _with_task_faults(
+    ctx: UdfContext, kind: str, frames: Iterator[pd.DataFrame]
+) -> Iterator[pd.DataFrame]:
+    """The task's frames, each first shown to the injected task faults (if any)."""
+    if ctx.faults is None:
+        yield from frames
+        return
+    from kale_spark.faults import task_faults
+
+    for frame in frames:
+        task_faults(ctx.faults, frame[schema.UID], kind)
+        yield frame
 
 
 def _count_outcomes(progress: Any, out: pd.DataFrame) -> None:

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The session property `spark.warm_workers` sets (spark/session.py).
+WARM_WORKERS_KEY = "spark.kale.warmWorkers"
+
 
 def _import_fn(modules: tuple[str, ...], then: Callable[[], object] | None = None):
     def warm(batches):
@@ -70,7 +73,7 @@ class Warmup:
             log.debug("warmed %d Python workers (%s)", len(self.pids), ", ".join(modules))
         except Exception as exc:  # an optimisation: never the stage's failure
             self.error = f"{type(exc).__name__}: {exc}"
-            log.debug("Python worker warm-up failed: %s", self.error)
+            log.warning("Python worker warm-up failed (the tasks start them): %s", self.error)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the job; True once it has finished."""
@@ -84,11 +87,14 @@ def warm_python_workers(
     """Start the warm-up job (one task per core) in a daemon thread; each task imports
     `modules` and calls `then` (a model stage loads its model into the worker's cache).
     None where there is nothing to warm: no SparkContext (Spark Connect: workers live
-    server-side) or no worker reuse (a finished worker exits)."""
+    server-side), no worker reuse (a finished worker exits) or `spark.warm_workers` off."""
     try:
         sc = spark.sparkContext
     except Exception:  # Spark Connect
         return None
-    if sc.getConf().get("spark.python.worker.reuse", "true").lower() != "true":
+    conf = sc.getConf()
+    if conf.get("spark.python.worker.reuse", "true").lower() != "true":
+        return None
+    if conf.get(WARM_WORKERS_KEY, "true").lower() == "false":
         return None
     return Warmup(spark, modules, max(1, sc.defaultParallelism), then)

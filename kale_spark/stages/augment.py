@@ -29,7 +29,7 @@ from kale_spark.config import Config
 from kale_spark.lake.runs import StageRun, stage_run
 from kale_spark.lake.tables import Lake
 from kale_spark.split import teacher_only
-from kale_spark.stages.model_stage import ModelStage, Target, run_model_stage
+from kale_spark.stages.model_stage import Target, run_on_cluster
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -103,9 +103,6 @@ def has_legacy_rows(lake: Lake, cfg: Config) -> bool:
 
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     """Fuse alt-text and dense caption for every sample with a `cfg.caption` caption."""
-    from kale_spark.spark import udf
-    from kale_spark.spark.resources import model_slots, model_stage_profile
-
     lake = Lake(spark, cfg.lake)
     spec = cfg.augment
     with stage_run(lake, cfg, STAGE) as run:
@@ -117,7 +114,11 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             schema.DENSE_CAPTIONS: lake.version(schema.DENSE_CAPTIONS),
         }
         run.input_versions.update(versions)
-        stage = ModelStage(
+        run_on_cluster(
+            spark,
+            cfg,
+            lake,
+            run,
             target=TARGET,
             spec=spec,
             kind="fuse",
@@ -125,12 +126,5 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             prepare=pairs(lake, cfg, versions[schema.SAMPLES], has_legacy_rows(lake, cfg)),
             source_versions=versions,
             passthrough=PASSTHROUGH,
-            progress_interval_s=cfg.progress.interval_s,
-            # One GPU per model task on a GPU cluster (stage-level scheduling); None locally.
-            resource_profile=model_stage_profile(spark),
-            slots=model_slots(spark),
         )
-        run_model_stage(lake, run, stage, udf.udf_context(spark, cfg, spec))
-        if spec.is_tiny:
-            run.notes.append(f"{spec.id} is an untrained smoke-test model: captions are noise")
     return run

@@ -21,7 +21,7 @@ from kale_spark.config import Config
 from kale_spark.lake.runs import StageRun, stage_run
 from kale_spark.lake.tables import Lake
 from kale_spark.split import teacher_only
-from kale_spark.stages.model_stage import ModelStage, Target, run_model_stage
+from kale_spark.stages.model_stage import Target, run_on_cluster
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -47,9 +47,6 @@ def ok_images(images: DataFrame) -> DataFrame:
 
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     """Caption every `ok` image that has no dense caption from `cfg.caption` yet."""
-    from kale_spark.spark import udf
-    from kale_spark.spark.resources import model_slots, model_stage_profile
-
     lake = Lake(spark, cfg.lake)
     spec = cfg.caption
     with stage_run(lake, cfg, STAGE) as run:
@@ -57,7 +54,11 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             raise LookupError("no `images` table yet: run `kale fetch` first")
         images_version = lake.version(schema.IMAGES)
         run.input_versions[schema.IMAGES] = images_version
-        stage = ModelStage(
+        run_on_cluster(
+            spark,
+            cfg,
+            lake,
+            run,
             target=TARGET,
             spec=spec,
             kind="caption",
@@ -65,12 +66,5 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             prepare=lambda images: teacher_only(ok_images(images), cfg.split.teacher_fraction),
             source_versions={schema.IMAGES: images_version},
             passthrough=(schema.UID, "alt_text"),
-            progress_interval_s=cfg.progress.interval_s,
-            # One GPU per model task on a GPU cluster (stage-level scheduling); None locally.
-            resource_profile=model_stage_profile(spark),
-            slots=model_slots(spark),
         )
-        run_model_stage(lake, run, stage, udf.udf_context(spark, cfg, spec))
-        if spec.is_tiny:
-            run.notes.append(f"{spec.id} is an untrained smoke-test model: captions are noise")
     return run

@@ -2,8 +2,10 @@
 
 Each Spark task takes about `fetch.rows_per_task` rows and streams them through one
 bounded thread pool (`fetch.concurrency`); decoding, resizing and hashing are the pure
-functions of fetch/decode.py, run by fetch/rows.process_partition. With `fetch.webdataset`
-set, images are read from img2dataset shards instead of the network.
+functions of fetch/decode.py, run by fetch/rows.process_partition. Rows are placed by
+host (fetch/hosts.py): one task owns a host's rows, or `fetch.host_salt` tasks a big
+host's, and bounds its connections to it; the plan's counting job finds the big hosts.
+With `fetch.webdataset` set, images are read from img2dataset shards instead of the network.
 
 Idempotent: a rerun fetches only uids with no row yet, or with a retryable status
 (fetch/status.is_retryable: timeout, connection error, 5xx/429 — the same rule a run uses
@@ -17,10 +19,12 @@ import logging
 import math
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from kale_spark import schema
 from kale_spark.config import Config, FetchConfig
+from kale_spark.faults import byte_corrupter
 from kale_spark.fetch.options import FetchStageOptions
 from kale_spark.fetch.status import Status, retryable_condition
 from kale_spark.lake.progress import Progress, counter_accumulator
@@ -66,28 +70,56 @@ def candidates(lake: Lake, cfg: FetchConfig) -> DataFrame:
     return _samples_to_fetch(lake, cfg).where("_todo").drop("_todo")
 
 
-def _plan(lake: Lake, cfg: FetchConfig, fresh: bool) -> tuple[DataFrame, int, int, int]:
-    """(samples to fetch, #samples, #to fetch, #retries among them) in one counting job;
-    the write job reads the plan again (cheaper than caching every candidate).
+@dataclass(frozen=True)
+class Plan:
+    """What one counting job tells the driver: the rows to fetch (read again by the
+    write job, cheaper than caching every candidate), how many, and the few hosts
+    with more than `fetch.host_rows_per_task` of them (only those come back)."""
+
+    todo: DataFrame
+    samples: int
+    to_fetch: int
+    retries: int
+    big_hosts: tuple[str, ...]
+
+
+def _plan(lake: Lake, cfg: FetchConfig, fresh: bool) -> Plan:
+    """The plan in one job: counts per host, then their sums and the big hosts.
 
     ``fresh``: the images table was created by this run, so it is empty: every sample is
     fetched, none a retry, and no join with it is planned or run."""
     from pyspark.sql import functions as F
 
+    from kale_spark.fetch.hosts import registered_domain_column
+
     if fresh:
-        todo = lake.read(schema.SAMPLES).select(
-            "uid", "url", "sha256", "text", F.lit(0).alias("prev_attempts")
+        every = lake.read(schema.SAMPLES).select(
+            "uid",
+            "url",
+            "sha256",
+            "text",
+            F.lit(0).alias("prev_attempts"),
+            F.lit(True).alias("_todo"),
         )
-        n_samples = todo.count()
-        return todo, n_samples, n_samples, 0
-    every = _samples_to_fetch(lake, cfg)
+    else:
+        every = _samples_to_fetch(lake, cfg)
+    host = F.lit("") if cfg.webdataset else registered_domain_column("url")
+    every = every.withColumn("_host", host)
     todo_flag = F.col("_todo").cast("long")
-    n_samples, n_todo, n_retry = every.agg(
-        F.count(F.lit(1)),
-        F.coalesce(F.sum(todo_flag), F.lit(0)),
-        F.coalesce(F.sum(todo_flag * (F.col("prev_attempts") > 0).cast("long")), F.lit(0)),
+    per_host = every.groupBy("_host").agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(todo_flag).alias("todo"),
+        F.sum(todo_flag * (F.col("prev_attempts") > 0).cast("long")).alias("retry"),
+    )
+    big = (F.col("todo") > cfg.host_rows_per_task) & (F.col("_host") != "")
+    n_samples, n_todo, n_retry, big_hosts = per_host.agg(
+        F.coalesce(F.sum("n"), F.lit(0)),
+        F.coalesce(F.sum("todo"), F.lit(0)),
+        F.coalesce(F.sum("retry"), F.lit(0)),
+        F.collect_list(F.when(big, F.col("_host"))),
     ).first()
-    return every.where("_todo").drop("_todo"), n_samples, n_todo, n_retry
+    todo = every.where("_todo").drop("_todo")
+    return Plan(todo, n_samples, n_todo, n_retry, tuple(sorted(big_hosts)))
 
 
 def _shard_entries(spark: SparkSession, paths: tuple[str, ...]) -> DataFrame:
@@ -106,26 +138,60 @@ def _shard_entries(spark: SparkSession, paths: tuple[str, ...]) -> DataFrame:
     return entries.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
 
 
-def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool):
-    """The mapInPandas function; captures only small picklable options."""
+def _fetch_fn(opts: FetchStageOptions, run_id: str, webdataset: bool, hosts_acc, tamper=None):
+    """The mapInPandas function; captures only small picklable options (and `tamper`,
+    the injected byte corruption of faults.corrupt_image_uids, or None). Each task adds
+    its bounded per-host summary (fetch/hosts.task_summary) to ``hosts_acc`` at its end."""
 
     def fetch_partition(batches):
+        from kale_spark.fetch.hosts import HostGates, task_summary
         from kale_spark.fetch.rows import process_partition
 
         prev: dict[str, int] = {}
+        salted: set[str] = set()
+        gates = HostGates.for_options(opts)
 
         def inputs():
             for pdf in batches:
                 prev.update(
                     zip(pdf["uid"].astype(str), pdf["prev_attempts"].astype(int), strict=True)
                 )
+                if "_salted" in pdf.columns:
+                    salted.update(pdf.loc[pdf["_salted"].astype(bool), "_host"].astype(str))
                 yield pdf, _shard_index(pdf) if webdataset else None
 
-        for out in process_partition(inputs(), opts, run_id, webdataset, OUT_ROWS):
+        parts = process_partition(inputs(), opts, run_id, webdataset, OUT_ROWS, gates, tamper)
+        for out in parts:
             out["attempts"] = (out["attempts"] + out["uid"].map(prev).fillna(0)).astype("int32")
             yield out
+        hosts_acc.add(task_summary(gates, salted))
 
     return fetch_partition
+
+
+def by_host(spark: SparkSession, plan: Plan, cfg: FetchConfig, parts: int) -> DataFrame:
+    """The rows to fetch in ``parts`` tasks: each host's rows (`_host`, the registered
+    domain) in one task, or, for a host with more than `fetch.host_rows_per_task` rows
+    to fetch (`_salted`), spread over `fetch.host_salt` tasks. Rows without a host
+    (file://, shards) go by uid."""
+    from pyspark.sql import functions as F
+
+    rows = plan.todo
+    if plan.big_hosts:
+        big = spark.createDataFrame(
+            [(h, True) for h in plan.big_hosts], "_host string, _salted boolean"
+        )
+        rows = rows.join(F.broadcast(big), "_host", "left")
+        rows = rows.withColumn("_salted", F.coalesce("_salted", F.lit(False)))
+    else:
+        rows = rows.withColumn("_salted", F.lit(False))
+    n = F.lit(parts)
+    salt = F.when(F.col("_salted"), F.pmod(F.hash("uid"), F.lit(cfg.host_salt))).otherwise(0)
+    # A big host's buckets land on consecutive tasks: distinct ones while host_salt <= parts.
+    task = F.when(F.col("_host") == "", F.pmod(F.hash("uid"), n)).otherwise(
+        F.pmod(F.pmod(F.hash("_host"), n) + salt, n)
+    )
+    return rows.repartitionById(parts, task)
 
 
 def _shard_index(pdf) -> dict:
@@ -142,23 +208,24 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             raise LookupError("no `samples` table yet: run `kale ingest` first")
         # The tasks' Python workers start (imports: ~1 s each) while the driver plans.
         warm_python_workers(spark, ("kale_spark.fetch.rows",))
-        todo, n_samples, n_todo, n_retry = _candidates(spark, lake, cfg, run)
+        plan = _candidates(spark, lake, cfg, run)
+        n_samples, n_todo = plan.samples, plan.to_fetch
         run.counts.update(samples=n_samples, candidates=n_todo)
         if n_todo == 0:
-            todo.unpersist()
+            plan.todo.unpersist()
             run.counts["fetched"] = 0
             run.output_versions[schema.IMAGES] = lake.version(schema.IMAGES)
             run.notes.append("nothing to fetch: every sample has a final images row")
             return run
-        by_status = _fetch(spark, lake, cfg, run, todo, n_todo, n_retry)
+        by_status = _fetch(spark, lake, cfg, run, plan)
         ok = by_status.get(schema.IMAGE_OK, 0)
         run.notes.append(f"{ok}/{n_todo} fetched rows ok; {n_samples} samples in all")
         _warn_if_file_root_blocks_all(lake, cfg.fetch, run, by_status)
     return run
 
 
-def _candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun):
-    """(rows to fetch, samples, rows to fetch, retries among them); `images` exists after."""
+def _candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -> Plan:
+    """The plan of this run; `images` exists after."""
     from pyspark import StorageLevel
 
     fresh = not lake.exists(schema.IMAGES)  # first fetch: every sample is new
@@ -173,36 +240,45 @@ def _candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun):
         )
         if not fresh:
             created.result()  # the plan joins with `images`
-        todo, n_samples, n_todo, n_retry = _plan(lake, cfg.fetch, fresh)
+        plan = _plan(lake, cfg.fetch, fresh)
         created.result()
     run.input_versions[schema.IMAGES] = lake.version(schema.IMAGES)
     if cfg.fetch.webdataset:  # indexing the tars is costly: do it once
-        todo = todo.join(_shard_entries(spark, cfg.fetch.webdataset), "uid", "left")
-        todo = todo.persist(StorageLevel.DISK_ONLY)
-    return todo, n_samples, n_todo, n_retry
+        todo = plan.todo.join(_shard_entries(spark, cfg.fetch.webdataset), "uid", "left")
+        plan = replace(plan, todo=todo.persist(StorageLevel.DISK_ONLY))
+    return plan
 
 
 def _fetch(
-    spark: SparkSession, lake: Lake, cfg: Config, run: StageRun, todo, n_todo: int, n_retry: int
+    spark: SparkSession, lake: Lake, cfg: Config, run: StageRun, plan: Plan
 ) -> dict[str, int]:
-    """Fetch `todo` in tasks, write `images`, fill the run's counts; the rows by status."""
+    """Fetch the plan's rows in tasks, write `images`, fill the run's counts; the rows by status."""
+    n_todo = plan.to_fetch
     parts = task_count(n_todo, cfg.fetch.rows_per_task, spark.sparkContext.defaultParallelism)
     # Executors add each batch's statuses; the reporter polls the accumulator.
     acc = counter_accumulator(spark)
+    hosts_acc = counter_accumulator(spark)
     progress = Progress(STAGE, n_todo, interval_s=cfg.progress.interval_s, poll=lambda: acc.value)
-    fetch_partition = _fetch_fn(stage_options(cfg.fetch), run.run_id, bool(cfg.fetch.webdataset))
+    fetch_partition = _fetch_fn(
+        stage_options(cfg.fetch),
+        run.run_id,
+        bool(cfg.fetch.webdataset),
+        hosts_acc,
+        byte_corrupter(cfg.faults),
+    )
 
     def counted(batches):
         for out in fetch_partition(batches):
             acc.add(Counter(out["status"].tolist()))
             yield out
 
-    fetched = todo.repartition(parts, "uid").mapInPandas(counted, schema=schema.IMAGES_SCHEMA)
+    tasks = by_host(spark, plan, cfg.fetch, parts)
+    fetched = tasks.mapInPandas(counted, schema=schema.IMAGES_SCHEMA)
     try:
         with progress:
-            written = _write(lake, fetched, n_retry, run.commit())
+            written = _write(lake, fetched, plan.retries, run.commit())
     finally:
-        todo.unpersist()
+        plan.todo.unpersist()
     by_status = _written_statuses(acc.value, written) or _status_counts(lake, run.run_id)
     run.counts.update(progress.counts())
     run.metrics.update(progress.metrics())
@@ -211,7 +287,21 @@ def _fetch(
     for status, n in sorted(by_status.items()):
         run.counts[f"status.{status}"] = n
     run.output_versions[schema.IMAGES] = written.version
+    _record_hosts(run, hosts_acc.value, sum(acc.value.values()), n_todo)
     return by_status
+
+
+def _record_hosts(run: StageRun, merged: Counter, counted: int, n_todo: int) -> None:
+    """The per-host figures in the run's counts and metrics (fetch/hosts.run_figures),
+    when every task counted its rows exactly once (a task run twice adds twice)."""
+    from kale_spark.fetch.hosts import run_figures
+
+    if counted != n_todo:
+        run.notes.append(f"per-host figures not recorded: tasks counted {counted}/{n_todo} rows")
+        return
+    counts, metrics = run_figures(merged)
+    run.counts.update(counts)
+    run.metrics.update(metrics)
 
 
 def _warn_if_file_root_blocks_all(

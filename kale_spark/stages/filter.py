@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from kale_spark import schema
 from kale_spark.config import Config
 from kale_spark.curation import RULE_NAMES, clean_caption, quality
+from kale_spark.curation.injection import INJECTION_SUSPECT, injection_suspect
 from kale_spark.lake.progress import Progress, counter_accumulator
 from kale_spark.lake.runs import StageRun, stage_run
 from kale_spark.lake.tables import Lake
@@ -59,6 +60,7 @@ BATCH_OUTPUT = (
     quality.KNOWLEDGE_RETENTION,
     quality.NOVEL_SHARE,
     "novel_share_basis",
+    INJECTION_SUSPECT,
 )
 
 
@@ -129,6 +131,11 @@ def filter_batch(pdf: pd.DataFrame, min_words: int) -> pd.DataFrame:
         decide(c, int(w), min_words)
         for c, w in zip(out["caption"], out[quality.WORD_COUNT], strict=True)
     ]
+    out[INJECTION_SUSPECT] = pd.Series(
+        [injection_suspect(c, a) for c, a in zip(out["caption"], pdf["alt_text"], strict=True)],
+        index=pdf.index,
+        dtype="bool",
+    )
     out["reject_reason"] = pd.Series(verdicts, index=pdf.index, dtype="object")
     out["rejected"] = out["reject_reason"].notna()
     return out

@@ -148,6 +148,27 @@ def _quarantine_rows(df: DataFrame, run_id: str) -> DataFrame:
     )
 
 
+def _unreadable_rows(spark: SparkSession, unreadable: dict[str, str], run_id: str) -> DataFrame:
+    """One quarantine row per input file that could not be read (no uid, row -1)."""
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = [
+        (
+            STAGE,
+            f,
+            -1,
+            None,
+            schema.REASON_UNREADABLE_FILE,
+            {"error": why[:RAW_PREVIEW_CHARS]},
+            now,
+            run_id,
+        )
+        for f, why in sorted(unreadable.items())
+    ]
+    return spark.createDataFrame(rows, schema.QUARANTINE_SCHEMA)
+
+
 def _insert(lake: Lake, table: str, rows: DataFrame, keys: list[str], run: StageRun):
     """Rows whose key the table lacks: a plain append into a table no write has touched
     yet (version 0, as created: nothing to match), else an insert-only MERGE."""
@@ -169,7 +190,8 @@ def run(spark: SparkSession, cfg: Config, input_path: str | None = None) -> Stag
 
         # On disk: the input's size must not set the JVM heap's (local mode holds the
         # executor in the driver's JVM); read back twice, computed once.
-        classified = classify(read_raw(spark, path), cfg.ingest).persist(StorageLevel.DISK_ONLY)
+        raw, unreadable = read_raw(spark, path)
+        classified = classify(raw, cfg.ingest).persist(StorageLevel.DISK_ONLY)
         try:
             by_reason = {
                 r["reason"]: r["count"] for r in classified.groupBy("reason").count().collect()
@@ -177,6 +199,8 @@ def run(spark: SparkSession, cfg: Config, input_path: str | None = None) -> Stag
             total = sum(by_reason.values())
             valid = by_reason.pop(None, 0)
             quarantined = sum(by_reason.values())
+            if unreadable:
+                by_reason[schema.REASON_UNREADABLE_FILE] = len(unreadable)
 
             written = _insert(
                 lake, schema.SAMPLES, _samples_rows(classified, run.run_id), ["uid"], run
@@ -184,7 +208,9 @@ def run(spark: SparkSession, cfg: Config, input_path: str | None = None) -> Stag
             q_written = _insert(
                 lake,
                 schema.QUARANTINE,
-                _quarantine_rows(classified, run.run_id),
+                _quarantine_rows(classified, run.run_id).unionByName(
+                    _unreadable_rows(spark, unreadable, run.run_id)
+                ),
                 list(schema.QUARANTINE_KEY),
                 run,
             )
@@ -207,5 +233,6 @@ def run(spark: SparkSession, cfg: Config, input_path: str | None = None) -> Stag
         run.notes.append(
             f"input {total} = inserted {written.rows_inserted} + already present "
             f"{valid - written.rows_inserted} + quarantined {quarantined}"
+            + (f"; {len(unreadable)} unreadable file(s) quarantined" if unreadable else "")
         )
     return run

@@ -282,6 +282,7 @@ class ChunkWriter:
         self.model_fn = udf.model_partition_fn(
             ctx, stage.kind, progress=self.accumulator, workers=self.workers
         )
+        self.faults = ctx.faults  # injected faults (tests only; None: off)
         self.sizer: ChunkSizer | None = None
         self.plans: ChunkPlans | None = None
         self.done_keys: DataFrame | None = None  # set when a new checkpoint meets old rows
@@ -443,7 +444,10 @@ class ChunkWriter:
 
     def _write_good(self, good: DataFrame, n_good: int, txn: tuple[str, int] | None) -> WriteResult:
         """The chunk's good rows in one commit (one file up to FILE_BYTES)."""
+        from kale_spark.faults import fail_commit_once
+
         target, run = self.stage.target, self.run
+        fail_commit_once(self.faults, self.lake, target.table, target.stage)
         per_row = 256 + 8 * self.stage.spec.generation.max_new_tokens
         rows = output_rows(good, self.stage, run.run_id).coalesce(
             files_for(n_good * per_row, FILE_BYTES)
@@ -692,3 +696,24 @@ def _worker_metrics(workers: Mapping[str, int]) -> dict[str, float]:
         "model_workers": float(n_workers),
         "loads_per_worker": round(loads / n_workers, 3) if n_workers else 0.0,
     }
+
+
+def run_on_cluster(spark: Any, cfg: Any, lake: Lake, run: StageRun, **wiring: Any) -> None:
+    """Build a :class:`ModelStage` from ``wiring`` for the session's cluster and run it.
+
+    What every model stage shares: the progress interval from ``cfg``, one GPU per model
+    task on a GPU cluster (stage-level scheduling; None locally), the number of model
+    tasks the cluster runs at once, and the model UDF's context for ``wiring["spec"]``.
+    """
+    from kale_spark.spark import udf
+    from kale_spark.spark.resources import model_slots, model_stage_profile
+
+    stage = ModelStage(
+        **wiring,
+        progress_interval_s=cfg.progress.interval_s,
+        resource_profile=model_stage_profile(spark),
+        slots=model_slots(spark),
+    )
+    run_model_stage(lake, run, stage, udf.udf_context(spark, cfg, stage.spec))
+    if stage.spec.is_tiny:
+        run.notes.append(f"{stage.spec.id} is an untrained smoke-test model: captions are noise")

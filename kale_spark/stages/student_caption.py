@@ -3,7 +3,7 @@
 The split (split.py, `split.teacher_fraction`) gives every ok image to the teacher or
 to the student; this stage captions the student's share, image + alt-text in
 (prompt `student_v1`), with the checkpoint train-student made last (or
-`student.checkpoint`). It runs through the shared model-stage machinery
+`student.caption.id`). It runs through the shared model-stage machinery
 (stages/model_stage.py: streamed from `images`, committed chunk by chunk), model kind
 "student" of udf.model_partition_fn: the student loaded once per Python worker
 (``StudentCaptioner``, student/captioner.py).
@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kale_spark import schema
-from kale_spark.config import Config
+from kale_spark.config import LATEST_STUDENT, Config
 from kale_spark.lake.runs import StageRun, stage_run
 from kale_spark.lake.tables import Lake
 from kale_spark.split import is_teacher_col
-from kale_spark.stages.model_stage import ModelStage, Target, run_model_stage
+from kale_spark.stages.model_stage import Target, run_on_cluster
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -53,8 +53,8 @@ def resolve_checkpoint(lake: Lake, cfg: Config) -> tuple[str, str, dict[str, Any
     from kale_spark.stages.train_student import read_latest
     from kale_spark.student.captioner import content_hash
 
-    if cfg.student.checkpoint:
-        path = cfg.student.checkpoint
+    if cfg.student.caption.id != LATEST_STUDENT:
+        path = cfg.student.caption.id
         return path, content_hash(path), {"path": path}
     pointer = read_latest(lake, cfg)
     if pointer is None:
@@ -108,8 +108,6 @@ def has_legacy_rows(lake: Lake, cfg: Config) -> bool:
 def run(spark: SparkSession, cfg: Config) -> StageRun:
     """Caption every ok image of the student's share that has no caption from this
     checkpoint yet."""
-    from kale_spark.spark import udf
-    from kale_spark.spark.resources import model_slots, model_stage_profile
     from kale_spark.student.captioner import student_spec
 
     lake = Lake(spark, cfg.lake)
@@ -125,7 +123,11 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
         source_versions = dict(versions)
         if trained_on is not None:
             source_versions[f"student_train.{schema.FILTERED_CAPTIONS}"] = int(trained_on)
-        stage = ModelStage(
+        run_on_cluster(
+            spark,
+            cfg,
+            lake,
+            run,
             target=TARGET,
             spec=spec,
             kind="student",
@@ -133,11 +135,6 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             prepare=student_share(lake, cfg, versions[schema.SAMPLES], has_legacy_rows(lake, cfg)),
             source_versions=source_versions,
             passthrough=PASSTHROUGH,
-            progress_interval_s=cfg.progress.interval_s,
-            # One GPU per model task on a GPU cluster (stage-level scheduling); None locally.
-            resource_profile=model_stage_profile(spark),
-            slots=model_slots(spark),
         )
-        run_model_stage(lake, run, stage, udf.udf_context(spark, cfg, spec))
         run.notes.append(f"student checkpoint {path} ({digest})")
     return run

@@ -3,7 +3,7 @@ the stage-2 student checkpoint (KALE Stage 2a).
 
     filtered_captions@v (stage1, not rejected; one caption per uid, the newest)
       ⨝ images (ok: the image bytes)  ⨝ samples (the alt-text)
-      ─ split by uid hash (student.val_fraction) ─▶ train / validation
+      ─ split by uid hash (student.train.val_fraction) ─▶ train / validation
       ─ Parquet snapshot <snapshot_dir>/<data key>/split=train|val + manifest.json
         (written by Spark in one job: the image bytes are read once)
       ─ TorchDistributor(num_processes ranks).run(training.loop.train_entry)
@@ -14,7 +14,7 @@ the images version (the bytes as fetch stored them; the loader preprocesses them
 the student) and the split settings. Training settings (lr, steps, batch size,
 ranks ...) key the run directory instead, so changing them trains a new run on the
 same snapshot. The snapshot's location is one URI with its scheme
-(`student.snapshot_dir`, default `file://<checkpoint root>/snapshots`): Spark writes
+(`student.train.snapshot_dir`, default `file://<checkpoint root>/snapshots`): Spark writes
 it, and the driver (the manifest) and every rank read that same URI through pyarrow;
 a URI pyarrow cannot open is refused before anything is written. Spark's row count
 of the training rows is checked against the manifest, so files the driver cannot
@@ -24,7 +24,7 @@ Training runs through TorchDistributor with its own resource setting
 (resources.student_distributor: one whole GPU per rank on a GPU cluster). A rerun on
 the same inputs trains nothing (the final checkpoint exists); an interrupted run
 resumes from its last checkpoint at each rank's recorded read position.
-`--clean-snapshots` (`student.clean_snapshots`) removes the snapshots no resumable run
+`--clean-snapshots` (`student.train.clean_snapshots`) removes the snapshots no resumable run
 uses before training. `<checkpoint_dir>/LATEST.json` names the newest final checkpoint
 for student-caption. The runs row records the table versions read, row counts, steps,
 `world_size`, the rows each rank trained on (`samples.rank_<r>`) and the losses of
@@ -58,20 +58,10 @@ SNAPSHOTS = "snapshots"
 SNAPSHOT_FORMAT = 2
 # Row groups of this size: a loader worker reads whole row groups, one batch at a time.
 ROW_GROUP_BYTES = 8 * 1024 * 1024
-# Settings that change the trained weights: a change means a new run directory.
+# Settings that change the trained weights, by section: a change means a new run
+# directory. The model section counts whole; from the caption spec, the prompt the
+# student reads and its token budget.
 TRAINING_FIELDS = (
-    "vision_model",
-    "vision_revision",
-    "language_model",
-    "language_revision",
-    "image_size",
-    "projector",
-    "prompt_id",
-    "train_parts",
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "lora_target_modules",
     "lr",
     "warmup_steps",
     "weight_decay",
@@ -80,34 +70,44 @@ TRAINING_FIELDS = (
     "batch_size",
     "num_processes",
     "max_caption_tokens",
-    "max_input_tokens",
     "seed",
     "dtype",
 )
+CAPTION_FIELDS = ("prompt_id", "max_input_tokens")
+
+
+def training_settings(student: Any) -> dict[str, Any]:
+    """The settings of ``student`` (a StudentConfig) that the training key covers."""
+    from dataclasses import asdict
+
+    settings = asdict(student.model)
+    settings.update({n: getattr(student.train, n) for n in TRAINING_FIELDS})
+    settings.update({n: getattr(student.caption, n) for n in CAPTION_FIELDS})
+    return settings
 
 
 def checkpoint_root(lake: Lake, cfg: Config) -> Path:
-    """Where runs live: `student.checkpoint_dir`, else <lake.root>/student (a local or
+    """Where runs live: `student.train.checkpoint_dir`, else <lake.root>/student (a local or
     mounted path: checkpoints are written with plain file I/O)."""
-    root = cfg.student.checkpoint_dir or lake.path("student")
+    root = cfg.student.train.checkpoint_dir or lake.path("student")
     if "://" in root.removeprefix("file://"):
         raise ValueError(
             f"student checkpoints need a local or mounted path (e.g. /dbfs/...), not {root}: "
-            "set student.checkpoint_dir"
+            "set student.train.checkpoint_dir"
         )
     return Path(root.removeprefix("file://").removeprefix("file:")).absolute()
 
 
 def snapshot_root(lake: Lake, cfg: Config) -> str:
     """The snapshots' root as a URI with its scheme (a bare path becomes file://)."""
-    root = cfg.student.snapshot_dir or str(checkpoint_root(lake, cfg) / SNAPSHOTS)
+    root = cfg.student.train.snapshot_dir or str(checkpoint_root(lake, cfg) / SNAPSHOTS)
     if "://" in root:
         return root.rstrip("/")
     return Path(root.removeprefix("file:")).absolute().as_uri()
 
 
 def pinned_versions(lake: Lake, cfg: Config) -> dict[str, int]:
-    """The versions training reads: `student.source_version` of filtered_captions (or
+    """The versions training reads: `student.train.source_version` of filtered_captions (or
     its latest), and the current images and samples."""
     for table, step in (
         (schema.FILTERED_CAPTIONS, "filter"),
@@ -116,10 +116,12 @@ def pinned_versions(lake: Lake, cfg: Config) -> dict[str, int]:
     ):
         if not lake.exists(table):
             raise LookupError(f"no `{table}` table yet: run `kale {step}` first")
-    pinned = cfg.student.source_version
+    pinned = cfg.student.train.source_version
     latest = lake.version(schema.FILTERED_CAPTIONS)
     if pinned is not None and pinned > latest:
-        raise LookupError(f"student.source_version {pinned}: filtered_captions is at v{latest}")
+        raise LookupError(
+            f"student.train.source_version {pinned}: filtered_captions is at v{latest}"
+        )
     return {
         schema.FILTERED_CAPTIONS: latest if pinned is None else pinned,
         schema.IMAGES: lake.version(schema.IMAGES),
@@ -150,7 +152,7 @@ def training_rows(lake: Lake, cfg: Config, versions: dict[str, int]) -> DataFram
     )
     rows = kept.join(images, "uid").join(samples, "uid")
     return rows.withColumn(
-        "is_val", in_share_col(F.col("uid"), VALIDATION_SALT, cfg.student.val_fraction)
+        "is_val", in_share_col(F.col("uid"), VALIDATION_SALT, cfg.student.train.val_fraction)
     )
 
 
@@ -186,13 +188,13 @@ def data_key(cfg: Config, fp: dict[str, Any], versions: dict[str, int]) -> str:
         "format": SNAPSHOT_FORMAT,
         "rows": fp,
         "images_version": versions[schema.IMAGES],
-        "split": {"val_fraction": cfg.student.val_fraction, "salt": VALIDATION_SALT},
+        "split": {"val_fraction": cfg.student.train.val_fraction, "salt": VALIDATION_SALT},
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def training_key(cfg: Config, snapshot_key: str) -> str:
-    settings = {name: getattr(cfg.student, name) for name in TRAINING_FIELDS}
+    settings = training_settings(cfg.student)
     blob = json.dumps({"data": snapshot_key, "student": settings}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -228,7 +230,7 @@ def write_snapshot(
         raise RuntimeError(
             f"Spark wrote {expected} rows to the snapshot {uri}, the driver sees {seen} "
             "there: the snapshot location must be one every node and the trainers share "
-            "(student.snapshot_dir)"
+            "(student.train.snapshot_dir)"
         )
     write_manifest(uri, manifest)
     log.info("training snapshot %s: %s rows", uri, expected)
@@ -274,7 +276,7 @@ def _distribute(spark: SparkSession, job: Any) -> dict[str, Any]:
     from kale_spark.spark.resources import student_distributor
     from kale_spark.student.loop import train_entry
 
-    s = job.student
+    s = job.student.train
     distributor = student_distributor(spark, s)
     log.info(
         "training with TorchDistributor: %d process(es), local_mode=%s, use_gpu=%s",
@@ -323,7 +325,7 @@ def read_latest(lake: Lake, cfg: Config) -> dict[str, Any] | None:
 
 
 def _provenance(cfg: Config, run: StageRun, versions: dict[str, int], data: dict, key: str):
-    s = cfg.student
+    s = cfg.student.model
     return {
         "source_table": schema.FILTERED_CAPTIONS,
         "source_version": versions[schema.FILTERED_CAPTIONS],
@@ -346,14 +348,14 @@ def _snapshot(lake: Lake, cfg: Config, run: StageRun, versions) -> tuple[str, di
     key = data_key(cfg, fp, versions)
     root_uri = snapshot_root(lake, cfg)
     uri = f"{root_uri}/{key}"
-    if cfg.student.clean_snapshots:
+    if cfg.student.train.clean_snapshots:
         keep = snapshots_in_use(checkpoint_root(lake, cfg)) | {key}
         removed = clean_snapshots(root_uri, keep)
         run.counts["snapshots_removed"] = len(removed)
         run.notes.append(f"snapshots removed: {', '.join(removed) or 'none'}")
     expected = {"train": fp["train_rows"], "val": fp["val_rows"]}
     manifest = write_snapshot(
-        rows, uri, cfg.student.snapshot_files, expected, key=key, versions=versions, data=fp
+        rows, uri, cfg.student.train.snapshot_files, expected, key=key, versions=versions, data=fp
     )
     return uri, manifest
 
@@ -376,7 +378,7 @@ def _train(spark, cfg: Config, run: StageRun, run_dir: Path, uri: str, provenanc
         run_dir=str(run_dir),
         base_dir=str(base),
         snapshot=uri,
-        torch_threads=cfg.models.torch_threads or rank_threads(s, os.cpu_count() or 1),
+        torch_threads=cfg.models.torch_threads or rank_threads(s.train, os.cpu_count() or 1),
         provenance=provenance,
     )
     result = _distribute(spark, job)
@@ -411,7 +413,7 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             provenance = _provenance(cfg, run, versions, data, key)
             _train(spark, cfg, run, root / key, uri, provenance)
         else:
-            run.counts.update(resumed_from_step=cfg.student.max_steps, trained_steps=0)
+            run.counts.update(resumed_from_step=cfg.student.train.max_steps, trained_steps=0)
             run.notes.append(f"already trained on these inputs: {final}")
         provenance = json.loads((final / PROVENANCE).read_text())
         _write_latest(root, final, provenance)

@@ -3,6 +3,7 @@ lineage) and ``StudentCaptioner``, the stage-1 captioner with the alt-text promp
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Sequence
@@ -31,20 +32,10 @@ def content_hash(path: str | os.PathLike) -> str:
 
 
 def student_spec(scfg: StudentConfig, checkpoint: str, checkpoint_hash: str) -> ModelSpec:
-    """The ModelSpec student-caption runs: the checkpoint's path is the model id and its
-    content hash the revision, so both land in every stage-2 row's lineage."""
-    return ModelSpec(
-        id=str(checkpoint),
-        revision=checkpoint_hash,
-        prompt_id=scfg.prompt_id,
-        dtype=scfg.dtype if scfg.use_gpu else "float32",
-        device=scfg.device,
-        batch_size=scfg.caption_batch_size,
-        rows_per_commit=scfg.rows_per_commit,
-        commit_interval_s=scfg.commit_interval_s,
-        max_input_tokens=scfg.max_input_tokens,
-        generation=scfg.generation,
-    )
+    """The ModelSpec student-caption runs: ``student.caption`` with the checkpoint's
+    path as the model id and its content hash as the revision, so both land in every
+    stage-2 row's lineage."""
+    return dataclasses.replace(scfg.caption, id=str(checkpoint), revision=checkpoint_hash)
 
 
 class StudentCaptioner(Captioner):

@@ -24,7 +24,7 @@ Loader. ``loader()`` is a torch DataLoader over batch numbers ``b, b + 1, ...``:
 worker processes read the row groups a batch needs (each keeps its last two), decode,
 preprocess and tokenize it (``encode``), and prepare ``prefetch`` batches ahead; on
 CUDA the batches come in pinned memory. Batch ``b`` is the same whatever the worker
-count, so the order does not depend on ``student.loader_workers``.
+count, so the order does not depend on ``student.train.loader_workers``.
 """
 
 from __future__ import annotations

@@ -10,14 +10,14 @@ than one process). It
        snapshot or read the probe (no shared filesystem) fails with an error naming
        itself and its host, and so does every other rank, before any training;
     2. loads the composed base student (models/student.py) in float32, the master
-       weights, freezes what ``student.train_parts`` does not train, turns on
+       weights, freezes what ``student.model.train_parts`` does not train, turns on
        gradient checkpointing if asked; AdamW over the trainable weights (its state
        float32 too); a resume loads the checkpoint's weights and optimizer state;
     3. feeds the rank its equal share of the snapshot through a DataLoader with
-       ``student.loader_workers`` processes (training/data.py), from the position
+       ``student.train.loader_workers`` processes (training/data.py), from the position
        the checkpoint recorded for this rank;
-    4. trains to ``student.max_steps``: the forward under autocast in
-       ``student.dtype`` (bfloat16; float32 = no autocast), the loss over the
+    4. trains to ``student.train.max_steps``: the forward under autocast in
+       ``student.train.dtype`` (bfloat16; float32 = no autocast), the loss over the
        caption's tokens only (``caption_loss``), DDP averaging the gradients,
        clipping, the learning rate of the step (``lr_at``: linear warmup over
        ``warmup_steps``, then cosine to 0), an AdamW step;
@@ -144,7 +144,7 @@ def _distributed(job: TrainJob) -> tuple[int, int, int]:
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            nccl = job.student.use_gpu and torch.cuda.is_available()
+            nccl = job.student.train.use_gpu and torch.cuda.is_available()
             dist.init_process_group("nccl" if nccl else "gloo")
     return rank, world, local
 
@@ -152,7 +152,7 @@ def _distributed(job: TrainJob) -> tuple[int, int, int]:
 def _device(job: TrainJob, local_rank: int) -> str:
     import torch
 
-    if job.student.use_gpu and torch.cuda.is_available():
+    if job.student.train.use_gpu and torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
         return f"cuda:{local_rank}"
     return "cpu"
@@ -214,7 +214,7 @@ def _fail_on_blind_ranks(job: TrainJob, views: list[tuple[str, str, bool]]) -> N
     problems += [
         f"rank {r} on {host} cannot see the checkpoint directory {job.checkpoint_root} "
         "that rank 0 writes: checkpoints and resume need a directory every rank reads "
-        "(a shared or mounted path, e.g. /dbfs/..., in student.checkpoint_dir)"
+        "(a shared or mounted path, e.g. /dbfs/..., in student.train.checkpoint_dir)"
         for r, (host, _, sees) in enumerate(views)
         if not sees
     ]
@@ -270,10 +270,10 @@ def _setup(job: TrainJob, device: str, step: int):
         load_student,
     )
 
-    s = job.student
-    # float32 master weights whatever student.dtype says: bf16 is for the forward only.
+    s = job.student.train
+    # float32 master weights whatever student.train.dtype says: bf16 is for the forward only.
     model, processor = load_student(job.base_dir, dtype="float32", device=device)
-    model = apply_train_parts(model, s)
+    model = apply_train_parts(model, job.student.model)
     if s.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -291,8 +291,8 @@ def _setup(job: TrainJob, device: str, step: int):
 
 
 def _encoder(job: TrainJob, processor: Any) -> BatchEncoder:
-    s = job.student
-    return BatchEncoder(processor, s.prompt_id, s.max_input_tokens, s.max_caption_tokens)
+    spec, s = job.student.caption, job.student.train
+    return BatchEncoder(processor, spec.prompt_id, spec.max_input_tokens, s.max_caption_tokens)
 
 
 def evaluate(job: TrainJob, model: Any, processor: Any, device: str, rank=0, world=1) -> float:
@@ -302,7 +302,7 @@ def evaluate(job: TrainJob, model: Any, processor: Any, device: str, rank=0, wor
 
     from kale_spark.student.model import caption_loss
 
-    s = job.student
+    s = job.student.train
     manifest = read_manifest(job.snapshot) or {}
     groups = split_groups(manifest, "val") if manifest else []
     plan = RankPlan(groups, rank, world, s.batch_size, s.seed, shuffle=False, equal=False)
@@ -360,16 +360,16 @@ def train(job: TrainJob, on_step: Callable[[int, float], None] | None = None) ->
 
     from kale_spark.models.device import set_torch_threads
 
-    if job.student.dtype == "float16":
+    if job.student.train.dtype == "float16":
         raise ValueError(
-            "student.dtype float16 does not train (it needs loss scaling): use bfloat16 "
+            "student.train.dtype float16 does not train (it needs loss scaling): use bfloat16 "
             "(an autocast forward over float32 weights) or float32"
         )
     set_torch_threads(job.torch_threads)
     rank, world, local = _distributed(job)
     device = _device(job, local)
     manifest, start = _agree_on_start(job, rank, world)
-    torch.manual_seed(job.student.seed + rank)
+    torch.manual_seed(job.student.train.seed + rank)
     model, processor, optimizer, ckpt = _setup(job, device, start)
     loop = _Loop(job, model, processor, optimizer, device, rank, world, manifest, ckpt)
     return loop.run(start, on_step)
@@ -379,7 +379,7 @@ class _Loop:
     """The state one training process carries between steps."""
 
     def __init__(self, job, model, processor, optimizer, device, rank, world, manifest, ckpt):
-        s = self.s = job.student
+        s = self.s = job.student.train
         self.job, self.model, self.processor, self.optimizer = job, model, processor, optimizer
         self.device, self.rank, self.world, self.manifest = device, rank, world, manifest
         self.plan = RankPlan(split_groups(manifest, "train"), rank, world, s.batch_size, s.seed)
@@ -546,7 +546,7 @@ def _finish(job: TrainJob, model: Any, history: list, done: dict[str, Any]) -> d
         provenance = {
             **job.provenance,
             **done,
-            "steps": job.student.max_steps,
+            "steps": job.student.train.max_steps,
             "history": history,
             "content_hash": digest,
             "student": asdict(job.student),

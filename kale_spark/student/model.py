@@ -30,7 +30,7 @@ from kale_spark.lake.files import atomic_dir
 from kale_spark.models.spec import ModelSpec
 
 if TYPE_CHECKING:
-    from kale_spark.config import StudentConfig
+    from kale_spark.config import StudentConfig, StudentModelConfig
 
 __all__ = [
     "IGNORE_INDEX",
@@ -220,7 +220,7 @@ def resize_vision_positions(vision: Any, image_size: int) -> bool:
 
 
 def _feature_layer(scfg: StudentConfig) -> int | list[int]:
-    layers = list(scfg.projector.vision_feature_layers)
+    layers = list(scfg.model.projector.vision_feature_layers)
     return layers[0] if len(layers) == 1 else layers
 
 
@@ -231,28 +231,28 @@ def compose_student(scfg: StudentConfig, cache_dir: str | os.PathLike | None = N
 
     from kale_spark.models.loading import load_lm
 
-    vision_path = resolve_base_model(scfg.vision_model, cache_dir)
-    lm_path = resolve_base_model(scfg.language_model, cache_dir)
-    vision, image_processor = _load_vision(vision_path, scfg.vision_revision)
-    lm, tokenizer = load_lm(_base_spec(lm_path, scfg.language_revision), device="cpu")
-    resize_vision_positions(vision, scfg.image_size)
+    vision_path = resolve_base_model(scfg.model.vision_model, cache_dir)
+    lm_path = resolve_base_model(scfg.model.language_model, cache_dir)
+    vision, image_processor = _load_vision(vision_path, scfg.model.vision_revision)
+    lm, tokenizer = load_lm(_base_spec(lm_path, scfg.model.language_revision), device="cpu")
+    resize_vision_positions(vision, scfg.model.image_size)
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
     image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    patches = (scfg.image_size // vision.config.patch_size) ** 2
-    full = scfg.projector.feature_select == "full"
+    patches = (scfg.model.image_size // vision.config.patch_size) ** 2
+    full = scfg.model.projector.feature_select == "full"
     config = LlavaConfig(
         vision_config=vision.config.to_dict(),
         text_config=lm.config.to_dict(),
         image_token_id=image_token_id,
-        projector_hidden_act=scfg.projector.hidden_act,
-        multimodal_projector_bias=scfg.projector.bias,
+        projector_hidden_act=scfg.model.projector.hidden_act,
+        multimodal_projector_bias=scfg.model.projector.bias,
         vision_feature_layer=_feature_layer(scfg),
-        vision_feature_select_strategy=scfg.projector.feature_select,
+        vision_feature_select_strategy=scfg.model.projector.feature_select,
         image_seq_length=patches + (1 if full else 0),
         tie_word_embeddings=False,
     )
-    torch.manual_seed(scfg.seed)  # the projector's initial weights
+    torch.manual_seed(scfg.train.seed)  # the projector's initial weights
     model = LlavaForConditionalGeneration(config)
     model.model.vision_tower.load_state_dict(vision.state_dict())
     model.model.language_model.load_state_dict(lm.model.state_dict())
@@ -261,12 +261,12 @@ def compose_student(scfg: StudentConfig, cache_dir: str | os.PathLike | None = N
         model.resize_token_embeddings(len(tokenizer))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    _set_image_size(image_processor, scfg.image_size)
+    _set_image_size(image_processor, scfg.model.image_size)
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
         patch_size=vision.config.patch_size,
-        vision_feature_select_strategy=scfg.projector.feature_select,
+        vision_feature_select_strategy=scfg.model.projector.feature_select,
         chat_template=STUDENT_CHAT_TEMPLATE,
         image_token=IMAGE_TOKEN,
         num_additional_image_tokens=1,  # CLIP's class token
@@ -302,7 +302,7 @@ def load_student(path: str | os.PathLike, dtype: str = "float32", device: str = 
 # ---------------------------------------------------------------------------- training
 
 
-def apply_train_parts(model: Any, scfg: StudentConfig) -> Any:
+def apply_train_parts(model: Any, scfg: StudentModelConfig) -> Any:
     """Freeze what ``scfg.train_parts`` does not train; LoRA wraps the LM with peft.
 
     projector     the projector only
@@ -338,7 +338,7 @@ def apply_train_parts(model: Any, scfg: StudentConfig) -> Any:
 
 
 def enable_gradient_checkpointing(model: Any) -> None:
-    """Recompute activations in the backward pass (``student.gradient_checkpointing``).
+    """Recompute activations in the backward pass (``student.train.gradient_checkpointing``).
     Non-reentrant, so it works with DDP and with frozen embeddings (projector, lora)."""
     kwargs = {"use_reentrant": False}
     if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name

@@ -22,8 +22,12 @@ def main() -> None:
     from kale_spark.spark.resources import student_distributor
 
     spark = SparkSession.builder.getOrCreate()
-    overrides = ["student.use_gpu=true", "student.local_mode=false", "student.num_processes=1"]
-    scfg = load_config(None, overrides).student
+    overrides = [
+        "student.train.use_gpu=true",
+        "student.train.local_mode=false",
+        "student.train.num_processes=1",
+    ]
+    scfg = load_config(None, overrides).student.train
     distributor = student_distributor(spark, scfg)
     rank0 = distributor.run(report)
     result = {"num_tasks": distributor.num_tasks, "profile_id": distributor.profile.id}

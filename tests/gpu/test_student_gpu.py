@@ -48,16 +48,16 @@ def test_tiny_student_trains_in_bf16_autocast_with_fp32_master_weights(tmp_path:
     scfg = load_config(
         None,
         [
-            "student.use_gpu=true",
-            "student.dtype=bfloat16",
-            f"student.batch_size={batch}",
-            f"student.max_steps={steps}",
-            "student.warmup_steps=4",
-            "student.lr=0.003",
-            "student.eval_interval=20",
-            "student.checkpoint_interval=20",
-            "student.loader_workers=4",
-            "student.gradient_checkpointing=true",
+            "student.train.use_gpu=true",
+            "student.train.dtype=bfloat16",
+            f"student.train.batch_size={batch}",
+            f"student.train.max_steps={steps}",
+            "student.train.warmup_steps=4",
+            "student.train.lr=0.003",
+            "student.train.eval_interval=20",
+            "student.train.checkpoint_interval=20",
+            "student.train.loader_workers=4",
+            "student.train.gradient_checkpointing=true",
         ],
     ).student
     cache = tmp_path / "cache"

@@ -51,7 +51,9 @@ def _examples(n: int, prefix: str = "") -> list[Example]:
 
 
 def _cfg(*overrides: str):
-    return load_config(None, ["student.batch_size=2", "student.lr=0.003", *overrides]).student
+    return load_config(
+        None, ["student.train.batch_size=2", "student.train.lr=0.003", *overrides]
+    ).student
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +115,7 @@ def test_labels_count_only_the_caption(base_dir: Path):
 )
 def test_train_parts(base_dir: Path, parts: str, trains: list[str], frozen: list[str]):
     model, _ = S.load_student(base_dir)
-    model = S.apply_train_parts(model, _cfg(f"student.train_parts={parts}"))
+    model = S.apply_train_parts(model, _cfg(f"student.model.train_parts={parts}").model)
     names = list(S.trainable_state(model))
     assert names
     for part in trains:
@@ -127,7 +129,9 @@ def test_train_parts(base_dir: Path, parts: str, trains: list[str], frozen: list
 def test_overfits_a_fixed_batch(base_dir: Path, tmp_path: Path):
     """The loss on one fixed batch of 2 falls below 30% of its start within 40 steps."""
     scfg = _cfg(
-        "student.max_steps=40", "student.eval_interval=40", "student.checkpoint_interval=40"
+        "student.train.max_steps=40",
+        "student.train.eval_interval=40",
+        "student.train.checkpoint_interval=40",
     )
     losses: list[float] = []
     result = train(_job(tmp_path, base_dir, scfg), on_step=lambda s, loss: losses.append(loss))
@@ -139,10 +143,10 @@ def test_resume_continues_step_count_and_loss(base_dir: Path, tmp_path: Path):
     """Interrupted after the step-3 checkpoint, a rerun continues at step 4 with the
     losses the uninterrupted run had."""
     scfg = _cfg(
-        "student.max_steps=6",
-        "student.eval_interval=3",
-        "student.checkpoint_interval=3",
-        "student.keep_checkpoints=5",
+        "student.train.max_steps=6",
+        "student.train.eval_interval=3",
+        "student.train.checkpoint_interval=3",
+        "student.train.keep_checkpoints=5",
     )
     straight: list[tuple[int, float]] = []
     train(
@@ -185,7 +189,11 @@ def test_resume_continues_step_count_and_loss(base_dir: Path, tmp_path: Path):
 
 
 def test_student_captioner_from_the_final_checkpoint(base_dir: Path, tmp_path: Path):
-    scfg = _cfg("student.max_steps=2", "student.eval_interval=2", "student.checkpoint_interval=2")
+    scfg = _cfg(
+        "student.train.max_steps=2",
+        "student.train.eval_interval=2",
+        "student.train.checkpoint_interval=2",
+    )
     result = train(_job(tmp_path, base_dir, scfg))
     final = result["final_dir"]
     assert SC.content_hash(final) == result["content_hash"]
@@ -216,7 +224,9 @@ def test_caption_loss_equals_the_full_logits_loss(base_dir: Path):
 
 
 def test_learning_rate_warms_up_then_decays_by_cosine():
-    s = _cfg("student.lr=0.01", "student.warmup_steps=4", "student.max_steps=14")
+    s = _cfg(
+        "student.train.lr=0.01", "student.train.warmup_steps=4", "student.train.max_steps=14"
+    ).train
     lrs = [lr_at(step, s) for step in range(1, 15)]
     assert lrs[:4] == pytest.approx([0.0025, 0.005, 0.0075, 0.01])
     # then cosine over the 10 remaining steps: 0.01 * (1 + cos(pi * k / 10)) / 2
@@ -224,21 +234,21 @@ def test_learning_rate_warms_up_then_decays_by_cosine():
     assert lrs[9] == pytest.approx(0.005)
     assert lrs[13] == pytest.approx(0.01 * (1 + math.cos(math.pi * 0.9)) / 2)
     assert all(a > b for a, b in zip(lrs[4:], lrs[5:], strict=False))
-    no_warmup = _cfg("student.lr=0.01", "student.max_steps=2")
+    no_warmup = _cfg("student.train.lr=0.01", "student.train.max_steps=2").train
     assert [lr_at(1, no_warmup), lr_at(2, no_warmup)] == pytest.approx([0.01, 0.005])
 
 
 def test_bf16_autocast_keeps_float32_master_weights(base_dir: Path, tmp_path: Path):
-    """student.dtype bfloat16: the forward runs in bf16 (autocast), while the weights and
+    """student.train.dtype bfloat16: the forward runs in bf16 (autocast), while the weights and
     AdamW's state stay float32, so an update at the paper's lr is not rounded away."""
     import torch
 
     scfg = _cfg(
-        "student.dtype=bfloat16",
-        "student.lr=0.00002",
-        "student.max_steps=1",
-        "student.eval_interval=1",
-        "student.checkpoint_interval=1",
+        "student.train.dtype=bfloat16",
+        "student.train.lr=0.00002",
+        "student.train.max_steps=1",
+        "student.train.eval_interval=1",
+        "student.train.checkpoint_interval=1",
     )
     job = _job(tmp_path, base_dir, scfg)
     seen: list[torch.dtype] = []
@@ -285,17 +295,19 @@ def test_gradient_checkpointing_gives_the_same_steps(base_dir: Path, tmp_path: P
     losses = {}
     for flag in ("false", "true"):
         scfg = _cfg(
-            f"student.gradient_checkpointing={flag}",
-            "student.max_steps=3",
-            "student.eval_interval=3",
-            "student.checkpoint_interval=3",
+            f"student.train.gradient_checkpointing={flag}",
+            "student.train.max_steps=3",
+            "student.train.eval_interval=3",
+            "student.train.checkpoint_interval=3",
         )
         losses[flag] = got = []
         train(_job(tmp_path / flag, base_dir, scfg, n_train=4), on_step=_append_to(got))
     assert losses["true"] == pytest.approx(losses["false"], rel=1e-4)
     # with frozen embeddings (LoRA) too: non-reentrant checkpointing still trains
     scfg = _cfg(
-        "student.train_parts=lora", "student.gradient_checkpointing=true", "student.max_steps=2"
+        "student.model.train_parts=lora",
+        "student.train.gradient_checkpointing=true",
+        "student.train.max_steps=2",
     )
     job = _job(tmp_path / "lora", base_dir, scfg)
     train(job)
@@ -340,12 +352,12 @@ def test_the_image_matters(base_dir: Path, tmp_path: Path):
     """Trained on captions that name the image's colour, the student's validation loss
     is lower with each row's own image than with the images moved to other rows."""
     scfg = _cfg(
-        "student.max_steps=60",
-        "student.batch_size=4",
-        "student.lr=0.01",
-        "student.warmup_steps=5",
-        "student.eval_interval=60",
-        "student.checkpoint_interval=60",
+        "student.train.max_steps=60",
+        "student.train.batch_size=4",
+        "student.train.lr=0.01",
+        "student.train.warmup_steps=5",
+        "student.train.eval_interval=60",
+        "student.train.checkpoint_interval=60",
     )
     val = _colour_rows(8, 1000, "v")
     # each row gets the image of the next row: always another colour

@@ -28,7 +28,11 @@ from pathlib import Path
 
 from tests.support import kills, stage2_pipeline
 
-CHUNKS = ["caption.rows_per_commit=2", "augment.rows_per_commit=2", "student.rows_per_commit=2"]
+CHUNKS = [
+    "caption.rows_per_commit=2",
+    "augment.rows_per_commit=2",
+    "student.caption.rows_per_commit=2",
+]
 STAGE_LINE = re.compile(r"\[([a-z-]+)\] run \S+ started")
 STAGES = (
     "ingest",

@@ -35,7 +35,11 @@ from tests.support import kills, stage2_pipeline
 
 # Chunks of two rows: a model stage commits several times, so a kill after its first
 # commit lands mid-stage.
-CHUNKS = ["caption.rows_per_commit=2", "augment.rows_per_commit=2", "student.rows_per_commit=2"]
+CHUNKS = [
+    "caption.rows_per_commit=2",
+    "augment.rows_per_commit=2",
+    "student.caption.rows_per_commit=2",
+]
 # train-student: killed after the step-3 checkpoint of 6 steps. Steps of the tiny
 # student take milliseconds, so the killed process holds there (HOLD_ENV, a test-only
 # hook of the training loop) until the kill lands.

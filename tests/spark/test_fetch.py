@@ -212,3 +212,96 @@ def test_datacomp_download_layout_reads_images_from_shards(spark, tmp_path: Path
         else:
             assert r["status"] == "not_found_in_shards"
     assert run.counts["status.ok"] == 6
+
+
+def test_registered_domain_column_is_the_python_rule(spark) -> None:
+    """The Spark form (partitioning) and the Python form (the task's gates) agree."""
+    from kale_spark.fetch.hosts import host_of, registered_domain_column
+
+    urls = [
+        "http://images.example.com/a.jpg",
+        "https://A.B.Example.COM./x",
+        "http://cdn.shop.example.co.uk:8080/p?q=1",
+        "http://someone.github.io/i.png",
+        "http://127.0.0.1:9/x",
+        "http://[::1]:80/x",
+        "http://localhost/x",
+        "file:///data/a.jpg",
+        "not a url",
+        "https://co.uk/",
+    ]
+    frame = spark.createDataFrame([(u,) for u in urls], "url string")
+    got = [r[0] for r in frame.select(registered_domain_column("url")).collect()]
+    assert got == [host_of(u) for u in urls]
+
+
+def _write_metadata(folder: Path, urls: list[str]) -> None:
+    """A DataComp metadata parquet of these URLs (no hashes: any image is right)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    n = len(urls)
+    table = pa.table(
+        {
+            "uid": [f"{i:032x}" for i in range(n)],
+            "url": urls,
+            "text": [f"picture {i}" for i in range(n)],
+            "original_width": [8] * n,
+            "original_height": [8] * n,
+            "sha256": pa.array([None] * n, pa.string()),
+        }
+    )
+    pq.write_table(table, folder / "part-00000.parquet")
+
+
+def _documented_query(name: str) -> str:
+    """The SQL under the `<!-- query: name -->` marker of docs/fetch.md."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "fetch.md").read_text()
+    block = text.split(f"<!-- query: {name} -->", 1)[1].split("```sql", 1)[1]
+    return block.split("```", 1)[0].strip()
+
+
+def test_per_host_bound_across_tasks_and_the_host_figures(
+    spark, tmp_path, http_server, route_cls, image_bytes
+) -> None:
+    """2000 URLs on one host, salted into 2 buckets, over 2 cores: never more than
+    per_host_concurrency x host_salt connections to it at once, and a small host stays
+    in one task (at most per_host_concurrency). The `runs` row then names the hosts,
+    their ok share and their 429s, and the docs' "which hosts are refusing us" query
+    finds the one that refused."""
+    jpeg = image_bytes("JPEG", size=(8, 8))
+    http_server.add("/cluster/a.jpg", route_cls(body=jpeg, delay_s=0.002))
+    http_server.add("/cluster/busy.jpg", route_cls(body=b"", status=429))
+    port = http_server.port
+    urls = [f"http://localhost:{port}/cluster/a.jpg?n={i}" for i in range(2000)]
+    urls += [f"http://127.0.0.1:{port}/cluster/a.jpg?m={i}" for i in range(36)]
+    urls += [f"http://127.0.0.1:{port}/cluster/busy.jpg?m={i}" for i in range(4)]
+    _write_metadata(tmp_path / "sample" / "metadata", urls)
+    cfg = _config(
+        tmp_path,
+        "fetch.allow_networks=[127.0.0.0/8]",
+        "fetch.rows_per_task=1020",  # 2 tasks on 2 cores: both hold a bucket of localhost
+        "fetch.per_host_concurrency=4",
+        "fetch.host_salt=2",
+        "fetch.host_rows_per_task=1000",
+        "fetch.retries=0",
+        "fetch.backoff_s=0.01",
+        "fetch.image.resolution=8",
+    )
+    ingest.run(spark, cfg)
+    http_server.reset_peaks()
+    run = fetch.run(spark, cfg)
+    assert run.counts["status.ok"] == 2036 and run.counts["status.http_error"] == 4
+    assert http_server.peak_for("localhost") <= 4 * 2
+    assert http_server.peak_for("127.0.0.1") <= 4
+    assert run.counts["hosts.seen"] == 2 and run.counts["hosts.http_429"] == 4
+    assert run.counts["top_host.localhost.rows"] == 2000
+    assert run.counts["top_host.127.0.0.1.rows"] == 40
+    assert run.counts["top_host.127.0.0.1.http_429"] == 4
+    assert run.metrics["top_host.localhost.ok_share"] == 1.0
+    assert run.metrics["top_host.127.0.0.1.ok_share"] == 0.9
+
+    Lake(spark, cfg.lake).register_all()
+    refusing = spark.sql(_documented_query("refusing-hosts")).collect()
+    assert [(r["host"], r["http_429"], r["ok_share"]) for r in refusing] == [("127.0.0.1", 4, 0.9)]

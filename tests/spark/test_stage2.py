@@ -321,13 +321,13 @@ def two_processes(both_stages):
     before = set(_checkpoints(student_root))
     extra = [
         "--set",
-        "student.num_processes=2",
+        "student.train.num_processes=2",
         "--set",
-        f"student.max_steps={CLI_STEPS}",
+        f"student.train.max_steps={CLI_STEPS}",
         "--set",
-        "student.checkpoint_interval=2",
+        "student.train.checkpoint_interval=2",
         "--set",
-        "student.eval_interval=10",
+        "student.train.eval_interval=10",
     ]
     run_dir, reached = _kill_at_checkpoint(_train_student_cmd(root, *extra), student_root, before)
     # a snapshot no run uses, and one a resumable run (no final yet) still reads
@@ -376,7 +376,7 @@ def test_two_processes_resume_at_the_step_they_reached(two_processes) -> None:
 def test_runs_row_has_the_world_size_and_each_ranks_rows(two_processes, both_stages) -> None:
     metrics = two_processes["row"]["metrics"]
     assert metrics["world_size"] == 2
-    batch = 2  # student.batch_size in _overrides
+    batch = 2  # student.train.batch_size in _overrides
     a, b = metrics["samples.rank_0"], metrics["samples.rank_1"]
     assert a > 0 and abs(a - b) <= batch
     # every step took one batch on each rank: between CLI_STEPS and batch * CLI_STEPS rows

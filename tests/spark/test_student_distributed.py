@@ -49,7 +49,7 @@ def test_the_job_builds_one_gpu_per_rank_from_the_gpu_cluster_conf(spark, monkey
 
     conf = {**_props(REPO / "conf" / "spark" / "gpu-cluster.conf"), "spark.master": "yarn"}
     assert float(conf["spark.task.resource.gpu.amount"]) == 0.0625
-    scfg = load_config(REPO / "conf" / "paper.yaml").student
+    scfg = load_config(REPO / "conf" / "paper.yaml").student.train
     assert (scfg.num_processes, scfg.local_mode, scfg.use_gpu) == (8, False, True)
     key = "spark.task.resource.gpu.amount"
     spark.conf.set(key, conf[key])  # what TorchDistributor reads from the session
@@ -70,7 +70,7 @@ def test_the_job_builds_one_gpu_per_rank_from_the_gpu_cluster_conf(spark, monkey
     monkeypatch.setenv("RANK", "5")
     args, per_node = TorchDistributor._get_torchrun_args(False, distributor.num_processes)
     assert per_node == 1 and "--nnodes=8" in args and "--node_rank=5" in args
-    local = student_distributor(spark, load_config(None, []).student)
+    local = student_distributor(spark, load_config(None, []).student.train)
     assert local.profile is None and local.num_tasks == 1
     with pytest.raises(ValueError, match="needs GPUs on the executors"):
         student_distributor(spark, scfg, {"spark.master": "yarn"})
@@ -91,15 +91,15 @@ def _job(root: Path, run: str, base: Path, uri: str) -> TrainJob:
     scfg = load_config(
         None,
         [
-            "student.num_processes=2",
-            "student.batch_size=2",
-            f"student.max_steps={STEPS}",
-            "student.warmup_steps=2",
-            "student.lr=0.003",
-            "student.eval_interval=4",
-            "student.checkpoint_interval=2",
-            "student.keep_checkpoints=10",
-            "student.loader_workers=1",
+            "student.train.num_processes=2",
+            "student.train.batch_size=2",
+            f"student.train.max_steps={STEPS}",
+            "student.train.warmup_steps=2",
+            "student.train.lr=0.003",
+            "student.train.eval_interval=4",
+            "student.train.checkpoint_interval=2",
+            "student.train.keep_checkpoints=10",
+            "student.train.loader_workers=1",
         ],
     ).student
     return TrainJob(scfg, str(root / run), str(base), uri, torch_threads=1)

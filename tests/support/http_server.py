@@ -59,6 +59,7 @@ class Route:
     content_type: str = "image/jpeg"
     fail_first: int = 0  # answer fail_status to the first N requests
     fail_status: int = 500
+    fail_headers: dict[str, str] = field(default_factory=dict)  # sent with the failures
     drip_interval_s: float = 0.0  # > 0: send the body one byte at a time
     send_length: bool = True  # False: no Content-Length, body ends when the connection closes
     delay_s: float = 0.0  # sleep before answering
@@ -76,6 +77,13 @@ class LocalHTTPServer:
         self.log: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+        # Requests being answered now, and the most at once, per Host header (port cut).
+        # A request counts from its arrival until just before its answer is written:
+        # inside the client's own connection, so the server never counts more than the
+        # client holds open (a count ending after the write would lag the client).
+        self.answers: list[tuple[str, int, float, float]] = []  # (path, status, start, end)
+        self.open_by_host: Counter[str] = Counter()
+        self.peak_by_host: Counter[str] = Counter()
         self.spans: list[
             tuple[str, float, float]
         ] = []  # (path, start, end) of each answered request
@@ -115,6 +123,15 @@ class LocalHTTPServer:
             peak = max(peak, current)
         return peak
 
+    def peak_for(self, host: str) -> int:
+        """Most requests with this Host header (without its port) answered at once."""
+        with self._lock:
+            return self.peak_by_host[host]
+
+    def reset_peaks(self) -> None:
+        with self._lock:
+            self.peak_by_host.clear()
+
     def requests_to(self, path: str) -> int:
         with self._lock:
             return self.counts[path]
@@ -131,24 +148,36 @@ def _handler(server: LocalHTTPServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
             path = self.path.split("?", 1)[0]
+            host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
             with server._lock:
                 server.log.append(("GET", self.path, dict(self.headers.items())))
                 server.counts[path] += 1
                 count = server.counts[path]
+                server.open_by_host[host] += 1
+                peak = max(server.peak_by_host[host], server.open_by_host[host])
+                server.peak_by_host[host] = peak
             start = time.monotonic()
+            self.answered_status = 0
+            self.host = host
+            self.counted = True
             try:
                 self._answer(server.routes.get(path), count)
             except (BrokenPipeError, ConnectionResetError):
                 pass
             finally:
                 with server._lock:
-                    server.spans.append((path, start, time.monotonic()))
+                    end = time.monotonic()
+                    server.spans.append((path, start, end))
+                    server.answers.append((path, self.answered_status, start, end))
+                    if self.counted:
+                        server.open_by_host[host] -= 1
 
         def _answer(self, route: Route | None, count: int) -> None:
             if route is None:
                 route = Route(body=b"<html>not found</html>", status=404, content_type="text/html")
             if route.delay_s:
                 time.sleep(route.delay_s)
+            self._uncount()
             if route.raw is not None:
                 self._raw(route.raw)
                 return
@@ -157,7 +186,9 @@ def _handler(server: LocalHTTPServer) -> type[BaseHTTPRequestHandler]:
                     body=b"<html>try again</html>",
                     status=route.fail_status,
                     content_type="text/html",
+                    headers=route.fail_headers,
                 )
+            self.answered_status = route.status
             self.send_response(route.status)
             self.send_header("Content-Type", route.content_type)
             for name, value in route.headers.items():
@@ -174,6 +205,12 @@ def _handler(server: LocalHTTPServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self.wfile.write(route.body)
             self.close_connection = True
+
+        def _uncount(self) -> None:
+            with server._lock:
+                if self.counted:
+                    server.open_by_host[self.host] -= 1
+                    self.counted = False
 
         def _raw(self, writer: RawWriter) -> None:
             """Write until the writer ends, the client hangs up, or RAW_LIMIT_S passes."""

@@ -218,7 +218,7 @@ def test_databricks_job_has_a_task_for_every_stage_of_kale_run():
 
 
 def test_databricks_gpu_cluster_holds_the_paper_students_ranks():
-    """train-student's barrier stage needs student.num_processes GPUs at once."""
+    """train-student's barrier stage needs student.train.num_processes GPUs at once."""
     from kale_spark.config import load_config
     from kale_spark.spark.resources import student_task_resources
 
@@ -231,7 +231,7 @@ def test_databricks_gpu_cluster_holds_the_paper_students_ranks():
     resources = student_task_resources(conf)
     assert resources is not None and resources.gpus == 1.0
     gpus = cluster["num_workers"] * float(conf["spark.executor.resource.gpu.amount"])
-    assert gpus >= load_config(REPO / "conf" / "paper.yaml").student.num_processes
+    assert gpus >= load_config(REPO / "conf" / "paper.yaml").student.train.num_processes
 
 
 def test_databricks_job_runs_the_cli_commands_that_exist():

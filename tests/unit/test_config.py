@@ -55,6 +55,10 @@ def test_overrides_apply_dotted_and_parse_values() -> None:
         ("spark.ui=maybe", "spark.ui: expected true/false"),
         ("sample.bad_fraction=1.5", "sample.bad_fraction must be in [0, 1)"),
         ("fetch.hash_policy=sometimes", "fetch.hash_policy: unknown policy"),
+        ("fetch.per_host_concurrency=0", "fetch.per_host_concurrency must be an int >= 1"),
+        ("fetch.host_fail_limit=0", "fetch.host_fail_limit must be an int >= 1"),
+        ("fetch.host_salt=0", "fetch.host_salt must be >= 1"),
+        ("fetch.host_rows_per_task=0", "fetch.host_rows_per_task must be >= 1"),
         ("caption.dtype=int3", "caption: dtype must be one of"),
         ("lake=3", "lake: expected a mapping"),
         ("noequals", "--set expects key=value"),
@@ -113,3 +117,23 @@ def test_release_browser_settings() -> None:
         load_config(None, ["browse.sample_rows=0"])
     with pytest.raises(ConfigError, match="publish.browser"):
         load_config(None, ["publish.browser=maybe"])
+
+
+def test_student_nests_a_model_a_train_and_a_caption_section() -> None:
+    from kale_spark.models.spec import ModelSpec
+
+    paper = load_config(ROOT / "conf" / "paper.yaml").student
+    assert paper.model.language_model == "Qwen/Qwen2-1.5B" and paper.model.image_size == 490
+    assert paper.train.max_steps == 200000 and paper.train.num_processes == 8
+    assert isinstance(paper.caption, ModelSpec)
+    assert (paper.caption.prompt_id, paper.caption.batch_size) == ("student_v1", 64)
+    assert paper.caption.id == "student:latest" and paper.caption.dtype == "bfloat16"
+    # A section override keeps the section's other keys.
+    s = load_config(None, ["student.caption.batch_size=3"]).student
+    assert (s.caption.batch_size, s.caption.generation.max_new_tokens) == (3, 32)
+    with pytest.raises(ConfigError, match="unknown config key 'student.lr'"):
+        load_config(None, ["student.lr=0.1"])
+    with pytest.raises(ConfigError, match="student.train.max_steps"):
+        load_config(None, ["student.train.max_steps=0"])
+    with pytest.raises(ConfigError, match="student.caption.prompt_id"):
+        load_config(None, ["student.caption.prompt_id=dense_v1"])

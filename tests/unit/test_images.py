@@ -271,12 +271,14 @@ def test_sha256_is_of_input_bytes(image_bytes) -> None:
 def test_retryable_statuses() -> None:
     assert is_retryable(Status.TIMEOUT)
     assert is_retryable(Status.CONNECTION_ERROR)
+    assert is_retryable(Status.HOST_SKIPPED)  # the next run tries the host again
     assert is_retryable(Status.HTTP_ERROR, 503)
     assert is_retryable(Status.HTTP_ERROR, 429)
     assert not is_retryable(Status.HTTP_ERROR, 404)
     assert not is_retryable(Status.HTTP_ERROR, None)
-    assert not any(is_retryable(s) for s in Status.ALL - {Status.TIMEOUT, Status.CONNECTION_ERROR})
-    assert len(Status.ALL) == 13
+    again = {Status.TIMEOUT, Status.CONNECTION_ERROR, Status.HOST_SKIPPED}
+    assert not any(is_retryable(s) for s in Status.ALL - again)
+    assert len(Status.ALL) == 14
 
 
 @pytest.mark.parametrize(

@@ -54,3 +54,23 @@ def test_the_archive_key_follows_the_jars(tmp_path: Path, monkeypatch) -> None:
 def test_only_a_local_jvm_kale_starts_gets_the_options(quick, submitted, master, running, expected):
     cfg = SparkConfig(master=master, jvm_quick_start=quick)
     assert _launches_local_jvm(cfg, submitted, master, running) is expected
+
+
+def test_packages_resolved_once_are_reused_as_jar_files(tmp_path: Path, monkeypatch) -> None:
+    """A later local driver gets the jar files an earlier one resolved (no Ivy), only
+    while every one of them is still on disk."""
+    from kale_spark.spark.jars import remember_resolved_jars, use_resolved_jars
+
+    monkeypatch.setenv("KALE_JVM_CACHE", str(tmp_path / "cache"))
+    conf = {"spark.jars.packages": "io.delta:delta-spark_2.13:4.0.0", "spark.jars.excludes": "x:y"}
+    assert use_resolved_jars(conf) == conf  # nothing recorded yet
+    jars = [tmp_path / "a.jar", tmp_path / "b.jar"]
+    for jar in jars:
+        jar.write_bytes(b"PK")
+    resolved = f"file://{jars[0]},{jars[1]}"
+    remember_resolved_jars(conf, resolved)
+    assert use_resolved_jars(conf) == {"spark.jars": resolved}
+    other = {**conf, "spark.jars.packages": "io.delta:delta-spark_2.13:4.1.0"}
+    assert use_resolved_jars(other) == other  # another coordinate: resolved again
+    jars[1].unlink()
+    assert use_resolved_jars(conf) == conf  # a jar gone: Ivy again

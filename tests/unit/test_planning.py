@@ -18,7 +18,11 @@ def figures(tmp_path: Path) -> Path:
             {
                 "device": "gpu-x",
                 "stages": {
-                    "caption": {"images_per_s": 10.0, "model": "bench-vlm"},
+                    "caption": {
+                        "images_per_s": 10.0,
+                        "model": "bench-vlm",
+                        "label": "engine without Spark, tiny model",
+                    },
                     "augment": {"rows_per_s": 40.0},
                 },
             }
@@ -46,6 +50,7 @@ def test_plan_cli_prints_the_table(figures: Path, capsys) -> None:
     assert "plan on 4 x gpu-x" in out
     caption = next(line for line in out.splitlines() if line.startswith("caption"))
     assert "720,000" in caption and "5.0 h" in caption and "20.0" in caption
+    assert caption.endswith("[engine without Spark, tiny model]")  # beside the estimate
     student = next(line for line in out.splitlines() if line.startswith("student"))
     assert "not measured" in student
     total = next(line for line in out.splitlines() if line.startswith("total"))
@@ -71,3 +76,10 @@ def test_the_committed_cpu_figures_plan_out_of_the_box(capsys) -> None:
     assert main(["plan", "--images", "1000", "--gpus", "1", "--gpu-type", "cpu"]) == 0
     caption = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("caption"))
     assert "not measured" not in caption
+
+
+def test_the_committed_gpu_figure_says_what_it_measures(capsys) -> None:
+    """The H200 rate is the engine without Spark on the tiny bench model: the plan says so."""
+    assert main(["plan", "--images", "1000", "--gpus", "1", "--gpu-type", "nvidia-h200"]) == 0
+    caption = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("caption"))
+    assert "[engine without Spark, tiny model]" in caption

@@ -67,6 +67,7 @@ def test_registry_ids_match_their_templates():
     assert set(PROMPTS) == {
         "dense_v1",
         "fuse_capsfusion_v1",
+        "fuse_capsfusion_delimited_v1",
         "fuse_paraphrase_v1",
         "student_v1",
         "system_captioner_v1",

@@ -172,17 +172,17 @@ def test_training_settings_are_validated_and_the_cli_flag_sets_one():
     from kale_spark.config import ConfigError, load_config
 
     for bad in (
-        "student.loader_workers=-1",
-        "student.warmup_steps=-2",
-        "student.loader_prefetch=0",
+        "student.train.loader_workers=-1",
+        "student.train.warmup_steps=-2",
+        "student.train.loader_prefetch=0",
     ):
         with pytest.raises(ConfigError, match=bad.split("=")[0]):
             load_config(None, [bad])
     parser = build_parser()
     args = parser.parse_args(["train-student", "--clean-snapshots"])
-    assert load_config(None, _config_overrides(args)).student.clean_snapshots is True
+    assert load_config(None, _config_overrides(args)).student.train.clean_snapshots is True
     args = parser.parse_args(["train-student"])
-    assert load_config(None, _config_overrides(args)).student.clean_snapshots is False
+    assert load_config(None, _config_overrides(args)).student.train.clean_snapshots is False
 
 
 def test_the_snapshot_location_carries_its_scheme(tmp_path: Path):
@@ -197,7 +197,7 @@ def test_the_snapshot_location_carries_its_scheme(tmp_path: Path):
     cfg = load_config(None, [])
     assert snapshot_root(lake, cfg) == f"file://{tmp_path}/lake/student/snapshots"
     assert checkpoint_root(lake, cfg) == tmp_path / "lake" / "student"
-    cfg = load_config(None, ["student.snapshot_dir=s3a://bucket/kale/snapshots/"])
+    cfg = load_config(None, ["student.train.snapshot_dir=s3a://bucket/kale/snapshots/"])
     assert snapshot_root(lake, cfg) == "s3a://bucket/kale/snapshots"
-    cfg = load_config(None, ["student.snapshot_dir=/dbfs/kale/snaps"])
+    cfg = load_config(None, ["student.train.snapshot_dir=/dbfs/kale/snaps"])
     assert snapshot_root(lake, cfg) == "file:///dbfs/kale/snaps"

@@ -11,6 +11,7 @@ from kale_spark.curation.leaks.base import KINDS, Rule, Sentence
 from kale_spark.curation.leaks.critiques import InputCritique
 from kale_spark.curation.leaks.echoes import (
     Directive,
+    Emphasis,
     InstructionOverlap,
     InstructionVocabulary,
     TemplateSlot,
@@ -20,8 +21,11 @@ from kale_spark.curation.leaks.hedges import AbsenceHedge, AgreementHedge
 from kale_spark.curation.leaks.meta_discourse import AsDescribedAside, SelfReference, TextReference
 from kale_spark.curation.leaks.narration import (
     AssistantNarration,
+    AssistantOffer,
     EditNarration,
     FirstPerson,
+    ModelIdentity,
+    NextStep,
     Question,
 )
 
@@ -34,12 +38,16 @@ RULES: tuple[Rule, ...] = (
     HEADER,
     TemplateSlot(),
     AssistantNarration(),
+    AssistantOffer(),
+    NextStep(),
+    ModelIdentity(),
     FirstPerson(),
     Question(),
     InputCritique(),
     AgreementHedge(),
     AbsenceHedge(),
     Directive(),
+    Emphasis(),
     SelfReference(),
     TextReference(),
     AsDescribedAside(),

@@ -11,8 +11,10 @@ instruction the model was given.
   well-structured, in-depth details, concatenating, false information, names, places,
   brands and dates, keeping the knowledge and the visual details.
 - :class:`Directive` catches the instruction restated as an order: an imperative
-  ("Mention the year.", "Avoid concatenating ...") or an obligation on the caption
+  ("Mention the year.", "Avoid concatenating ..."), an obligation on the caption
   ("The caption should highlight the brand.").
+- :class:`Emphasis` catches what the text should put first or weigh most ("Priority
+  should be given to the name", "Lead with the brand").
 
 All three leave alone a sentence about text in the image (a poster about sentence
 structure, a sign telling visitors to keep off the grass).
@@ -26,7 +28,7 @@ from functools import lru_cache
 from kale_spark.curation.leaks.base import Rule, Sentence
 from kale_spark.curation.quality import STOPWORDS, WORD_RUN
 
-__all__ = ["Directive", "InstructionOverlap", "InstructionVocabulary", "TemplateSlot"]
+__all__ = ["Directive", "Emphasis", "InstructionOverlap", "InstructionVocabulary", "TemplateSlot"]
 
 _I = re.IGNORECASE
 _SLOT = re.compile(r"\{[^{}]*\}")
@@ -143,6 +145,8 @@ class InstructionVocabulary(Rule):
 
 
 _WRITER_VERBS = (
+    r"foreground|spotlight|underline|showcase|draw|call|dwell|linger|put|place|forget|overlook|"
+    r"neglect|(?:work|weave|fold|slip|fit)\s+in|bring\s+out|lead\s+with|prioriti[sz]e|"
     r"describe|mention|include|focus|highlight|keep|retain|preserve|merge|combine|avoid|"
     r"ensure|emphasi[sz]e|refine|rewrite|correct|fix|integrate|incorporate|provide|give|"
     r"omit|remove|state|specify|write|use|add|make|capture|convey|reflect|stress|cover|"
@@ -155,7 +159,8 @@ _ORDERS = (
     r"concatenate|summari[sz]e|limit|start|begin|stick|prioriti[sz]e|prefer|favou?r|trust|"
     r"rely|ignore|drop|skip|leave|cut|shorten|expand|paraphrase|translate|output|answer|"
     r"respond|return|reply|produce|generate|create|craft|compose|draft|explain|check|verify|"
-    r"double-check|mind|treat|name|identify|list|note\s+down"
+    r"double-check|mind|treat|name|identify|list|note\s+down|foreground|spotlight|showcase|"
+    r"underline|feature|put|place"
 )
 _IMPERATIVE = re.compile(
     r"^\W*(?:(?:first|firstly|then|next|finally|now|also|lastly|second|secondly|third|step\s+\d+)"
@@ -168,7 +173,7 @@ _IMPERATIVE = re.compile(
 )
 _OBLIGATION = re.compile(
     r"\b(?:caption|description|sentence|output|answer|response|text|rewrite|summary|version|"
-    r"it|this|we|you|one)\s+(?:also\s+|here\s+)?(?:should|must|needs?\s+to|has\s+to|have\s+to|"
+    r"it|this|we|you|one|words)\s+(?:also\s+|here\s+)?(?:should|must|needs?\s+to|has\s+to|have\s+to|"
     r"ought\s+to|is\s+(?:to|supposed\s+to|meant\s+to|expected\s+to|required\s+to)|"
     r"will\s+need\s+to)\s+(?:also\s+)?(?:not\s+)?"
     rf"(?:{_WRITER_VERBS}|be\s+(?:concise|factual|detailed|clear|brief|short|accurate|"
@@ -190,6 +195,101 @@ _WOULD = re.compile(
     rf"(?:would|will)\s+(?:also\s+)?(?:not\s+)?(?:{_WRITER_VERBS})\b",
     _I,
 )
+
+
+# What the text should put first or weigh most, said as an obligation or a to-do:
+# "The emphasis should fall on ...", "Priority should be given to ...", "The key point
+# to convey is ...", "The brand should come first".
+_EMPHASIS = r"emphasis|focus|attention|priority|prominence|weight|spotlight|precedence"
+_MODAL = r"should|must|ought\s+to|needs?\s+to|has\s+to|is\s+(?:meant|supposed)\s+to"
+
+
+def _gated(*table: tuple[str, str]) -> tuple[tuple[frozenset[str], re.Pattern[str]], ...]:
+    """(words, regex) pairs: a regex runs only on a sentence holding one of its words."""
+    return tuple((frozenset(w.split()), re.compile(rx, _I)) for w, rx in table)
+
+
+_PRIORITY = _gated(
+    (
+        "emphasis focus attention priority prominence weight spotlight precedence",
+        rf"\b(?:{_EMPHASIS})\s+belongs\s+(?:on|to|with)\b"
+        r"|\b(?:deserves?|merits?|needs|requires?|warrants?)\s+(?:more\s+|less\s+|the\s+most\s+|"
+        rf"special\s+|particular\s+|greater\s+)?(?:{_EMPHASIS})\b"
+        rf"|\b(?:{_EMPHASIS})\s+(?:\w+\s+){{0,3}}?(?:{_MODAL})\s+(?:be\s+)?(?:\w+\s+)?(?:on|to|with)\b"
+        rf"|\b(?:{_EMPHASIS})\s+(?:is|was|has\s+been)\s+(?:\w+ly\s+)?(?:placed|put|given|laid)\s+"
+        r"(?:on|to)\b"
+        # Said as an order: "Put the emphasis on ...", "Give prominence to ...".
+        rf"|^\W*(?:please\s+)?(?:put|place|lay|give|draw|call|shift)\s+(?:\w+\s+)?(?:{_EMPHASIS})\b",
+    ),
+    (
+        "should must ought need needs has meant supposed",
+        rf"\b(?:{_MODAL})\s+(?:be\s+(?:secondary|subordinate|second)\s+to|(?:be\s+)?(?:given|placed|"
+        r"put|paid|laid|drawn)\s+(?:to|on)|(?:come|go|appear|be\s+(?:placed|put|mentioned|named|"
+        r"listed))\s+(?:first|last|early|up\s+front|at\s+the\s+(?:start|beginning|end)|before|"
+        r"ahead)|(?:not\s+)?be\s+(?:front\s+and\s+cent(?:er|re)|prominent|foregrounded|emphasi[sz]ed|"
+        r"highlighted|stressed|spotlighted|left\s+out|omitted|dropped|made\s+clear|noted|"
+        r"pointed\s+out))\b",
+    ),
+    (
+        "key main central important essential chief",
+        r"\b(?:key|main|central|important|essential|chief)\s+(?:point|thing|fact|detail|idea|message|"
+        r"information)s?\s+(?:here\s+)?(?:is\s+)?to\s+(?:name|identify|state|mention|convey|bring\s+out|highlight|stress|emphasi[sz]e|mention|"
+        r"get\s+across|capture|include|keep|retain|preserve|communicate|note)\b",
+    ),
+    (
+        "lead open start begin bring put move end finish close",
+        r"^\W*(?:please\s+)?(?:lead|open|start|begin)\s+with\s+(?:the|a|an|its|their)\b"
+        r"|^\W*(?:please\s+)?(?:start|begin|open|end|finish|close)\s+(?:off\s+)?by\s+\w+ing\b"
+        r"|^\W*(?:please\s+)?(?:bring|put|move|place)\b[^.]*\b(?:to\s+the\s+(?:fore|front|forefront|"
+        r"top)|at\s+the\s+(?:start|beginning|end|front|top))\b",
+    ),
+    (
+        "matters matter needs has ought naming mentioning identifying stating including giving "
+        "highlighting stressing should must",
+        r"\bwhat\s+matters\s+(?:most|more)\b|\bmatters?\s+(?:less|more)\s+here\b"
+        r"|\bwhat\s+(?:needs|has|ought)\s+(?:to\s+be\s+)?(?:highlight|emphasi[sz]|stress|mention|"
+        r"foreground|spotlight|underlin)\w*"
+        r"|^\W*(?:naming|mentioning|identifying|stating|including|giving|highlighting|stressing)\b"
+        r"[^.]*\b(?:is|remains)\s+(?:the\s+)?(?:top\s+|main\s+|first\s+|key\s+)?(?:priority|focus|"
+        r"point|goal|aim|key)\b"
+        rf"|\b(?:{_MODAL})\s+(?:lead|open|begin|start|head)\s+(?:the|this)\s+(?:caption|description|"
+        r"text|sentence)\b",
+    ),
+    (
+        "first words sentence line clause",
+        r"\b(?:names?|dates?|facts|visuals|visual\s+details|knowledge|brands?|places?)\s+(?:come|go)\s+"
+        r"first\b"
+        rf"|\b(?:opening|first|closing|last|final)\s+(?:words?|sentence|line|clause)\s+(?:{_MODAL})\s+"
+        r"(?:be|name|mention|state|give|introduce|identify)\b",
+    ),
+    (
+        "worth important necessary essential crucial vital",
+        r"\bworth\s+(?:emphasi[sz]ing|highlighting|stressing|underlining|foregrounding)\b"
+        r"|\b(?:important|necessary|essential|crucial|vital)\s+to\s+(?:highlight|emphasi[sz]e|mention|"
+        r"stress|point\s+out|underline|note)\b",
+    ),
+    (
+        # A suggestion about what the text would gain: "Mentioning the name would add context".
+        "would could might",
+        r"^\W*(?:mentioning|including|adding|naming|noting|specifying|stating|highlighting)\b"
+        r"[^.]*\b(?:would|could|might)\s+(?:\w+\s+)?(?:add|help|give|improve|make|provide)\b",
+    ),
+)
+
+
+class Emphasis(Rule):
+    """What the text should put first or weigh most, restated from an instruction: an
+    obligation ("Priority should be given to the name"), an order ("Put the emphasis on
+    ...", "Lead with the brand") or a to-do ("The key point to convey is ...")."""
+
+    name = "emphasis_directive"
+    kind = "instruction_echo"
+    triggers = frozenset(w for words, _ in _PRIORITY for w in words)
+
+    def matches(self, s: Sentence) -> bool:
+        if s.shows_text:
+            return False  # "Priority boarding", "Attention: wet floor", says the sign
+        return any(not words.isdisjoint(s.words) and rx.search(s.masked) for words, rx in _PRIORITY)
 
 
 class Directive(Rule):

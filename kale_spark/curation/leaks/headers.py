@@ -33,11 +33,13 @@ _LABEL = re.compile(
     rf"|(?:[\w'’-]+,?\s+){{0,5}}?(?:{_HEAD})s?(?:\s*#?\s*\d+)?(?:\s*\([^()]{{0,30}}\))?"
     r"(?:\s*#?\s*\d+)?(?:\s+[\w'’-]+){0,3}?"
     rf"|{_PARTICIPLE})"
-    r"(?:\s*\**\s*:|\s+[—–-]\s)\s*\**\s*"
+    r"(?:\s*\**\s*:|\s+[—–-]\s|\s*(?:->|=>|→)\s*)\s*\**\s*"
     # A label on its own: "### Caption", "[Merged caption]", "New sentence."
     rf"|^\W*(?:(?:new|merged|final|refined|combined|fused|rewritten|revised|improved|"
     rf"knowledge-augmented)\s+)+(?:{_HEAD})s?\W*$"
-    rf"|^\s*(?:#{{1,6}}\s*|\[)(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s*\]?\s*$",
+    rf"|^\s*(?:#{{1,6}}\s*|\[)(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s*\]?\s*$"
+    # A bold label in front of the caption, colon or not: "**Final Caption** A ...".
+    rf"|^\s*(?:\*\*|__)\s*(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s*:?\s*(?:\*\*|__)\s*",
     _I,
 )
 

@@ -56,8 +56,9 @@ _TEXT_NOUN = re.compile(rf"(?:{_TEXTS})", _I)
 # Texts that agree or not: "the sentences match", "the two accounts differ".
 _TEXTS_AGREE = re.compile(
     r"\b(?:sources|inputs|texts|accounts|versions|descriptions|captions|sentences)\s+"
-    r"(?:(?:do|does|did|not|don['’]t|also|both|all|seem\s+to|appear\s+to)\s+)*"
+    r"(?:(?:do|does|did|not|don['’]t|also|both|all|only|seem\s+to|appear\s+to|\w+ly)\s+)*"
     r"(?:agree|disagree|differ|conflict|contradict|match|concur|diverge|align|coincide|"
+    r"are\s+(?:in\s+(?:agreement|accord|harmony)|at\s+odds)|"
     r"line\s+up|point\s+to|overlap|corroborate|complement|reinforce|mirror)\b",
     _I,
 )
@@ -69,11 +70,19 @@ _CONFLICT_ALONE = re.compile(
 )
 _CONFLICT = re.compile(
     r"\b(?:discrepanc(?:y|ies)|inconsisten\w+|contradict\w*|mismatch\w*|disagree\w*|"
-    r"reconcil\w+|conflicting|(?:at\s+odds|do\s+not\s+agree|don['’]t\s+agree|do\s+not\s+match|"
-    r"don['’]t\s+match|are\s+(?:in)?consistent)|conflicts?\s+(?:between|about|over|on|"
+    r"reconcil\w+|conflicting|(?:no|little|some|lack\s+of)\s+agreement|(?:at\s+odds|do\s+not\s+agree|don['’]t\s+agree|do\s+not\s+match|"
+    r"don['’]t\s+match|are\s+(?:not\s+)?(?:in)?consistent)|conflicts?\s+(?:between|about|over|on|"
     r"regarding|with))\b",
     _I,
 )
+# Texts that give different answers: "The description and the alt-text name different
+# mountains" (a reference or plural texts are needed too).
+_DIFFERENT = re.compile(
+    r"\b(?:name|give|list|mention|say|suggest|report|state|offer|use|cite|provide)\s+(?:two\s+)?"
+    r"(?:different|conflicting|contradictory|other)\b",
+    _I,
+)
+_DIFFERENT_WORDS = frozenset("different conflicting contradictory other".split())
 _PLURAL_TEXTS = re.compile(
     rf"\b(?:{_TEXTS}|details|information|data|reports|claims)\b",
     _I,
@@ -81,8 +90,9 @@ _PLURAL_TEXTS = re.compile(
 _TRUST = re.compile(
     r"\b(?:if|assuming|provided\s+that|supposing|as\s+long\s+as)\b[^,.]*\b(?:correct|accurate|"
     r"right|reliable|true|trustworthy|to\s+be\s+believed)\b"
-    r"|\b(?:cannot|can['’]t|could\s+not|couldn['’]t)\s+be\s+(?:confirmed|verified|determined|"
-    r"established|ascertained)\b|\b(?:unverified|unconfirmed)\b"
+    r"|\b(?:cannot|can['’]t|could\s+not|couldn['’]t)\s+be\s+(?:\w+ly\s+)?(?:confirmed|verified|"
+    r"determined|established|ascertained|checked|cross-checked|double-checked|corroborated|"
+    r"validated|substantiated)\b|\b(?:unverified|unconfirmed)\b"
     r"|\b(?:unclear|uncertain|not\s+clear|not\s+certain)\s+(?:whether|if|which|from)\b"
     r"|\bit\s+is\s+(?:unclear|uncertain|not\s+clear|not\s+certain|impossible\s+to\s+(?:tell|"
     r"say|know|confirm|verify|determine))\b"
@@ -97,6 +107,28 @@ _TRUST = re.compile(
     _I,
 )
 
+
+# Disclaimers about the inputs and disagreements over what the thing shown is, behind
+# their own word gate: "have not been checked", "no claim is made about the accuracy of
+# ...", "a discrepancy over the year".
+_DISCLAIMER_WORDS = frozenset(
+    """checked verified confirmed cross double corroborated validated claim guarantee
+    warranty accuracy reliability correctness truth disagreement discrepancy discrepancies
+    conflict confusion ambiguity""".split()
+)
+_DISCLAIMER = re.compile(
+    r"\b(?:is|are|was|were|has|have|had)\s+not\s+(?:been\s+)?(?:\w+ly\s+)?(?:checked|verified|"
+    r"confirmed|cross-checked|double-checked|corroborated|validated)\b"
+    r"|\bno\s+(?:claim|guarantee|warranty)\s+(?:is|can\s+be)\s+(?:made|given)\b"
+    r"|\b(?:accuracy|reliability|correctness|truth)\s+of\s+(?:the|these|those|this|its|their)\s+"
+    r"(?:sources?|inputs?|texts?|alt|captions?|descriptions?|information|details|facts|web)\b"
+    # A disagreement about an attribute of the thing shown is one between the texts.
+    r"|\b(?:disagreement|discrepanc(?:y|ies)|conflict|confusion|ambiguity)\s+(?:about|over|on|"
+    r"regarding|as\s+to|concerning)\s+(?:the\s+|its\s+|their\s+)?(?:exact\s+|precise\s+)?"
+    r"(?:colou?r|name|date|year|location|place|identity|number|brand|make|model|type|breed|"
+    r"species|size|time|age|origin|title|venue|city|country|spelling|era|material)s?\b",
+    _I,
+)
 
 _THEY_AGREE = re.compile(
     r"\b(?:they|these|both)\s+(?:all\s+|both\s+)?(?:agree|disagree|conflict|contradict|"
@@ -125,16 +157,19 @@ class AgreementHedge(Rule):
         masked = s.masked
         if _TRUST.search(masked) or _several_texts(masked) or _TEXTS_AGREE.search(masked):
             return True
+        if not _DISCLAIMER_WORDS.isdisjoint(s.words) and _DISCLAIMER.search(masked):
+            return True
         if _CONFLICT_ALONE.search(masked) or _THEY_AGREE.search(masked):
             return True
-        if _CONFLICT.search(masked):
+        different = not _DIFFERENT_WORDS.isdisjoint(s.words) and _DIFFERENT.search(masked)
+        if different or _CONFLICT.search(masked):
             return bool(_PLURAL_TEXTS.search(masked) or find_references(s))
         return False
 
 
 _ABSENT = re.compile(
     r"\b(?:(?:is|are|was|were)\s+(?:not|never)|isn['’]t|aren['’]t|wasn['’]t|weren['’]t)\s+"
-    r"(?:\w+ly\s+)?(?:mentioned|specified|stated|"
+    r"(?:\w+ly\s+)?(?:mentioned|specified|stated|said|"
     r"provided|given|indicated|named|identified|listed|included|described|supplied|available|"
     r"clear)\b"
     r"|^\W*(?:no|neither|none)\b[^.]*\b(?:is|are|was|were)\s+(?:\w+ly\s+)?(?:mentioned|"
@@ -148,6 +183,13 @@ _ABSENT = re.compile(
     r"|\b(?:information|details|mention|data)\b[^.]*\b(?:is|are)\s+(?:missing|absent|lacking|"
     r"unavailable)\b"
     r"|^\W*nothing\s+in\s+(?:the|either|both|these|those)\b"
+    # "Nowhere is the street named", "The year is left unspecified".
+    r"|\b(?:goes|go|went|gone)\s+(?:\w+ly\s+)?(?:unmentioned|unspecified|unstated|unsaid|unnamed|"
+    r"unremarked|unaddressed)\b"
+    r"|^\W*nothing\s+is\s+(?:said|mentioned|stated|given|specified|noted)\b"
+    r"|\bnowhere\b[^.]*\b(?:given|mentioned|stated|specified|named|provided|indicated|listed)\b"
+    r"|\b(?:is|are|was|were|left|remains?|stays?)\s+(?:\w+ly\s+)?(?:unspecified|unstated|"
+    r"unmentioned|undisclosed|unaddressed)\b"
     r"|\bno\s+(?:image|photo|picture)\s+(?:was|is|has\s+been)\s+(?:provided|shared|given|"
     r"attached|available|supplied)\b",
     _I,
@@ -173,7 +215,8 @@ class AbsenceHedge(Rule):
     kind = "agreement_hedge"
     triggers = frozenset(
         "not never no neither none insufficient limited little unclear missing absent lacking "
-        "unavailable nothing isn aren wasn weren doesn don didn".split()
+        "unavailable nothing isn aren wasn weren doesn don didn nowhere unspecified unstated "
+        "unmentioned undisclosed unaddressed unsaid unnamed unremarked".split()
     )
 
     def matches(self, s: Sentence) -> bool:

@@ -32,7 +32,16 @@ _DESCRIBED_AS = re.compile(
     _I,
 )
 # "The model" is a text's author only as a source: a fashion model shows a dress.
-_PER_MODEL = re.compile(r"\b(?:according\s+to|per|based\s+on|as\s+\w+\s+by)\s+the\s+model\b", _I)
+_PER_MODEL = re.compile(
+    r"\b(?:according\s+to|per|based\s+on|as\s+\w+\s+by)\s+the\s+model\b"
+    # ... or when it says, reads or thinks: "the model describes a bicycle".
+    r"|\bthe\s+(?:model|captioner|ai|assistant)\s+(?:only\s+|also\s+|clearly\s+|apparently\s+)?"
+    r"(?:describes|described|mentions|mentioned|says|said|calls|called|identifies|identified|"
+    r"thinks|thought|reads|sees|saw|guesses|guessed|claims|claimed|believes|assumes|assumed|"
+    r"names|named|lists|listed|suggests|suggested|reports|reported|counts|counted|labels|"
+    r"labeled|labelled|mistakes|mistook|misidentifies|misidentified)\b",
+    _I,
+)
 
 
 class TextReference(Rule):
@@ -45,7 +54,7 @@ class TextReference(Rule):
     def matches(self, s: Sentence) -> bool:
         if any(reference_leaks(s, a, b, k) for a, b, k in find_references(s)):
             return True
-        if _PER_MODEL.search(s.masked):
+        if _PER_MODEL.search(s.masked) and not s.shows_carrier:
             return True
         return not s.shows_text and _DESCRIBED_AS.search(s.masked) is not None
 
@@ -90,6 +99,29 @@ _EDITED = re.compile(
 )
 
 
+# The act of merging as the subject of what the text does: "The merge preserves the
+# name", "The fusion of these details results in ...".
+_THE_MERGE = re.compile(
+    r"\b(?:the|this|my|our)\s+(?:merge|fusion|rewrite|revision|combination|synthesis|blend)\s+"
+    r"(?:of\s+(?:these|the|both|all)\s+(?:two\s+)?(?:details|sentences|captions|descriptions|"
+    r"inputs|texts|sources|pieces|facts|elements)\s+)?(?:preserves|keeps|retains|drops|adds|"
+    r"results|removes|omits|combines|merges|integrates|includes|leaves|brings|yields|produces|"
+    r"creates|gives)\b",
+    _I,
+)
+
+
+# The text told as one augmented with knowledge, or as a merged whole: "a caption
+# augmented with knowledge about ...", "the merged result names ...".
+_AUGMENTED = re.compile(
+    r"\b(?:caption|description|text|version|sentence)s?\s+(?:\w+\s+)?(?:augmented|enriched|"
+    r"enhanced|supplemented|infused)\s+with\s+(?:\w+\s+)?(?:knowledge|facts|information|context)\b"
+    r"|\b(?:the|this|our|my)\s+(?:merged|combined|fused|blended|knowledge-augmented)\s+(?:result|"
+    r"product|outcome|piece|whole)\b",
+    _I,
+)
+
+
 class SelfReference(Rule):
     """The caption talks about itself ("This caption blends ...", "the merged description")."""
 
@@ -100,6 +132,9 @@ class SelfReference(Rule):
         response answer information details""".split()
     )
     triggers = triggers | {w + "s" for w in triggers} | {"count", "words"}
+    triggers = triggers | frozenset(
+        "merge fusion rewrite revision combination synthesis blend result".split()
+    )
 
     def matches(self, s: Sentence) -> bool:
         masked = s.masked
@@ -109,7 +144,9 @@ class SelfReference(Rule):
                 continue  # "this version of the Mona Lisa", "this description of the house"
             if not s.tied(m.start(), m.end()) and not is_modifier(masked, m.start(), m.end()):
                 return True
-        if _EDITED.search(masked) or _WORD_COUNT.search(masked):
+        if _EDITED.search(masked) or _WORD_COUNT.search(masked) or _THE_MERGE.search(masked):
+            return True
+        if _AUGMENTED.search(masked):
             return True
         return not s.shows_text and _LENGTH.search(masked) is not None
 

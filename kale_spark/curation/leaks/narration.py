@@ -15,9 +15,53 @@ import re
 
 from kale_spark.curation.leaks.base import Rule, Sentence
 
-__all__ = ["AssistantNarration", "EditNarration", "FirstPerson", "Question"]
+__all__ = [
+    "AssistantNarration",
+    "AssistantOffer",
+    "EditNarration",
+    "FirstPerson",
+    "ModelIdentity",
+    "NextStep",
+    "Question",
+]
 
 _I = re.IGNORECASE
+
+# Adjectives that make a model or a system a machine that writes, not a fashion model.
+_MACHINE_KIND = (
+    r"language|captioning|caption|vision|vision-language|text-only|text-based|multimodal|"
+    r"automated|automatic|ai|machine|computer|neural|generative|image-captioning"
+)
+# The writer names what it is: "Speaking as an automated captioning system, ...",
+# "The assistant has no direct view of the photograph" (behind :data:`_IDENTITY_WORDS`).
+_IDENTITY = re.compile(
+    r"\bthe\s+(?:ai|model|assistant|system|captioner)\s+(?:(?:cannot|can['’]t|could\s+not)\s+"
+    r"(?:be\s+sure|see|tell|know|verify|confirm|determine|identify|view)|(?:is\s+not|isn['’]t)\s+"
+    r"(?:sure|certain|able)|(?:does\s+not|doesn['’]t)\s+(?:know|see))\b|"
+    r"\b(?:as|being)\s+an?\s+(?:\w+\s+)?model\s+(?:trained|built|designed|made|developed)\b"
+    rf"|\b(?:as|being)\s+an?\s+(?:[\w-]+\s+){{0,2}}?(?:{_MACHINE_KIND})[\s-]+(?:model|system|"
+    r"assistant|program|tool|captioner|network|ai)\b"
+    r"|\bthe\s+(?:writer|author)\s+(?:here\s+|of\s+this\s+\w+\s+)?(?:is|was)\s+an?\s+(?:\w+\s+)?"
+    r"(?:ai|assistant|model|machine|program|bot)\b"
+    r"|\b(?:the|this)\s+(?:assistant|model|ai|system|captioner)\s+(?:has|had)\s+no\s+"
+    r"(?:\w+\s+)?(?:view|access|sight|way\s+to\s+see|eyes)\b",
+    _I,
+)
+
+
+class ModelIdentity(Rule):
+    """The writer says what it is: a model, a captioning system, an assistant without a
+    view of the image ("Speaking as an automated captioning system, ...")."""
+
+    name = "model_identity"
+    kind = "narration"
+    triggers = frozenset(
+        "model system assistant program tool captioner network ai machine bot".split()
+    )
+
+    def matches(self, s: Sentence) -> bool:
+        return _IDENTITY.search(s.masked) is not None
+
 
 # "I" followed by a verb or a contraction.
 _I_CLAUSE = re.compile(r"(?<![\w'’.-])I(?:['’](?:m|ve|ll|d)\b|\s+(?=[a-z]))")
@@ -34,7 +78,8 @@ _OPENER = re.compile(
     r"no\s+problem|great\s+question|here\s+you\s+go|apologies|sorry|thank\s+you|thanks)\b"
     r"|^\W*(?:below|above)\s+(?:is|are)\b|^\W*what\s+follows\b|^\W*the\s+following\s+(?:is|are|sentence|"
     r"caption|description|text)\b"
-    r"|\bas\s+an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
+    r"|^\W*(?:presented|provided|given|shown|offered|included)\s+(?:here|below|above)\s+(?:is|are)\b"
+    r"|\b(?:as|being)\s+(?:only\s+|just\s+|merely\s+|simply\s+)?an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
     r"llm|chatbot)\b"
     r"|\bas\s+an?\s+(?:\w+\s+)?(?:caption\s*writer|captioner|copywriter|annotator|describer)\b"
     r"|^\W*(?:best\s+regards|kind\s+regards|cheers|enjoy|good\s+luck|all\s+the\s+best|"
@@ -52,6 +97,15 @@ _CHATTER = re.compile(
     r"text|version|summary|rewrite|output|result|answer|response|attempt)s?\b",
     _I,
 )
+# What a writer does to its subject matter, as a step of the text.
+_WRITING_ACTS = (
+    r"covered|described|discussed|examined|outlined|addressed|mentioned|noted|established|"
+    r"introduced|considered|reviewed|looked\s+at|dealt\s+with|set\s+(?:out|up)\s+the\s+scene"
+)
+_WRITING_ACTS_ING = (
+    r"describing|discussing|examining|covering|addressing|considering|reviewing|looking\s+at|"
+    r"dealing\s+with|getting\s+into|detailing"
+)
 _NEXT_STEP = re.compile(
     r"^\W*(?:moving\s+on|turning\s+(?:now\s+|next\s+)?to|(?:next|now)\s+(?:up|comes?|for)\b|to\s+(?:begin|"
     r"start|sum\s+up|conclude)\b|(?:first(?:ly)?|next|now|finally|then|lastly),?\s+(?:i|we|"
@@ -62,6 +116,92 @@ _NEXT_STEP = re.compile(
     r"next\s+)?(?:turns?|shifts?|moves?)\s+(?:to|toward)",
     _I,
 )
+# A step of the writing done or to come, at the start of the sentence: "Having covered
+# the setting, ...", "Before turning to ...", "What comes next is ...", "So much for ...".
+_STEP_OPENING = re.compile(
+    rf"\W*(?:having\s+(?:now\s+|already\s+)?(?:{_WRITING_ACTS})\b"
+    rf"|(?:now\s+that|with)\s+(?:[\w'’-]+\s+){{1,4}}?(?:has\s+been\s+|have\s+been\s+)?"
+    rf"(?:{_WRITING_ACTS})\s*,"
+    r"|before\s+(?:turning|moving\s+on|going\s+on|getting)\s+to\b"
+    rf"|before\s+(?:{_WRITING_ACTS_ING})\b"
+    r"|what\s+(?:comes|follows)\s+(?:next|now|below)\b"
+    r"|(?:shifting|turning|moving|redirecting)\s+(?:our\s+|the\s+)?(?:attention|focus)\b"
+    r"|(?:to\s+(?:round\s+(?:things\s+|it\s+)?off|wrap\s+(?:things\s+|it\s+)?up|finish|close|"
+    r"end)(?:\s+(?:the|this)\s+(?:description|caption|text|account))?|in\s+closing)\s*,"
+    r"|next\s+on\s+the\s+list\b|(?:next|last|first)\s+in\s+line\b"
+    r"|before\s+(?:closing|wrapping\s+up|finishing|ending|concluding|moving\s+on)\b"
+    r"|(?:and\s+)?now\s+(?:on\s+)?to\s+(?:the|a|an|its|his|her|their)\b"
+    r"|shifting\s+gears\b|(?:this|that)\s+(?:concludes|completes|covers|wraps\s+up|sums\s+up)\b"
+    r"|so\s+much\s+for\b|onwards?\s+to\b|on\s+to\s+(?:the\s+)?(?:next|background|foreground|details?|people|"
+    r"figures?|rest|left|right|sky|setting|second|other)\b|up\s+next\b|in\s+what\s+follows\b"
+    r"|(?:finally|lastly|next|now|and|first|also),?\s+a\s+(?:quick\s+|brief\s+|final\s+|last\s+)?"
+    r"(?:word|note|remark|comment)\s+(?:about|on)\b"
+    # The writer's eye moving over the frame: "Moving to the right of the frame, ...".
+    r"|(?:moving|turning|shifting|looking|panning)\s+(?:over\s+|across\s+)?(?:to|toward|towards)\s+"
+    r"the\s+(?:left|right|background|foreground|top|bottom|cent(?:er|re)|middle)\b)",
+    _I,
+)
+# ... and anywhere: the text as the one that moves on ("The account now moves to ...",
+# "The description continues with ...", "The following part covers ...", "This brings
+# the description to ...", "The next thing to describe ...", "a word about ...").
+_STEP_ANYWHERE = re.compile(
+    r"\b(?:analysis|attention|focus|discussion|description|caption|account|narrative|"
+    r"commentary|overview|text)\s+(?:now\s+|then\s+|next\s+)?(?:turns?|shifts?|moves?|"
+    r"proceeds?|passes|returns?|continues?|goes|comes)\s+(?:on\s+|\w+ward\s+|\w+wards\s+)?(?:to|toward|"
+    r"from)\b"
+    r"|\b(?:the|this)\s+(?:description|caption|text|account)\s+(?:\w+ly\s+|now\s+|then\s+|next\s+|"
+    r"also\s+)?(?:touches|zooms|focuses|dwells|lingers|pans|centers|centres|concentrates|closes|"
+    r"ends|wraps)\s+(?:in\s+)?(?:on|upon|with)\b"
+    r"|\b(?:the|this)\s+(?:description|caption|text|account)\s+(?:\w+ly\s+|now\s+|then\s+|next\s+|"
+    r"also\s+)?(?:covers|addresses|discusses)\b"
+    r"|\b(?:description|caption|text|account)\s+(?:will|shall|is\s+going\s+to)\s+(?:now\s+|next\s+|"
+    r"then\s+)?(?:cover|describe|turn|move|focus|look|address|discuss|detail)\b"
+    r"|\b(?:description|caption|text|account)\s+(?:now\s+|then\s+)?(?:continues|begins|starts|"
+    r"ends|closes|opens|concludes|proceeds|wraps\s+up)\s+(?:with|by|on)\b"
+    r"|\bthe\s+(?:following|next|final|last|remaining|closing|opening)\s+(?:part|section|portion|"
+    r"paragraph|sentences?|lines?)\s+(?:of\s+(?:this|the)\s+(?:caption|description|text)\s+)?"
+    r"(?:covers?|describes?|focus(?:es)?|deals?|looks?|turns?|address(?:es)?|concerns?|"
+    r"examines?|details?|is\s+about|moves?)\b"
+    r"|\b(?:rest|remainder)\s+of\s+(?:this|the)\s+(?:caption|description|text|account)\b"
+    r"|\b(?:is|as|comes\s+as)\s+the\s+next\s+step\b|\bthe\s+next\s+step\s+(?:is|was)\b"
+    r"|\bbrings?\s+(?:the|this|our)\s+(?:description|caption|text|account)\s+to\b"
+    r"|\bwhere\s+(?:the\s+)?(?:first|previous|last|earlier)\s+(?:part|section|sentence|paragraph)\s+"
+    r"left\s+off\b"
+    r"|\bleads?\s+(?:us\s+)?to\s+the\s+(?:next|second|final|last|other|remaining)\s+(?:part|half|"
+    r"section|portion|detail|element)s?\b"
+    r"|\b(?:next|last|first|final|other|remaining)\s+(?:thing|item|detail|element|point|aspect)s?\s+"
+    r"to\s+(?:describe|mention|note|cover|address|discuss|consider|look\s+at)\b"
+    r"|\ba\s+(?:quick\s+|brief\s+|final\s+|last\s+)?word\s+(?:about|on)\b",
+    _I,
+)
+
+
+# Words one of which each pattern of _STEP_ANYWHERE needs (a cheap gate on the search).
+_STEP_WORDS = frozenset(
+    """turns turn shifts shift moves move proceeds proceed passes returns return continues
+    continue goes comes touches zooms focuses dwells lingers pans centers centres
+    concentrates closes ends wraps covers addresses discusses will shall going part section
+    portion paragraph sentence sentences line lines rest remainder step brings bring left
+    leads lead describe mention note cover address discuss consider look word opens begins
+    starts concludes""".split()
+)
+
+
+class NextStep(Rule):
+    """The writer announces or closes a step of its text ("Having covered the setting,
+    the account now moves to ...", "The next thing to describe is ...")."""
+
+    name = "next_step"
+    kind = "narration"
+
+    # No gate on the rule: the opening is one anchored match; the gate below spares the
+    # search anywhere in the sentence.
+    def matches(self, s: Sentence) -> bool:
+        if _STEP_OPENING.match(s.masked):
+            return True
+        if _STEP_WORDS.isdisjoint(s.words):
+            return False
+        return _STEP_ANYWHERE.search(s.masked) is not None
 
 
 class FirstPerson(Rule):
@@ -110,7 +250,8 @@ class AssistantNarration(Rule):
         trusting favoring favouring prioritizing prioritising preferring relying deferring
         toward what follows goal aim objective job intention purpose regards cheers enjoy
         luck best well so right hmm um cannot can unable without able captioner copywriter
-        annotator describer writer""".split()
+        annotator describer writer
+        presented provided given shown offered included""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
@@ -146,7 +287,8 @@ _FACTS_KEPT = re.compile(
     r"\b(?:names?|dates?|brands?|locations?|places?|details|information|facts|knowledge|"
     r"titles?|wording|phrases?|context|years?|words?)\b[^.]*?\b(?:has|have|had|was|were|is|"
     r"are)\s+(?:\w+ly\s+)?(?:been\s+)?(?:retained|kept|preserved|added|taken|drawn|borrowed|"
-    r"carried\s+over|dropped|removed)\b",
+    r"carried\s+over|dropped|removed|reorgani[sz]ed|reordered|rearranged|condensed|"
+    r"streamlined|integrated|combined|merged|moved)\b",
     _I,
 )
 
@@ -161,10 +303,69 @@ class EditNarration(Rule):
         """rephrased reworded restructured concatenated rewritten paraphrased corrected fixed
         inferred omitted left verified cross favored favoured incorporated fused merged
         combined woven integrated turned retained kept preserved added taken drawn borrowed
-        carried dropped removed""".split()
+        carried dropped removed reorganized reorganised reordered rearranged condensed
+        streamlined moved""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
         if s.shows_carrier:
             return False
         return _EDIT.search(s.masked) is not None or _FACTS_KEPT.search(s.masked) is not None
+
+
+# The reader's wish as the condition: "on request", "if desired", "should a shorter one
+# be preferred", "just say the word".
+_ON_WISH = re.compile(
+    r"\b(?:on|upon)\s+(?:request|demand)\b|\bif\s+(?:so\s+)?(?:desired|preferred|wanted|needed|"
+    r"necessary|required|helpful|useful)\b|\bif\s+(?:that|this)\s+(?:helps|works)\b"
+    r"|^\W*should\s+(?:[\w'’-]+\s+){1,5}?(?:(?:be\s+)?(?:preferred|desired|needed|wanted|"
+    r"required)|need|require)\b"
+    r"|^\W*(?:just\s+)?say\s+(?:if|whether|so)\b"
+    r"|\bif\s+(?:this|the)\s+(?:one|version|caption|description|wording)\s+(?:feels|seems|is|sounds|"
+    r"reads)\s+too\b|^\W*should\s+(?:this|it|the\s+(?:caption|description|text))\s+be\s+too\b"
+    r"|^\W*(?:please\s+)?(?:ask|request)\s+(?:for\s+)?(?:a|an|another)\s+(?:\w+\s+)?(?:version|variant|"
+    r"rewrite|caption|translation)\b"
+    r"|\b(?:edits?|changes|suggestions|feedback|revisions|tweaks|adjustments|requests)\b[^.]*\b(?:are|is)\s+"
+    r"(?:always\s+|most\s+|very\s+)?welcome\b"
+    r"|\bif\s+(?:a|an|the|another|any)\s+(?:\w+\s+)?(?:style|tone|length|version|wording|format|"
+    r"focus|variant)\s+is\s+(?:needed|wanted|preferred|desired|required)\b"
+    r"|\bsay\s+the\s+word\b|\b(?:just|simply)\s+ask\b|^\W*(?:happy|glad|more\s+than\s+happy)\s+to\b",
+    _I,
+)
+# Another version or a further edit of the text offered: "a shorter version can be
+# provided", "the caption can be adjusted", "a version without the names is available".
+_TEXT_OBJ = (
+    r"(?:caption|description|text|version|variant|alternative|rewrite|translation|option|"
+    r"edit|change|revision|adjustment|detail)s?|wording|tone|this|it"
+)
+_OFFERED = re.compile(
+    rf"\b(?:{_TEXT_OBJ})\s+(?:\w+\s+){{0,6}}?(?:can|could|will|would|may)\s+(?:also\s+|easily\s+|"
+    r"gladly\s+|then\s+)*(?:be\s+)?(?:provided|adjusted|rewritten|added|made|shortened|expanded|"
+    r"tweaked|revised|changed|translated|edited|modified|supplied|produced|tailored|condensed|"
+    r"reworded|rephrased|follow|arranged|written|drafted|composed|offered|used|cut|adapted)\b"
+    rf"|\b(?:version|variant|alternative|rewrite|translation|option)s?\b[^.]*?\b(?:is|are)\s+(?:also\s+)?"
+    r"available\b|\b(?:version|variant|alternative|rewrite|translation|option)s?\s+(?:is|are)\s+"
+    r"(?:easy|simple|possible|straightforward)\s+to\s+(?:produce|write|make|provide|create|"
+    r"generate)\b|\b(?:phrasing|wording|version|variant|alternative|rewrite|option)s?\s+(?:is|are)\s+"
+    r"(?:also\s+)?(?:possible|an\s+option)\b|\b(?:version|variant|alternative|rewrite|translation|option)s?\s+(?:also\s+)?"
+    r"available\b",
+    _I,
+)
+
+
+class AssistantOffer(Rule):
+    """The writer offers the reader another version or further edits ("A shorter version
+    can be provided on request", "Happy to tweak the wording")."""
+
+    name = "assistant_offer"
+    kind = "narration"
+    triggers = frozenset(
+        """request requests demand if should say ask happy glad can could will would may
+        available option options easy simple possible straightforward written drafted
+        composed offered welcome used cut too ask adapted""".split()
+    )
+
+    def matches(self, s: Sentence) -> bool:
+        if s.shows_carrier:
+            return False  # "Tours on request", says the sign
+        return bool(_ON_WISH.search(s.masked) or _OFFERED.search(s.masked))

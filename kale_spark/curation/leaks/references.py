@@ -44,7 +44,7 @@ _TEXT = r"(?:sentence|caption|description|text|version|input|account)"
 _PIECE = r"(?:line|statement|phrase|clause|entry|passage|snippet)"
 _ORD = (
     r"first|second|third|former|latter|1st|2nd|other|two|both|either|neither|each|previous|"
-    r"preceding|earlier|initial|original|above"
+    r"preceding|earlier|initial|original|above|opening|closing|concluding|longer|shorter"
 )
 
 
@@ -55,6 +55,8 @@ def _parts(*table: tuple[str, str]) -> tuple[tuple[frozenset[str], re.Pattern[st
 
 
 _TXT = "caption captions description descriptions text texts sentence sentences"
+# Machines that write a caption: "the detector's caption", "the captioner's output".
+_AUTHORS = r"model|ai|vlm|llm|captioner|detector|tagger|classifier|algorithm|network|bot|assistant"
 _NAMED = _parts(
     (
         "sentence sentences",
@@ -75,7 +77,9 @@ _NAMED = _parts(
         r"\b(?:synthetic|dense|generated|(?:machine|model|ai|auto|computer)[\s-]?(?:generated|"
         r"written)|automatic|automated)[\s-]+(?:(?:visual|image|dense)\s+)?(?:captions?|"
         r"descriptions?|texts?|sentences?)\b"
-        r"|\b(?:web|source|input|raw|reference|original|given|provided|supplied|image|photo)[\s-]+"
+        r"|\b(?:web|source|input|raw|reference|original|given|provided|supplied|image|photo|"
+        r"accompanying|associated|attached|surrounding|scraped|crawled|paired|companion|"
+        r"user[\s-](?:supplied|provided|written)|html|seo)[\s-]+"
         r"(?:captions?|texts?|descriptions?|sentences?|inputs?|wording)\b"
         r"|\b(?:caption|description|text|passage|snippet)\s*#?\s*[1-4]\b(?![.,:]\d)"
         r"|(?-i:\b(?:[Cc]aption|[Dd]escription|[Tt]ext|[Ss]entence)\s+[AB]\b)",
@@ -87,22 +91,35 @@ _NAMED = _parts(
     ),
     (
         "knowledge ground",
-        r"\bknowledge[\s-](?:augmented|enriched|enhanced)(?:\s+(?:caption|description|text|"
+        r"\bknowledge[\s-](?:augmented|enriched|enhanced|infused|grounded|injected|informed|"
+        r"aware|rich|driven)(?:\s+(?:caption|description|text|"
         r"sentence|version)s?)?\b|\bground[\s-]truth\b",
     ),
     (
         "metadata hashtag hashtags file filename keywords",
-        r"\b(?:the|its|their)\s+(?:metadata|hashtags?|file\s*name|filename|seo\s+keywords)\b",
+        r"\b(?:the|its|their|(?:image|photo|picture|file)['’]s)\s+(?:metadata|hashtags?|file\s*name|"
+        r"filename|seo\s+keywords)\b",
     ),
     (
         "caption captions description descriptions output outputs text texts answer answers "
         "response responses",
         r"\b(?:vlm|llm|ai|model|bot|machine|captioner)[\s-]+(?:captions?|descriptions?|outputs?)\b"
-        r"|\bmodel['’]s\s+(?:caption|description|output|text|answer|response)s?\b",
+        rf"|\b(?:{_AUTHORS})['’]s\s+(?:caption|description|output|text|answer|response|label|"
+        r"tag|prediction|guess)s?\b",
     ),
     (
         "cogvlm llava blip blip2 chatgpt gpt gpt4 gpt3 gpt4o capsfusion",
         r"\b(?:cogvlm|llava|blip-?\d?|chatgpt|gpt-?\d\w*|capsfusion)\b",
+    ),
+    (
+        # The page an image was taken from is an input: "the surrounding web page", "the
+        # page the image came from", "the product title".
+        "page webpage site website post listing product title",
+        r"\b(?:surrounding|source|original|accompanying|host|hosting)\s+(?:web\s*)?(?:page|site)\b"
+        r"|\b(?:website|webpage|site|listing)['’]s\s+(?:description|caption|text|title|copy)\b"
+        r"|\b(?:page|site|website|webpage|post|listing|article)\s+(?:that\s+|which\s+)?the\s+"
+        r"(?:image|photo|picture)\s+(?:came|comes|was\s+(?:taken|pulled|found))\s+from\b"
+        r"|\b(?:product|page|listing|image|photo|file)\s+(?:title|tags)\b",
     ),
     ("pieces", r"\b(?:both|two|the|these|those)\s+pieces\s+of\s+(?:text|information|input)\b"),
     (
@@ -110,7 +127,7 @@ _NAMED = _parts(
         r"\b(?:inputs?|sources?)\s*#?\s*(?:[1-4]|one|two)\b"
         r"|(?-i:\b(?:[Ii]nput|[Ss]ource)\s+[AB]\b)"
         r"|\b(?:first|second|other|two|both|either|neither)\s+(?:inputs?|sources?)\b(?!\s+of\b)"
-        r"|\bthe\s+inputs?\b",
+        r"|\bthe\s+inputs?\b(?!\s*(?:and|or|/|&)\s*outputs?\b)",
     ),
     (
         "image images photo photos picture pictures",
@@ -126,7 +143,7 @@ _NAMED = _parts(
     (
         "model ai assistant system captioner llm vlm",
         r"\b(?:generated|written|produced|created|output|predicted|suggested|proposed)\s+by\s+"
-        r"(?:the|a|an|another)\s+(?:[\w-]+\s+)?(?:model|ai|assistant|system|captioner|llm|vlm)\b",
+        r"(?:the|a|an|another)\s+(?:[\w-]+\s+){0,2}?(?:model|ai|assistant|system|captioner|llm|vlm)\b",
     ),
 )
 _ORD_WORDS = (
@@ -145,7 +162,9 @@ _ORDINAL = _parts(
         rf"(?:two\s+)?{_TEXT}s\b|\b(?:2|two)\s+{_TEXT}s\b"
         rf"|\b{_TEXT}\s+pairs?\b|\bpairs?\s+of\s+{_TEXT}s\b"
         rf"|\b(?:{_ORD})\s+{_TEXT}s?\b|\bone\s+(?:of\s+the\s+)?(?:sentence|caption|description|"
-        r"input|source)s?\b"
+        r"input|source|text|account|version)s?\b"
+        r"|\bno\s+(?:source|input|text|caption|description|sentence)s?\s+(?:names?|mentions?|says|"
+        r"gives|states|identifies|specifies|lists|calls|describes|notes|indicates)\b"
         rf"|\b(?:sentence|caption|description|text)s?\s+(?:above|below)\b"
         rf"(?!\s+(?:the|a|an|it|its|his|her|their)\b)",
     ),
@@ -154,9 +173,30 @@ _ORDINAL = _parts(
         r"\b(?:the|this|my|your)\s+(?:prompt|instructions?|task|request)\b|\bthe\s+user\b",
     ),
     (
-        "model models tags",
+        "model models tags captioner captioners tagger taggers",
         r"\b(?:vision|language|captioning|caption|image|ai|multimodal|vision[\s-]language|"
-        r"visual|text|generative)[\s-]+models?\b|\bthe\s+tags\b",
+        r"visual|text|generative)[\s-]+models?\b|\bthe\s+tags\b"
+        r"|\b(?:the|a|an)\s+(?:[\w-]+\s+)?(?:captioner|tagger)s?\b",
+    ),
+    (
+        # A text told by who or what made it or came with it: "the caption the model
+        # produced", "what the captioning system wrote", "the caption produced
+        # automatically", "the caption that accompanied the image".
+        "caption captions description descriptions text texts output what title",
+        rf"\b(?:caption|description|text|output|title)s?\s+(?:that\s+|which\s+)?(?:the|a|an)\s+"
+        rf"(?:[\w-]+\s+)?(?:{_AUTHORS}|system|captioner)\s+(?:produced|wrote|generated|gave|"
+        r"returned|created|proposed|suggested|output|made|came\s+up\s+with|offered|provided)\b"
+        r"|\b(?:caption|description|text|title)s?\s+(?:taken\s+|pulled\s+|scraped\s+)?from\s+the\s+"
+        r"(?:web|internet|site|website|webpage|listing|source)\b"
+        rf"|\bwhat\s+the\s+(?:[\w-]+\s+)?(?:{_AUTHORS}|system|captioner)\s+(?:wrote|produced|"
+        r"generated|said|says|returned|described|output)\b"
+        r"|\b(?:caption|description|text)s?\s+(?:was\s+|were\s+)?(?:produced|generated|written|"
+        r"created)\s+(?:automatically|by\s+(?:a\s+)?(?:machine|software|computer)|for\s+(?:this|the)\s+"
+        r"(?:image|photo|picture))\b"
+        r"|\b(?:caption|description|text|alt|title|words)s?\s+(?:that\s+|which\s+)?(?:accompan\w+|"
+        r"(?:came|comes|shipped|supplied|provided|given|attached|paired|posted|published|uploaded|"
+        r"bundled|scraped)\s+(?:along\s+)?(?:with|alongside))\s+(?:the|this|that)\s+(?:image|photo|"
+        r"picture)s?\b",
     ),
 )
 # "The former is vague", "of the original": an ordinal standing for a text.
@@ -173,7 +213,7 @@ _INFO = re.compile(
 # sentence"); a modifier that names a surface makes it that surface's text.
 _BARE = re.compile(
     r"\b(?:the|that|its|their)\s+(?P<mods>(?:[a-z][\w-]*(?<!s)(?:['’]s)?\s+){0,2}?)"
-    r"(?:caption|description|sentence|text)s?\b",
+    r"(?:caption|description|sentence|text|source|listing|metadata)s?\b",
     _I,
 )
 
@@ -196,7 +236,7 @@ _PROMPTISH = re.compile(
 )
 
 _PARTICIPLES = (
-    r"mentioned|described|stated|noted|indicated|depicted|shown|suggested|specified|given|"
+    r"mentioned|described|stated|noted|indicated|depicted|shown|suggested|specified|given|laid\s+out|"
     r"provided|listed|named|identified|taken|drawn|derived|sourced|highlighted|outlined|"
     r"detailed|explained|presented|seen|conveyed|expressed|captured|reflected|referenced|"
     r"implied|found|retained|kept|preserved|borrowed|obtained|added|portrayed|cited|quoted|"
@@ -302,7 +342,8 @@ def _pronoun(masked: str, end: int) -> bool:
 _FIGURE3 = re.compile(r"\bthe\s+visual\s+representation\b", _I)
 # Each pattern, with words one of which it needs (a cheap test before the regex).
 _TEXT_WORDS = frozenset(
-    """sentence sentences caption captions description descriptions text texts""".split()
+    """sentence sentences caption captions description descriptions text texts source sources
+    listing listings metadata""".split()
 )
 _PATTERNS = (
     *(("named", rx, needs) for needs, rx in _NAMED),
@@ -312,6 +353,9 @@ _PATTERNS = (
     ("figure3", _FIGURE3, frozenset({"representation"})),
     ("info", _INFO, frozenset("information info knowledge data context details facts".split())),
 )
+
+
+_OF_THE_IMAGE = re.compile(r"\s+of\s+(?:the|this|that)\s+(?:image|photo|picture)\b", _I)
 
 
 def _before(masked: str, a: int) -> str:
@@ -324,8 +368,9 @@ def _keep_span(s: Sentence, a: int, b: int, strength: str, m: re.Match[str]) -> 
     masked = s.masked
     if strength == "named":
         # What an input says is never shown by a text verb ("the alt-text reads"), and an
-        # input stays one whatever it is of ("the alt-text of a web image").
-        if s.tied(a, b, verbs=False):
+        # input stays one whatever it is of ("the alt-text of a web image", "the given
+        # description of the image").
+        if s.tied(a, b, verbs=False) and not _OF_THE_IMAGE.match(masked[b:]):
             return False
     elif strength == "figure3":
         return not s.shows_carrier  # "the visual representation of the data on a screen"
@@ -380,5 +425,7 @@ REFERENCE_WORDS = frozenset(
     gpt described referred characterized characterised mentioned portrayed depicted passage
     snippet image photo picture line lines statement phrase clause entry info above said
     stated noted indicated specified claimed reported suggested implied first second other
-    pair pairs statements phrases clauses entries passages snippets blip2 gpt4 gpt3 gpt4o""".split()
+    pair pairs statements phrases clauses entries passages snippets blip2 gpt4 gpt3 gpt4o
+    page webpage site website post listing listings product title metadata detector tagger
+    classifier algorithm network captioners tagger taggers""".split()
 )
