@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMPS := .stamps
 SAMPLE_ROWS ?= 120
 
-.PHONY: setup jvm-archive demo test lint bench bench-fusion clean-lake dist conf bench-fetch bench-scale bench-report
+.PHONY: setup jvm-archive demo test lint bench bench-fusion clean-lake dist conf bench-fetch bench-scale bench-report chaos
 
 setup: $(STAMPS)/venv jars jvm-archive
 
@@ -34,6 +34,15 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# SIGKILL `kale run` at random moments (CHAOS_KILLS times per round), then finish it;
+# the gold table must equal an uninterrupted run's, with no duplicate key
+# (docs/reliability.md). Prints runs, kills, mismatches; non-zero on any mismatch.
+CHAOS_SEED   ?= 0
+CHAOS_ROUNDS ?= 1
+CHAOS_KILLS  ?= 3
+chaos: setup
+	$(BIN)/python -m tests.reliability.chaos --seed $(CHAOS_SEED) --rounds $(CHAOS_ROUNDS) --kills $(CHAOS_KILLS)
 
 # The library as a cluster user ships it: a wheel (pip install / a Databricks library)
 # and a zip of the same files for spark-submit --py-files (Spark puts .zip, not .whl,

@@ -20,10 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     from kale_spark.cli.entry import (
         CONFIG_ERROR_EXIT,
         add_config_args,
+        lake_busy_exit,
         load_or_report,
         setup_logging,
     )
     from kale_spark.cli.pipeline import ensure_sample, run_summary
+    from kale_spark.lake.lock import LakeBusy
 
     parser = argparse.ArgumentParser(prog="jobs/run_all.py", description=__doc__.split("\n")[0])
     add_config_args(parser)
@@ -37,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         return CONFIG_ERROR_EXIT
     if args.sample_rows:
         ensure_sample(cfg, args.sample_rows)
-    summary, ok = run_summary(cfg)
+    try:
+        summary, ok = run_summary(cfg)
+    except LakeBusy as exc:
+        return lake_busy_exit("run", exc)
     print(summary)
     return 0 if ok else 1
 

@@ -126,3 +126,29 @@ def make_config(lake_root: Path, tmp_path: Path):
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def stage2_reference(spark, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One uninterrupted run of the whole pipeline (tests/support/stage2_pipeline.py),
+    shared by tests/spark/test_stage2.py and tests/reliability/: the lake, the config,
+    each stage's run record and every table's version right after it."""
+    from kale_spark import schema
+    from kale_spark.cli.pipeline import run_all
+    from kale_spark.config import load_config
+    from kale_spark.lake.tables import Lake
+    from tests.support import stage2_pipeline
+
+    root = tmp_path_factory.mktemp("stage2")
+    stage2_pipeline.write_sample(root)
+    cfg = load_config(None, stage2_pipeline.overrides(root))
+    first = run_all(spark, cfg)
+    lake = Lake(spark, cfg.lake)
+    tables = [t for t in lake.tables() if t != schema.RUNS]
+    return {
+        "root": root,
+        "cfg": cfg,
+        "lake": lake,
+        "first": first,
+        "versions": {t: lake.version(t) for t in tables},
+    }

@@ -30,6 +30,7 @@ from typing import Any
 from kale_spark.cli.entry import (
     CONFIG_ERROR_EXIT,
     add_config_args,
+    lake_busy_exit,
     load_or_report,
     run_stage,
     setup_logging,
@@ -165,16 +166,24 @@ def cmd_summary(args: argparse.Namespace, cfg: Config) -> int:
 
 def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     from kale_spark.cli.pipeline import run_summary
+    from kale_spark.lake.lock import LakeBusy
 
-    summary, ok = run_summary(cfg)
+    try:
+        summary, ok = run_summary(cfg)
+    except LakeBusy as exc:
+        return lake_busy_exit("run", exc)
     print(summary)
     return 0 if ok else 1
 
 
 def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
     from kale_spark.cli.pipeline import run_demo
+    from kale_spark.lake.lock import LakeBusy
 
-    print(run_demo(cfg, rows=args.rows))
+    try:
+        print(run_demo(cfg, rows=args.rows))
+    except LakeBusy as exc:
+        return lake_busy_exit("demo", exc)
     return 0
 
 

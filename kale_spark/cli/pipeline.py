@@ -7,7 +7,9 @@ run it.
 
 Every stage is idempotent, so a rerun on the same input trains nothing new (the
 student's checkpoint for the same training rows exists), generates nothing new and
-publishes no new release.
+publishes no new release. A run holds the lake's run lock (lake/lock.py) from before
+Spark starts to its end: a second run on the same lake fails at start with `LakeBusy`,
+naming the first run's id.
 """
 
 from __future__ import annotations
@@ -47,11 +49,18 @@ def stages() -> list:
 
 
 def run_all(spark, cfg: Config) -> list:
-    """Run every stage in order on `spark`; return each stage's run record.
+    """Run every stage in order on `spark` under the lake's run lock; return each
+    stage's run record. LakeBusy when another run holds the lake."""
+    from kale_spark.lake.lock import lake_lock
+    from kale_spark.lake.runs import new_run_id
 
-    Stops at the first stage whose run is not ok (the next stage would read its
-    missing output).
-    """
+    with lake_lock(cfg.lake, new_run_id("run"), "kale run"):
+        return _run_stages(spark, cfg)
+
+
+def _run_stages(spark, cfg: Config) -> list:
+    """Every stage in order; stops at the first stage whose run is not ok (the next
+    stage would read its missing output)."""
     runs = []
     for stage in stages():
         run = stage.run(spark, cfg)
@@ -81,13 +90,18 @@ def ensure_sample(cfg: Config, rows: int | None = None) -> Path:
 def run_summary(cfg: Config) -> tuple[str, bool]:
     """`kale run`: every stage from `ingest.input` to the published table; the summary
     and whether every stage ran ok."""
+    from kale_spark.lake.lock import lake_lock
+    from kale_spark.lake.runs import new_run_id
     from kale_spark.release.report import lake_summary
     from kale_spark.spark.session import get_session
 
-    spark = get_session(cfg.spark)
-    runs = run_all(spark, cfg)
-    ok = len(runs) == len(stages()) and all(r.status == "ok" for r in runs)
-    return "\n".join([r.summary() for r in runs] + ["", lake_summary(spark, cfg)]), ok
+    run_id = new_run_id("run")
+    with lake_lock(cfg.lake, run_id, "kale run"):  # before Spark: a busy lake fails fast
+        log.info("kale run %s", run_id)
+        spark = get_session(cfg.spark)
+        runs = _run_stages(spark, cfg)
+        ok = len(runs) == len(stages()) and all(r.status == "ok" for r in runs)
+        return "\n".join([r.summary() for r in runs] + ["", lake_summary(spark, cfg)]), ok
 
 
 def run_demo(cfg: Config, rows: int | None = None) -> str:

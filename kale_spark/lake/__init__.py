@@ -7,6 +7,7 @@
     progress.py    the one progress reporter of long stages
     versioning.py  table versions, ``VERSION AS OF`` diffs
     connect.py     Spark Connect refused at start (``Lake`` needs a driver JVM)
+    lock.py        the lake's run lock: one run per lake (``LakeBusy`` names the holder)
 
 May import: the core modules (config, schema, hashing). Stages, release and the CLI
 import it; it imports none of them.

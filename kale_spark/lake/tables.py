@@ -34,6 +34,8 @@ USER_METADATA_OPTION = "userMetadata"
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 CHANGE_FEED_PROPERTY = "delta.enableChangeDataFeed"
 COMMITS_SEARCHED = 16  # how far back last_write looks for its own commit
+# Delta's refusal of a commit whose txnAppId/txnVersion a concurrent commit just took.
+TXN_CONFLICT = "DELTA_CONCURRENT_TRANSACTION"
 
 
 @dataclass(frozen=True)
@@ -456,7 +458,9 @@ class Lake:
         `txn` = (app id, version) makes the append idempotent (Delta's txnAppId /
         txnVersion): Delta skips it, without running `source`, when the table has
         already committed that version or a later one for that app id; the result then
-        says `committed=False`.
+        says `committed=False`. Two writers racing on one txn (a micro-batch replayed
+        twice at once): Delta refuses the loser's commit (ConcurrentTransactionException),
+        which is then a skip like any other.
         """
         check_write(commit, name)
         metadata, stamp = _commit_info(commit)
@@ -465,7 +469,13 @@ class Lake:
             writer = writer.option("mergeSchema", "true")
         if txn is not None:
             writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
-        writer.save(self.path(name))
+        try:
+            writer.save(self.path(name))
+        except Exception as exc:
+            if txn is None or TXN_CONFLICT not in str(exc) or not self.txn_committed(name, *txn):
+                raise
+            log.info("%s: txn %s@%d was committed by a concurrent writer: skipped", name, *txn)
+            return WriteResult(name, int(self.version(name)), 0, committed=False)
         self.register(name)
         return self.last_write(name, stamp)
 

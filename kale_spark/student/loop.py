@@ -62,6 +62,8 @@ from kale_spark.student.data import RankPlan, SnapshotBatches, loader, read_mani
 __all__ = ["BatchEncoder", "RankError", "TrainJob", "evaluate", "lr_at", "train", "train_entry"]
 
 log = logging.getLogger(__name__)
+# Tests only: the step after whose checkpoint training holds until killed.
+HOLD_ENV = "KALE_TEST_HOLD_AFTER_CHECKPOINT"
 
 FINAL = "final"
 PROVENANCE = "provenance.json"
@@ -502,6 +504,7 @@ class _Loop:
             keep=self.s.keep_checkpoints,
             rng=rng,
         )
+        _hold_if_asked(step)
 
     def result(self, start: int) -> dict[str, Any]:
         views = _gather({"samples": self.samples, "checksum": _checksum(self.model)}, self.world)
@@ -551,6 +554,18 @@ def _finish(job: TrainJob, model: Any, history: list, done: dict[str, Any]) -> d
         (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str))
     log.info("final student: %s (%s)", final, digest)
     return {"final_dir": str(final), "content_hash": digest}
+
+
+def _hold_if_asked(step: int) -> None:
+    """Tests only: with HOLD_ENV set to this step, stop here, the checkpoint written,
+    until the process is killed (a kill test's deterministic point mid-training)."""
+    if os.environ.get(HOLD_ENV) != str(step):
+        return
+    import time
+
+    log.warning("%s=%d: holding after the checkpoint until killed", HOLD_ENV, step)
+    while True:
+        time.sleep(1)
 
 
 def _exit_with_parent(interval_s: float = 1.0) -> None:

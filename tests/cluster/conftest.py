@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -143,3 +144,18 @@ def standalone_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clu
     finally:
         for proc in reversed(procs):
             _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def dist_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make dist`'s zip: the library as spark-submit --py-files ships it."""
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        ["make", "-s", "dist", f"DIST={out}", f"DIST_PY={sys.executable}"],
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (zip_path,) = out.glob("kale_spark-*.zip")
+    return zip_path

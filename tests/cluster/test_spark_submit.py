@@ -26,20 +26,6 @@ LOCAL = REPO / "conf" / "local.yaml"
 ROWS = 12
 
 
-@pytest.fixture(scope="module")
-def dist_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        ["make", "-s", "dist", f"DIST={out}", f"DIST_PY={sys.executable}"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (zip_path,) = out.glob("kale_spark-*.zip")
-    return zip_path
-
-
 def _read_delta(path: Path):
     from deltalake import DeltaTable
 

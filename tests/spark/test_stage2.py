@@ -23,14 +23,12 @@ import pytest
 
 from kale_spark import schema
 from kale_spark.cli import commands as cli
-from kale_spark.cli.pipeline import run_all
-from kale_spark.config import load_config
 from kale_spark.lake.tables import Lake
-from kale_spark.sources.sample import generate_sample
+from tests.support import stage2_pipeline
 
-ROWS = 14
-TEACHER_FRACTION = 0.5
-STEPS = 6
+ROWS = stage2_pipeline.ROWS
+TEACHER_FRACTION = stage2_pipeline.TEACHER_FRACTION
+STEPS = stage2_pipeline.STEPS
 DATA_TABLES = (
     schema.SAMPLES,
     schema.IMAGES,
@@ -57,32 +55,7 @@ def _dir_hash(path: Path) -> str:
 
 
 def _overrides(root: Path) -> list[str]:
-    return [
-        f"lake.root={root / 'lake'}",
-        "spark.master=local[2]",
-        "spark.shuffle_partitions=2",
-        "spark.arrow_batch_size=8",
-        f"sample.out={root / 'sample'}",
-        f"ingest.input={root / 'sample' / 'metadata'}",
-        f"fetch.file_root={root / 'sample'}",  # the sample's images are file:// URLs
-        f"models.cache_dir={root / 'model-cache'}",
-        "models.torch_threads=1",
-        "caption.generation.max_new_tokens=12",
-        "augment.generation.max_new_tokens=16",
-        f"split.teacher_fraction={TEACHER_FRACTION}",
-        f"student.train.max_steps={STEPS}",
-        "student.train.eval_interval=3",
-        "student.train.checkpoint_interval=3",
-        "student.train.batch_size=2",
-        "student.train.snapshot_files=2",
-        "student.train.lr=0.003",
-        "student.caption.generation.max_new_tokens=16",
-        "student.caption.generation.min_new_tokens=8",
-        # The tiny student's captions are noise a few steps in: keep every non-empty one,
-        # so the published table shows both stages.
-        "filter.min_words=1",
-        "publish.export=false",
-    ]
+    return stage2_pipeline.overrides(root)
 
 
 def _table_rows(lake: Lake, table: str) -> list[tuple]:
@@ -94,12 +67,10 @@ def _table_rows(lake: Lake, table: str) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def both_stages(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("stage2")
-    generate_sample(root / "sample", ROWS, bad_fraction=0.0, seed=5, max_side=300)
-    cfg = load_config(None, _overrides(root))
-    first = run_all(spark, cfg)
-    lake = Lake(spark, cfg.lake)
+def both_stages(stage2_reference):
+    """The session's reference run of both stages, then `kale run` again from the CLI."""
+    root, cfg, lake = (stage2_reference[k] for k in ("root", "cfg", "lake"))
+    first = stage2_reference["first"]
     versions = {t: lake.version(t) for t in DATA_TABLES}
     contents = {t: _table_rows(lake, t) for t in DATA_TABLES}
     argv = ["run", "--input", str(root / "sample" / "metadata")]
