@@ -31,7 +31,11 @@ def main(path: str) -> None:
         augment.run(spark, cfg)
         out["augment_first"] = "ok"
     except Exception as exc:  # the injected commit failure: its message must say so
-        out["augment_first"] = f"{type(exc).__name__}: {exc}"[:2000]
+        # The exception's head and the injected fault's own message, wherever the
+        # traceback (its length set by the checkout's paths) puts it.
+        text = f"{type(exc).__name__}: {exc}"
+        at = text.find("kale fault injected")
+        out["augment_first"] = text[:300] + (" ... " + text[at : at + 300] if at >= 0 else "")
     out["augment"] = augment.run(spark, cfg).counts
     out["total_s"] = round(time.monotonic() - started, 1)
     print("RESULT " + json.dumps(out, default=str), flush=True)
