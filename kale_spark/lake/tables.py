@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from pyspark.sql.types import StructType
 
 log = logging.getLogger(__name__)
+# Catalog changes (create, register, re-point) one at a time per process.
+_CATALOG_LOCK = threading.RLock()
 
 # Delta commit user metadata: a DataFrameWriter option, or (for operations that have no
 # writer) a SQL conf of the session that runs them. See Lake._commit_session.
@@ -85,7 +88,13 @@ class Lake:
         return sorted(p.name for p in root.iterdir() if (p / "_delta_log").is_dir())
 
     def register(self, name: str) -> None:
-        """Make `<database>.<name>` point at this lake's table (re-pointing if needed)."""
+        """Make `<database>.<name>` point at this lake's table (re-pointing if needed).
+        Under a process-wide lock: a model stage's two lanes may register the same table
+        at once, and a re-pointing DROP would pull it from under the other's DESCRIBE."""
+        with _CATALOG_LOCK:
+            self._register(name)
+
+    def _register(self, name: str) -> None:
         if name in self._registered:
             return
         qualified = self.qualified(name)
@@ -109,6 +118,10 @@ class Lake:
         """Create an empty Delta table with `schema` if none exists, and register it.
         `change_feed`: record Delta's change data feed from the start (a model stage
         streams the changes of its source)."""
+        with _CATALOG_LOCK:  # lanes of one stage may create the same table at once
+            self._ensure_table(name, schema, change_feed)
+
+    def _ensure_table(self, name: str, schema: StructType, change_feed: bool) -> None:
         from delta.tables import DeltaTable
 
         if not self.exists(name):

@@ -78,19 +78,28 @@ def _uids(df) -> list[str]:
     return [r["uid"] for r in df.select("uid").collect()]
 
 
-def _crash_on_write(monkeypatch, on_call: int) -> list[int]:
-    """Make the `on_call`-th good-rows append (of the chunks) die; the calls seen."""
+def _crash_on_write(monkeypatch, after_rows: bool) -> list[int]:
+    """Make one good-rows append (of the chunks) die; the calls seen.
+
+    ``after_rows`` False: the first append dies. True: the first append that starts
+    once an append with rows has landed dies (two lanes commit at once, and a chunk may
+    hold no good row, so a fixed call number would not say what is on disk)."""
     real = ChunkWriter._write_good
     calls: list[int] = []
     lock = threading.Lock()
+    state = {"landed": False, "crashed": False}
 
     def write_good(self, good, n_good, txn):
         with lock:
             calls.append(1)
-            n = len(calls)
-        if n == on_call:
+            crash = not state["crashed"] and (state["landed"] or not after_rows)
+            state["crashed"] |= crash
+        if crash:
             raise Crash("killed between the quarantine and the target append")
-        return real(self, good, n_good, txn)
+        result = real(self, good, n_good, txn)
+        with lock:
+            state["landed"] |= result.rows_inserted > 0
+        return result
 
     monkeypatch.setattr(ChunkWriter, "_write_good", write_good)
     return calls
@@ -111,7 +120,7 @@ def test_a_kill_between_quarantine_and_target_leaves_one_quarantine_row(
     cfg = _config(tmp_path, "caption.rows_per_commit=100")
     lake = Lake(spark, cfg.lake)
     good, bad = _images(spark, lake)
-    _crash_on_write(monkeypatch, on_call=1)
+    _crash_on_write(monkeypatch, after_rows=False)
     with pytest.raises(Exception, match="killed between"):
         caption.run(spark, cfg)
     # On disk: the chunk's failures are committed, its good rows are not.
@@ -143,7 +152,7 @@ def test_a_replay_with_another_chunk_size_cuts_the_recorded_chunks(
     cfg = _config(tmp_path, "caption.rows_per_commit=3")
     lake = Lake(spark, cfg.lake)
     good, bad = _images(spark, lake)
-    _crash_on_write(monkeypatch, on_call=2)
+    _crash_on_write(monkeypatch, after_rows=True)
     with pytest.raises(Exception, match="killed between"):
         caption.run(spark, cfg)
     committed = set(_uids(lake.read(schema.DENSE_CAPTIONS)))
