@@ -18,6 +18,9 @@ Labelled sets (``tests/data``):
 - ``dev_v2`` (``artifact_holdout_v2.jsonl``): the second holdout, scored 12 times as
   the headline while rules changed (its misses never printed); dev history since
   holdout v3 replaced it.
+- ``dev_v4`` (``artifact_dev_v4.jsonl``): written by an author who never saw the
+  rules, after holdout v3 had been scored; a dev split from the start (tuned on,
+  misses printed), so rules fitted to holdout v3's kinds are checked on unseen text.
 - ``holdout_v3`` (``artifact_holdout_v3.jsonl``): written by an author who never saw
   the rules, the dev sets or the earlier holdouts; the headline. This script prints
   its aggregates only (counts, precision, recall), never a sentence, and appends one
@@ -70,6 +73,7 @@ DEV_SETS = {
     "dev_history": DATA / "artifact_holdout.jsonl",
     "dev_kinds": DATA / "artifact_dev_kinds.jsonl",
     "dev_v2": DATA / "artifact_holdout_v2.jsonl",
+    "dev_v4": DATA / "artifact_dev_v4.jsonl",
 }
 HOLDOUT = "holdout_v3"
 HOLDOUT_PATH = DATA / "artifact_holdout_v3.jsonl"
