@@ -83,6 +83,8 @@ SURFACES = (
 _STRONG_VERBS = (
     r"reads?(?!\s+(?:like|as|more|less|better|well|\w+ly)\b)|reading(?!\s+(?:like|as)\b)|"
     r"titled|entitled|labell?ed|"
+    # "well written" judges writing; it does not say that text is shown.
+    r"(?<!well\s)(?<!well-)(?<!poorly\s)(?<!badly\s)"
     r"written(?!\s+(?:without|to|for|with|so|as|in\s+(?:a|an|one)\b))|printed|engraved|"
     r"inscribed|handwritten|typed|spelled|spells|stamped|embroidered|etched|scrawled|lettered|"
     r"signed"

@@ -1,7 +1,7 @@
 """Kind ``input_critique``: the sentence judges the quality of an input - its
-grammar, spelling, punctuation, being a list of keywords, being vague, wrong or
-unreliable ("The first sentence is missing a verb", "The caption is grammatically
-incorrect", "The alt-text is likely SEO spam").
+grammar, spelling, punctuation, how well it is written, being a list of keywords,
+being vague, wrong or unreliable ("The first sentence is missing a verb", "The
+caption is grammatically incorrect", "The alt-text is likely SEO spam").
 
 It needs both a text the sentence talks about (see :mod:`.meta_discourse`; a bare
 "the caption" counts here) and a word of judgement. A sign that misspells a word, or
@@ -22,7 +22,7 @@ _I = re.IGNORECASE
 _JUDGEMENT = re.compile(
     r"\b(?:grammar|grammatical(?:ly)?|ungrammatical|typos?|misspell\w*|spelling|punctuat\w*|"
     r"fragment(?:ed|s|ary)?|run-on|incomplete|awkward(?:ly)?|clumsy|clunky|"
-    r"(?:poorly|badly|hastily)\s+(?:written|worded|structured|phrased|punctuated)|"
+    r"(?:poorly|badly|hastily|well)[\s-]+(?:written|worded|structured|phrased|punctuated)|"
     r"(?:list|string|jumble|series|pile|bag)\s+of\s+(?:search\s+)?(?:keywords|tags|words|terms)|"
     r"keyword[\s-]?(?:stuffed|heavy|style|list)|vague|generic|inaccura\w*|incorrect(?:ly)?|"
     r"wrong(?:ly)?|mistaken(?:ly)?|mistakes?|erroneous(?:ly)?|errors?|flaw(?:s|ed)?|"

@@ -310,6 +310,7 @@ class Directive(Rule):
         )
 
 
+_BRACE_SLOT = re.compile(r"\{\s*[A-Za-z_][\w ]{0,30}\}")
 _SLOT_NAME = re.compile(
     r"\{\s*[A-Za-z_][\w ]{0,30}\}|\[(?!sic\])(?:insert\s+)?[a-z][a-z _/-]{1,30}\]|"
     r"<(?:insert\s+)?[a-z][a-z _]{1,30}>"
@@ -327,4 +328,7 @@ class TemplateSlot(Rule):
         text = s.text
         if "{" not in text and "[" not in text and "<" not in text:
             return False
-        return _SLOT_NAME.search(text) is not None
+        # Quoted text is content ('the subtitle reads "[laughs]"'); a brace slot never is.
+        if _BRACE_SLOT.search(text):
+            return True
+        return _SLOT_NAME.search(s.masked) is not None

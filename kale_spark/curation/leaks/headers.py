@@ -1,7 +1,8 @@
 """Kind ``header``: a label in front of, or instead of, the caption - "Merged:",
 "New Sentence:", "Sentence 3:", "**Refined caption:**", "Here is the merged caption:",
-"Assistant:". Only the label is removed; the caption after it is kept if it passes
-the other rules. A label whose words name a carrier ("The sign's text:") is content.
+"Assistant:", also with a dash or an arrow for the colon ("Final caption -- ...",
+"Merged >> ..."). Only the label is removed; the caption after it is kept if it
+passes the other rules. A label whose words name a carrier ("The sign's text:") is content.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ _LABEL = re.compile(
     rf"|(?:[\w'’-]+,?\s+){{0,5}}?(?:{_HEAD})s?(?:\s*#?\s*\d+)?(?:\s*\([^()]{{0,30}}\))?"
     r"(?:\s*#?\s*\d+)?(?:\s+[\w'’-]+){0,3}?"
     rf"|{_PARTICIPLE})"
-    r"(?:\s*\**\s*:|\s+[—–-]\s|\s*(?:->|=>|→)\s*)\s*\**\s*"
+    # The separator: a colon, a spaced dash ("-", "--", em dash) or an arrow (">>", "=>").
+    r"(?:\s*\**\s*:|\s+(?:--|[—–-])\s|\s*(?:->|=>|→|>>|»)\s*)\s*\**\s*"
     # A label on its own: "### Caption", "[Merged caption]", "New sentence."
     rf"|^\W*(?:(?:new|merged|final|refined|combined|fused|rewritten|revised|improved|"
     rf"knowledge-augmented)\s+)+(?:{_HEAD})s?\W*$"

@@ -111,7 +111,7 @@ _NEXT_STEP = re.compile(
     r"start|sum\s+up|conclude)\b|(?:first(?:ly)?|next|now|finally|then|lastly),?\s+(?:i|we|"
     r"let['’]?s?)\b)"
     r"|\b(?:the|my|our)\s+(?:goal|aim|objective|task|job|intention|purpose)\s+(?:here\s+)?"
-    r"(?:is|was)\s+to\b"
+    r"(?:is|was)\s+(?:to\b|an?\s+(?:[\w'’-]+,?\s+){0,3}?(?:caption|description|sentence)s?\b)"
     r"|\b(?:analysis|attention|focus|discussion|description|caption|eye)\s+(?:now\s+|then\s+|"
     r"next\s+)?(?:turns?|shifts?|moves?)\s+(?:to|toward)",
     _I,
@@ -229,7 +229,10 @@ _FUSING = re.compile(
     r"trusting|favou?ring|prioriti[sz]ing|preferring|following|relying\s+on|deferring\s+to)\s+"
     r"(?:(?:these|the|both|all|this|those|that)\s+(?:\w+\s+)?(?:details|information|sentences|"
     r"captions|descriptions|sources|inputs|elements|facts|knowledge|texts|pieces|clues|accounts)|"
-    r"(?:the|these|both|all)\s+two)\b",
+    r"(?:the|these|both|all)\s+two)\b"
+    # A pronoun standing for the inputs, after a verb that only fuses texts: "Combining them".
+    r"|^\W*(?:by\s+)?(?:combining|merging|fusing|blending|synthesi[sz]ing|consolidating|"
+    r"reconciling)\s+(?:them|these|those|both)\b",
     _I,
 )
 
