@@ -34,7 +34,8 @@ _STARTERS = frozenset(
     finally together nearby beyond no not its this note""".split()
 )
 
-_CANDIDATE = re.compile(r"(\.{2,}|…|[.!?]+)([\"'”’»)\]]*)(\s+)")
+# An end mark, then closing quotes, brackets or markdown emphasis ("*Note: ...*").
+_CANDIDATE = re.compile(r"(\.{2,}|…|[.!?]+)([\"'”’»)\]*]*)(\s+)")
 _TOKEN_BEFORE = re.compile(r"[^\s\"“‘'(\[]+$")
 _DOTTED_ACRONYM = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")
 _NEXT_WORD = re.compile(r"[\"“‘'(\[]*([\w'’-]+)")
@@ -47,13 +48,35 @@ def _quote_open(prefix: str) -> bool:
     return straight or curly
 
 
+# Lower-case abbreviations of four letters or more, which a lower-case word may follow.
+_LOWER_ABBREV = frozenset(
+    "approx incl excl esp govt dept misc temp mins secs hrs yrs pcs qty mfg assn intl natl "
+    "univ corp blvd bros sept trans orig repr illus".split()
+)
+_PLAIN_WORD = re.compile(r"[a-z]{4,}")
+
+
+def _lower_case_start(line: str, m: re.Match[str], start: int) -> bool:
+    """A sentence the writer began in lower case ("... afternoon. sentence two is vague."):
+    an end only after a single period closing a plain lower-case word, which no
+    abbreviation looks like ("approx. five", "etc. are", "Inc. headquarters")."""
+    if m.group(1) != "." or m.group(2):
+        return False
+    tok = _TOKEN_BEFORE.search(line[start : m.start(1)])
+    if tok is None or not _PLAIN_WORD.fullmatch(tok.group(0)):
+        return False
+    return tok.group(0) not in _LOWER_ABBREV and tok.group(0) not in _AMBIGUOUS_END
+
+
 def _is_boundary(line: str, m: re.Match[str], start: int) -> bool:
     after = line[m.end() :]
     if not after:
         return True
     nxt = after[0]
-    if nxt.islower() or nxt in ",;:":
+    if nxt in ",;:":
         return False
+    if nxt.islower():
+        return _lower_case_start(line, m, start)
     # Inside a quotation that closes later on the line: not an end.
     prefix = line[: m.end(2)]
     if line.count('"') % 2 == 0 and line.count("“") == line.count("”") and _quote_open(prefix):
@@ -96,7 +119,8 @@ def split_sentences(text: str) -> list[str]:
 
     A line break always ends a sentence. Inside a line a sentence ends at ``.``,
     ``!``, ``?`` or an ellipsis (with any closing quotes or brackets) followed by
-    whitespace and a word that does not start in lower case, except after titles
+    whitespace and a word that does not start in lower case (or one that does, after a
+    period that closes a plain lower-case word of four letters or more), except after titles
     (Mr., Dr., Prof., e.g., i.e., vs.), initials (J. R. R. Tolkien), numbered
     abbreviations (No. 10) and inside a double quotation that closes later. After
     ambiguous abbreviations (Inc., St., U.S., a.m.) a sentence ends only when a

@@ -16,7 +16,12 @@ from kale_spark.curation.sentences import split_sentences
 from kale_spark.prompts import FUSE_CAPSFUSION_V1
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-DEV_FILES = ("artifact_eval.jsonl", "artifact_holdout.jsonl", "artifact_dev_kinds.jsonl")
+DEV_FILES = (
+    "artifact_eval.jsonl",
+    "artifact_holdout.jsonl",
+    "artifact_dev_kinds.jsonl",
+    "artifact_dev_v4.jsonl",
+)
 KIND_OF = {rule.name: rule.kind for rule in RULES}
 
 # Sentences written from each kind's definition (kale_spark/curation/leaks/base.py KINDS),
@@ -38,6 +43,9 @@ LEAKS_BY_KIND = {
         "You can spot a heron at the edge of the pond.",
         "Is this the level of detail you wanted?",
         "Moving on, the right side of the frame shows a bakery.",
+        "Merging them gives one sentence about the harbour at dusk.",
+        "By blending these, the lighthouse gets both its name and its colours.",
+        "The goal is a single, vivid caption of the festival.",
     ],
     "header": ["New Sentence:", "Merged caption.", "**Refined description:**"],
     "instruction_echo": [
@@ -51,6 +59,8 @@ LEAKS_BY_KIND = {
         "The first sentence is a jumble of search terms with no verb.",
         "The alt-text has poor grammar and several typos.",
         "The dense caption is vague and repeats itself.",
+        "The alt-text is not very well written.",
+        "Neither caption is well worded, so the facts were kept and the phrasing dropped.",
     ],
     "agreement_hedge": [
         "The two sentences disagree on whether the dog is a puppy.",
@@ -75,6 +85,10 @@ CONTENT = [
     'The T-shirt says "As described, I merged the inputs."',
     "A slide on the screen asks students to find the verb in Sentence 2.",
     "Snow falls on the quiet street at night.",
+    'A karaoke screen shows the line "[chorus]" in yellow letters.',
+    "Taking them for a walk, a man leads three dogs along the beach.",
+    "The goal is a regulation-size net at the end of the pitch.",
+    "A well-written sign by the door welcomes guests to the inn.",
 ]
 
 
@@ -112,6 +126,17 @@ def test_a_label_is_removed_and_its_caption_kept() -> None:
         removed=("Refined caption:", "Output (final):"),
         reasons=("header", "header"),
     )
+
+
+@pytest.mark.parametrize("separator", [" -- ", " - ", " — ", " >> ", " => ", " -> ", " » "])
+def test_a_label_with_a_dash_or_arrow_for_its_colon_is_a_header(separator: str) -> None:
+    caption = f"Revised caption{separator}A tram climbs the hill in Lisbon."
+    cleaned = clean_caption(caption)
+    assert cleaned.text == "A tram climbs the hill in Lisbon."
+    assert cleaned.reasons == ("header",)
+    # A carrier's text after a dash is content.
+    shown = f"The sign's text{separator}Closed on Sundays."
+    assert clean_caption(shown).text == shown
 
 
 def test_dev_kinds_set() -> None:
