@@ -46,6 +46,12 @@ LEAKS_BY_KIND = {
         "Merging them gives one sentence about the harbour at dusk.",
         "By blending these, the lighthouse gets both its name and its colours.",
         "The goal is a single, vivid caption of the festival.",
+        "Task complete.",
+        "End of description.",
+        "That's my final caption.",
+        "(31 words)",
+        "Bringing it all together, the ferry crosses a grey bay.",
+        "The word order was adjusted so that the name comes first.",
     ],
     "header": ["New Sentence:", "Merged caption.", "**Refined description:**"],
     "instruction_echo": [
@@ -54,6 +60,7 @@ LEAKS_BY_KIND = {
         "The caption should mention that the market is held every Sunday.",
         "It merges and refines the details into a single description.",
         "The bus route is shown on {dense_caption}.",
+        "Keeping the date is what the description must do.",
     ],
     "input_critique": [
         "The first sentence is a jumble of search terms with no verb.",
@@ -89,6 +96,9 @@ CONTENT = [
     "Taking them for a walk, a man leads three dogs along the beach.",
     "The goal is a regulation-size net at the end of the pitch.",
     "A well-written sign by the door welcomes guests to the inn.",
+    "The End.",
+    "The street names were changed after the war.",
+    "A poster in the newsroom explains what a caption should include.",
 ]
 
 
@@ -128,7 +138,9 @@ def test_a_label_is_removed_and_its_caption_kept() -> None:
     )
 
 
-@pytest.mark.parametrize("separator", [" -- ", " - ", " — ", " >> ", " => ", " -> ", " » "])
+@pytest.mark.parametrize(
+    "separator", [" -- ", " - ", " — ", " = ", " | ", " >> ", " => ", " -> ", " » "]
+)
 def test_a_label_with_a_dash_or_arrow_for_its_colon_is_a_header(separator: str) -> None:
     caption = f"Revised caption{separator}A tram climbs the hill in Lisbon."
     cleaned = clean_caption(caption)

@@ -190,6 +190,21 @@ _GOOD_CAPTION = re.compile(
     _I,
 )
 # What the caption would or will do: "Any good caption here would highlight ...".
+# What the caption is to do, as a cleft: "Naming the brand is what the caption should do".
+_CLEFT = re.compile(
+    r"\bwhat\s+(?:the|a|this|your|each|every)\s+(?:caption|description|output|answer|response|"
+    r"rewrite|sentence)\s+(?:should|must|needs?\s+to|has\s+to|ought\s+to|is\s+(?:meant|"
+    r"supposed)\s+to)\s+(?:do|be|say|include|contain|cover|convey|mention)\b",
+    _I,
+)
+# A carrier that states the obligation is content: "A poster explains what a caption should
+# include", "The style guide on the wall says captions must be short".
+_CARRIER_SUBJECT = re.compile(
+    r"^\W*(?:an?|the)\s+(?:[\w'’-]+\s+){0,2}?(?:sign|poster|slide|whiteboard|chalkboard|"
+    r"handout|worksheet|banner|screen|page|guide|book|manual|board)\b[^.]*?\b(?:explains|says|"
+    r"reads|states|lists|shows|reminds|warns|notes|asks|tells)\b",
+    _I,
+)
 _WOULD = re.compile(
     r"\b(?:caption|description|output|answer|response|rewrite|summary)s?\s+(?:here\s+)?"
     rf"(?:would|will)\s+(?:also\s+)?(?:not\s+)?(?:{_WRITER_VERBS})\b",
@@ -304,9 +319,10 @@ class Directive(Rule):
         # An order at the start may be a sign's ("Mind the gap, warns a sign").
         return bool(
             (_IMPERATIVE.search(masked) and not s.shows_text)
-            or _OBLIGATION.search(masked)
+            or (_OBLIGATION.search(masked) and not _CARRIER_SUBJECT.search(masked))
             or _WOULD.search(masked)
             or _GOOD_CAPTION.search(masked)
+            or (_CLEFT.search(masked) and not _CARRIER_SUBJECT.search(masked))
         )
 
 

@@ -34,8 +34,8 @@ _LABEL = re.compile(
     rf"|(?:[\w'’-]+,?\s+){{0,5}}?(?:{_HEAD})s?(?:\s*#?\s*\d+)?(?:\s*\([^()]{{0,30}}\))?"
     r"(?:\s*#?\s*\d+)?(?:\s+[\w'’-]+){0,3}?"
     rf"|{_PARTICIPLE})"
-    # The separator: a colon, a spaced dash ("-", "--", em dash) or an arrow (">>", "=>").
-    r"(?:\s*\**\s*:|\s+(?:--|[—–-])\s|\s*(?:->|=>|→|>>|»)\s*)\s*\**\s*"
+    # The separator: a colon, a spaced dash ("-", "--", em dash), "=" or "|", or an arrow.
+    r"(?:\s*\**\s*:|\s+(?:--|[—–=|-])\s|\s*(?:->|=>|→|>>|»)\s*)\s*\**\s*"
     # A label on its own: "### Caption", "[Merged caption]", "New sentence."
     rf"|^\W*(?:(?:new|merged|final|refined|combined|fused|rewritten|revised|improved|"
     rf"knowledge-augmented)\s+)+(?:{_HEAD})s?\W*$"

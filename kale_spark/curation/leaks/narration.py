@@ -232,7 +232,17 @@ _FUSING = re.compile(
     r"(?:the|these|both|all)\s+two)\b"
     # A pronoun standing for the inputs, after a verb that only fuses texts: "Combining them".
     r"|^\W*(?:by\s+)?(?:combining|merging|fusing|blending|synthesi[sz]ing|consolidating|"
-    r"reconciling)\s+(?:them|these|those|both)\b",
+    r"reconciling)\s+(?:them|these|those|both)\b"
+    r"|^\W*(?:putting|bringing|pulling)\s+(?:it|this|everything|them)\s+(?:all\s+)?together\b",
+    _I,
+)
+# The writer closing its answer, as the whole sentence: "Done.", "End of caption.",
+# "That's my final caption.", "(24 words)" ("The End." on a title card is content).
+_CLOSING = re.compile(
+    r"^\W*(?:(?:task|job|all)\s+(?:complete|completed|done|finished)|done|finished|"
+    r"end\s+of\s+(?:the\s+)?(?:caption|description|output|response|answer|text|task)|"
+    r"\[\s*end\s*\]|that(?:['’]s|\s+is)\s+(?:the|my)\s+(?:final\s+)?(?:caption|description|"
+    r"answer|response|output)|(?:word\s+count\s*:?\s*)?\d+\s+words?)\W*$",
     _I,
 )
 
@@ -254,12 +264,15 @@ class AssistantNarration(Rule):
         toward what follows goal aim objective job intention purpose regards cheers enjoy
         luck best well so right hmm um cannot can unable without able captioner copywriter
         annotator describer writer
-        presented provided given shown offered included""".split()
+        presented provided given shown offered included bringing pulling task job all done
+        finished complete completed end that word words""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
         masked = s.masked
         if _OPENER.search(masked) or _NEXT_STEP.search(masked) or _FUSING.search(masked):
+            return True
+        if _CLOSING.match(masked):
             return True
         return any(not s.introduced(m.start()) for m in _CHATTER.finditer(masked))
 
@@ -291,7 +304,11 @@ _FACTS_KEPT = re.compile(
     r"titles?|wording|phrases?|context|years?|words?)\b[^.]*?\b(?:has|have|had|was|were|is|"
     r"are)\s+(?:\w+ly\s+)?(?:been\s+)?(?:retained|kept|preserved|added|taken|drawn|borrowed|"
     r"carried\s+over|dropped|removed|reorgani[sz]ed|reordered|rearranged|condensed|"
-    r"streamlined|integrated|combined|merged|moved)\b",
+    r"streamlined|integrated|combined|merged|moved)\b"
+    # Things only a text has, changed: "the word order was adjusted".
+    r"|\b(?:word\s+order|phrasing|wording|sentence\s+structure)\b[^.]*?\b(?:has|have|had|was|"
+    r"were|is|are)\s+(?:\w+ly\s+)?(?:been\s+)?(?:changed|adjusted|simplified|shortened|"
+    r"tightened|smoothed|clarified|improved|tweaked|altered)\b",
     _I,
 )
 
@@ -307,7 +324,8 @@ class EditNarration(Rule):
         inferred omitted left verified cross favored favoured incorporated fused merged
         combined woven integrated turned retained kept preserved added taken drawn borrowed
         carried dropped removed reorganized reorganised reordered rearranged condensed
-        streamlined moved""".split()
+        streamlined moved changed adjusted simplified shortened tightened smoothed clarified
+        improved tweaked altered""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
