@@ -164,13 +164,28 @@ _ASIDE = re.compile(
 )
 
 
+# The same pointer said of the text's own parts: "The dog is described above", "Above,
+# the street is described", "as the sentence before says".
+_POINTER = re.compile(
+    r"\b(?:is|are|was|were|has\s+been|have\s+been)\s+(?:\w+ly\s+)?(?:described|mentioned|"
+    r"noted|outlined|detailed|listed|discussed|explained|introduced)\s+(?:in\s+(?:more\s+|"
+    r"full\s+|great\s+)?detail\s+|at\s+length\s+|briefly\s+)?(?:earlier|previously|"
+    # "above the door" is a place in the image: "above" ends the clause here.
+    r"(?:above|below)(?=\s*(?:[,.;:)!?]|$)))\b"
+    r"|^\W*(?:above|earlier|previously),\s+(?:[\w'’-]+\s+){1,6}?(?:is|are|was|were)\s+"
+    r"(?:\w+ly\s+)?(?:described|mentioned|noted|outlined|detailed|listed|introduced)\b",
+    _I,
+)
+
+
 class AsDescribedAside(Rule):
-    """ "As described," "as mentioned earlier": a pointer back to some text, with no
-    object in the image ("as described on the placard" names one and is content)."""
+    """ "As described," "as mentioned earlier", "is described above": a pointer back to
+    some text, with no object in the image ("as described on the placard" names one and
+    is content)."""
 
     name = "as_described"
     kind = "meta_discourse"
-    triggers = frozenset({"as"})
+    triggers = frozenset({"as", "above", "earlier", "previously", "below"})
 
     def matches(self, s: Sentence) -> bool:
-        return _ASIDE.search(s.masked) is not None
+        return _ASIDE.search(s.masked) is not None or _POINTER.search(s.masked) is not None
