@@ -20,8 +20,15 @@ included; its input lake is written beforehand by another process.
   images table's Parquet files and writing its captions to Parquet.
 - ``ingest_over_plain``: kale ingest over a plain Spark job (read, validity filter,
   dedupe on uid, Delta write), a whole process, at the larger size.
-- ``driver_peak_rss_mb``: peak RSS of the driver (the `kale` process and its JVM, in
-  local mode also the executor; Python workers excluded) at both sizes.
+- ``--master standalone`` (the default): every timed kale command, and the plain Spark
+  baseline, drives a standalone cluster started on this machine (one worker of
+  ``--cores`` cores, one executor of all of them), as a cluster user runs kale: the
+  driver JVM plans and commits and runs no task. ``--master local``: ``local[cores]``,
+  where the driver JVM is also the executor, so its memory grows with what the tasks
+  hold (Spark's buffers, Delta's writers), not with what the driver holds.
+- ``driver_peak_rss_mb``: peak RSS of the driver (the `kale` process and its JVM;
+  Python workers and the cluster's executor excluded) at both sizes, with its two
+  parts (``driver_python_peak_mb``, ``driver_jvm_peak_mb``).
 - ``rows_per_file``: rows over data files the run added to its output table;
   ``files_per_commit``: the most files one commit of the run added.
 
@@ -32,6 +39,7 @@ machine, date, commit and command.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -51,6 +59,8 @@ log = logging.getLogger("bench.scale")
 
 MODEL_STAGES = ("caption", "augment", "student_caption")
 OTHER_STAGES = ("ingest", "filter", "publish")
+EXECUTOR_MEMORY = "4g"
+WORKER_MEMORY = "5g"
 TARGET = {"growth": 1.15, "caption_over_raw": 0.85, "rss_growth": 1.25, "ingest_over_plain": 0.5}
 CAPTION_KEY = ("tiny:vlm", "tiny-v1", "dense_v1")  # what augment pairs with
 
@@ -63,13 +73,16 @@ def _is_worker(proc) -> bool:
     return "pyspark.daemon" in cmd or "pyspark.worker" in cmd
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
-    """Run `cmd` to the end; wall seconds, peak RSS of its tree and of its driver part."""
+def timed(
+    cmd: list[str], env: dict[str, str] | None = None, log_to: Path | None = None
+) -> dict[str, float]:
+    """Run `cmd` to the end; wall seconds, peak RSS of its tree and of its driver part.
+    Its output goes to `log_to` when given."""
     import psutil
 
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    peaks = {"tree": 0, "driver": 0}
+    peaks = {"tree": 0, "driver": 0, "driver_python": 0, "driver_jvm": 0}
     done = threading.Event()
 
     def sample() -> None:
@@ -79,16 +92,24 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]
                 procs = [root, *root.children(recursive=True)]
             except psutil.Error:
                 return
-            tree = driver = 0
+            tree = driver = python = jvm = 0
             for p in procs:
                 try:
                     rss = p.memory_info().rss
                     tree += rss
-                    driver += 0 if _is_worker(p) else rss
+                    if _is_worker(p):
+                        continue
+                    driver += rss
+                    if p.pid == proc.pid:
+                        python = rss
+                    elif p.name() == "java":
+                        jvm += rss
                 except psutil.Error:
                     pass
-            peaks["tree"] = max(peaks["tree"], tree)
-            peaks["driver"] = max(peaks["driver"], driver)
+            for key, value in (("tree", tree), ("driver", driver)):
+                peaks[key] = max(peaks[key], value)
+            peaks["driver_python"] = max(peaks["driver_python"], python)
+            peaks["driver_jvm"] = max(peaks["driver_jvm"], jvm)
             done.wait(0.25)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -97,13 +118,18 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]
     seconds = time.perf_counter() - start
     done.set()
     sampler.join()
+    if log_to is not None:
+        log_to.write_bytes(out)
     if proc.returncode != 0:
         sys.stderr.write(out.decode(errors="replace")[-6000:])
         raise RuntimeError(f"{' '.join(cmd[:4])} ... exited with {proc.returncode}")
     return {
         "seconds": round(seconds, 2),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "tree_peak_mb": round(peaks["tree"] / 2**20, 1),
         "driver_peak_mb": round(peaks["driver"] / 2**20, 1),
+        "driver_python_peak_mb": round(peaks["driver_python"] / 2**20, 1),
+        "driver_jvm_peak_mb": round(peaks["driver_jvm"] / 2**20, 1),
     }
 
 
@@ -112,15 +138,25 @@ def kale(stage: str, root: Path, args: argparse.Namespace, *extra: str) -> dict[
     cmd += ["--config", str(REPO / "conf" / "local.yaml")]
     for setting in (*settings(root, args), *extra):
         cmd += ["--set", setting]
-    return timed(cmd)
+    # On the standalone cluster the executors' Python workers run the interpreter the
+    # driver names (spark.pyspark.python is local-only in kale's session).
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    return timed(cmd, env=env, log_to=root / f"{stage}.log")
+
+
+def master(args: argparse.Namespace) -> str:
+    return args.master_url or f"local[{args.cores}]"
 
 
 def settings(root: Path, args: argparse.Namespace) -> list[str]:
     """The overrides every timed kale command gets: its lake, the cores, fast models."""
     return [
         f"lake.root={root / 'lake'}",
-        f"spark.master=local[{args.cores}]",
+        f"spark.master={master(args)}",
         f"spark.shuffle_partitions={args.cores}",
+        # One executor of every core and the worker's memory (standalone; ignored locally).
+        f"spark.conf={{spark.executor.memory: {EXECUTOR_MEMORY}, "
+        f"spark.executor.cores: '{args.cores}'}}",
         f"models.cache_dir={args.workdir / 'models'}",
         *[
             f"{section}.{key}={value}"
@@ -143,11 +179,16 @@ def settings(root: Path, args: argparse.Namespace) -> list[str]:
 
 
 def helper(name: str, root: Path, rows: int, args: argparse.Namespace) -> None:
-    """Run one of this file's setup / baseline functions in a child process."""
+    """Run one of this file's setup functions in a child process (local Spark)."""
+    cmd = child_cmd(name, root, rows, args)
+    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def child_cmd(name: str, root: Path, rows: int, args: argparse.Namespace) -> list[str]:
     cmd = [sys.executable, __file__, "--child", name, "--root", str(root), "--n", str(rows)]
     cmd += ["--cores", str(args.cores), "--batch-size", str(args.batch_size)]
     cmd += ["--workdir", str(args.workdir)]
-    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return cmd + (["--master-url", args.master_url] if args.master_url else [])
 
 
 def table_files(table_dir: Path, run_id: str | None = None) -> dict[str, int]:
@@ -253,6 +294,8 @@ def measure(stage: str, small: int, args: argparse.Namespace) -> dict[str, Any]:
         "commits": b["commits"],
         "driver_peak_rss_mb": [a["driver_peak_mb"], b["driver_peak_mb"]],
         "rss_growth": round(b["driver_peak_mb"] / a["driver_peak_mb"], 3),
+        "driver_jvm_peak_mb": [a["driver_jvm_peak_mb"], b["driver_jvm_peak_mb"]],
+        "driver_python_peak_mb": [a["driver_python_peak_mb"], b["driver_python_peak_mb"]],
         "large": b,
     }
 
@@ -260,18 +303,14 @@ def measure(stage: str, small: int, args: argparse.Namespace) -> dict[str, Any]:
 def caption_over_raw(args: argparse.Namespace) -> dict[str, Any]:
     """The raw engine loop over the 10N images the kale caption run read."""
     root = args.workdir / f"caption-{args.model_rows * 10}"
-    cmd = [sys.executable, __file__, "--child", "raw", "--root", str(root)]
-    cmd += ["--cores", str(args.cores), "--batch-size", str(args.batch_size)]
-    cmd += ["--workdir", str(args.workdir), "--n", str(args.model_rows * 10)]
+    cmd = child_cmd("raw", root, args.model_rows * 10, args)
     return timed(cmd, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def ingest_over_plain(args: argparse.Namespace) -> dict[str, Any]:
     root = args.workdir / f"ingest-{args.rows * 10}"
-    cmd = [sys.executable, __file__, "--child", "plain", "--root", str(root)]
-    cmd += ["--cores", str(args.cores), "--workdir", str(args.workdir)]
-    cmd += ["--n", str(args.rows * 10)]
-    return timed(cmd, env={**os.environ, "PYTHONPATH": str(REPO)})
+    cmd = child_cmd("plain", root, args.rows * 10, args)
+    return timed(cmd, env={**os.environ, "PYTHONPATH": str(REPO), "PYSPARK_PYTHON": sys.executable})
 
 
 # ---------------------------------------------------------------- children: inputs
@@ -522,8 +561,9 @@ def plain_ingest(root: Path, n: int, args: argparse.Namespace) -> None:
 
     catalog = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
     spark = (
-        SparkSession.builder.master(f"local[{args.cores}]")
+        SparkSession.builder.master(master(args))
         .config("spark.sql.shuffle.partitions", str(args.cores))
+        .config("spark.executor.memory", EXECUTOR_MEMORY)
         .config("spark.ui.enabled", "false")
         # Delta's jars as kale resolves them (offline: from the local Maven cache).
         .config("spark.jars.packages", delta_packages())
@@ -581,6 +621,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/kale-scale-bench"))
     parser.add_argument("--no-figures", dest="figures", action="store_false")
     parser.add_argument(
+        "--master",
+        choices=("standalone", "local"),
+        default="standalone",
+        help="standalone (default): the timed commands drive a standalone cluster of one "
+        "worker with --cores cores started on this machine, so the driver JVM runs no "
+        "tasks and its memory is the driver's alone; local: local[cores], where the "
+        "driver JVM is also the executor",
+    )
+    parser.add_argument("--master-url", help=argparse.SUPPRESS)
+    parser.add_argument(
         "--merge",
         action="store_true",
         help="keep the other stages of bench/figures/scale-cpu.json (each stage: its own date)",
@@ -600,9 +650,30 @@ def main(argv: list[str] | None = None) -> None:
     if args.merge and figures.exists():  # stages measured again replace their entries
         result = json.loads(figures.read_text())
     result.update(provenance(argv))
+    with contextlib.ExitStack() as stack:
+        if args.master == "standalone":
+            from tests.support.standalone import standalone
+
+            cluster = stack.enter_context(
+                standalone(args.workdir / "cluster", cores=args.cores, memory=WORKER_MEMORY)
+            )
+            args.master_url = cluster.url
+        measure_all(args, result, argv)
+    result["master"] = args.master
+    result["synthetic"] = (
+        "filter and publish read synthetic captions; augment synthetic dense captions"
+    )
+    result["targets"] = TARGET
+    print(json.dumps(result))
+    if args.figures:
+        figures.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+
+
+def measure_all(args: argparse.Namespace, result: dict[str, Any], argv: list[str]) -> None:
     for stage in args.stages.split(","):
         small = args.model_rows if stage in MODEL_STAGES else args.rows
-        result["stages"][stage] = {**measure(stage, small, args), **provenance(argv)}
+        entry = {**measure(stage, small, args), **provenance(argv), "master": args.master}
+        result["stages"][stage] = entry
         if stage == "caption":
             raw = caption_over_raw(args)
             kale_s = result["stages"]["caption"]["large_s"]
@@ -614,13 +685,6 @@ def main(argv: list[str] | None = None) -> None:
             result["ingest_over_plain"] = round(
                 plain["seconds"] / result["stages"]["ingest"]["large_s"], 3
             )
-    result["synthetic"] = (
-        "filter and publish read synthetic captions; augment synthetic dense captions"
-    )
-    result["targets"] = TARGET
-    print(json.dumps(result))
-    if args.figures:
-        figures.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
