@@ -202,12 +202,14 @@ def _shard_index(pdf) -> dict:
 
 
 def run(spark: SparkSession, cfg: Config) -> StageRun:
+    # The tasks' Python workers start (imports: ~1 s each) while the driver opens the
+    # lake and plans: on a fresh JVM, opening the lake (its database, the first Delta
+    # log read) is slow too, and the workers' imports overlap it.
+    warm_python_workers(spark, ("kale_spark.fetch.rows",))
     lake = Lake(spark, cfg.lake)
     with stage_run(lake, cfg, STAGE) as run:
         if not lake.exists(schema.SAMPLES):
             raise LookupError("no `samples` table yet: run `kale ingest` first")
-        # The tasks' Python workers start (imports: ~1 s each) while the driver plans.
-        warm_python_workers(spark, ("kale_spark.fetch.rows",))
         plan = _candidates(spark, lake, cfg, run)
         n_samples, n_todo = plan.samples, plan.to_fetch
         run.counts.update(samples=n_samples, candidates=n_todo)
