@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,15 +21,38 @@ __all__ = ["StudentCaptioner", "content_hash", "student_spec"]
 
 
 def content_hash(path: str | os.PathLike) -> str:
-    """sha256 over a saved model's files (names and bytes, sorted), provenance excluded."""
+    """sha256 over a saved model's files (names and bytes, sorted), provenance excluded.
+
+    JSON files are hashed without their ``_name_or_path`` entries: transformers writes
+    there the local folder each base model was loaded from, so the same weights built
+    under another cache dir would otherwise get another revision and be regenerated.
+    """
     root = Path(path)
     h = hashlib.sha256()
     for f in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "provenance.json"):
         h.update(str(f.relative_to(root)).encode() + b"\0")
+        if f.suffix == ".json":
+            h.update(_without_load_paths(f))
+            continue
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return "sha256:" + h.hexdigest()
+
+
+def _without_load_paths(path: Path) -> bytes:
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "_name_or_path"}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return path.read_bytes()
+    return json.dumps(strip(data), sort_keys=True).encode()
 
 
 def student_spec(scfg: StudentConfig, checkpoint: str, checkpoint_hash: str) -> ModelSpec:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from kale_spark.spark.udf import BATCH_LOG_ENV, read_batch_log
 from kale_spark.stages.chunks import LANES
 from tests.support import kills
 from tests.support.http_server import LocalHTTPServer, Route
+from tests.support.standalone import submit_cmd
 
 pytestmark = pytest.mark.cluster
 
@@ -63,25 +63,8 @@ def _kill_executor_when(ready, work_dir: Path, submit: subprocess.Popen, what: s
 
 
 def _submit_cmd(cluster, dist_zip: Path, overrides: list[str]) -> list[str]:
-    return [
-        str(Path(cluster.env["SPARK_HOME"]) / "bin" / "spark-submit"),
-        "--master", cluster.url,
-        "--properties-file", str(REPO / "conf" / "spark" / "local.conf"),  # Delta's jars
-        "--py-files", str(dist_zip),
-        "--name", "kale-lost-executor-test",
-        "--driver-memory", "1g",
-        "--executor-memory", "1g",
-        "--conf", "spark.cores.max=2",
-        "--conf", "spark.executor.cores=2",
-        "--conf", f"spark.pyspark.python={sys.executable}",
-        "--conf", f"spark.pyspark.driver.python={sys.executable}",
-        "--conf", "spark.sql.shuffle.partitions=2",
-        "--conf", "spark.default.parallelism=2",
-        "--conf", "spark.ui.enabled=false",
-        "--conf", "spark.databricks.delta.snapshotPartitions=2",
-        str(Path(__file__).with_name("lost_executor_job.py")),
-        *overrides,
-    ]  # fmt: skip
+    job = Path(__file__).with_name("lost_executor_job.py")
+    return [*submit_cmd(cluster, dist_zip, "kale-lost-executor-test", job), *overrides]
 
 
 def _overrides(tmp: Path) -> list[str]:

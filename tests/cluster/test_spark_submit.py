@@ -18,6 +18,7 @@ import pytest
 
 from kale_spark.config import load_config
 from kale_spark.split import is_teacher
+from tests.support.standalone import submit_cmd
 
 pytestmark = pytest.mark.cluster
 
@@ -37,24 +38,9 @@ def submitted(standalone_cluster, dist_zip, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("submit")
     lake, sample = tmp / "lake", tmp / "sample"
     cmd = [
-        str(Path(standalone_cluster.env["SPARK_HOME"]) / "bin" / "spark-submit"),
-        "--master", standalone_cluster.url,
-        "--properties-file", str(REPO / "conf" / "spark" / "local.conf"),
-        "--py-files", str(dist_zip),
-        "--name", "kale-cluster-test",
-        "--driver-memory", "1g",
-        "--executor-memory", "1g",
-        "--conf", "spark.cores.max=2",
-        "--conf", "spark.executor.cores=2",
-        "--conf", f"spark.pyspark.python={sys.executable}",
-        "--conf", f"spark.pyspark.driver.python={sys.executable}",
-        "--conf", "spark.sql.shuffle.partitions=2",
-        "--conf", "spark.default.parallelism=2",
-        "--conf", "spark.ui.enabled=false",
-        # 12 rows: Delta's log replay and file listing need no 50-way parallelism.
-        "--conf", "spark.databricks.delta.snapshotPartitions=2",
-        "--conf", "spark.sql.sources.parallelPartitionDiscovery.parallelism=2",
-        str(REPO / "jobs" / "run_all.py"),
+        *submit_cmd(
+            standalone_cluster, dist_zip, "kale-cluster-test", REPO / "jobs" / "run_all.py"
+        ),
         "--config", str(LOCAL),
         "--sample-rows", str(ROWS),
         "--set", f"lake.root={lake}",

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -149,3 +150,31 @@ def standalone(
     finally:
         for proc in reversed(procs):
             _stop(proc)
+
+
+def submit_cmd(cluster: Cluster, dist_zip: Path, name: str, script: Path) -> list[str]:
+    """spark-submit of `script` to `cluster` as a cluster user runs kale: the library
+    from `make dist`'s zip, Delta's jars from conf/spark/local.conf, one executor of
+    the worker's 2 cores, this interpreter for the Python workers. Append the
+    script's own arguments."""
+    repo = Path(__file__).resolve().parents[2]
+    return [
+        str(Path(cluster.env["SPARK_HOME"]) / "bin" / "spark-submit"),
+        "--master", cluster.url,
+        "--properties-file", str(repo / "conf" / "spark" / "local.conf"),  # Delta's jars
+        "--py-files", str(dist_zip),
+        "--name", name,
+        "--driver-memory", "1g",
+        "--executor-memory", "1g",
+        "--conf", "spark.cores.max=2",
+        "--conf", "spark.executor.cores=2",
+        "--conf", f"spark.pyspark.python={sys.executable}",
+        "--conf", f"spark.pyspark.driver.python={sys.executable}",
+        "--conf", "spark.sql.shuffle.partitions=2",
+        "--conf", "spark.default.parallelism=2",
+        "--conf", "spark.ui.enabled=false",
+        # Tens of rows: Delta's log replay and file listing need no 50-way parallelism.
+        "--conf", "spark.databricks.delta.snapshotPartitions=2",
+        "--conf", "spark.sql.sources.parallelPartitionDiscovery.parallelism=2",
+        str(script),
+    ]  # fmt: skip
