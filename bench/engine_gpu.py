@@ -231,6 +231,7 @@ class Run:
         self.data: dict[str, Any] = {
             "device": path.stem,
             **stamp(),
+            **commit_override(),
             "smoke": smoke,
             "torch": torch.__version__,
             "transformers": transformers.__version__,
@@ -250,6 +251,14 @@ class Run:
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True, default=str) + "\n")
             tmp.replace(self.path)
+
+
+def commit_override() -> dict[str, str]:
+    """``$KALE_COMMIT`` where the tree has no git history (a copy on the GPU machine)."""
+    from bench.common import git_commit
+
+    given = os.environ.get("KALE_COMMIT")
+    return {"commit": given} if given and git_commit().startswith("unknown") else {}
 
 
 def settings_of(role: Any, model: Any, engine_prompt_tokens: float | None, smoke: bool):
