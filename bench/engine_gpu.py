@@ -13,8 +13,10 @@ new tokens (caption), 192 new tokens and 3 beams (fusion), batch 64 with 256 new
 (student); every row generates exactly that many (``min_new_tokens``).
 
 Options per role, each guarded (a failure is recorded with its error; the run goes on):
-``dynamic`` (today: static batches, dynamic KV cache), ``static`` (static cache),
-``static_compile`` (plus ``torch.compile``), ``continuous`` (transformers'
+``dynamic`` (today: static batches, dynamic KV cache), ``static`` (static cache, no
+compile), ``static_compile`` (plus the engine's ``torch.compile``, ``ModelSpec.compile``;
+transformers' own auto-compile of greedy static-cache decoding is off in every option,
+so each compiles only when it says so), ``continuous`` (transformers'
 ``generate_batch``; token ids only, so fusion only, greedy: not comparable with 3 beams)
 and for fusion prefix sharing: ``dynamic_prefix`` (the instruction's KV cache reused,
 bench/engine_prefix.py) and ``continuous_prefix`` (``allow_block_sharing``). A global
@@ -50,6 +52,7 @@ from bench.engine_models import (  # noqa: E402
     parameter_count,
     role_spec,
 )
+from kale_spark.models.device import compiled  # noqa: E402
 
 # torch.compile last in each role: a compile that overruns costs only itself.
 OPTIONS = {
@@ -64,6 +67,8 @@ OPTIONS = {
     ),  # fmt: skip
     "student": ("dynamic", "static", "continuous", "static_compile"),
 }
+# An option's share of its role's time: compiling takes a warm-up batch or two more.
+WEIGHT = {"static_compile": 2.0}
 SHARE = {"caption": 0.4, "fuse": 0.4, "student": 0.2}  # of the budget, in this order
 STAGE = {"caption": ("caption", "images_per_s"), "fuse": ("augment", "rows_per_s"),
          "student": ("student", "rows_per_s")}  # fmt: skip
@@ -172,26 +177,46 @@ def run_option(role: Any, option: str, model: Any, processor: Any, slice_s: floa
     cache = "static" if option.startswith("static") else None
     if option.endswith("compile") and device == "cpu" and role.kind != "fuse":
         raise NotImplementedError("smoke: torch.compile is run for the fusion role only")
-    spec = role_spec(role, device, cache=cache, compile_=option.endswith("compile"))
+    compiling = option.endswith("compile")
+    spec = role_spec(role, device, cache=cache, compile_=compiling)
     engine = _engine(role, model, processor, spec, prefix=option.endswith("prefix"))
-    if spec.compile:
-        from kale_spark.models.device import compiled
-
-        compiled((model, processor), spec)
+    # transformers compiles the decode step of a greedy generate on a GPU whenever the
+    # cache is static (not beam search): off, so only the engine's compile is measured.
+    model.generation_config.disable_compile = True
+    if compiling:
+        compiled((model, processor), spec)  # the engine's: ModelSpec.compile
     try:
-        figures = measure_engine(engine, spec, make_inputs(role, engine), slice_s,
-                                 warmups=2 if spec.compile and device != "cpu" else 1)  # fmt: skip
+        warmups = 2 if compiling and device != "cpu" else 1
+        figures = measure_engine(engine, spec, make_inputs(role, engine), slice_s, warmups)
+        figures["compiled_graphs"] = dynamo_graphs()  # > 0: compilation happened
     finally:
-        if spec.compile:
-            _uncompile(model)
+        model.__dict__.pop("forward", None)  # compiled() set it on the instance
+        dynamo_reset()
     return {**figures, "comparable": True, "beams": role.beams}
 
 
-def _uncompile(model: Any) -> None:
+def dynamo_graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def dynamo_reset() -> None:
+    import torch
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+
+
+def smoke_compile_backend() -> None:
+    """On the CPU, ``torch.compile`` with the ``eager`` backend: dynamo traces the same
+    forward (the GPU run's code path) without inductor's minutes of C++ codegen."""
+    import functools
+
     import torch
 
-    model.__dict__.pop("forward", None)  # compiled() set it on the instance
-    torch._dynamo.reset()
+    torch.compile = functools.partial(torch.compile, backend="eager")
 
 
 def guarded(fn: Any, *args: Any) -> dict[str, Any]:
@@ -242,7 +267,11 @@ class Run:
             "chosen": {},
             "stages": {},
             "complete": False,
-            "compile_backend": "eager (smoke: dynamo only)" if smoke else "inductor",
+            "compile": (
+                "static_compile: the engine's ModelSpec.compile (models/device.py compiled), "
+                + ("eager backend (smoke)" if smoke else "inductor")
+                + "; transformers' own auto-compile of static-cache decoding off in every option"
+            ),
         }
 
     def write(self) -> None:
@@ -324,7 +353,8 @@ def run_role(run: Run, name: str, smoke: bool, device: str, deadline: float) -> 
     run.data["settings"][name] = settings_of(role, model, tokens.get("mean"), smoke)
     options = OPTIONS[name]
     for i, option in enumerate(options):
-        slice_s = (deadline - time.monotonic()) / (len(options) - i)
+        weights = [WEIGHT.get(o, 1.0) for o in options[i:]]
+        slice_s = (deadline - time.monotonic()) * weights[0] / sum(weights)
         if not smoke and slice_s < MIN_SLICE_S:
             entry["options"][option] = {"error": f"skipped: {slice_s:.0f} s left in the budget"}
             continue
@@ -347,16 +377,6 @@ def prefix_figures(options: dict[str, dict[str, Any]]) -> dict[str, Any]:
     off = options.get("dynamic", {}).get("rows_per_s")
     on = options.get("dynamic_prefix", {}).get("rows_per_s")
     return {"off_rows_per_s": off, "on_rows_per_s": on, "keep": bool(on and off and on > off)}
-
-
-def smoke_compile_backend() -> None:
-    """On the CPU, ``torch.compile`` with the ``eager`` backend: dynamo traces the same
-    forward (the code path is the GPU run's) without inductor's minutes of C++ codegen."""
-    import functools
-
-    import torch
-
-    torch.compile = functools.partial(torch.compile, backend="eager")
 
 
 def watchdog(run: Run, after_s: float) -> threading.Timer:

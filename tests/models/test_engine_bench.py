@@ -68,6 +68,8 @@ def test_smoke_writes_every_role_and_option(smoke) -> None:
         settings = data["settings"][role]
         assert settings["min_new_tokens"] == settings["max_new_tokens"]
         assert settings["parameters"] > 0 and settings["model_id"]
+    assert data["roles"]["fuse"]["options"]["static_compile"]["compiled_graphs"] > 0
+    assert data["roles"]["fuse"]["options"]["static"]["compiled_graphs"] == 0
     assert data["settings"]["fuse"]["num_beams"] == 3
     assert data["settings"]["caption"]["image_side"] == 490
     assert set(data["roles"]["fuse"]["prefix_sharing"]) == {
@@ -92,6 +94,27 @@ def test_smoke_is_stamped_and_imports_no_pyspark(smoke) -> None:
     data, stdout = smoke
     assert provenance(Path("cpu-smoke.json"), data)["command"].startswith("python bench/engine_gpu")
     assert "PYSPARK_ATTEMPTS []" in stdout
+
+
+def test_kale_plan_reads_the_figure_and_refuses_smoke_dims_for_the_paper(
+    smoke, tmp_path: Path, capsys
+) -> None:
+    from kale_spark.cli.commands import main
+
+    data, _ = smoke
+    (tmp_path / "gpu-s.json").write_text(json.dumps(data))
+    argv = ["plan", "--images", "1000", "--config", str(REPO / "conf" / "paper.yaml"),
+            "--gpu-type", "gpu-s", "--figures", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 2
+    assert "smoke dims (NOT the real size)" in capsys.readouterr().err
+    real = {stage: {**entry, "model_id": entry["model_id"].removeprefix("smoke:")}
+            for stage, entry in data["stages"].items()}  # fmt: skip
+    (tmp_path / "gpu-s.json").write_text(json.dumps({**data, "stages": real}))
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for stage in ("caption", "augment", "student-caption"):
+        line = next(ln for ln in out.splitlines() if ln.startswith(stage))
+        assert "not measured" not in line and line.endswith("[engine without Spark, smoke model]")
 
 
 def test_choose_takes_the_fastest_comparable_option() -> None:
