@@ -192,7 +192,7 @@ def measure_continuous(
     ``share``: its paged cache shares the blocks of a common prefix (``allow_block_sharing``)."""
     import torch
     from transformers import GenerationConfig
-    from transformers.generation.configuration_utils import ContinuousBatchingConfig
+    from transformers.generation import ContinuousBatchingConfig
 
     gen = GenerationConfig(
         max_new_tokens=role.new_tokens,
@@ -212,7 +212,9 @@ def measure_continuous(
     try:
         return _continuous_timed(model, ids, role, slice_s, kwargs, start)
     finally:
-        model.destroy_cached_continuous_batching_manager()
+        destroy = getattr(model, "destroy_cached_continuous_batching_manager", None)
+        if destroy is not None:
+            destroy()
 
 
 def _continuous_timed(model, ids, role, slice_s, kwargs, start) -> dict[str, Any]:

@@ -182,11 +182,14 @@ def build_caption(smoke: bool, device: str) -> tuple[Any, Any]:
     from transformers import (
         Qwen2VLConfig,
         Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessorPil,
         Qwen2VLProcessor,
         Qwen2VLTextConfig,
-        Qwen2VLVideoProcessor,
     )
+
+    try:  # the PIL backend (the default class needs torchvision)
+        from transformers import Qwen2VLImageProcessorPil as ImageProcessor
+    except ImportError:  # a transformers 5 without the PIL classes
+        from transformers import Qwen2VLImageProcessor as ImageProcessor
 
     specials = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>")
     specials += ("<|image_pad|>", "<|video_pad|>")
@@ -214,12 +217,25 @@ def build_caption(smoke: bool, device: str) -> tuple[Any, Any]:
     pixels = dict(patch_size=14, merge_size=2, temporal_patch_size=2)
     pixels.update(min_pixels=56 * 56, max_pixels=28 * 28 * 1280)  # Qwen2-VL's defaults
     processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessorPil(**pixels),
+        image_processor=ImageProcessor(**pixels),
         tokenizer=tok,
-        video_processor=Qwen2VLVideoProcessor(**pixels),
+        video_processor=_video_processor(pixels),
         chat_template=template,
     )
     return model, processor
+
+
+def _video_processor(pixels: dict[str, Any]) -> Any:
+    """The video processor Qwen2-VL's processor insists on (captioning never sends a
+    video); its class imports torchvision, so without torchvision a bare base one."""
+    try:
+        from transformers import Qwen2VLVideoProcessor
+
+        return Qwen2VLVideoProcessor(**pixels)
+    except ImportError:
+        from transformers.video_processing_utils import BaseVideoProcessor
+
+        return BaseVideoProcessor()
 
 
 def build_fuse(smoke: bool, device: str) -> tuple[Any, Any]:
@@ -246,7 +262,6 @@ def build_student(smoke: bool, device: str) -> tuple[Any, Any]:
     """The student: CLIP tower + Qwen2 LM in ``LlavaForConditionalGeneration`` with the
     paper profile's projector (GELU, layer -2, patch tokens only), ``(model, processor)``."""
     from transformers import (
-        CLIPImageProcessorPil,
         CLIPVisionConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
@@ -255,6 +270,11 @@ def build_student(smoke: bool, device: str) -> tuple[Any, Any]:
     )
 
     from kale_spark.student.model import IMAGE_TOKEN, STUDENT_CHAT_TEMPLATE
+
+    try:  # the PIL backend (the default class needs torchvision)
+        from transformers import CLIPImageProcessorPil as ImageProcessor
+    except ImportError:  # a transformers 5 without the PIL classes
+        from transformers import CLIPImageProcessor as ImageProcessor
 
     vision_dims, lm_dims = _student_dims(smoke)
     tok = tiny.train_tokenizer(
@@ -284,7 +304,7 @@ def build_student(smoke: bool, device: str) -> tuple[Any, Any]:
     side = {"shortest_edge": IMAGE_SIDE}
     crop = {"height": IMAGE_SIDE, "width": IMAGE_SIDE}
     processor = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(size=side, crop_size=crop),
+        image_processor=ImageProcessor(size=side, crop_size=crop),
         tokenizer=tok,
         patch_size=vision.patch_size,
         vision_feature_select_strategy="default",

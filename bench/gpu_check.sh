@@ -28,7 +28,7 @@ export KALE_MODEL_CACHE="$OUT_DIR/.models"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi"
   "$PY" - <<'PY'
 import importlib.util, torch, transformers
-for name in ("pandas", "numpy", "PIL", "tokenizers", "pynvml"):
+for name in ("pandas", "numpy", "PIL", "tokenizers", "pynvml", "torchvision"):
     print(name, "present" if importlib.util.find_spec(name) else "MISSING")
 print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
 print("transformers", transformers.__version__)
