@@ -190,15 +190,16 @@ def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
 def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
     from pathlib import Path
 
-    from kale_spark.cli.plan import format_plan, plan
+    from kale_spark.cli.plan import Workload, format_plan, plan, provenance
 
     figures = Path(args.figures) if args.figures else None
     try:
-        plans = plan(args.images, args.gpus, args.gpu_type, figures)
+        plans = plan(args.images, args.gpus, args.gpu_type, figures,
+                     Workload.from_config(cfg), proxy=args.proxy)  # fmt: skip
     except (LookupError, ValueError) as exc:
         print(f"kale plan: {exc}", file=sys.stderr)
         return 2
-    print(format_plan(plans, args.gpu_type))
+    print(format_plan(plans, args.gpu_type, provenance(args.gpu_type, figures)))
     return 0
 
 
@@ -343,6 +344,11 @@ COMMANDS: tuple[Command, ...] = (
             arg("--gpus", type=int, default=1, help="devices running the stage at once"),
             arg("--gpu-type", default="cpu", help="a device with bench/figures/<type>.json"),
             arg("--figures", help="figures folder (default: $KALE_FIGURES_DIR or bench/figures)"),
+            arg(
+                "--proxy",
+                action="store_true",
+                help="plan from a figure of another model than the config runs (marked PROXY)",
+            ),
         ),
     ),
 )

@@ -11,8 +11,19 @@
 
 May import: the core modules (config, schema, hashing). Stages, release and the CLI
 import it; it imports none of them.
+
+``Lake`` and ``WriteResult`` load on first use: files.py (atomic directory writes) is
+used by the model code too, which runs where there is no pyspark (a GPU machine).
 """
 
-from kale_spark.lake.tables import Lake, WriteResult
+from typing import Any
 
 __all__ = ["Lake", "WriteResult"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from kale_spark.lake import tables
+
+        return getattr(tables, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
