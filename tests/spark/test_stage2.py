@@ -48,9 +48,20 @@ def _teacher(uid: str) -> bool:
 
 
 def _dir_hash(path: Path) -> str:
+    """The revision's definition: every file but the provenance, JSON without the base
+    models' load folders (`_name_or_path`)."""
+
+    def strip(node):
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "_name_or_path"}
+        return [strip(v) for v in node] if isinstance(node, list) else node
+
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file() and p.name != "provenance.json"):
-        h.update(str(f.relative_to(path)).encode() + b"\0" + f.read_bytes())
+        body = f.read_bytes()
+        if f.suffix == ".json":
+            body = json.dumps(strip(json.loads(body)), sort_keys=True).encode()
+        h.update(str(f.relative_to(path)).encode() + b"\0" + body)
     return "sha256:" + h.hexdigest()
 
 
