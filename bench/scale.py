@@ -92,20 +92,22 @@ def timed(
                 procs = [root, *root.children(recursive=True)]
             except psutil.Error:
                 return
-            tree = driver = python = jvm = 0
+            tree = python = jvm = 0
             for p in procs:
                 try:
                     rss = p.memory_info().rss
                     tree += rss
-                    if _is_worker(p):
-                        continue
-                    driver += rss
                     if p.pid == proc.pid:
                         python = rss
-                    elif p.name() == "java":
-                        jvm += rss
+                    elif p.name() == "java" and p.parent().name() != "java":
+                        jvm += rss  # a "java" child of the JVM is a spawn not yet exec'd
                 except psutil.Error:
                     pass
+            # The driver is the kale process and its JVM. Other processes in its tree
+            # are Python workers (local mode) or short-lived children the JVM spawns
+            # (Hadoop's local file system runs `chmod`): until it execs, such a child
+            # shares the JVM's pages and would count them twice.
+            driver = python + jvm
             for key, value in (("tree", tree), ("driver", driver)):
                 peaks[key] = max(peaks[key], value)
             peaks["driver_python"] = max(peaks["driver_python"], python)
