@@ -73,3 +73,23 @@ def test_the_readme_quotes_the_caption_and_gpu_figures_as_the_json_holds_them() 
         assert quoted in readme
     gpu = json.loads((FIGURES / "nvidia-h200.json").read_text())["stages"]["caption"]
     assert f'{gpu["images_per_s"]} images/s) is labelled "{gpu["label"]}"' in readme
+
+
+def test_the_readme_quotes_the_fetch_and_scale_figures_as_the_json_holds_them() -> None:
+    from bench.report import FIGURES, REPO
+
+    readme = " ".join((REPO / "README.md").read_text().split())
+    fetch = json.loads((FIGURES / "fetch-cpu.json").read_text())["urls"]
+    for figures in fetch.values():
+        key = "kale_over_img2dataset"
+        quoted = f"**{figures[key]}** ({figures[key + '_min']}–{figures[key + '_max']})"
+        assert quoted in readme
+    summary = json.loads((FIGURES / "scale-cpu.json").read_text())["summary"]
+    for name, stage in summary["stages"].items():
+        assert f'"{name}": {{"growth": {stage["growth"]}, "rss_growth": {stage["rss_growth"]}' in (
+            readme
+        )
+    assert (
+        f"raw engine loop at 10^5 64-px images and one new token {summary['caption_over_raw']}"
+        in (readme)
+    )
