@@ -229,8 +229,9 @@ class PublishConfig(_Checked):
     webdataset: bool = False
     # Export the release right after publishing it.
     export: bool = True
-    # Shards read from Spark per job when exporting (bounds driver memory).
-    shards_per_read: int = field(default=16, metadata=bounds(1))
+    # Shards read from Spark per job when exporting: the driver holds this many shards
+    # of rows (and their images, with `webdataset`) at once, whatever the table's size.
+    shards_per_read: int = field(default=4, metadata=bounds(1))
     # Write the static release browser (kale_spark/release) beside the export.
     browser: bool = False
 
