@@ -21,6 +21,11 @@ Labelled sets (``tests/data``):
 - ``dev_v4`` (``artifact_dev_v4.jsonl``): written by an author who never saw the
   rules, after holdout v3 had been scored; a dev split from the start (tuned on,
   misses printed), so rules fitted to holdout v3's kinds are checked on unseen text.
+- ``dev_v5`` (``artifact_dev_v5.jsonl``): written by another author who never saw the
+  rules, with kinds the earlier sets lack (fusion justifications, omission notes,
+  sign-offs, self-assessments, numbered steps, source notes in brackets, markdown
+  notes, reasoning about which input to trust). Scored once with the rules as they
+  were (``clean_caption+prompt`` precision 0.993, recall 0.928), then tuned on.
 - ``holdout_v3`` (``artifact_holdout_v3.jsonl``): written by an author who never saw
   the rules, the dev sets or the earlier holdouts; the headline. This script prints
   its aggregates only (counts, precision, recall), never a sentence, and appends one
@@ -74,6 +79,7 @@ DEV_SETS = {
     "dev_kinds": DATA / "artifact_dev_kinds.jsonl",
     "dev_v2": DATA / "artifact_holdout_v2.jsonl",
     "dev_v4": DATA / "artifact_dev_v4.jsonl",
+    "dev_v5": DATA / "artifact_dev_v5.jsonl",
 }
 HOLDOUT = "holdout_v3"
 HOLDOUT_PATH = DATA / "artifact_holdout_v3.jsonl"
