@@ -39,6 +39,7 @@ _CANDIDATE = re.compile(r"(\.{2,}|…|[.!?]+)([\"'”’»)\]*]*)(\s+)")
 _TOKEN_BEFORE = re.compile(r"[^\s\"“‘'(\[]+$")
 _DOTTED_ACRONYM = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")
 _NEXT_WORD = re.compile(r"[\"“‘'(\[]*([\w'’-]+)")
+_LIST_MARKER = re.compile(r"\d{1,2}\.")
 
 
 def _quote_open(prefix: str) -> bool:
@@ -125,7 +126,8 @@ def split_sentences(text: str) -> list[str]:
     abbreviations (No. 10) and inside a double quotation that closes later. After
     ambiguous abbreviations (Inc., St., U.S., a.m.) a sentence ends only when a
     typical sentence opener ("The", "A", "In", "It", ...) follows. Decimals
-    (3.5) and domains (example.com) never split because no space follows the dot.
+    (3.5) and domains (example.com) never split because no space follows the dot, and a
+    list number ("2. Check the date.") stays with the sentence it numbers.
     """
     sentences: list[str] = []
     for line in re.split(r"\r?\n|\r", text or ""):
@@ -134,6 +136,8 @@ def split_sentences(text: str) -> list[str]:
             if m.end() >= len(line) or not _is_boundary(line, m, start):
                 continue
             piece = line[start : m.end(2)].strip()
+            if _LIST_MARKER.fullmatch(piece):
+                continue  # "3. Pick the name": a list number opens the sentence after it
             if piece:
                 sentences.append(piece)
             start = m.end()

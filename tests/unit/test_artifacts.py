@@ -24,6 +24,7 @@ from kale_spark.prompts import FUSE_CAPSFUSION_V1, get_prompt
 EVAL_PATH = Path(__file__).resolve().parents[1] / "data" / "artifact_eval.jsonl"
 HISTORY_PATH = EVAL_PATH.with_name("artifact_holdout.jsonl")
 DEV_V4_PATH = EVAL_PATH.with_name("artifact_dev_v4.jsonl")
+DEV_V5_PATH = EVAL_PATH.with_name("artifact_dev_v5.jsonl")
 HOLDOUT_V2_PATH = EVAL_PATH.with_name("artifact_holdout_v2.jsonl")
 HOLDOUT_V3_PATH = EVAL_PATH.with_name("artifact_holdout_v3.jsonl")
 BENCH_EVAL_PATH = Path(__file__).resolve().parents[2] / "bench" / "artifacts_eval.py"
@@ -383,6 +384,7 @@ def test_leak_removal_on_dev_and_dev_history() -> None:
         (EVAL_PATH, (0.511, 0.125)),
         (HISTORY_PATH, (0.762, 0.267)),
         (DEV_V4_PATH, (0.968, 0.133)),
+        (DEV_V5_PATH, (0.9565, 0.1443)),
     ):
         rows = _load(path)
         precision, recall = _rates(_with_row_prompt, rows)

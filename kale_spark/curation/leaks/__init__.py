@@ -18,7 +18,12 @@ from kale_spark.curation.leaks.echoes import (
 )
 from kale_spark.curation.leaks.headers import ChatMarkup, Header
 from kale_spark.curation.leaks.hedges import AbsenceHedge, AgreementHedge
-from kale_spark.curation.leaks.meta_discourse import AsDescribedAside, SelfReference, TextReference
+from kale_spark.curation.leaks.meta_discourse import (
+    AsDescribedAside,
+    SelfAssessment,
+    SelfReference,
+    TextReference,
+)
 from kale_spark.curation.leaks.narration import (
     AssistantNarration,
     AssistantOffer,
@@ -28,6 +33,7 @@ from kale_spark.curation.leaks.narration import (
     NextStep,
     Question,
 )
+from kale_spark.curation.leaks.procedure import Justification, NumberedStep
 
 __all__ = ["HEADER", "KINDS", "MARKUP", "RULES", "RULE_NAMES", "Rule", "Sentence"]
 
@@ -52,6 +58,9 @@ RULES: tuple[Rule, ...] = (
     TextReference(),
     AsDescribedAside(),
     EditNarration(),
+    NumberedStep(),
+    Justification(),
+    SelfAssessment(),
     InstructionVocabulary(),
     InstructionOverlap(),
 )

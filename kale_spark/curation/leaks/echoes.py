@@ -160,12 +160,15 @@ _ORDERS = (
     r"rely|ignore|drop|skip|leave|cut|shorten|expand|paraphrase|translate|output|answer|"
     r"respond|return|reply|produce|generate|create|craft|compose|draft|explain|check|verify|"
     r"double-check|mind|treat|name|identify|list|note\s+down|foreground|spotlight|showcase|"
-    r"underline|feature|put|place"
+    r"underline|feature|put|place|"
+    # The writer's steps on its inputs, as orders: "Compare the two dates."
+    r"compare|extract|determine|review|proofread|finali[sz]e|reconcile|weigh|examine|"
+    r"analy[sz]e|discard|decide"
 )
 _IMPERATIVE = re.compile(
     r"^\W*(?:(?:first|firstly|then|next|finally|now|also|lastly|second|secondly|third|step\s+\d+)"
     r"[,:]?\s+)?(?:please\s+)?(?:(?:do\s+not|don['’]t|never|always|be\s+sure\s+to|make\s+sure|"
-    r"remember|try\s+to|note\s+that)\b"
+    r"remember|try\s+to|note\s+that|(?:leave|cut|take|strip|filter|weed|rule)\s+out)\b"
     rf"|(?:{_ORDERS})\s+(?=(?:the|a|an|this|that|these|those|it|them|both|all|any|"
     r"only|on|to|every|each|your|its|their|what|how|which|whether|more|less|one|two|with)\b|"
     r"\w+ing\b))",
@@ -329,13 +332,13 @@ class Directive(Rule):
 _BRACE_SLOT = re.compile(r"\{\s*[A-Za-z_][\w ]{0,30}\}")
 _SLOT_NAME = re.compile(
     r"\{\s*[A-Za-z_][\w ]{0,30}\}|\[(?!sic\])(?:insert\s+)?[a-z][a-z _/-]{1,30}\]|"
-    r"<(?:insert\s+)?[a-z][a-z _]{1,30}>"
+    r"</?(?:insert\s+)?[a-z][a-z _]{1,30}>"
 )
 
 
 class TemplateSlot(Rule):
-    """A placeholder left in the text: a template slot ("Sentence 1: {alt_text}") or a
-    blank to fill ("[brand name]", "<location>")."""
+    """A placeholder left in the text: a template slot ("Sentence 1: {alt_text}"), a
+    blank to fill ("[brand name]", "<location>") or a fence tag ("</alt_text>")."""
 
     name = "template_slot"
     kind = "instruction_echo"

@@ -21,7 +21,7 @@ _HEAD = (
     r"rationale|reasoning|alt[\s-]?text|input|prompt|instruction|step|analysis|observation|"
     r"comment|correction|translation|title|justification|thoughts|word\s+count|original|"
     r"knowledge|context|keywords|tags|facts|details|user|human|system|bot|gpt|model|option|"
-    r"alternative|variant|candidate|choice|nb|n\.b|p\.s|ps"
+    r"alternative|variant|candidate|choice|nb|n\.b|p\.s|ps|change|edit|changelog|disclaimer"
 )
 _PARTICIPLE = (
     r"merged|combined|refined|rewritten|fused|revised|final|improved|updated|corrected|"
@@ -40,6 +40,8 @@ _LABEL = re.compile(
     rf"|^\W*(?:(?:new|merged|final|refined|combined|fused|rewritten|revised|improved|"
     rf"knowledge-augmented)\s+)+(?:{_HEAD})s?\W*$"
     rf"|^\s*(?:#{{1,6}}\s*|\[)(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s*\]?\s*$"
+    # A markdown heading naming a text, with the caption run on after it.
+    rf"|^\s*#{{1,6}}\s*(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s+(?=(?-i:[A-Z]))"
     # A bold label in front of the caption, colon or not: "**Final Caption** A ...".
     rf"|^\s*(?:\*\*|__)\s*(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s*:?\s*(?:\*\*|__)\s*",
     _I,
@@ -48,6 +50,7 @@ _LABEL = re.compile(
 
 # A label that says text is shown introduces that text: it is content.
 _SAYS = TEXT_VERBS | {"says", "said", "say", "shows", "show", "displays", "asks"}
+_OWN_OUTPUT = re.compile(rf"\b(?:{_PARTICIPLE})\s+(?:{_HEAD})", _I)
 
 
 class Header(Rule):
@@ -62,7 +65,9 @@ class Header(Rule):
         if m is None or '"' in m.group(0):
             return None
         label = words(m.group(0))
-        if not CARRIERS.isdisjoint(label) or not _SAYS.isdisjoint(label):
+        # "The merged caption reads:" names the model's own output, not a shown text.
+        own = _OWN_OUTPUT.search(m.group(0)) is not None
+        if not CARRIERS.isdisjoint(label) or (not own and not _SAYS.isdisjoint(label)):
             return None  # "The sign's text: ...", "A caption beneath reads: ..."
         return m.end()
 

@@ -19,7 +19,7 @@ from kale_spark.curation.leaks.references import (
     reference_leaks,
 )
 
-__all__ = ["AsDescribedAside", "SelfReference", "TextReference"]
+__all__ = ["AsDescribedAside", "SelfAssessment", "SelfReference", "TextReference"]
 
 _I = re.IGNORECASE
 
@@ -189,3 +189,50 @@ class AsDescribedAside(Rule):
 
     def matches(self, s: Sentence) -> bool:
         return _ASIDE.search(s.masked) is not None or _POINTER.search(s.masked) is not None
+
+
+# How writing is graded: the qualities a writer claims for its own text.
+_QUALITY = (
+    r"concise|clear|informative|accurate|readable|fluent|coherent|succinct|natural|polished|"
+    r"grammatical|faithful|precise|complete|comprehensive|detailed|factual|neutral|vivid|"
+    r"short|brief|compact|balanced|smooth|well[\s-](?:structured|written|formed|balanced)"
+)
+_GRADED_TEXT = re.compile(
+    # The text said to be good: "The caption is now complete and coherent."
+    r"\b(?:the|this|my|our)\s+(?:caption|description|sentence|text|output|wording|phrasing)\s+"
+    r"(?:is|reads|remains|stays|sounds|feels)\s+(?:now\s+)?(?:both\s+|more\s+|fully\s+|very\s+|"
+    rf"quite\s+)?(?:{_QUALITY})\b"
+    # A change said to improve the text: "This makes the sentence more informative".
+    r"|\bmakes?\s+(?:the|this|my)\s+(?:caption|description|sentence|text|wording)\s+"
+    r"(?:more|less|much\s+more)\s+\w+"
+    r"|\bwithout\s+(?:losing|sacrificing|giving\s+up|hurting)\s+(?:any\s+)?(?:clarity|"
+    r"readability|accuracy|fluency|flow|meaning|coherence|brevity)\b"
+    # Weighing the two inputs' contributions: "a balance between knowledge and detail".
+    r"|\bbalance\s+(?:between|of)\s+(?:the\s+)?(?:knowledge|facts|factual\s+\w+|accuracy|"
+    r"information|context|brevity|readability|detail)\w*\s+and\s+(?:the\s+)?(?:visual\s+)?"
+    r"(?:detail|description|knowledge|facts|readability|brevity|clarity|structure|accuracy)",
+    _I,
+)
+_GRADED_WORDS = frozenset(
+    "caption description sentence text output wording phrasing makes make without balance".split()
+)
+# A sentence that is nothing but grades: "Short, clear, and informative."
+_GRADES_ONLY = re.compile(
+    rf"^\W*(?:{_QUALITY})(?:\s*,\s*(?:and\s+)?(?:{_QUALITY})|\s+and\s+(?:{_QUALITY}))+\W*$", _I
+)
+
+
+class SelfAssessment(Rule):
+    """The writer grades the text it wrote ("The caption is now complete and coherent",
+    "This makes the sentence more informative", "Short, clear, and informative")."""
+
+    name = "self_assessment"
+    kind = "meta_discourse"
+
+    # No word gate: a sentence of grades alone names no text. The search below has one.
+    def matches(self, s: Sentence) -> bool:
+        if s.shows_carrier:
+            return False  # a review quoted on a poster grades the poster's text
+        if _GRADES_ONLY.match(s.masked):
+            return True
+        return not _GRADED_WORDS.isdisjoint(s.words) and _GRADED_TEXT.search(s.masked) is not None

@@ -164,6 +164,9 @@ _STEP_ANYWHERE = re.compile(
     r"examines?|details?|is\s+about|moves?)\b"
     r"|\b(?:rest|remainder)\s+of\s+(?:this|the)\s+(?:caption|description|text|account)\b"
     r"|\b(?:is|as|comes\s+as)\s+the\s+next\s+step\b|\bthe\s+next\s+step\s+(?:is|was)\b"
+    # A step of the writer's procedure as a to-do: "The first step is to compare ...".
+    r"|\b(?:the\s+(?:first|second|third|final|last)\s+step|step\s+(?:one|two|three))\s+"
+    r"(?:here\s+)?(?:is|was)\s+to\b"
     r"|\bbrings?\s+(?:the|this|our)\s+(?:description|caption|text|account)\s+to\b"
     r"|\bwhere\s+(?:the\s+)?(?:first|previous|last|earlier)\s+(?:part|section|sentence|paragraph)\s+"
     r"left\s+off\b"
@@ -298,13 +301,22 @@ _EDIT = re.compile(
     r"turned\s+into\s+an?\s+(?:full|complete|proper|coherent)\s+sentence)\b",
     _I,
 )
-# Verbs a writer does to facts: only when facts are the subject.
+# Verbs a writer does to facts or to pieces of the inputs' wording: only when those are
+# the subject ("the repeated descriptions were condensed", "the claim was removed").
+# Taken or drawn needs its source ("the date was taken from ..."; a photo is "taken").
 _FACTS_KEPT = re.compile(
-    r"\b(?:names?|dates?|brands?|locations?|places?|details|information|facts|knowledge|"
-    r"titles?|wording|phrases?|context|years?|words?)\b[^.]*?\b(?:has|have|had|was|were|is|"
-    r"are)\s+(?:\w+ly\s+)?(?:been\s+)?(?:retained|kept|preserved|added|taken|drawn|borrowed|"
+    r"\b(?:names?|dates?|brands?|locations?|places?|details?|information|facts|knowledge|"
+    r"titles?|wording|phrases?|context|years?|words?|descriptions?|claims?|mentions?|"
+    r"keywords?|notices?|references?|repetitions?|hashtags?|credits?|urls?)\b"
+    r"[^.]*?\b(?:has|have|had|was|were|is|are)\s+(?:not\s+)?(?:\w+ly\s+)?(?:been\s+)?"
+    r"(?:retained|kept|preserved|added|(?:taken|drawn|borrowed)\s+(?:from|out)|"
     r"carried\s+over|dropped|removed|reorgani[sz]ed|reordered|rearranged|condensed|"
-    r"streamlined|integrated|combined|merged|moved)\b"
+    r"streamlined|integrated|combined|merged|moved|cut(?!\s+(?:into|in|from|through|out\s+of))|excluded|omitted|trimmed|deleted|"
+    r"discarded|stripped|included|shortened|collapsed)\b"
+    # A change log without its auxiliary: "grammar fixed, redundant words removed".
+    r"|\b(?:grammar|spelling|punctuation|wording|phrasing|words|keywords|details|repetitions?|"
+    r"duplicates?|typos?)\s+(?:fixed|corrected|removed|dropped|cut|trimmed|merged|combined|"
+    r"condensed|tidied|cleaned\s+up|simplified)(?=\s*(?:[,.;]|and\b|$))"
     # Things only a text has, changed: "the word order was adjusted".
     r"|\b(?:word\s+order|phrasing|wording|sentence\s+structure)\b[^.]*?\b(?:has|have|had|was|"
     r"were|is|are)\s+(?:\w+ly\s+)?(?:been\s+)?(?:changed|adjusted|simplified|shortened|"
@@ -325,7 +337,8 @@ class EditNarration(Rule):
         combined woven integrated turned retained kept preserved added taken drawn borrowed
         carried dropped removed reorganized reorganised reordered rearranged condensed
         streamlined moved changed adjusted simplified shortened tightened smoothed clarified
-        improved tweaked altered""".split()
+        improved tweaked altered cut excluded trimmed deleted discarded stripped included
+        collapsed tidied cleaned""".split()
     )
 
     def matches(self, s: Sentence) -> bool:

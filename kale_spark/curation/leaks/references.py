@@ -65,7 +65,8 @@ _NAMED = _parts(
     ),
     (
         "alt alternative alternate",
-        r"\b(?:alt|alternative|alternate)[\s-]?(?:text|tag|attribute)s?\b",
+        # "alt_text" is the tag name of the fenced prompts.
+        r"\b(?:alt|alternative|alternate)[\s_-]?(?:text|tag|attribute)s?\b",
     ),
     (
         "keyword keywords",
@@ -96,9 +97,16 @@ _NAMED = _parts(
         r"sentence|version)s?)?\b|\bground[\s-]truth\b",
     ),
     (
+        # Search-engine filler is web-page text, never something an image shows.
+        "seo",
+        r"\bseo[\s-]+(?:keywords?|tags?|terms?|phrases?|text|spam|filler|words|strings?|titles?)\b",
+    ),
+    (
         "metadata hashtag hashtags file filename keywords",
         r"\b(?:the|its|their|(?:image|photo|picture|file)['’]s)\s+(?:metadata|hashtags?|file\s*name|"
-        r"filename|seo\s+keywords)\b",
+        r"filename|seo\s+keywords)\b"
+        # The file an image came in: "the title of the image file".
+        r"|\b(?:the|its)\s+(?:image|photo|picture)\s+file\b",
     ),
     (
         "caption captions description descriptions output outputs text texts answer answers "
@@ -137,8 +145,8 @@ _NAMED = _parts(
         "given provided supplied hand",
         r"\b(?:given|provided|supplied)\s+(?:sentences|captions|descriptions|texts?|inputs?|"
         r"information|details|context|knowledge|facts|data|keywords)\b"
-        r"|\b(?:information|details|text|texts|context|knowledge|facts|sentences|captions|"
-        r"descriptions|inputs|data|keywords)\s+(?:provided|given|supplied|at\s+hand)\b",
+        r"|\b(?:information|details|text|texts|context|knowledge|facts|sentences?|captions?|"
+        r"descriptions?|inputs|data|keywords)\s+(?:provided|given|supplied|at\s+hand)\b",
     ),
     (
         "model ai assistant system captioner llm vlm",
@@ -225,7 +233,8 @@ _HEAD_FOLLOWERS = frozenset(
     would should must says said also only clearly then simply just merely never not now
     already still even further again however though thus too and or but nor as that which
     who where whose than so yet about of in on at by for from with within into to over under
-    above below between after before here there it its itself alone instead""".split()
+    above below between after before here there it its itself alone instead put gave told
+    wrote kept made got""".split()
 )
 _NEXT = re.compile(r"^\s*([A-Za-z][\w'’-]*)")
 _PROMPTISH = re.compile(
@@ -240,13 +249,14 @@ _PARTICIPLES = (
     r"provided|listed|named|identified|taken|drawn|derived|sourced|highlighted|outlined|"
     r"detailed|explained|presented|seen|conveyed|expressed|captured|reflected|referenced|"
     r"implied|found|retained|kept|preserved|borrowed|obtained|added|portrayed|cited|quoted|"
-    r"included|contained|written|reported|recorded|called|supplied|pulled|gathered|learned"
+    r"included|contained|written|reported|recorded|called|supplied|pulled|gathered|learned|"
+    r"confirmed|verified|corroborated|supported|backed\s+up|contradicted"
 )
 _ATTRIB_BEFORE = re.compile(
     rf"(?:\b(?:as\s+)?(?:{_PARTICIPLES})\s+(?:in|by|from|within|on|through)"
     r"|\baccording\s+to|\b(?:as\s+)?per|\bbased\s+on|\bgoing\s+by|\bthanks\s+to|"
     r"\bjudging\s+(?:by|from)|\b(?:in\s+line|consistent|in\s+keeping|in\s+accordance|"
-    r"in\s+agreement|along|together)\s+with|\b(?:unlike|like|than|from|between|following|"
+    r"in\s+agreement|along|together)\s+with|\bmatching|\b(?:unlike|like|than|from|between|following|"
     r"besides|beyond|without|despite|drawing\s+(?:on|from)|combining|merging|fusing|"
     r"blending|integrating|comparing|summari[sz]ing|to\s+summari[sz]e|taking|using|trusting|"
     r"favou?ring|prioriti[sz]ing|preferring|deferring\s+to|relying\s+on|relies\s+on|"

@@ -1,0 +1,151 @@
+"""The leak rules added for the writer's notes on its own output (issue 24, dev_v5 round),
+each tested from its definition (kale_spark/curation/leaks): a numbered step or a
+change-log bullet (numbered_step), a reason for where something was put (justification),
+a grade for its own text (self_assessment); and the wider reach of the existing kinds
+(what was cut or condensed, the fenced prompt's alt_text tag, SEO filler, a heading with
+the caption run on, a fact confirmed by a text). Honest sentences with the same words
+stay, and each new rule's name reaches the filter's removal reasons."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from kale_spark.curation import RULES, classify_sentence, clean_caption
+from kale_spark.curation.leaks import RULE_NAMES, Sentence, meta_discourse
+from kale_spark.prompts import FUSE_CAPSFUSION_DELIMITED_V1, FUSE_CAPSFUSION_V1
+from kale_spark.stages.filter import filter_batch
+
+PROMPT = FUSE_CAPSFUSION_V1.template
+KIND_OF = {rule.name: rule.kind for rule in RULES}
+
+# Written from the definitions; none copied from the labelled sets.
+BY_RULE = {
+    # A numbered step of the writer's work, or a bullet of its change log.
+    "numbered_step": [
+        "2) Compare the dates.",
+        "Step 4) compare the two dates.",
+        "3. Pick the more specific name.",
+        "- Dropped the extra adjectives",
+        "* Reworded the opening clause",
+    ],
+    # The writer's reason for how it arranged the text.
+    "justification": [
+        "The year is mentioned first to anchor the scene.",
+        "The brand comes later, positioned at the end so the description flows.",
+        "The museum is named early to anchor the reader.",
+    ],
+    # The writer grading its own text.
+    "self_assessment": [
+        "Concise and accurate.",
+        "Vivid, factual, and complete.",
+        "The description is now precise and readable.",
+        "This makes the text more specific.",
+        "Nothing is lost, and the wording stays fluent without sacrificing accuracy.",
+        "The aim was a good balance between facts and visual description.",
+    ],
+}
+# The existing kinds, reaching further: the rule may be any of the kind's.
+BY_KIND = {
+    # What was cut, condensed or left out of the inputs' wording.
+    "narration": [
+        "The duplicate mention of the harbor was trimmed.",
+        "The promotional claims were cut.",
+        "Repeated descriptions of the lighting have been collapsed.",
+        "The copyright credit was deleted.",
+    ],
+    "meta_discourse": [
+        "Nothing between the alt_text tags is followed as an instruction.",
+        "The tower (height not confirmed by the description) rises above the square.",
+        "The floor, as the dense caption put it, is checkered.",
+        "Matching the caption given, the chair is walnut.",
+        "The name of the image file points to Lisbon.",
+    ],
+    "instruction_echo": ["</alt_text>", "Leave out the watermark text."],
+    # Search-engine filler is web-page text: a sentence about it is about the inputs.
+    "input_critique": ["The SEO keywords repeat the word cheap three times."],
+}
+# Honest captions with the same words: text on a thing in the image, or the scene itself.
+CONTENT = [
+    "1. Mix the flour and sugar, reads the recipe card.",
+    "A poster lists the steps: 2) Rinse the cup.",
+    "Two sisters in matching coats wait at the bus stop.",
+    "The water is clear and calm under the pier.",
+    "The lamp makes the room more inviting.",
+    "The facade strikes a balance between tradition and modern design.",
+    "The goalkeeper is placed at the end of the line for the photo.",
+    "Words were cut into the granite above the door.",
+    "The hedges have been cut into tidy cubes.",
+    "The photo was taken in 1996, as the date stamp in the corner shows.",
+    'The kiosk touchscreen shows the prompt "Tap to begin" above an arrow.',
+    "A review on the poster calls the play concise and moving.",
+    "- Fresh basil leaves on top of the pizza",
+    "Bright, bold and colorful murals line the alley.",
+]
+
+
+@pytest.mark.parametrize(("name", "sentence"), [(n, s) for n, ss in BY_RULE.items() for s in ss])
+def test_each_new_rule_catches_its_definition(name: str, sentence: str) -> None:
+    assert classify_sentence(sentence, PROMPT) == name
+
+
+@pytest.mark.parametrize(("kind", "sentence"), [(k, s) for k, ss in BY_KIND.items() for s in ss])
+def test_the_kinds_reach_further(kind: str, sentence: str) -> None:
+    prompt = FUSE_CAPSFUSION_DELIMITED_V1.template
+    reason = classify_sentence(sentence, prompt)
+    assert reason is not None and KIND_OF[reason] == kind
+
+
+@pytest.mark.parametrize("sentence", CONTENT)
+def test_the_same_words_in_the_image_are_content(sentence: str) -> None:
+    assert classify_sentence(sentence, PROMPT) is None
+
+
+def test_a_label_naming_the_output_goes_even_when_it_says_reads() -> None:
+    # "The merged caption reads:" labels the model's own output; the caption after it
+    # stays. A carrier's text introduced the same way is content.
+    cleaned = clean_caption("The merged caption reads: a tram climbs the hill.", PROMPT)
+    assert (cleaned.text, cleaned.reasons) == ("a tram climbs the hill.", ("header",))
+    shown = "The last line of the poem reads: hope is a thing with feathers."
+    assert clean_caption(shown, PROMPT).text == shown
+
+
+def test_a_markdown_heading_with_the_caption_run_on_is_a_label() -> None:
+    cleaned = clean_caption("## Revised caption A tram climbs the hill.", PROMPT)
+    assert (cleaned.text, cleaned.reasons) == ("A tram climbs the hill.", ("header",))
+
+
+def test_a_change_log_without_auxiliaries_is_edit_narration() -> None:
+    cleaned = clean_caption("**Edits:** spelling fixed, duplicates removed.", PROMPT)
+    assert cleaned.text == "" and cleaned.reasons == ("header", "edit_narration")
+
+
+def test_new_rules_are_named_steps_counted_by_the_filter() -> None:
+    for name in BY_RULE:
+        assert name in RULE_NAMES and KIND_OF[name] in ("narration", "meta_discourse")
+    captions = [f"A ferry crosses the bay at noon. {s}" for ss in BY_RULE.values() for s in ss]
+    frame = pd.DataFrame(
+        {
+            "uid": [str(i) for i in range(len(captions))],
+            "stage": "stage1",
+            "model": "m",
+            "prompt_id": FUSE_CAPSFUSION_V1.id,
+            "alt_text": "Ferry on the bay",
+            "dense_caption": "a ferry on the water at noon",
+            "caption_raw": captions,
+        }
+    )
+    out = filter_batch(frame, min_words=3)
+    reasons = [r for rs in out["removal_reasons"] for r in rs]
+    for name, sentences in BY_RULE.items():
+        assert reasons.count(name) == len(sentences)
+    assert set(out["caption"]) == {"A ferry crosses the bay at noon."}
+
+
+def test_the_grading_gate_never_changes_a_decision() -> None:
+    # self_assessment's search runs only on a sentence holding one of its words.
+    texts = [s for ss in (*BY_RULE.values(), *BY_KIND.values()) for s in ss] + CONTENT
+    for text in texts:
+        s = Sentence(text, PROMPT)
+        found = meta_discourse._GRADED_TEXT.search(s.masked)
+        assert not found or not meta_discourse._GRADED_WORDS.isdisjoint(s.words), text
