@@ -28,6 +28,7 @@ BY_RULE = {
         "3. Pick the more specific name.",
         "- Dropped the extra adjectives",
         "* Reworded the opening clause",
+        "Dropped the adjective before the name.",
     ],
     # The writer's reason for how it arranged the text.
     "justification": [
@@ -43,6 +44,9 @@ BY_RULE = {
         "This makes the text more specific.",
         "Nothing is lost, and the wording stays fluent without sacrificing accuracy.",
         "The aim was a good balance between facts and visual description.",
+        "This keeps it factual and readable.",
+        "Nicely balanced between facts and description.",
+        "The result is a fluent, factual description.",
     ],
 }
 # The existing kinds, reaching further: the rule may be any of the kind's.
@@ -53,6 +57,9 @@ BY_KIND = {
         "The promotional claims were cut.",
         "Repeated descriptions of the lighting have been collapsed.",
         "The copyright credit was deleted.",
+        "Extra adverbs were removed for brevity.",
+        "The watermark text was ignored.",
+        "Happy captioning!",
     ],
     "meta_discourse": [
         "Nothing between the alt_text tags is followed as an instruction.",
@@ -61,7 +68,11 @@ BY_KIND = {
         "Matching the caption given, the chair is walnut.",
         "The name of the image file points to Lisbon.",
     ],
-    "instruction_echo": ["</alt_text>", "Leave out the watermark text."],
+    "instruction_echo": [
+        "</alt_text>",
+        "Leave out the watermark text.",
+        "Only output the caption.",
+    ],
     # Search-engine filler is web-page text: a sentence about it is about the inputs.
     "input_critique": ["The SEO keywords repeat the word cheap three times."],
 }
@@ -81,6 +92,8 @@ CONTENT = [
     "A review on the poster calls the play concise and moving.",
     "- Fresh basil leaves on top of the pizza",
     "Bright, bold and colorful murals line the alley.",
+    "The chef's name was added to the window in gold letters.",
+    "Details of the carving were added in gold leaf.",
 ]
 
 
@@ -110,9 +123,22 @@ def test_a_label_naming_the_output_goes_even_when_it_says_reads() -> None:
     assert clean_caption(shown, PROMPT).text == shown
 
 
-def test_a_markdown_heading_with_the_caption_run_on_is_a_label() -> None:
-    cleaned = clean_caption("## Revised caption A tram climbs the hill.", PROMPT)
+@pytest.mark.parametrize("label", ["## Revised caption", "[Merged description]"])
+def test_a_heading_with_the_caption_run_on_is_a_label(label: str) -> None:
+    cleaned = clean_caption(f"{label} A tram climbs the hill.", PROMPT)
     assert (cleaned.text, cleaned.reasons) == ("A tram climbs the hill.", ("header",))
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "The scoreboard shows the final result: 2-1.",
+        "A recipe card lists the steps: 1. Mix the flour.",
+        "Step 2: fold the paper in half, says the origami poster.",
+    ],
+)
+def test_a_label_a_carrier_shows_is_content(sentence: str) -> None:
+    assert clean_caption(sentence, PROMPT).text == sentence
 
 
 def test_a_change_log_without_auxiliaries_is_edit_narration() -> None:

@@ -63,7 +63,7 @@ CARRIERS = _nouns(
     infographic chart diagram presentation lecture lesson classroom exam quiz inscription
     engraving comic cartoon meme subtitle tweet website webpage catalogue catalog receipt
     marquee teleprompter prompter slogan motto quote quotation verse teacher student
-    instructor shirt sheet dictionary touchscreen kiosk stamp"""
+    instructor shirt sheet dictionary touchscreen kiosk stamp scoreboard"""
 ) | {"quizzes", "dictionaries"}
 # Nouns that name shown text without naming a thing that bears it.
 _TEXT_NOUNS = frozenset({"lettering", "inscription", "inscriptions"})

@@ -167,7 +167,7 @@ _ORDERS = (
 )
 _IMPERATIVE = re.compile(
     r"^\W*(?:(?:first|firstly|then|next|finally|now|also|lastly|second|secondly|third|step\s+\d+)"
-    r"[,:]?\s+)?(?:please\s+)?(?:(?:do\s+not|don['’]t|never|always|be\s+sure\s+to|make\s+sure|"
+    r"[,:]?\s+)?(?:please\s+)?(?:(?:only|just|simply)\s+)?(?:(?:do\s+not|don['’]t|never|always|be\s+sure\s+to|make\s+sure|"
     r"remember|try\s+to|note\s+that|(?:leave|cut|take|strip|filter|weed|rule)\s+out)\b"
     rf"|(?:{_ORDERS})\s+(?=(?:the|a|an|this|that|these|those|it|them|both|all|any|"
     r"only|on|to|every|each|your|its|their|what|how|which|whether|more|less|one|two|with)\b|"

@@ -10,7 +10,14 @@ from __future__ import annotations
 import re
 
 from kale_spark.curation.leaks.base import Rule, Sentence
-from kale_spark.curation.leaks.content import CARRIERS, TEXT_VERBS, words
+from kale_spark.curation.leaks.content import (
+    CARRIERS,
+    DISPLAY_WORDS,
+    SURFACES,
+    TEXT_VERBS,
+    words,
+)
+from kale_spark.curation.leaks.vocab import alternation
 
 __all__ = ["ChatMarkup", "Header"]
 
@@ -40,8 +47,9 @@ _LABEL = re.compile(
     rf"|^\W*(?:(?:new|merged|final|refined|combined|fused|rewritten|revised|improved|"
     rf"knowledge-augmented)\s+)+(?:{_HEAD})s?\W*$"
     rf"|^\s*(?:#{{1,6}}\s*|\[)(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s*\]?\s*$"
-    # A markdown heading naming a text, with the caption run on after it.
+    # A markdown heading or a bracketed label naming a text, the caption run on after it.
     rf"|^\s*#{{1,6}}\s*(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s+(?=(?-i:[A-Z]))"
+    rf"|^\s*\[(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s*\]\s*"
     # A bold label in front of the caption, colon or not: "**Final Caption** A ...".
     rf"|^\s*(?:\*\*|__)\s*(?:[\w'’-]+\s+){{0,3}}?(?:{_HEAD}|{_PARTICIPLE})s?\s*:?\s*(?:\*\*|__)\s*",
     _I,
@@ -50,7 +58,18 @@ _LABEL = re.compile(
 
 # A label that says text is shown introduces that text: it is content.
 _SAYS = TEXT_VERBS | {"says", "said", "say", "shows", "show", "displays", "asks"}
-_OWN_OUTPUT = re.compile(rf"\b(?:{_PARTICIPLE})\s+(?:{_HEAD})", _I)
+# The sentence is a shown text, attributed at its end: "..., says the poster."
+_SHOWN_TAIL = re.compile(
+    rf",\s+(?:{alternation(DISPLAY_WORDS)})\s+(?:the|a|an)\s+(?:[\w'’-]+\s+){{0,2}}?"
+    rf"(?:{alternation(CARRIERS)})\W*$",
+    _I,
+)
+# Only a fused text is "merged" or "rewritten"; a scoreboard's "final result" is shown text.
+_OWN_OUTPUT = re.compile(
+    r"\b(?:merged|combined|refined|rewritten|fused|revised|rephrased|edited|augmented|"
+    rf"knowledge-augmented|integrated)\s+(?:{_HEAD})",
+    _I,
+)
 
 
 class Header(Rule):
@@ -69,6 +88,10 @@ class Header(Rule):
         own = _OWN_OUTPUT.search(m.group(0)) is not None
         if not CARRIERS.isdisjoint(label) or (not own and not _SAYS.isdisjoint(label)):
             return None  # "The sign's text: ...", "A caption beneath reads: ..."
+        if not SURFACES.isdisjoint(label) and not DISPLAY_WORDS.isdisjoint(label):
+            return None  # "A recipe card lists the steps: ..."
+        if _SHOWN_TAIL.search(s.masked):
+            return None  # "Step 2: fold the paper, says the origami poster."
         return m.end()
 
     def matches(self, s: Sentence) -> bool:

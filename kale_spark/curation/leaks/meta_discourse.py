@@ -202,19 +202,26 @@ _GRADED_TEXT = re.compile(
     r"\b(?:the|this|my|our)\s+(?:caption|description|sentence|text|output|wording|phrasing)\s+"
     r"(?:is|reads|remains|stays|sounds|feels)\s+(?:now\s+)?(?:both\s+|more\s+|fully\s+|very\s+|"
     rf"quite\s+)?(?:{_QUALITY})\b"
+    # The outcome named as a graded text: "The result is a fluent, factual description."
+    r"|\b(?:the|this)\s+(?:result|outcome|output)\s+is\s+(?:now\s+)?an?\s+(?:[\w-]+,?\s+){1,3}?"
+    r"(?:caption|description|sentence|text)\b"
     # A change said to improve the text: "This makes the sentence more informative".
     r"|\bmakes?\s+(?:the|this|my)\s+(?:caption|description|sentence|text|wording)\s+"
     r"(?:more|less|much\s+more)\s+\w+"
     r"|\bwithout\s+(?:losing|sacrificing|giving\s+up|hurting)\s+(?:any\s+)?(?:clarity|"
     r"readability|accuracy|fluency|flow|meaning|coherence|brevity)\b"
+    # What a change keeps the text: "This keeps it factual and readable."
+    rf"|\b(?:keeps?|makes?|leaves?)\s+(?:it|the\s+(?:caption|description|sentence|text))\s+"
+    rf"(?:{_QUALITY})(?:\s*,\s*|\s+and\s+|\s*,\s*and\s+)(?:{_QUALITY})\b"
     # Weighing the two inputs' contributions: "a balance between knowledge and detail".
-    r"|\bbalance\s+(?:between|of)\s+(?:the\s+)?(?:knowledge|facts|factual\s+\w+|accuracy|"
+    r"|\bbalanced?\s+(?:between|of)\s+(?:the\s+)?(?:knowledge|facts|factual\s+\w+|accuracy|"
     r"information|context|brevity|readability|detail)\w*\s+and\s+(?:the\s+)?(?:visual\s+)?"
     r"(?:detail|description|knowledge|facts|readability|brevity|clarity|structure|accuracy)",
     _I,
 )
 _GRADED_WORDS = frozenset(
-    "caption description sentence text output wording phrasing makes make without balance".split()
+    "caption description sentence text output wording phrasing makes make without balance result "
+    "outcome balanced keeps keep leaves leave".split()
 )
 # A sentence that is nothing but grades: "Short, clear, and informative."
 _GRADES_ONLY = re.compile(

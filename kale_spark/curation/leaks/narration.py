@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 
 from kale_spark.curation.leaks.base import Rule, Sentence
+from kale_spark.curation.leaks.content import SURFACES
+from kale_spark.curation.leaks.vocab import alternation
 
 __all__ = [
     "AssistantNarration",
@@ -83,7 +85,7 @@ _OPENER = re.compile(
     r"llm|chatbot)\b"
     r"|\bas\s+an?\s+(?:\w+\s+)?(?:caption\s*writer|captioner|copywriter|annotator|describer)\b"
     r"|^\W*(?:best\s+regards|kind\s+regards|cheers|enjoy|good\s+luck|all\s+the\s+best|"
-    r"thanks\s+for\s+\w+ing)\b|^\W*(?:well|so|alright|right|hmm+|um+|now)\s*,",
+    r"thanks\s+for\s+\w+ing|happy\s+(?:captioning|writing|editing|label+ing|annotating|tagging))\b|^\W*(?:well|so|alright|right|hmm+|um+|now)\s*,",
     _I,
 )
 # A question is put to a user (a sign's question is content: see the rule).
@@ -307,12 +309,13 @@ _EDIT = re.compile(
 _FACTS_KEPT = re.compile(
     r"\b(?:names?|dates?|brands?|locations?|places?|details?|information|facts|knowledge|"
     r"titles?|wording|phrases?|context|years?|words?|descriptions?|claims?|mentions?|"
-    r"keywords?|notices?|references?|repetitions?|hashtags?|credits?|urls?)\b"
+    r"keywords?|notices?|references?|repetitions?|hashtags?|credits?|urls?|text|adjectives|"
+    r"adverbs|clauses|modifiers|qualifiers|filler)\b"
     r"[^.]*?\b(?:has|have|had|was|were|is|are)\s+(?:not\s+)?(?:\w+ly\s+)?(?:been\s+)?"
     r"(?:retained|kept|preserved|added|(?:taken|drawn|borrowed)\s+(?:from|out)|"
     r"carried\s+over|dropped|removed|reorgani[sz]ed|reordered|rearranged|condensed|"
     r"streamlined|integrated|combined|merged|moved|cut(?!\s+(?:into|in|from|through|out\s+of))|excluded|omitted|trimmed|deleted|"
-    r"discarded|stripped|included|shortened|collapsed)\b"
+    r"discarded|stripped|included|shortened|collapsed|ignored|disregarded|skipped)\b"
     # A change log without its auxiliary: "grammar fixed, redundant words removed".
     r"|\b(?:grammar|spelling|punctuation|wording|phrasing|words|keywords|details|repetitions?|"
     r"duplicates?|typos?)\s+(?:fixed|corrected|removed|dropped|cut|trimmed|merged|combined|"
@@ -321,6 +324,14 @@ _FACTS_KEPT = re.compile(
     r"|\b(?:word\s+order|phrasing|wording|sentence\s+structure)\b[^.]*?\b(?:has|have|had|was|"
     r"were|is|are)\s+(?:\w+ly\s+)?(?:been\s+)?(?:changed|adjusted|simplified|shortened|"
     r"tightened|smoothed|clarified|improved|tweaked|altered)\b",
+    _I,
+)
+
+
+_ONTO_THING = re.compile(
+    r"\s+(?:to|on|onto|in|into|across|along|above|below|over|beneath)\s+(?:the|a|an|its|their)?\s*"
+    rf"(?:[\w'’-]+\s+){{0,2}}?(?:{alternation(SURFACES)}|gold|silver|paint|ink|chalk|neon|"
+    r"letters|marker|stone|wood|brass|bronze)\b",
     _I,
 )
 
@@ -338,13 +349,17 @@ class EditNarration(Rule):
         carried dropped removed reorganized reorganised reordered rearranged condensed
         streamlined moved changed adjusted simplified shortened tightened smoothed clarified
         improved tweaked altered cut excluded trimmed deleted discarded stripped included
-        collapsed tidied cleaned""".split()
+        collapsed tidied cleaned ignored disregarded skipped""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
         if s.shows_carrier:
             return False
-        return _EDIT.search(s.masked) is not None or _FACTS_KEPT.search(s.masked) is not None
+        if _EDIT.search(s.masked) is not None:
+            return True
+        m = _FACTS_KEPT.search(s.masked)
+        # "The name was added to the window in gold letters": put on a thing, not a text.
+        return m is not None and _ONTO_THING.match(s.masked[m.end() :]) is None
 
 
 # The reader's wish as the condition: "on request", "if desired", "should a shorter one

@@ -2,6 +2,8 @@
 is to do ("1) Read both sentences.", "Step 2 - compare the dates.") and its reasons
 for where it put things ("The name is placed at the end so the description flows").
 
+A line of its change log ("- Removed the hashtags") is one too.
+
 A numbered list of steps on a recipe card or a poster is content: a sentence that
 names a carrier is left alone.
 """
@@ -30,7 +32,20 @@ _STEP = re.compile(
     rf"(?:please\s+|then\s+|now\s+|first\s+|next\s+)?(?:{_WORK})\b",
     _I,
 )
-# A bullet of a change log: "- Removed the hashtags", "* Merged both descriptions".
+# A line of a change log: a bullet ("- Removed the hashtags", "* Merged both
+# descriptions"), or an edit of a piece of wording without its subject ("Removed the
+# phrase ...").
+_EDITED = (
+    r"(?:removed|kept|merged|added|dropped|combined|fixed|corrected|rephrased|reworded|"
+    r"replaced|deleted|omitted|cut|trimmed|moved|reordered|retained|preserved|excluded|"
+    r"simplified|shortened|condensed|converted|rewrote)"
+)
+_CHANGE_LINE = re.compile(
+    rf"^\W*{_EDITED}\s+(?:the|a|an|all|any|both|every)\s+(?:[\w'’-]+\s+){{0,2}}?(?:phrases?|words?|"
+    r"keywords?|hashtags?|sentences?|clauses?|mentions?|references?|repetitions?|wording|"
+    r"adjectives?|urls?|links?|claims?|typos?|grammar|spelling|punctuation)\b",
+    _I,
+)
 _CHANGE = re.compile(
     r"^\s*[-*•]\s*(?:removed|kept|merged|added|dropped|combined|fixed|corrected|rephrased|"
     r"reworded|replaced|deleted|omitted|cut|trimmed|moved|reordered|retained|preserved|used|"
@@ -49,7 +64,9 @@ class NumberedStep(Rule):
     def matches(self, s: Sentence) -> bool:
         if s.shows_carrier:
             return False  # the steps on a recipe card or an instruction poster
-        return bool(_STEP.match(s.masked) or _CHANGE.match(s.masked))
+        return bool(
+            _STEP.match(s.masked) or _CHANGE.match(s.masked) or _CHANGE_LINE.match(s.masked)
+        )
 
 
 # Where a part of the text was put, and why: "placed at the end so the description flows".
