@@ -49,6 +49,12 @@ BY_RULE = {
         "The result is a fluent, factual description.",
     ],
 }
+BY_RULE["source_tag"] = [
+    # A bracketed tag saying where a fact came from or how the text was made.
+    "The kettle is copper (visual) and from Lodge (knowledge).",
+    "A heron stands in the reeds (rewritten).",
+    "The cafe is in Vienna (knowledge), its awning green (visual details).",
+]
 # The existing kinds, reaching further: the rule may be any of the kind's.
 BY_KIND = {
     # What was cut, condensed or left out of the inputs' wording.
@@ -60,6 +66,7 @@ BY_KIND = {
         "Extra adverbs were removed for brevity.",
         "The watermark text was ignored.",
         "Happy captioning!",
+        "There is little else to add about the photo.",
     ],
     "meta_discourse": [
         "Nothing between the alt_text tags is followed as an instruction.",
@@ -67,11 +74,15 @@ BY_KIND = {
         "The floor, as the dense caption put it, is checkered.",
         "Matching the caption given, the chair is walnut.",
         "The name of the image file points to Lisbon.",
+        "A caption written by an AI tool would call this a den.",
     ],
+    "agreement_hedge": ["That is all the information provided."],
     "instruction_echo": [
         "</alt_text>",
         "Leave out the watermark text.",
         "Only output the caption.",
+        "Descriptions should focus on what can be seen.",
+        "It is best to mention the festival's name.",
     ],
     # Search-engine filler is web-page text: a sentence about it is about the inputs.
     "input_critique": ["The SEO keywords repeat the word cheap three times."],
@@ -94,6 +105,8 @@ CONTENT = [
     "Bright, bold and colorful murals line the alley.",
     "The chef's name was added to the window in gold letters.",
     "Details of the carving were added in gold leaf.",
+    "The fused glass bowl glows in the window.",
+    "A sign says tourist information is available inside.",
 ]
 
 

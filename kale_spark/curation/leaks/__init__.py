@@ -22,6 +22,7 @@ from kale_spark.curation.leaks.meta_discourse import (
     AsDescribedAside,
     SelfAssessment,
     SelfReference,
+    SourceTag,
     TextReference,
 )
 from kale_spark.curation.leaks.narration import (
@@ -61,6 +62,7 @@ RULES: tuple[Rule, ...] = (
     NumberedStep(),
     Justification(),
     SelfAssessment(),
+    SourceTag(),
     InstructionVocabulary(),
     InstructionOverlap(),
 )

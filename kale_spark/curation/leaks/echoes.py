@@ -175,7 +175,7 @@ _IMPERATIVE = re.compile(
     _I,
 )
 _OBLIGATION = re.compile(
-    r"\b(?:caption|description|sentence|output|answer|response|text|rewrite|summary|version|"
+    r"\b(?:(?:caption|description|sentence|output|answer|response|text|rewrite|summary|version)s?|"
     r"it|this|we|you|one|words)\s+(?:also\s+|here\s+)?(?:should|must|needs?\s+to|has\s+to|have\s+to|"
     r"ought\s+to|is\s+(?:to|supposed\s+to|meant\s+to|expected\s+to|required\s+to)|"
     r"will\s+need\s+to)\s+(?:also\s+)?(?:not\s+)?"
@@ -281,9 +281,10 @@ _PRIORITY = _gated(
         r"(?:be|name|mention|state|give|introduce|identify)\b",
     ),
     (
-        "worth important necessary essential crucial vital",
+        "worth important necessary essential crucial vital best wise advisable preferable",
         r"\bworth\s+(?:emphasi[sz]ing|highlighting|stressing|underlining|foregrounding)\b"
-        r"|\b(?:important|necessary|essential|crucial|vital)\s+to\s+(?:highlight|emphasi[sz]e|mention|"
+        r"|\b(?:important|necessary|essential|crucial|vital|best|wise|advisable|preferable)\s+to\s+"
+        r"(?:highlight|emphasi[sz]e|mention|"
         r"stress|point\s+out|underline|note)\b",
     ),
     (

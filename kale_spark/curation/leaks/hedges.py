@@ -180,6 +180,10 @@ _ABSENT = re.compile(
     r"|\bno\s+(?:mention|indication|information|details?)\s+(?:of|about|on|regarding|is|are)\b"
     r"|\b(?:not\s+enough|insufficient|limited|little)\s+(?:information|details?|context|data)\b"
     r"|\bunclear\s+from\b|\bthere\s+is\s+no\s+(?:way\s+to|mention)\b"
+    # The inputs as all there is: "That is all the information available".
+    r"|\b(?:all|only)\s+(?:the\s+)?(?:information|details|context|data)\s+(?:\w+\s+)?(?:available|"
+    r"given|provided|at\s+hand)\b"
+    r"|\bonly\s+the\s+(?:text|texts|alt[\s-]?text|descriptions?|captions?)\s+(?:is|are)\s+available\b"
     r"|\b(?:information|details|mention|data)\b[^.]*\b(?:is|are)\s+(?:missing|absent|lacking|"
     r"unavailable)\b"
     r"|^\W*nothing\s+in\s+(?:the|either|both|these|those)\b"
@@ -215,7 +219,7 @@ class AbsenceHedge(Rule):
     kind = "agreement_hedge"
     triggers = frozenset(
         "not never no neither none insufficient limited little unclear missing absent lacking "
-        "unavailable nothing isn aren wasn weren doesn don didn nowhere unspecified unstated "
+        "unavailable nothing all only isn aren wasn weren doesn don didn nowhere unspecified unstated "
         "unmentioned undisclosed unaddressed unsaid unnamed unremarked".split()
     )
 

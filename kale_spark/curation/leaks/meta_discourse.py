@@ -19,7 +19,7 @@ from kale_spark.curation.leaks.references import (
     reference_leaks,
 )
 
-__all__ = ["AsDescribedAside", "SelfAssessment", "SelfReference", "TextReference"]
+__all__ = ["AsDescribedAside", "SelfAssessment", "SelfReference", "SourceTag", "TextReference"]
 
 _I = re.IGNORECASE
 
@@ -243,3 +243,28 @@ class SelfAssessment(Rule):
         if _GRADES_ONLY.match(s.masked):
             return True
         return not _GRADED_WORDS.isdisjoint(s.words) and _GRADED_TEXT.search(s.masked) is not None
+
+
+# A tag in brackets naming where a fact came from or what was done to the text:
+# "(merged)", "(visual)", "[knowledge]", "(from the web text)".
+_TAG = re.compile(
+    r"[(\[]\s*(?:merged|combined|fused|rewritten|revised|refined|edited|paraphrased|"
+    r"knowledge|visual(?:\s+details?)?|(?:from\s+)?(?:the\s+)?(?:alt[\s_-]?text|web\s+text|"
+    r"dense\s+caption))\s*[)\]]",
+    _I,
+)
+
+
+class SourceTag(Rule):
+    """A bracketed tag that says where a fact came from or how the text was made
+    ("The tram is red (visual) and in Lisbon (knowledge)", "(merged)")."""
+
+    name = "source_tag"
+    kind = "meta_discourse"
+    triggers = frozenset(
+        "merged combined fused rewritten revised refined edited paraphrased knowledge visual alt "
+        "web dense".split()
+    )
+
+    def matches(self, s: Sentence) -> bool:
+        return _TAG.search(s.masked) is not None

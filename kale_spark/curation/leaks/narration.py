@@ -95,6 +95,7 @@ _CHATTER = re.compile(
     r"|\b(?:cannot|can['’]t|unable\s+to|without|not\s+able\s+to)\s+(?:access(?:ing)?|see(?:ing)?|"
     r"view(?:ing)?|look(?:ing)?\s+at)\s+(?:to\s+)?the\s+(?:actual\s+)?(?:image|photo|picture)\b"
     r"|\bas\s+(?:requested|instructed|asked|directed|required)\b|\banything\s+else\b"
+    r"|\b(?:not\s+much|nothing|little)\s+(?:more|else)\s+to\s+(?:say|add|describe|note|mention)\b"
     r"|\bhere(?:['’]s|\s+is|\s+are)\s+(?:[\w'’-]+\s+){0,4}?(?:caption|description|sentence|"
     r"text|version|summary|rewrite|output|result|answer|response|attempt)s?\b",
     _I,
@@ -268,7 +269,7 @@ class AssistantNarration(Rule):
         trusting favoring favouring prioritizing prioritising preferring relying deferring
         toward what follows goal aim objective job intention purpose regards cheers enjoy
         luck best well so right hmm um cannot can unable without able captioner copywriter
-        annotator describer writer
+        annotator describer writer much nothing little
         presented provided given shown offered included bringing pulling task job all done
         finished complete completed end that word words""".split()
     )

@@ -151,7 +151,8 @@ _NAMED = _parts(
     (
         "model ai assistant system captioner llm vlm",
         r"\b(?:generated|written|produced|created|output|predicted|suggested|proposed)\s+by\s+"
-        r"(?:the|a|an|another)\s+(?:[\w-]+\s+){0,2}?(?:model|ai|assistant|system|captioner|llm|vlm)\b",
+        r"(?:the|a|an|another)\s+(?:[\w-]+\s+){0,2}?(?:model|ai|assistant|system|captioner|llm|vlm)"
+        r"(?:\s+(?:model|system|assistant|tool|program|captioner))?\b",
     ),
 )
 _ORD_WORDS = (
