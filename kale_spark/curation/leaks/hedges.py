@@ -219,7 +219,8 @@ class AbsenceHedge(Rule):
     kind = "agreement_hedge"
     triggers = frozenset(
         "not never no neither none insufficient limited little unclear missing absent lacking "
-        "unavailable nothing all only isn aren wasn weren doesn don didn nowhere unspecified unstated "
+        "unavailable nothing available given provided hand isn aren wasn weren doesn don didn "
+        "nowhere unspecified unstated "
         "unmentioned undisclosed unaddressed unsaid unnamed unremarked".split()
     )
 
