@@ -8,16 +8,36 @@ stay, and each new rule's name reaches the filter's removal reasons."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from kale_spark.curation import RULES, classify_sentence, clean_caption
-from kale_spark.curation.leaks import RULE_NAMES, Sentence, meta_discourse
+from kale_spark.curation.leaks import (
+    RULE_NAMES,
+    Sentence,
+    critiques,
+    echoes,
+    hedges,
+    meta_discourse,
+)
 from kale_spark.prompts import FUSE_CAPSFUSION_DELIMITED_V1, FUSE_CAPSFUSION_V1
 from kale_spark.stages.filter import filter_batch
 
 PROMPT = FUSE_CAPSFUSION_V1.template
 KIND_OF = {rule.name: rule.kind for rule in RULES}
+DATA = Path(__file__).resolve().parents[1] / "data"
+# The dev splits (never the holdout).
+DEV_FILES = (
+    "artifact_eval.jsonl",
+    "artifact_holdout.jsonl",
+    "artifact_dev_kinds.jsonl",
+    "artifact_holdout_v2.jsonl",
+    "artifact_dev_v4.jsonl",
+    "artifact_dev_v5.jsonl",
+)
 
 # Written from the definitions; none copied from the labelled sets.
 BY_RULE = {
@@ -188,3 +208,34 @@ def test_the_grading_gate_never_changes_a_decision() -> None:
         s = Sentence(text, PROMPT)
         found = meta_discourse._GRADED_TEXT.search(s.masked)
         assert not found or not meta_discourse._GRADED_WORDS.isdisjoint(s.words), text
+
+
+def test_the_hedge_critique_and_directive_gates_never_change_a_decision() -> None:
+    # Word gates in front of agreement_hedge's, input_critique's and directive's regexes
+    # only spare work: wherever a regex matches a dev sentence, its gate lets it through.
+    rows = [
+        json.loads(line) for name in DEV_FILES for line in (DATA / name).read_text().splitlines()
+    ]
+    texts = [r["sentence"] for r in rows] + CONTENT
+    texts += [s for ss in (*BY_RULE.values(), *BY_KIND.values()) for s in ss]
+    assert len(texts) > 3000
+    for text in texts:
+        s = Sentence(text, PROMPT)
+        low = s.masked.lower()
+        conflict = any(stem in low for stem in hedges._CONFLICT_STEMS)
+        for gate, rx in (
+            (not hedges._TRUST_WORDS.isdisjoint(s.words), hedges._TRUST),
+            (not hedges._SEVERAL_WORDS.isdisjoint(s.words), hedges._SEVERAL),
+            (not hedges._SEVERAL_WORDS.isdisjoint(s.words), hedges._TEXTS_AGREE),
+            (conflict, hedges._CONFLICT),
+            (conflict, hedges._CONFLICT_ALONE),
+            (conflict, hedges._THEY_AGREE),
+            (not echoes._MODAL_WORDS.isdisjoint(s.words), echoes._OBLIGATION),
+            (not echoes._MODAL_WORDS.isdisjoint(s.words), echoes._WOULD),
+            (not echoes._GOOD_WORDS.isdisjoint(s.words), echoes._GOOD_CAPTION),
+            ("what" in s.words, echoes._CLEFT),
+        ):
+            assert gate or not rx.search(s.masked), (rx.pattern[:40], text)
+        faulty = critiques._WRITING_FAULT.search(s.masked)
+        judged = critiques._JUDGEMENT.search(s.masked)
+        assert not faulty or judged or not critiques._FAULT_ONLY.isdisjoint(s.words), text

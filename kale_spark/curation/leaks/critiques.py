@@ -47,6 +47,7 @@ _WRITING_FAULT = re.compile(
     r"\brun-on\b|\bhallucinat\w*",
     _I,
 )
+_FAULT_ONLY = frozenset({"syntax", "phrasing", "wording", "english"})
 # "The first is clumsy": an ordinal standing for an input, next to a judgement.
 _ORDINAL_ALONE = re.compile(
     r"\bthe\s+(?:first|second|former|latter|other)\s+(?:one\s+)?(?:is|was|has|reads|seems|"
@@ -64,9 +65,11 @@ class InputCritique(Rule):
     def matches(self, s: Sentence) -> bool:
         if s.shows_text:
             return False
-        if _WRITING_FAULT.search(s.masked):
+        judged = _JUDGEMENT.search(s.masked) is not None
+        # Every fault of writing is a judgement, except of the words below: a gate.
+        if (judged or not _FAULT_ONLY.isdisjoint(s.words)) and _WRITING_FAULT.search(s.masked):
             return True
-        if not _JUDGEMENT.search(s.masked):
+        if not judged:
             return False
         if _ORDINAL_ALONE.search(s.masked):
             return True

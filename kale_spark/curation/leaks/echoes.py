@@ -311,6 +311,14 @@ class Emphasis(Rule):
         return any(not words.isdisjoint(s.words) and rx.search(s.masked) for words, rx in _PRIORITY)
 
 
+# Word gates that only spare work (tests check they never change a decision): an
+# obligation or a "would" needs a modal; a good caption, one of its adjectives.
+_MODAL_WORDS = frozenset("should must need needs has have ought is will would".split())
+_GOOD_WORDS = frozenset(
+    "good great ideal proper better strong perfect well written such need".split()
+)
+
+
 class Directive(Rule):
     """The instruction restated as an order: an imperative, or what the caption
     should, must or needs to do."""
@@ -319,14 +327,19 @@ class Directive(Rule):
     kind = "instruction_echo"
 
     def matches(self, s: Sentence) -> bool:
-        masked = s.masked
+        masked, words = s.masked, s.words
         # An order at the start may be a sign's ("Mind the gap, warns a sign").
-        return bool(
-            (_IMPERATIVE.search(masked) and not s.shows_text)
-            or (_OBLIGATION.search(masked) and not _CARRIER_SUBJECT.search(masked))
-            or _WOULD.search(masked)
-            or _GOOD_CAPTION.search(masked)
-            or (_CLEFT.search(masked) and not _CARRIER_SUBJECT.search(masked))
+        if _IMPERATIVE.match(masked) and not s.shows_text:
+            return True
+        modal = not _MODAL_WORDS.isdisjoint(words)
+        if modal and _OBLIGATION.search(masked) and not _CARRIER_SUBJECT.search(masked):
+            return True
+        if modal and _WOULD.search(masked):
+            return True
+        if not _GOOD_WORDS.isdisjoint(words) and _GOOD_CAPTION.search(masked):
+            return True
+        return (
+            "what" in words and bool(_CLEFT.search(masked)) and not _CARRIER_SUBJECT.search(masked)
         )
 
 

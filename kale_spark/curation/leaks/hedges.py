@@ -137,6 +137,32 @@ _THEY_AGREE = re.compile(
 )
 
 
+# Word gates that only spare work (tests check they never change a decision): _TRUST
+# needs one of its words; _SEVERAL and _TEXTS_AGREE need several things or plural texts;
+# the conflict patterns need one of these stems.
+_TRUST_WORDS = frozenset(
+    """if assuming provided supposing long cannot can could couldn unverified unconfirmed
+    unclear uncertain not impossible which hard difficult remains remain stays stay may one
+    either both they""".split()
+)
+_SEVERAL_WORDS = frozenset(
+    "both neither either two sources inputs texts accounts versions descriptions captions "
+    "sentences".split()
+)
+_CONFLICT_STEMS = (
+    "discrepanc",
+    "consisten",
+    "contradict",
+    "match",
+    "agree",
+    "reconcil",
+    "conflict",
+    "odds",
+    "corroborat",
+    "consensus",
+)
+
+
 def _several_texts(masked: str) -> bool:
     for m in _SEVERAL.finditer(masked):
         noun = m.group("noun")
@@ -154,15 +180,21 @@ class AgreementHedge(Rule):
     def matches(self, s: Sentence) -> bool:
         if s.shows_carrier:
             return False
-        masked = s.masked
-        if _TRUST.search(masked) or _several_texts(masked) or _TEXTS_AGREE.search(masked):
+        masked, words = s.masked, s.words
+        if not _TRUST_WORDS.isdisjoint(words) and _TRUST.search(masked):
             return True
-        if not _DISCLAIMER_WORDS.isdisjoint(s.words) and _DISCLAIMER.search(masked):
+        if not _SEVERAL_WORDS.isdisjoint(words) and (
+            _several_texts(masked) or _TEXTS_AGREE.search(masked)
+        ):
             return True
-        if _CONFLICT_ALONE.search(masked) or _THEY_AGREE.search(masked):
+        if not _DISCLAIMER_WORDS.isdisjoint(words) and _DISCLAIMER.search(masked):
             return True
-        different = not _DIFFERENT_WORDS.isdisjoint(s.words) and _DIFFERENT.search(masked)
-        if different or _CONFLICT.search(masked):
+        low = masked.lower()
+        conflict = any(stem in low for stem in _CONFLICT_STEMS)
+        if conflict and (_CONFLICT_ALONE.search(masked) or _THEY_AGREE.search(masked)):
+            return True
+        different = not _DIFFERENT_WORDS.isdisjoint(words) and _DIFFERENT.search(masked)
+        if different or (conflict and _CONFLICT.search(masked)):
             return bool(_PLURAL_TEXTS.search(masked) or find_references(s))
         return False
 
