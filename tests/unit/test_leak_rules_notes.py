@@ -87,6 +87,10 @@ BY_KIND = {
         "The watermark text was ignored.",
         "Happy captioning!",
         "There is little else to add about the photo.",
+        # The answer announced or closed.
+        "The revised description follows.",
+        "End of rewritten caption.",
+        "A kite flies over the dunes (end of description)",
     ],
     "meta_discourse": [
         "Nothing between the alt_text tags is followed as an instruction.",
@@ -95,7 +99,10 @@ BY_KIND = {
         "Matching the caption given, the chair is walnut.",
         "The name of the image file points to Lisbon.",
         "A caption written by an AI tool would call this a den.",
+        "Given the facts, the ship is the Cutty Sark.",
     ],
+    # A field of the answer's metadata, as the whole sentence.
+    "header": ["Tone: warm.", "Character count: 188", "Image credit: not stated."],
     "agreement_hedge": ["That is all the information provided."],
     "instruction_echo": [
         "</alt_text>",
@@ -127,6 +134,8 @@ CONTENT = [
     "Details of the carving were added in gold leaf.",
     "The fused glass bowl glows in the window.",
     "A sign says tourist information is available inside.",
+    "A marching band follows the float down the avenue.",
+    "The caption follows the style of a museum label.",
 ]
 
 

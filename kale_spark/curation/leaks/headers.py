@@ -58,6 +58,13 @@ _LABEL = re.compile(
 
 # A label that says text is shown introduces that text: it is content.
 _SAYS = TEXT_VERBS | {"says", "said", "say", "shows", "show", "displays", "asks"}
+# A field of the answer's metadata, as the whole sentence: its name and a short value.
+_FIELD = re.compile(
+    r"^\W*(?:confidence|tone|style|register|character\s+count|word\s+count|length|language|"
+    r"format|category|image\s+credit|credits?|sources?|keywords|tags|notes?)\s*:\s*[^.:]{0,40}"
+    r"[.!]?\s*$",
+    _I,
+)
 # The sentence is a shown text, attributed at its end: "..., says the poster."
 _SHOWN_TAIL = re.compile(
     rf",\s+(?:{alternation(DISPLAY_WORDS)})\s+(?:the|a|an)\s+(?:[\w'’-]+\s+){{0,2}}?"
@@ -95,7 +102,10 @@ class Header(Rule):
         return m.end()
 
     def matches(self, s: Sentence) -> bool:
-        """The whole sentence is a label ("Merged caption:")."""
+        """The whole sentence is a label ("Merged caption:") or a field of the answer's
+        metadata ("Tone: neutral.", "Word count: 32")."""
+        if _FIELD.match(s.masked):
+            return True
         end = self.label_end(s)
         return end is not None and not s.text[end:].strip()
 

@@ -96,6 +96,11 @@ _CHATTER = re.compile(
     r"view(?:ing)?|look(?:ing)?\s+at)\s+(?:to\s+)?the\s+(?:actual\s+)?(?:image|photo|picture)\b"
     r"|\bas\s+(?:requested|instructed|asked|directed|required)\b|\banything\s+else\b"
     r"|\b(?:not\s+much|nothing|little)\s+(?:more|else)\s+to\s+(?:say|add|describe|note|mention)\b"
+    # The answer announced or closed: "The output follows.", "(End of caption)".
+    r"|\b(?:caption|description|output|answer|response|result|version)s?\s+(?:\w+\s+)?"
+    r"(?:follows|as\s+follows)(?=\s*(?:[.:!]|below\b|$))"
+    r"|[(\[]\s*end\s+of\s+(?:the\s+)?(?:\w+\s+)?(?:caption|description|output|response|answer|"
+    r"text)\s*[)\]]"
     r"|\bhere(?:['’]s|\s+is|\s+are)\s+(?:[\w'’-]+\s+){0,4}?(?:caption|description|sentence|"
     r"text|version|summary|rewrite|output|result|answer|response|attempt)s?\b",
     _I,
@@ -246,8 +251,8 @@ _FUSING = re.compile(
 # "That's my final caption.", "(24 words)" ("The End." on a title card is content).
 _CLOSING = re.compile(
     r"^\W*(?:(?:task|job|all)\s+(?:complete|completed|done|finished)|done|finished|"
-    r"end\s+of\s+(?:the\s+)?(?:caption|description|output|response|answer|text|task)|"
-    r"\[\s*end\s*\]|that(?:['’]s|\s+is)\s+(?:the|my)\s+(?:final\s+)?(?:caption|description|"
+    r"end\s+of\s+(?:the\s+)?(?:\w+\s+)?(?:caption|description|output|response|answer|text|task)|"
+    r"-{2,}\s*end\s*-{2,}|\[\s*end\s*\]|that(?:['’]s|\s+is)\s+(?:the|my)\s+(?:final\s+)?(?:caption|description|"
     r"answer|response|output)|(?:word\s+count\s*:?\s*)?\d+\s+words?)\W*$",
     _I,
 )
@@ -269,7 +274,7 @@ class AssistantNarration(Rule):
         trusting favoring favouring prioritizing prioritising preferring relying deferring
         toward what follows goal aim objective job intention purpose regards cheers enjoy
         luck best well so right hmm um cannot can unable without able captioner copywriter
-        annotator describer writer much nothing little
+        annotator describer writer much nothing little follows end
         presented provided given shown offered included bringing pulling task job all done
         finished complete completed end that word words""".split()
     )

@@ -258,7 +258,7 @@ _ATTRIB_BEFORE = re.compile(
     r"|\baccording\s+to|\b(?:as\s+)?per|\bbased\s+on|\bgoing\s+by|\bthanks\s+to|"
     r"\bjudging\s+(?:by|from)|\b(?:in\s+line|consistent|in\s+keeping|in\s+accordance|"
     r"in\s+agreement|along|together)\s+with|\bmatching|\b(?:unlike|like|than|from|between|following|"
-    r"besides|beyond|without|despite|drawing\s+(?:on|from)|combining|merging|fusing|"
+    r"besides|beyond|without|despite|given|considering|drawing\s+(?:on|from)|combining|merging|fusing|"
     r"blending|integrating|comparing|summari[sz]ing|to\s+summari[sz]e|taking|using|trusting|"
     r"favou?ring|prioriti[sz]ing|preferring|deferring\s+to|relying\s+on|relies\s+on|"
     r"rely\s+on|depends?\s+on|via|courtesy\s+of)"
