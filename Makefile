@@ -32,8 +32,13 @@ jvm-archive: jars
 demo: setup
 	$(BIN)/kale demo --config conf/local.yaml --rows $(SAMPLE_ROWS)
 
+# Two test processes: much of a Spark test's time is one-threaded (the driver's
+# planning, JVM and Python worker starts), so a second process uses the idle core.
+# Tests sharing an expensive fixture run in one process (tests/conftest.py), in
+# collection order: the long cluster and reliability groups start first.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # SIGKILL `kale run` at random moments (CHAOS_KILLS times per round), then finish it;
 # the gold table must equal an uninterrupted run's, with no duplicate key

@@ -56,10 +56,36 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """Mark by folder; skip `gpu` tests on machines without CUDA."""
-    has_cuda = _has_cuda()
+# Session fixtures worth computing once: under pytest-xdist (`make test`: -n 2 --dist
+# loadgroup) every test that uses one runs in the same process.
+SHARED_FIXTURE_GROUPS = {
+    "standalone_cluster": "cluster",
+    "dist_zip": "cluster",
+    "stage2_reference": "stage2",
+}
+
+
+def _xdist_groups(items) -> dict[str, str]:
+    """Module -> its xdist group: the group of a shared session fixture any of its tests
+    uses, else the module itself (its module fixtures are then built once, as without
+    xdist)."""
+    groups: dict[str, str] = {}
     for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        groups.setdefault(module, module)
+        for fixture, group in SHARED_FIXTURE_GROUPS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                groups[module] = group
+    return groups
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark by folder; skip `gpu` tests on machines without CUDA; group for xdist."""
+    has_cuda = _has_cuda()
+    groups = _xdist_groups(items) if config.pluginmanager.hasplugin("xdist") else {}
+    for item in items:
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::", 1)[0]]))
         parts = Path(str(item.fspath)).parts
         if "spark" in parts:
             item.add_marker(pytest.mark.spark)
