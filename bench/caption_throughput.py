@@ -356,7 +356,7 @@ def write(args: argparse.Namespace, result: dict[str, Any], path: Path | None = 
     result.update(settings)
     if not args.figures:
         return
-    path = path or FIGURES_DIR / f"caption-{device_name()}.json"
+    path = path or (Path(args.out) if args.out else FIGURES_DIR / f"caption-{device_name()}.json")
     path.write_text(json.dumps(result, indent=2) + "\n")
     sizes = result["sizes"]
     largest = max(sizes, key=int) if sizes else "0"
@@ -397,6 +397,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--contestants", default=",".join(CONTESTANTS))
     parser.add_argument("--no-figures", dest="figures", action="store_false")
+    parser.add_argument("--out", help="figures JSON (default bench/figures/caption-<device>.json)")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument(
         "--budget-min", type=float, help="start no round that would end past this many minutes"
