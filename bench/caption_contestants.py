@@ -242,7 +242,7 @@ def child_daft(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- the lake kale reads
 
 
-LAKE_SLICE = 1024
+LAKE_SLICE = 256
 
 
 def child_lake(args: argparse.Namespace) -> int:
@@ -257,15 +257,14 @@ def child_lake(args: argparse.Namespace) -> int:
     from kale_spark.lake.tables import Lake
     from kale_spark.spark.session import get_session
 
-    cfg = build(
-        Config, {"lake": {"root": str(args.out)}, "spark": {"master": f"local[{args.cores}]"}}
-    )
+    spark_cfg = {"master": f"local[{args.cores}]", "conf": {"spark.driver.memory": "3g"}}
+    cfg = build(Config, {"lake": {"root": str(args.out)}, "spark": spark_cfg})
     spark = get_session(cfg.spark)
     paths = image_paths(args)
     lake = Lake(spark, cfg.lake)
     # as the fetch stage creates it: the change data feed on (the model stages stream it)
     lake.ensure_table(schema.IMAGES, schema.IMAGES_SCHEMA, change_feed=True)
-    # Slices of 1024 images, one commit each: the full-size JPEGs of a large run would
+    # Slices of 256 images, one commit each: the full-size JPEGs of a large run would
     # not fit the driver's heap at once.
     for lo in range(0, len(paths), LAKE_SLICE):
         part = paths[lo : lo + LAKE_SLICE]
@@ -287,8 +286,7 @@ def child_lake(args: argparse.Namespace) -> int:
         df = spark.createDataFrame(
             rows[[f.name for f in schema.IMAGES_SCHEMA.fields]], schema.IMAGES_SCHEMA
         )
-        files = max(args.cores, len(part) // 256)
-        lake.append(schema.IMAGES, df.repartition(files), {"stage": "bench"})
+        lake.append(schema.IMAGES, df.repartition(args.cores), {"stage": "bench"})
     spark.stop()
     return len(paths)
 
