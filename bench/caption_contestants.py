@@ -242,6 +242,9 @@ def child_daft(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- the lake kale reads
 
 
+LAKE_SLICE = 256
+
+
 def child_lake(args: argparse.Namespace) -> int:
     """Not a contestant: the `images` table ``kale caption`` reads, written with Spark
     beforehand (files of ~256 rows, like a fetch run's output)."""
@@ -254,35 +257,36 @@ def child_lake(args: argparse.Namespace) -> int:
     from kale_spark.lake.tables import Lake
     from kale_spark.spark.session import get_session
 
-    cfg = build(
-        Config, {"lake": {"root": str(args.out)}, "spark": {"master": f"local[{args.cores}]"}}
-    )
+    spark_cfg = {"master": f"local[{args.cores}]", "conf": {"spark.driver.memory": "3g"}}
+    cfg = build(Config, {"lake": {"root": str(args.out)}, "spark": spark_cfg})
     spark = get_session(cfg.spark)
     paths = image_paths(args)
-    rows = pd.DataFrame(
-        {
-            "uid": [f"{i:032x}" for i in range(len(paths))],
-            "status": schema.IMAGE_OK,
-            "attempts": 1,
-            "image": [p.read_bytes() for p in paths],
-            "mime": "image/jpeg",
-            "source": "bench",
-            "fetched_at": dt.datetime.now(dt.timezone.utc),
-            "run_id": "bench",
-        }
-    )
-    for f in schema.IMAGES_SCHEMA.fields:
-        if f.name not in rows:
-            rows[f.name] = None
-    df = spark.createDataFrame(
-        rows[[f.name for f in schema.IMAGES_SCHEMA.fields]], schema.IMAGES_SCHEMA
-    )
     lake = Lake(spark, cfg.lake)
     # as the fetch stage creates it: the change data feed on (the model stages stream it)
     lake.ensure_table(schema.IMAGES, schema.IMAGES_SCHEMA, change_feed=True)
-    lake.append(
-        schema.IMAGES, df.repartition(max(args.cores, len(paths) // 256)), {"stage": "bench"}
-    )
+    # Slices of 256 images, one commit each: the full-size JPEGs of a large run would
+    # not fit the driver's heap at once.
+    for lo in range(0, len(paths), LAKE_SLICE):
+        part = paths[lo : lo + LAKE_SLICE]
+        rows = pd.DataFrame(
+            {
+                "uid": [f"{i:032x}" for i in range(lo, lo + len(part))],
+                "status": schema.IMAGE_OK,
+                "attempts": 1,
+                "image": [p.read_bytes() for p in part],
+                "mime": "image/jpeg",
+                "source": "bench",
+                "fetched_at": dt.datetime.now(dt.timezone.utc),
+                "run_id": "bench",
+            }
+        )
+        for f in schema.IMAGES_SCHEMA.fields:
+            if f.name not in rows:
+                rows[f.name] = None
+        df = spark.createDataFrame(
+            rows[[f.name for f in schema.IMAGES_SCHEMA.fields]], schema.IMAGES_SCHEMA
+        )
+        lake.append(schema.IMAGES, df.repartition(args.cores), {"stage": "bench"})
     spark.stop()
     return len(paths)
 

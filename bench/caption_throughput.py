@@ -73,7 +73,20 @@ log = logging.getLogger("bench.caption")
 
 CONTESTANTS = ("kale", "raw", "naive", "ray", "daft")
 PEERS = ("raw", "ray", "daft", "naive")
-MODEL_DIR_NAME = "bench-vlm-v1"
+# --model: the saved model every contestant loads (models/tiny.py builds both).
+MODELS = {
+    "bench": (
+        "bench-vlm-v1",
+        "build_bench_vlm",
+        "bench-vlm (LLaVA-shaped, CLIP 224 px + Llama, random weights, float32)",
+    ),
+    "fast": (
+        "bench-vlm-fast-v1",
+        "build_bench_fast_vlm",
+        "bench-vlm-fast (LLaVA-shaped, CLIP 224 px + Llama, 2+2 layers of 128, random "
+        "weights, float32)",
+    ),
+}
 PLAN_MIN_IMAGES = 1024  # the smallest run whose kale rate goes to <device>.json
 CHILD = Path(__file__).resolve().parent / "caption_contestants.py"
 STAGE_LINE = re.compile(r"\[caption\] (\w+) in ([\d.]+)s")
@@ -274,15 +287,16 @@ def size_summary(runs: dict[str, list]) -> dict[str, Any]:
 # ---------------------------------------------------------------- the parent
 
 
-def ensure_model(workdir: Path) -> Path:
-    from kale_spark.models.tiny import build_bench_vlm
+def ensure_model(workdir: Path, model: str = "bench") -> Path:
+    from kale_spark.models import tiny
 
-    model_dir = workdir / MODEL_DIR_NAME
+    name, builder, _ = MODELS[model]
+    model_dir = workdir / name
     if not (model_dir / "config.json").is_file():
-        log.info("building the bench VLM into %s", model_dir)
-        tmp = workdir / f".{MODEL_DIR_NAME}.tmp"
+        log.info("building the %s VLM into %s", model, model_dir)
+        tmp = workdir / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        build_bench_vlm(tmp)
+        getattr(tiny, builder)(tmp)
         tmp.rename(model_dir)
     return model_dir
 
@@ -295,7 +309,7 @@ def tuned_from(path: str) -> dict[str, Setting]:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     args.workdir = Path(args.workdir).resolve()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    args.model_dir = ensure_model(args.workdir)
+    args.model_dir = ensure_model(args.workdir, args.model)
     args.images_dir = args.workdir / "images"
     ensure_images(args.images_dir, max(args.sizes + [args.sweep_images]))
     names = [n for n in CONTESTANTS if n in args.contestants]
@@ -337,18 +351,19 @@ def write(args: argparse.Namespace, result: dict[str, Any], path: Path | None = 
         "max_new_tokens": args.max_new_tokens,
         "cores": args.cores,
         "repeats": args.repeats,
-        "model": "bench-vlm (LLaVA-shaped, CLIP 224 px + Llama, random weights, float32)",
+        "model": MODELS[args.model][2],
     }
     result.update(settings)
     if not args.figures:
         return
-    path = path or FIGURES_DIR / f"caption-{device_name()}.json"
+    path = path or (Path(args.out) if args.out else FIGURES_DIR / f"caption-{device_name()}.json")
     path.write_text(json.dumps(result, indent=2) + "\n")
     sizes = result["sizes"]
     largest = max(sizes, key=int) if sizes else "0"
     # kale plan scales this rate to millions of images: only a run long enough for the
     # start-up not to dominate it replaces the figure there.
-    if int(largest) >= PLAN_MIN_IMAGES and "kale" in best_names(result):
+    # Only the bench model's rate: `kale plan` labels its figure with that model.
+    if int(largest) >= PLAN_MIN_IMAGES and "kale" in best_names(result) and args.model == "bench":
         write_figures(device_name(), "caption", {
             "images_per_s": sizes[largest]["kale"]["median"],
             "model": "bench-vlm (LLaVA-shaped, 224 px), float32",
@@ -372,6 +387,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=ints, help="sizes, e.g. 256,1024,4096")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", default=os.environ.get("KALE_BENCH_DIR", "bench/work"))
+    parser.add_argument("--model", choices=sorted(MODELS), default="bench")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--batch-sizes", type=ints, default=[4, 8, 16])
     parser.add_argument("--workers", type=ints, default=[1, 2], help="ray/daft layouts")
@@ -381,6 +397,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--contestants", default=",".join(CONTESTANTS))
     parser.add_argument("--no-figures", dest="figures", action="store_false")
+    parser.add_argument("--out", help="figures JSON (default bench/figures/caption-<device>.json)")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument(
         "--budget-min", type=float, help="start no round that would end past this many minutes"
