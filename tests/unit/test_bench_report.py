@@ -66,11 +66,22 @@ def test_the_readme_quotes_the_caption_and_gpu_figures_as_the_json_holds_them() 
     from bench.report import FIGURES, REPO
 
     readme = " ".join((REPO / "README.md").read_text().split())
-    caption = json.loads((FIGURES / "caption-cpu.json").read_text())
-    for peer in ("raw", "ray", "daft", "naive"):
-        key = f"kale_over_{peer}"
-        quoted = f"`{key}` {caption[key]} ({caption[key + '_min']}–{caption[key + '_max']})"
-        assert quoted in readme
+    # The README's table: one row per size, kale over raw, Ray and Daft ("not run" where
+    # a peer was left out), from the two caption files.
+    sizes = {}
+    for name in ("caption-cpu.json", "caption-cpu-4096.json"):
+        sizes.update(json.loads((FIGURES / name).read_text())["sizes"])
+    assert sorted(sizes, key=int) == ["256", "1024", "4096"]
+    for size, figures in sizes.items():
+        cells = []
+        for peer in ("raw", "ray", "daft"):
+            key = f"kale_over_{peer}"
+            cells.append(
+                f"{figures[key]} ({figures[key + '_min']}–{figures[key + '_max']})"
+                if key in figures
+                else "not run"
+            )
+        assert f"| {size} | " + " | ".join(cells) + " |" in readme
     gpu = json.loads((FIGURES / "nvidia-h200.json").read_text())["stages"]["caption"]
     assert f'{gpu["images_per_s"]} images/s) is labelled "{gpu["label"]}"' in readme
 
