@@ -34,11 +34,11 @@ demo: setup
 
 # Two test processes: much of a Spark test's time is one-threaded (the driver's
 # planning, JVM and Python worker starts), so a second process uses the idle core.
-# Tests sharing an expensive fixture run in one process (tests/conftest.py), in
-# collection order: the long cluster and reliability groups start first.
+# A module's tests, and the modules sharing an expensive session fixture, run in one
+# process (tests/conftest.py), in collection order: the long cluster group starts first.
 TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # SIGKILL `kale run` at random moments (CHAOS_KILLS times per round), then finish it;
 # the gold table must equal an uninterrupted run's, with no duplicate key

@@ -56,36 +56,60 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-# Session fixtures worth computing once: under pytest-xdist (`make test`: -n 2 --dist
-# loadgroup) every test that uses one runs in the same process.
+# Session fixtures worth computing once. `make test` runs the suite in two processes
+# (pytest-xdist); the scheduler below keeps each module's tests in one process, and all
+# the modules of one group here in one process, so these are built once.
 SHARED_FIXTURE_GROUPS = {
     "standalone_cluster": "cluster",
     "dist_zip": "cluster",
     "stage2_reference": "stage2",
 }
+MODULE_GROUPS = {
+    "tests/cluster/test_lost_executor.py": "cluster",
+    "tests/cluster/test_spark_submit.py": "cluster",
+    "tests/reliability/test_kill_resume.py": "stage2",
+    "tests/spark/test_stage2.py": "stage2",
+}
 
 
-def _xdist_groups(items) -> dict[str, str]:
-    """Module -> its xdist group: the group of a shared session fixture any of its tests
-    uses, else the module itself (its module fixtures are then built once, as without
-    xdist)."""
-    groups: dict[str, str] = {}
+def xdist_scope(nodeid: str) -> str:
+    """The unit of work a test process takes whole: the test's module, or its group."""
+    module = nodeid.split("::", 1)[0]
+    return MODULE_GROUPS.get(module, module)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    # xdist's own `loadgroup` marks do not reach its scheduler under pytest 9.2 (it
+    # rewrites a node id attribute pytest no longer reads); a scheduler that scopes by
+    # xdist_scope does not depend on them.
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return ModuleGroupScheduling(config, log)
+
+
+def _check_groups(items) -> None:
+    """A module using a shared session fixture must be in that fixture's group, or two
+    processes would each build it."""
     for item in items:
         module = item.nodeid.split("::", 1)[0]
-        groups.setdefault(module, module)
         for fixture, group in SHARED_FIXTURE_GROUPS.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                groups[module] = group
-    return groups
+            if fixture in getattr(item, "fixturenames", ()) and xdist_scope(module) != group:
+                raise pytest.UsageError(
+                    f"{module} uses the session fixture {fixture}: "
+                    f"add it to MODULE_GROUPS in tests/conftest.py as {group!r}"
+                )
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Mark by folder; skip `gpu` tests on machines without CUDA; group for xdist."""
+    """Mark by folder; skip `gpu` tests on machines without CUDA; check the groups."""
     has_cuda = _has_cuda()
-    groups = _xdist_groups(items) if config.pluginmanager.hasplugin("xdist") else {}
+    _check_groups(items)
     for item in items:
-        if groups:
-            item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::", 1)[0]]))
         parts = Path(str(item.fspath)).parts
         if "spark" in parts:
             item.add_marker(pytest.mark.spark)
