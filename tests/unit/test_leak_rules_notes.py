@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from kale_spark.curation import RULES, classify_sentence, clean_caption
@@ -24,7 +23,7 @@ from kale_spark.curation.leaks import (
     meta_discourse,
 )
 from kale_spark.prompts import FUSE_CAPSFUSION_DELIMITED_V1, FUSE_CAPSFUSION_V1
-from kale_spark.stages.filter import filter_batch
+from tests.support.leak_filter import assert_each_rule_removes_its_sentences
 
 PROMPT = FUSE_CAPSFUSION_V1.template
 KIND_OF = {rule.name: rule.kind for rule in RULES}
@@ -191,23 +190,12 @@ def test_a_change_log_without_auxiliaries_is_edit_narration() -> None:
 def test_new_rules_are_named_steps_counted_by_the_filter() -> None:
     for name in BY_RULE:
         assert name in RULE_NAMES and KIND_OF[name] in ("narration", "meta_discourse")
-    captions = [f"A ferry crosses the bay at noon. {s}" for ss in BY_RULE.values() for s in ss]
-    frame = pd.DataFrame(
-        {
-            "uid": [str(i) for i in range(len(captions))],
-            "stage": "stage1",
-            "model": "m",
-            "prompt_id": FUSE_CAPSFUSION_V1.id,
-            "alt_text": "Ferry on the bay",
-            "dense_caption": "a ferry on the water at noon",
-            "caption_raw": captions,
-        }
+    assert_each_rule_removes_its_sentences(
+        BY_RULE,
+        "A ferry crosses the bay at noon.",
+        "Ferry on the bay",
+        "a ferry on the water at noon",
     )
-    out = filter_batch(frame, min_words=3)
-    reasons = [r for rs in out["removal_reasons"] for r in rs]
-    for name, sentences in BY_RULE.items():
-        assert reasons.count(name) == len(sentences)
-    assert set(out["caption"]) == {"A ferry crosses the bay at noon."}
 
 
 def test_the_grading_gate_never_changes_a_decision() -> None:

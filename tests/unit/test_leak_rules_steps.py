@@ -16,7 +16,7 @@ import pytest
 from kale_spark.curation import RULES, classify_sentence
 from kale_spark.curation.leaks import RULE_NAMES, Sentence, echoes, hedges, narration
 from kale_spark.prompts import FUSE_CAPSFUSION_V1
-from kale_spark.stages.filter import filter_batch
+from tests.support.leak_filter import assert_each_rule_removes_its_sentences
 
 PROMPT = FUSE_CAPSFUSION_V1.template
 KIND_OF = {rule.name: rule.kind for rule in RULES}
@@ -102,25 +102,12 @@ def test_the_same_words_in_the_image_are_content(sentence: str) -> None:
 def test_new_rules_are_named_steps_counted_by_the_filter() -> None:
     for name in BY_RULE:
         assert name in RULE_NAMES
-    captions = [
-        f"A lighthouse stands on the cliff at dusk. {s}" for ss in BY_RULE.values() for s in ss
-    ]
-    frame = pd.DataFrame(
-        {
-            "uid": [str(i) for i in range(len(captions))],
-            "stage": "stage1",
-            "model": "m",
-            "prompt_id": FUSE_CAPSFUSION_V1.id,
-            "alt_text": "Lighthouse at dusk",
-            "dense_caption": "a lighthouse on a cliff at dusk",
-            "caption_raw": captions,
-        }
+    assert_each_rule_removes_its_sentences(
+        BY_RULE,
+        "A lighthouse stands on the cliff at dusk.",
+        "Lighthouse at dusk",
+        "a lighthouse on a cliff at dusk",
     )
-    out = filter_batch(frame, min_words=3)
-    reasons = [r for rs in out["removal_reasons"] for r in rs]
-    for name, sentences in BY_RULE.items():
-        assert reasons.count(name) == len(sentences)
-    assert set(out["caption"]) == {"A lighthouse stands on the cliff at dusk."}
 
 
 def test_inner_word_gates_never_change_a_decision() -> None:
