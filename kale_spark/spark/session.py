@@ -34,6 +34,8 @@ DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 # Set by spark-submit (and notebook kernels) when the JVM was started before Python.
 GATEWAY_ENV = "PYSPARK_GATEWAY_PORT"
 JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+PYTHON_DAEMON_KEY = "spark.python.daemon.module"
+PYTHON_DAEMON = "kale_spark.spark.pydaemon"
 # Which Python the workers run is the launcher's business on a cluster
 # (--archives venv + spark.pyspark.python, or the nodes' image); in local mode they
 # run this interpreter.
@@ -179,6 +181,8 @@ def get_session(cfg: SparkConfig):
     asked = conf
     if quick:
         conf[JAVA_OPTIONS] = driver_java_options(conf.get(JAVA_OPTIONS, ""), archive_path())
+        # Workers import pyspark from site-packages, not from Spark's zips (spark/pydaemon.py).
+        conf.setdefault(PYTHON_DAEMON_KEY, PYTHON_DAEMON)
         conf = use_resolved_jars(conf)  # the jars an earlier session resolved: no Ivy
     for key, value in conf.items():
         if key in submitted or (remote_workers and key in _LOCAL_ONLY):

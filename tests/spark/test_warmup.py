@@ -63,3 +63,28 @@ def test_the_local_driver_jvm_runs_with_the_quick_start_options(spark):
         assert shared == [f"-XX:SharedArchiveFile={archive}"]
     else:
         assert shared == []
+
+
+def test_workers_import_pyspark_from_the_package_not_from_sparks_zips(spark):
+    # kale's local sessions name kale_spark.spark.pydaemon as the Python daemon: the
+    # workers' path holds none of the zips or the jar Spark prepends, so pyspark's worker
+    # and SQL modules come from site-packages (with their bytecode cache).
+    def probe(batches):
+        import sys
+
+        import pandas as pd
+        import pyspark.worker
+
+        for _ in batches:
+            pass
+        # (Jars of spark.jars.packages may follow, added per task as Python includes.)
+        dropped = ("pyspark.zip", "-src.zip", "/spark-core_")
+        zips = [p for p in sys.path if any(name in p for name in dropped)]
+        yield pd.DataFrame({"worker": [pyspark.worker.__file__], "zips": [repr(zips)]})
+
+    assert spark.sparkContext.getConf().get("spark.python.daemon.module") == (
+        "kale_spark.spark.pydaemon"
+    )
+    for row in spark.range(0, 2, 1, 2).mapInPandas(probe, "worker string, zips string").collect():
+        assert row["worker"].endswith("site-packages/pyspark/worker.py"), row["worker"]
+        assert row["zips"] == "[]"

@@ -74,3 +74,24 @@ def test_packages_resolved_once_are_reused_as_jar_files(tmp_path: Path, monkeypa
     assert use_resolved_jars(other) == other  # another coordinate: resolved again
     jars[1].unlink()
     assert use_resolved_jars(conf) == conf  # a jar gone: Ivy again
+
+
+def test_the_python_daemon_drops_only_sparks_zips_from_the_path() -> None:
+    from kale_spark.spark.pydaemon import drop_spark_zips
+
+    home = "/venv/lib/python3.11/site-packages/pyspark"
+    path = [
+        f"{home}/python/lib/pyspark.zip",
+        f"{home}/python/lib/py4j-0.10.9.9-src.zip",
+        "/work/repo",
+        f"{home}/jars/spark-core_2.13-4.2.0.jar",
+        "/usr/lib/python311.zip",
+        "/venv/lib/python3.11/site-packages",
+        "/data/deps.zip",  # a user's --py-files archive stays
+    ]
+    assert drop_spark_zips(path) == [
+        "/work/repo",
+        "/usr/lib/python311.zip",
+        "/venv/lib/python3.11/site-packages",
+        "/data/deps.zip",
+    ]
