@@ -4,7 +4,7 @@ Run by hand::
 
     python bench/artifacts_eval.py                     # dev splits only
     python bench/artifacts_eval.py --show-errors dev   # dev misses (dev splits only)
-    python bench/artifacts_eval.py --holdout           # + holdout v3, aggregates only
+    python bench/artifacts_eval.py --holdout           # + holdout v4, aggregates only
     python bench/artifacts_eval.py --speed             # sentences/s and ms per caption
     python bench/artifacts_eval.py --holdout --speed --record   # bench/figures/artifacts.json
 
@@ -26,11 +26,16 @@ Labelled sets (``tests/data``):
   sign-offs, self-assessments, numbered steps, source notes in brackets, markdown
   notes, reasoning about which input to trust). Scored once with the rules as they
   were (``clean_caption+prompt`` precision 0.993, recall 0.928), then tuned on.
-- ``holdout_v3`` (``artifact_holdout_v3.jsonl``): written by an author who never saw
-  the rules, the dev sets or the earlier holdouts; the headline. This script prints
-  its aggregates only (counts, precision, recall), never a sentence, and appends one
-  line per scoring to ``bench/figures/artifacts_holdout_log.jsonl`` so the number of
-  looks is on record.
+- ``dev_v3`` (``artifact_holdout_v3.jsonl``): the third holdout, scored 7 times as the
+  headline (its misses never printed) until holdout v4 replaced it; dev history since.
+- ``dev_v6`` (``artifact_dev_v6.jsonl``): written by a third author who never saw the
+  rules, for the long tail (oblique names for the inputs, leaks mid-sentence, in the
+  passive, as questions). Scored once with the rules as they were, then tuned on.
+- ``holdout_v4`` (``artifact_holdout_v4.jsonl``): written by a fourth author who never saw
+  the rules, the dev sets or the earlier holdouts, and committed before any rule change;
+  the headline. This script prints its aggregates only (counts, precision, recall),
+  never a sentence, and appends one line per scoring to
+  ``bench/figures/artifacts_holdout_log.jsonl`` so the number of looks is on record.
 
 Each labelled sentence is embedded between two fixed, honest context sentences and
 the whole caption is cleaned; the labelled sentence counts as removed when it no
@@ -38,7 +43,9 @@ longer appears intact in the cleaned text (so a stripped header counts as a
 detection). Context sentences that get removed are counted separately. The positive
 class is "leak". Methods: KALE's keyword rule, ``clean_caption`` without a prompt, and
 ``clean_caption`` given the instruction sent for the row (the template of its
-``prompt_id``, default ``fuse_capsfusion_v1``), as the filter stage runs it.
+``prompt_id``, default ``fuse_capsfusion_v1``), as the filter stage runs it. With the learned step
+(``filter.learned_leaks``, ``leaks.CHECKS``) too: in-sample on the dev splits, whose every
+sentence trained it; ``bench/leak_model_cv.py`` holds each author out.
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ from kale_spark.curation import (  # noqa: E402
     keyword_baseline,
     split_sentences,
 )
+from kale_spark.curation.leaks import CHECKS  # noqa: E402
 from kale_spark.prompts import FUSE_CAPSFUSION_V1, get_prompt  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
@@ -80,9 +88,11 @@ DEV_SETS = {
     "dev_v2": DATA / "artifact_holdout_v2.jsonl",
     "dev_v4": DATA / "artifact_dev_v4.jsonl",
     "dev_v5": DATA / "artifact_dev_v5.jsonl",
+    "dev_v3": DATA / "artifact_holdout_v3.jsonl",
+    "dev_v6": DATA / "artifact_dev_v6.jsonl",
 }
-HOLDOUT = "holdout_v3"
-HOLDOUT_PATH = DATA / "artifact_holdout_v3.jsonl"
+HOLDOUT = "holdout_v4"
+HOLDOUT_PATH = DATA / "artifact_holdout_v4.jsonl"
 CONTEXT_BEFORE = "The photo was taken on a clear afternoon."
 CONTEXT_AFTER = "Soft shadows fall across the ground."
 
@@ -134,6 +144,11 @@ def method_table() -> dict[str, Method]:
         "keyword_baseline": lambda text, row: keyword_baseline(text),
         "clean_caption": lambda text, row: clean_caption(text),
         "clean_caption+prompt": lambda text, row: clean_caption(text, row_prompt(row)),
+        # With the learned step (filter.learned_leaks). Its classifier was trained on every
+        # dev split, so its dev figures are in-sample; bench/leak_model_cv.py holds one out.
+        "clean_caption+prompt+learned": lambda text, row: clean_caption(
+            text, row_prompt(row), CHECKS
+        ),
     }
 
 
@@ -178,7 +193,8 @@ def git_commit() -> str:
 def rules_digest() -> str:
     """A hash of the rule code, so a holdout scoring names the rules it scored."""
     h = hashlib.sha256()
-    for path in sorted(RULES_DIR.rglob("*.py")):
+    # The learned classifier's weights are rules too.
+    for path in sorted(p for p in RULES_DIR.rglob("*") if p.suffix in (".py", ".bin")):
         h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -242,7 +258,8 @@ def _cpu_ms_per_caption(work: Callable[[], object], n: int, repeats: int) -> dic
 
 def measure_speed(repeats: int = 7) -> dict:
     """clean_caption alone, and the filter's whole pure batch function (clean, score,
-    decide), per caption, in this one Python thread."""
+    decide) without and with the learned leak step, per caption, in this one Python
+    thread."""
     import os
 
     import pandas as pd
@@ -271,6 +288,12 @@ def measure_speed(repeats: int = 7) -> dict:
         batch = _cpu_ms_per_caption(
             lambda f=frame: filter_batch(f, min_words=5), len(captions), repeats
         )
+        # The same with the learned leak step on (filter.learned_leaks); the weights are
+        # read before the clock.
+        clean_caption(captions[0], prompt, CHECKS)
+        learned = _cpu_ms_per_caption(
+            lambda f=frame: filter_batch(f, min_words=5, learned=True), len(captions), repeats
+        )
         out[name] = {
             "captions": len(captions),
             "sentences": n_sent,
@@ -280,6 +303,7 @@ def measure_speed(repeats: int = 7) -> dict:
             ),
             "clean_caption": clean,
             "filter_batch": batch,
+            "filter_batch_learned": learned,
         }
     out["load_average_1m"] = round(os.getloadavg()[0], 2)
     out["cpus"] = os.cpu_count()
@@ -340,7 +364,7 @@ def _keep_holdout_figures(out: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show-errors", choices=tuple(DEV_SETS), help="list a dev split's misses")
-    parser.add_argument("--holdout", action="store_true", help="also score holdout v3 (aggregates)")
+    parser.add_argument("--holdout", action="store_true", help="also score holdout v4 (aggregates)")
     parser.add_argument("--speed", action="store_true", help="sentences/s and ms per caption")
     parser.add_argument("--record", action="store_true", help="write bench/figures/artifacts.json")
     args = parser.parse_args(argv)

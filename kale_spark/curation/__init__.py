@@ -3,7 +3,8 @@
 - :mod:`.sentences`: :func:`split_sentences`, exact substrings of a caption.
 - :mod:`.artifacts`: :func:`clean_caption` (the filter's leak removal) and KALE's
   keyword rule, :func:`keyword_baseline`, kept for comparison.
-- :mod:`.leaks`: the rules, one module per kind of leak.
+- :mod:`.leaks`: the rules, one module per kind of leak, and after them the learned
+  classifier (:mod:`.leaks.learned`, weights read on first use).
 - :mod:`.quality`: the score columns (word count, knowledge retention, novel share) and
   the one definition of a word.
 

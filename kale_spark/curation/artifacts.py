@@ -9,9 +9,11 @@ knowledge ..."). KALE dropped every sentence containing an artifact keyword
 :func:`clean_caption` splits a caption into sentences and checks each against the
 rules of :mod:`kale_spark.curation.leaks`, one small named rule per way of leaking,
 grouped by kind (talk about the texts, narration, headers, echoes of the
-instruction, critiques of the inputs, hedges about them). A removed sentence keeps
-the name of the first rule that matched it as its reason; kept sentences are
-returned byte for byte.
+instruction, critiques of the inputs, hedges about them); with ``rules=leaks.CHECKS``
+(``filter.learned_leaks``) the learned classifier of :mod:`kale_spark.curation.leaks.learned`
+follows them (reason ``learned``). A removed
+sentence keeps the name of the first rule that matched it as its reason; kept sentences
+are returned byte for byte.
 
 ``prompt`` is the instruction sent for the row: its prompt *template* (``{slot}``
 placeholders allowed; several joined with newlines, e.g. the system turn first) or
@@ -23,7 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kale_spark.curation.leaks import HEADER, MARKUP, RULES, Sentence
+from kale_spark.curation.leaks import HEADER, LEARNED, MARKUP, RULES, Rule, Sentence
+from kale_spark.curation.leaks.learned import introduces_text
 from kale_spark.curation.sentences import split_sentences
 
 __all__ = [
@@ -85,34 +88,40 @@ def keyword_baseline(text: str, keywords: tuple[str, ...] = BASELINE_KEYWORDS) -
     return _assemble(kept, removed, [KEYWORD_REASON] * len(removed), text)
 
 
-def classify_sentence(sentence: str, prompt: str | None = None) -> str | None:
+def classify_sentence(
+    sentence: str, prompt: str | None = None, rules: tuple[Rule, ...] = RULES
+) -> str | None:
     """The name of the first rule ``sentence`` breaks, or None to keep it.
 
     Looks at the whole sentence: a sentence that is only a label ("Merged caption:")
     is a ``header``; a label in front of a caption is :func:`clean_caption`'s job.
     """
-    return _first_rule(Sentence(sentence, prompt))
+    return _first_rule(Sentence(sentence, prompt), rules)
 
 
-def _first_rule(view: Sentence) -> str | None:
-    for rule in RULES:
-        if rule.applies(view) and rule.matches(view):
+def _first_rule(view: Sentence, rules: tuple[Rule, ...], skip: str | None = None) -> str | None:
+    for rule in rules:
+        if rule.name != skip and rule.applies(view) and rule.matches(view):
             return rule.name
     return None
 
 
-def clean_caption(text: str, prompt: str | None = None) -> Cleaned:
+def clean_caption(text: str, prompt: str | None = None, rules: tuple[Rule, ...] = RULES) -> Cleaned:
     """Remove the sentences of ``text`` that leak the prompt (see the module docstring).
 
     Chat-template tokens are removed first (reason ``chat_markup``); a leading label is
     removed on its own (reason ``header``) and the rest of its sentence is checked like
-    any other. Kept sentences are joined by single spaces;
-    when nothing is removed ``text`` comes back as is.
+    any other. ``rules`` are the checks in order: the hand rules, or ``leaks.CHECKS``
+    for the hand rules then the learned classifier. Kept sentences are joined by
+    single spaces; when nothing is removed ``text`` comes back as is. The learned
+    classifier skips a sentence whose previous one opens text the image shows with a
+    colon ("A recipe card lists the steps: 1. Mix the flour."): it is that text.
     """
     body, tokens = MARKUP.strip(text)
     kept: list[str] = []
     removed: list[str] = list(tokens)
     reasons: list[str] = [MARKUP.name] * len(tokens)
+    previous: Sentence | None = None
     for sentence in split_sentences(body):
         view = Sentence(sentence, prompt)
         end = HEADER.label_end(view)
@@ -123,7 +132,8 @@ def clean_caption(text: str, prompt: str | None = None) -> Cleaned:
             if not sentence:
                 continue
             view = Sentence(sentence, prompt)
-        reason = _first_rule(view)
+        reason = _first_rule(view, rules, LEARNED.name if introduces_text(previous) else None)
+        previous = view
         if reason is None:
             kept.append(sentence)
         else:

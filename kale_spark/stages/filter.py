@@ -33,6 +33,7 @@ from kale_spark import schema
 from kale_spark.config import Config
 from kale_spark.curation import RULE_NAMES, clean_caption, quality
 from kale_spark.curation.injection import INJECTION_SUSPECT, injection_suspect
+from kale_spark.curation.leaks import CHECKS, RULES
 from kale_spark.lake.progress import Progress, counter_accumulator
 from kale_spark.lake.runs import StageRun, stage_run
 from kale_spark.lake.tables import Lake
@@ -91,11 +92,12 @@ def decide(caption: str, words: int, min_words: int) -> str | None:
     return None
 
 
-def filter_batch(pdf: pd.DataFrame, min_words: int) -> pd.DataFrame:
+def filter_batch(pdf: pd.DataFrame, min_words: int, learned: bool = False) -> pd.DataFrame:
     """Clean, score and decide one pandas batch (pure; no Spark, no model).
 
     Takes a frame with at least :data:`BATCH_INPUT` and returns a copy with
-    :data:`BATCH_OUTPUT` added. Missing caption text counts as empty.
+    :data:`BATCH_OUTPUT` added. Missing caption text counts as empty. ``learned``
+    (``filter.learned_leaks``): the learned leak step runs after the hand rules.
     """
     import pandas as pd
 
@@ -103,13 +105,14 @@ def filter_batch(pdf: pd.DataFrame, min_words: int) -> pd.DataFrame:
     templates: dict[tuple[str, str | None], str | None] = {}
     params = pdf["gen_params"] if "gen_params" in pdf.columns else [None] * len(pdf)
     captions, removed, reasons = [], [], []
+    rules = CHECKS if learned else RULES
     for raw, prompt_id, gen in zip(pdf["caption_raw"], pdf["prompt_id"], params, strict=True):
         key = (prompt_id, gen)
         if key not in templates:
             templates[key] = _prompt_template(prompt_id, gen)
             if templates[key] is None:
                 log.warning("unknown prompt id %r: n-gram overlap check is off", prompt_id)
-        cleaned = clean_caption(raw if isinstance(raw, str) else "", templates[key])
+        cleaned = clean_caption(raw if isinstance(raw, str) else "", templates[key], rules)
         captions.append(cleaned.text.strip())
         removed.append(list(cleaned.removed))
         reasons.append(list(cleaned.reasons))
@@ -180,11 +183,11 @@ def _caption_sources(lake: Lake, run: StageRun) -> DataFrame | None:
 
 
 def filtered_rows(
-    source: DataFrame, min_words: int, run_id: str, progress: Any = None
+    source: DataFrame, min_words: int, run_id: str, progress: Any = None, learned: bool = False
 ) -> DataFrame:
     """`source` (caption rows with `stage`) cleaned, scored and decided, as
     FILTERED_CAPTIONS_SCHEMA rows. `progress`: a Counter accumulator that each
-    batch adds its kept/rejected counts to."""
+    batch adds its kept/rejected counts to; `learned`: see :func:`filter_batch`."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructField, StructType
 
@@ -205,7 +208,7 @@ def filtered_rows(
         from collections import Counter
 
         for pdf in batches:
-            out = filter_batch(pdf, min_words)[names]
+            out = filter_batch(pdf, min_words, learned)[names]
             if progress is not None:
                 rejected = int(out["rejected"].sum())
                 progress.add(Counter(kept=len(out) - rejected, rejected=rejected))
@@ -309,7 +312,13 @@ def run(spark: SparkSession, cfg: Config) -> StageRun:
             progress.set_total(todo.count())
             written = lake.insert_new(
                 schema.FILTERED_CAPTIONS,
-                filtered_rows(todo, cfg.filter.min_words, run.run_id, progress=acc),
+                filtered_rows(
+                    todo,
+                    cfg.filter.min_words,
+                    run.run_id,
+                    progress=acc,
+                    learned=cfg.filter.learned_leaks,
+                ),
                 key,
                 run.commit(),
             )

@@ -3,6 +3,10 @@
 :data:`RULES` is the order in which a sentence is checked; the first rule that
 matches names the reason it is removed. The header rule runs first and on its own
 (it removes a leading label and lets the rest of the sentence be checked).
+
+:data:`CHECKS` is :data:`RULES` and then :data:`LEARNED`, the learned classifier
+(:mod:`.learned`): a detector of every kind rather than a kind of its own, so it runs
+last, only on sentences every hand rule keeps, with the reason ``learned``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from kale_spark.curation.leaks.echoes import (
 )
 from kale_spark.curation.leaks.headers import ChatMarkup, Header
 from kale_spark.curation.leaks.hedges import AbsenceHedge, AgreementHedge
+from kale_spark.curation.leaks.learned import LearnedLeak
 from kale_spark.curation.leaks.meta_discourse import (
     AsDescribedAside,
     SelfAssessment,
@@ -36,7 +41,17 @@ from kale_spark.curation.leaks.narration import (
 )
 from kale_spark.curation.leaks.procedure import Justification, NumberedStep
 
-__all__ = ["HEADER", "KINDS", "MARKUP", "RULES", "RULE_NAMES", "Rule", "Sentence"]
+__all__ = [
+    "CHECKS",
+    "HEADER",
+    "KINDS",
+    "LEARNED",
+    "MARKUP",
+    "RULES",
+    "RULE_NAMES",
+    "Rule",
+    "Sentence",
+]
 
 HEADER = Header()
 MARKUP = ChatMarkup()
@@ -66,6 +81,8 @@ RULES: tuple[Rule, ...] = (
     InstructionVocabulary(),
     InstructionOverlap(),
 )
-RULE_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
+LEARNED = LearnedLeak()
+CHECKS: tuple[Rule, ...] = (*RULES, LEARNED)
+RULE_NAMES: tuple[str, ...] = tuple(r.name for r in CHECKS)
 assert len(set(RULE_NAMES)) == len(RULE_NAMES), "rule names are reasons: keep them unique"
 assert all(r.kind in KINDS for r in RULES)

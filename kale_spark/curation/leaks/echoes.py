@@ -163,14 +163,15 @@ _ORDERS = (
     r"underline|feature|put|place|"
     # The writer's steps on its inputs, as orders: "Compare the two dates."
     r"compare|extract|determine|review|proofread|finali[sz]e|reconcile|weigh|examine|"
-    r"analy[sz]e|discard|decide"
+    r"analy[sz]e|discard|decide|point\s+out"
 )
 _IMPERATIVE = re.compile(
     r"^\W*(?:(?:first|firstly|then|next|finally|now|also|lastly|second|secondly|third|step\s+\d+)"
     r"[,:]?\s+)?(?:please\s+)?(?:(?:only|just|simply)\s+)?(?:(?:do\s+not|don['’]t|never|always|be\s+sure\s+to|make\s+sure|"
     r"remember|try\s+to|note\s+that|(?:leave|cut|take|strip|filter|weed|rule)\s+out)\b"
     rf"|(?:{_ORDERS})\s+(?=(?:the|a|an|this|that|these|those|it|them|both|all|any|"
-    r"only|on|to|every|each|your|its|their|what|how|which|whether|more|less|one|two|with)\b|"
+    r"only|on|to|every|each|your|its|their|what|how|which|whether|more|less|one|two|with|"
+    r"details|information|context|facts|some|no|any)\b|"
     r"\w+ing\b))",
     _I,
 )
@@ -319,6 +320,25 @@ _GOOD_WORDS = frozenset(
 )
 
 
+# A requirement of the output said in the passive: "Only one sentence is required".
+_REQUIRED_WORDS = frozenset("required needed expected allowed permitted wanted".split())
+_REQUIRED = re.compile(
+    r"\b(?:caption|description|sentence|output|answer|response|paragraph|words?)s?\s+(?:is|are)\s+"
+    r"(?:\w+ly\s+)?(?:required|needed|expected|allowed|permitted|wanted)\b",
+    _I,
+)
+# An injected order in the inputs, echoed or reported: "Ignore previous instructions",
+# "the embedded command ... was treated as data".
+_OVERRIDE_WORDS = frozenset("ignore disregard forget embedded injected hidden treated".split())
+_OVERRIDE = re.compile(
+    r"\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:the\s+|your\s+|my\s+)?(?:previous|"
+    r"prior|above|earlier|preceding|foregoing|original|system)\b"
+    r"|\b(?:embedded|injected|hidden)\s+(?:commands?|instructions?|prompts?|orders?)\b"
+    r"|\btreated\s+as\s+(?:data|plain\s+text|content)\b",
+    _I,
+)
+
+
 class Directive(Rule):
     """The instruction restated as an order: an imperative, or what the caption
     should, must or needs to do."""
@@ -336,7 +356,20 @@ class Directive(Rule):
             return True
         if modal and _WOULD.search(masked):
             return True
-        if not _GOOD_WORDS.isdisjoint(words) and _GOOD_CAPTION.search(masked):
+        good = not _GOOD_WORDS.isdisjoint(words) and _GOOD_CAPTION.search(masked)
+        if good and not _CARRIER_SUBJECT.search(masked):
+            return True  # "A poster explains how to write a good caption" is content
+        if (
+            not _REQUIRED_WORDS.isdisjoint(words)
+            and _REQUIRED.search(masked)
+            and not s.shows_carrier
+        ):
+            return True
+        if (
+            not _OVERRIDE_WORDS.isdisjoint(words)
+            and _OVERRIDE.search(masked)
+            and not s.shows_carrier
+        ):
             return True
         return (
             "what" in words and bool(_CLEFT.search(masked)) and not _CARRIER_SUBJECT.search(masked)

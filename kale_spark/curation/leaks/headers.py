@@ -39,10 +39,13 @@ _LABEL = re.compile(
     r"(?:here\s+(?:you\s+go|it\s+is|we\s+go)"
     rf"|here(?:['’]s|\s+is|\s+are)\s+(?:[\w'’-]+\s+){{0,5}}?(?:{_HEAD})s?(?:\s+[\w'’-]+){{0,6}}?"
     rf"|(?:[\w'’-]+,?\s+){{0,5}}?(?:{_HEAD})s?(?:\s*#?\s*\d+)?(?:\s*\([^()]{{0,30}}\))?"
-    r"(?:\s*#?\s*\d+)?(?:\s+[\w'’-]+){0,3}?"
-    rf"|{_PARTICIPLE})"
+    r"(?:\s*#?\s*\d+)?(?:,?\s+[\w'’-]+){0,3}?"
+    # A label offering another wording: "Alternatively:", "Shorter:", "TL;DR:".
+    r"|alternatively|shorter|longer|simpler|in\s+short|tl;?\s*dr|bottom\s+line|"
+    r"another\s+way\s+to\s+put\s+it|put\s+another\s+way|more\s+simply"
+    rf"|(?:{_PARTICIPLE})(?:\s+(?:line|lines|wording|phrasing))?)"
     # The separator: a colon, a spaced dash ("-", "--", em dash), "=" or "|", or an arrow.
-    r"(?:\s*\**\s*:|\s+(?:--|[—–=|-])\s|\s*(?:->|=>|→|>>|»)\s*)\s*\**\s*"
+    r"(?:\s*\**\s*:|\s+(?:--|[—–=|-])\s|\s*(?:->|=>|→|>>|»|↓|⬇)\s*)\s*\**\s*"
     # A label on its own: "### Caption", "[Merged caption]", "New sentence."
     rf"|^\W*(?:(?:new|merged|final|refined|combined|fused|rewritten|revised|improved|"
     rf"knowledge-augmented)\s+)+(?:{_HEAD})s?\W*$"

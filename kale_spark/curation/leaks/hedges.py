@@ -71,7 +71,8 @@ _CONFLICT_ALONE = re.compile(
 _CONFLICT = re.compile(
     r"\b(?:discrepanc(?:y|ies)|inconsisten\w+|contradict\w*|mismatch\w*|disagree\w*|"
     r"reconcil\w+|conflicting|(?:no|little|some|lack\s+of)\s+agreement|(?:at\s+odds|do\s+not\s+agree|don['’]t\s+agree|do\s+not\s+match|"
-    r"don['’]t\s+match|are\s+(?:not\s+)?(?:in)?consistent)|conflicts?\s+(?:between|about|over|on|"
+    r"don['’]t\s+match|(?:are|seem|appear|look)\s+(?:to\s+be\s+)?(?:not\s+)?(?:in)?consistent)|"
+    r"tension\s+between|conflicts?\s+(?:between|about|over|on|"
     r"regarding|with))\b",
     _I,
 )
@@ -96,7 +97,7 @@ _TRUST = re.compile(
     r"|\b(?:unclear|uncertain|not\s+clear|not\s+certain)\s+(?:whether|if|which|from)\b"
     r"|\bit\s+is\s+(?:unclear|uncertain|not\s+clear|not\s+certain|impossible\s+to\s+(?:tell|"
     r"say|know|confirm|verify|determine))\b"
-    r"|\bwhich\s+(?:[\w-]+\s+){0,3}?(?:is|was|are)\s+(?:correct|right|accurate|true|wrong|"
+    r"|\bwhich(?:ever)?\s+(?:[\w-]+\s+){0,3}?(?:is|was|are)\s+(?:correct|right|accurate|true|wrong|"
     r"mistaken)\b"
     r"|\b(?:hard|difficult|impossible)\s+to\s+(?:say|tell|know|determine|confirm|verify)\b"
     r"|\b(?:remains?|stays?)\s+(?:unclear|uncertain|ambiguous|unconfirmed|unverified)\b"
@@ -130,6 +131,78 @@ _DISCLAIMER = re.compile(
     _I,
 )
 
+# Doubt about a claim's reliability, the writer warning the reader: "the name may be
+# wrong", "should be double-checked", "cannot be guaranteed", "based on an assumption",
+# "only partly supported", "the credit might belong to a different image".
+_DOUBT_WORDS = frozenset(
+    """may might could reliable unreliable should must need needs ought guaranteed
+    unverifiable guessed based partly partially fully weakly caution treated taken uncertain
+    doubtful dubious questionable tentative caveat caveats best keep bear reader readers""".split()
+)
+_DOUBT = re.compile(
+    # What may be wrong is a claim about the thing shown, not the thing: a clock may be
+    # wrong by a few minutes, an identification is what a text gave.
+    r"\b(?:names?|identification|identity|date|year|brand|credit|attribution|species|claims?|"
+    r"information|details|facts|location|label(?:l)?ing|guess|attribution)\s+(?:\w+\s+){0,2}?"
+    r"(?:may|might|could)\s+(?:well\s+|also\s+)?(?:be\s+(?:wrong|mistaken|incorrect|inaccurate|"
+    r"unreliable|in\s+error|off\s+by)|belong\s+to\s+(?:a\s+)?(?:different|another|other)\s+(?:image|photo|"
+    r"picture|photograph))\b"
+    r"|\b(?:is|are|was|were)\s+(?:not\s+|un)reliable\b"
+    r"|\b(?:should|must|needs?\s+to|ought\s+to)\s+be\s+(?:double-checked|checked|verified|"
+    r"confirmed|cross-checked|(?:treated|taken|read)\s+with\s+(?:caution|care|a\s+grain))\b"
+    r"|\b(?:cannot|can['’]t)\s+be\s+guaranteed\b|\bunverifiable\b"
+    r"|\b(?:was|were|is|are)\s+(?:probably\s+|likely\s+|possibly\s+|merely\s+|only\s+)?guessed\b"
+    r"|\bbased\s+on\s+(?:an?\s+)?(?:assumption|guess|guesswork|inference|speculation)\b"
+    # A claim "partly supported", never a thing held up: "partly supported by a frame".
+    r"|\b(?:partly|partially|only\s+partly|not\s+fully|weakly)\s+(?:corroborated|substantiated|"
+    r"confirmed|verified|supported(?=\s*(?:[,.;:!?]|$|by\s+(?:the\s+)?(?:image|photo|picture|"
+    r"sources?|inputs?|texts?|evidence)\b)))\b"
+    r"|\bcaution\s+(?:should|must|is\s+advised|is\s+needed)\b"
+    # A caveat put to the reader: "Caveat: ...", "a best guess", "Keep in mind ...".
+    r"|\bcaveats?\b|\b(?:a|the|my|our|only\s+a)\s+best\s+guess\b|^\W*(?:keep|bear)\s+in\s+mind\b"
+    r"|\breaders?\s+(?:should|must|may\s+want\s+to)\s+(?:note|know|be\s+aware|keep\s+in\s+mind|"
+    r"bear\s+in\s+mind)\b"
+    r"|\b(?:facts|claims|details|identifications?|attributions?)\s+(?:\w+\s+)?(?:are|is|were|was|"
+    r"remains?)\s+(?:uncertain|doubtful|dubious|questionable|tentative)\b",
+    _I,
+)
+
+# Doubt with a reason in the picture is about what is seen, not about the inputs: "hard
+# to tell from his open mouth", "unclear whether the door is open, as it lies in shadow".
+_SEEN_REASON = re.compile(
+    r"\b(?:in|into)\s+(?:the\s+|deep\s+)?(?:shadows?|shade|darkness|dim\s+light|fog|mist|haze|"
+    r"glare)\b|\b(?:blurr(?:y|ed)|out\s+of\s+focus|obscured|backlit)\b"
+    r"|\bfrom\s+(?:this|that|such\s+a)\s+(?:angle|distance|height)\b"
+    r"|\bfrom\s+(?:his|her|their|its)\s+(?:\w+\s+)?(?:face|mouth|eyes|expression|posture|pose|"
+    r"stance|gesture|shape|outline|silhouette)\b",
+    _I,
+)
+
+# The picture set against the texts: what it alone cannot show or confirm ("The photo
+# itself does not show the date", "not visible in the image itself", "rather than the
+# photo"), and a label the inputs give that the look belies ("Described as a church, the
+# building looks like a museum").
+_IMAGE_ALONE_WORDS = frozenset(
+    "itself alone rather nothing looks look resembles resemble appears appear seems seem though "
+    "visual "
+    "although while".split()
+)
+_IMAGE_ALONE = re.compile(
+    r"\b(?:image|photo|picture|photograph)\s+(?:itself|alone|by\s+itself)\s+(?:does\s+not|doesn['’]t|"
+    r"cannot|can['’]t|could\s+not|gives\s+no|shows\s+no|offers\s+no|says\s+nothing)\b"
+    r"|\bnot\s+(?:\w+ly\s+)?(?:visible|shown|apparent|evident|seen|confirmed)\s+in\s+the\s+(?:image|"
+    r"photo|picture|photograph)\s+(?:itself|alone)\b"
+    r"|\brather\s+than\s+(?:from\s+)?the\s+(?:image|photo|picture|photograph)\b"
+    r"|^\W*visually,\s+nothing\s+(?:confirms|verifies|supports|corroborates)\b"
+    r"|\bvisual\s+(?:confirmation|verification|evidence|proof)\s+(?:of\s+[^.]*?)?(?:is|was)\s+"
+    r"(?:impossible|lacking|missing|absent|unavailable|not\s+possible)\b"
+    r"|\b(?:labell?ed|called|described|billed|identified|listed|tagged|captioned)\s+(?:as\s+)?"
+    r"an?\s+(?:[\w-]+\s+){0,2}?[\w-]+(?:\s+by\s+the\s+\w+)?,\s+(?:but\s+|though\s+|although\s+|"
+    r"yet\s+)?(?:it|the\s+[\w-]+)\s+(?:\w+ly\s+)?(?:looks?|resembles?|appears?|seems?)\b"
+    r"|^\W*(?:though|although|while)\s+(?:labell?ed|called|described|billed|listed|tagged)\s+as\b",
+    _I,
+)
+
 _THEY_AGREE = re.compile(
     r"\b(?:they|these|both)\s+(?:all\s+|both\s+)?(?:agree|disagree|conflict|contradict|"
     r"corroborate)\s+(?:that|on|about|regarding|with\s+each\s+other)\b|\bconsensus\b",
@@ -142,8 +215,8 @@ _THEY_AGREE = re.compile(
 # the conflict patterns need one of these stems.
 _TRUST_WORDS = frozenset(
     """if assuming provided supposing long cannot can could couldn unverified unconfirmed
-    unclear uncertain not impossible which hard difficult remains remain stays stay may one
-    either both they""".split()
+    unclear uncertain not impossible which whichever hard difficult remains remain stays stay
+    may one either both they""".split()
 )
 _SEVERAL_WORDS = frozenset(
     "both neither either two sources inputs texts accounts versions descriptions captions "
@@ -160,6 +233,7 @@ _CONFLICT_STEMS = (
     "odds",
     "corroborat",
     "consensus",
+    "tension",
 )
 
 
@@ -181,13 +255,18 @@ class AgreementHedge(Rule):
         if s.shows_carrier:
             return False
         masked, words = s.masked, s.words
-        if not _TRUST_WORDS.isdisjoint(words) and _TRUST.search(masked):
+        trust = not _TRUST_WORDS.isdisjoint(words) and _TRUST.search(masked)
+        if trust and not _SEEN_REASON.search(masked):
             return True
         if not _SEVERAL_WORDS.isdisjoint(words) and (
             _several_texts(masked) or _TEXTS_AGREE.search(masked)
         ):
             return True
         if not _DISCLAIMER_WORDS.isdisjoint(words) and _DISCLAIMER.search(masked):
+            return True
+        if not _DOUBT_WORDS.isdisjoint(words) and _DOUBT.search(masked):
+            return True
+        if not _IMAGE_ALONE_WORDS.isdisjoint(words) and _IMAGE_ALONE.search(masked):
             return True
         low = masked.lower()
         conflict = any(stem in low for stem in _CONFLICT_STEMS)
@@ -209,7 +288,17 @@ _ABSENT = re.compile(
     r"|\b(?:(?:does|do|did)\s+not|doesn['’]t|don['’]t|didn['’]t)\s+(?:mention|specify|say|state|"
     r"give|name|indicate|provide|"
     r"include|identify)\b"
-    r"|\bno\s+(?:mention|indication|information|details?)\s+(?:of|about|on|regarding|is|are)\b"
+    r"|\bno\s+(?:(?:further|additional|more|other|specific)\s+)?(?:mention|indication|information|"
+    r"details?)\s+(?:of|about|on|regarding|is|are)\b"
+    # A thing the inputs do not give, mid-sentence: "Since no name is supplied, ...".
+    r"|\bno\s+(?:\w+\s+){1,2}?(?:is|are|was|were)\s+(?:\w+ly\s+)?(?:mentioned|specified|stated|"
+    r"provided|given|indicated|named|included|supplied)\b"
+    # Nothing to say without more inputs: "There is nothing to go on", "Little else can be
+    # said without more context".
+    r"|\bnothing\s+to\s+go\s+(?:on|by)\b|\bwithout\s+(?:more|further|additional)\s+(?:context|"
+    r"information|details|data)\b"
+    r"|\b(?:little|nothing|not\s+much)\s+(?:else|more)\s+can\s+be\s+(?:said|added|determined|"
+    r"inferred|told)\b"
     r"|\b(?:not\s+enough|insufficient|limited|little)\s+(?:information|details?|context|data)\b"
     r"|\bunclear\s+from\b|\bthere\s+is\s+no\s+(?:way\s+to|mention)\b"
     # The inputs as all there is: "That is all the information available".
@@ -225,7 +314,7 @@ _ABSENT = re.compile(
     r"|^\W*nothing\s+is\s+(?:said|mentioned|stated|given|specified|noted)\b"
     r"|\bnowhere\b[^.]*\b(?:given|mentioned|stated|specified|named|provided|indicated|listed)\b"
     r"|\b(?:is|are|was|were|left|remains?|stays?)\s+(?:\w+ly\s+)?(?:unspecified|unstated|"
-    r"unmentioned|undisclosed|unaddressed)\b"
+    r"unmentioned|undisclosed|unaddressed|unsaid)\b"
     r"|\bno\s+(?:image|photo|picture)\s+(?:was|is|has\s+been)\s+(?:provided|shared|given|"
     r"attached|available|supplied)\b",
     _I,
@@ -253,7 +342,7 @@ class AbsenceHedge(Rule):
         "not never no neither none insufficient limited little unclear missing absent lacking "
         "unavailable nothing available given provided hand isn aren wasn weren doesn don didn "
         "nowhere unspecified unstated "
-        "unmentioned undisclosed unaddressed unsaid unnamed unremarked".split()
+        "unmentioned undisclosed unaddressed unsaid unnamed unremarked without".split()
     )
 
     def matches(self, s: Sentence) -> bool:

@@ -61,7 +61,7 @@ class TextReference(Rule):
 
 _OUT = (
     r"(?:caption|description|sentence|text|version|rewrite|summary|output|paragraph|response|"
-    r"answer|information|details)"
+    r"answer|information|details|wording|phrasing)"
 )
 _PROC = (
     r"merged|combined|refined|revised|rewritten|fused|integrated|updated|improved|enhanced|"
@@ -90,7 +90,15 @@ _LENGTH = re.compile(
     r"(?:to\s+)?(?:[\w-]+\s+){0,3}?(?:words?|characters?|tokens?)\b",
     _I,
 )
-_WORD_COUNT = re.compile(r"\bword\s+count\b|^\W*\(?\s*\d+\s+words\s*\)?\W*$", _I)
+_WORD_COUNT = re.compile(
+    r"\bword\s+count\b|^\W*\(?\s*\d+\s+words\s*\)?\W*$"
+    # The output's length kept within a bound: "Kept under seventy words".
+    r"|\b(?:kept|keeps|stays?|is|comes\s+in)\s+(?:well\s+)?(?:under|below|within)\s+(?:[\w-]+\s+)?"
+    r"words\b",
+    _I,
+)
+# An alternative output named: "Option B is more literal" (a whiteboard's is content).
+_OPTION = re.compile(r"(?-i:\b[Oo]ption\s+[A-D]\b)")
 # Editing narration about the output: "the caption now ...", "the text has been merged".
 _EDITED = re.compile(
     rf"\b(?:the|this)\s+{_OUT}s?\s+(?:now\b|(?:(?:has|have|had)\s+been|was|were|is|are)\s+"
@@ -129,9 +137,9 @@ class SelfReference(Rule):
     kind = "meta_discourse"
     triggers = frozenset(
         """caption description sentence text version rewrite summary output paragraph
-        response answer information details""".split()
+        response answer information details wording phrasing""".split()
     )
-    triggers = triggers | {w + "s" for w in triggers} | {"count", "words"}
+    triggers = triggers | {w + "s" for w in triggers} | {"count", "words", "option"}
     triggers = triggers | frozenset(
         "merge fusion rewrite revision combination synthesis blend result".split()
     )
@@ -148,16 +156,18 @@ class SelfReference(Rule):
             return True
         if _AUGMENTED.search(masked):
             return True
+        if _OPTION.search(masked) and not s.shows_text:
+            return True
         return not s.shows_text and _LENGTH.search(masked) is not None
 
 
 _ASIDE = re.compile(
-    r"\bas\s+(?:(?:was|were|is|are|has\s+been|had\s+been)\s+)?"
+    r"\bas\s+(?:it\s+|they\s+)?(?:(?:was|were|is|are|has\s+been|had\s+been)\s+)?"
     r"(?:(?:previously|already|earlier|originally|just|briefly)\s+)?(?:described|"
     r"mentioned|stated|noted|specified|indicated|given|provided|requested|instructed|outlined|"
     r"explained|discussed|detailed|listed|established|said|suggested|depicted|portrayed|"
     r"illustrated|presented|highlighted|conveyed|reported|cited|referenced|quoted|expressed|"
-    r"implied|reflected|captured)\b"
+    r"implied|reflected|captured|referred\s+to|pointed\s+out|touched\s+(?:on|upon))\b"
     r"(?=\s*(?:[,.;:)!?]|$|(?:above|earlier|before|previously|below|already|here|elsewhere|"
     r"initially|originally)\b))",
     _I,
@@ -178,6 +188,23 @@ _POINTER = re.compile(
 )
 
 
+# A text standing behind a pronoun, or a participle pointing back or up: "like it said,
+# ...", "The Vespa, previously referred to, ...", "the hikers noted earlier", "the result
+# generated above includes ...".
+_BACK = re.compile(
+    r"\b(?:like|as)\s+(?:it|they|the\s+(?:other|first|second)\s+one)\s+(?:said|says|put\s+it|"
+    r"mentioned|noted|stated|described\s+it)(?=\s*(?:[,.;:)!?]|$))"
+    r"|\b(?:previously|earlier|already)\s+(?:referred\s+to|mentioned|described|noted|introduced|"
+    r"named)\b"
+    r"|\b(?:referred\s+to|mentioned|noted|described|introduced|named)\s+(?:earlier|before|"
+    r"previously|above)\b(?!\s+(?:in|on|at|that|this|today|by|during|the)\b)"
+    r"|\b(?:generated|written|produced|created|given|provided|stated|presented)\s+(?:above|below)"
+    r"(?=\s*(?:[,.;:)!?]|$|(?:is|are|was|were|includes?|contains?|has|shows?|names?|lists?|"
+    r"mentions?)\b))",
+    _I,
+)
+
+
 class AsDescribedAside(Rule):
     """ "As described," "as mentioned earlier", "is described above": a pointer back to
     some text, with no object in the image ("as described on the placard" names one and
@@ -185,23 +212,43 @@ class AsDescribedAside(Rule):
 
     name = "as_described"
     kind = "meta_discourse"
-    triggers = frozenset({"as", "above", "earlier", "previously", "below"})
+    triggers = frozenset(
+        {"as", "above", "earlier", "previously", "below", "like", "already", "before"}
+    )
 
     def matches(self, s: Sentence) -> bool:
-        return _ASIDE.search(s.masked) is not None or _POINTER.search(s.masked) is not None
+        masked = s.masked
+        return any(rx.search(masked) is not None for rx in (_ASIDE, _POINTER, _BACK))
 
 
 # How writing is graded: the qualities a writer claims for its own text.
 _QUALITY = (
     r"concise|clear|informative|accurate|readable|fluent|coherent|succinct|natural|polished|"
     r"grammatical|faithful|precise|complete|comprehensive|detailed|factual|neutral|vivid|"
-    r"short|brief|compact|balanced|smooth|well[\s-](?:structured|written|formed|balanced)"
+    r"short|brief|compact|balanced|smooth|specific|clean|crisp|tight|objective|"
+    r"well[\s-](?:structured|written|formed|balanced)"
 )
 _GRADED_TEXT = re.compile(
     # The text said to be good: "The caption is now complete and coherent."
     r"\b(?:the|this|my|our)\s+(?:caption|description|sentence|text|output|wording|phrasing)\s+"
     r"(?:is|reads|remains|stays|sounds|feels)\s+(?:now\s+)?(?:both\s+|more\s+|fully\s+|very\s+|"
     rf"quite\s+)?(?:{_QUALITY})\b"
+    # The outcome graded: "The result is short but complete."
+    r"|\b(?:the|this)\s+(?:result|outcome|output|wording|phrasing)\s+(?:is|reads|stays|remains)\s+"
+    rf"(?:now\s+)?(?:both\s+|more\s+|very\s+)?(?:{_QUALITY})\b"
+    # A quality only writing has, improved: "Readability has been improved".
+    r"|\b(?:readability|fluency|concision|conciseness|coherence|grammaticality)\s+(?:has|have|was|"
+    r"is)\s+(?:been\s+)?(?:\w+ly\s+)?(?:improved|increased|enhanced|preserved|kept|maintained|"
+    r"prioriti[sz]ed)\b"
+    # The text said to read well or stay true to its inputs: "it reads well and stays faithful".
+    r"|^\W*(?:it|this|the\s+(?:caption|text|result|wording|description))\s+(?:now\s+)?reads\s+"
+    r"(?:well|smoothly|naturally|cleanly|fluently|nicely)\b"
+    r"|\b(?:stays?|remains?)\s+faithful\s+to\s+(?:the\s+|both\s+)?(?:inputs?|sources?|originals?|"
+    r"facts)\b|^\W*it\s+(?:\w+\s+){0,4}?(?:stays|remains)\s+faithful\b"
+    # The register of the writing: "The tone is neutral and descriptive throughout."
+    r"|\bthe\s+(?:tone|register|style|voice)\s+(?:is|stays|remains|was)\s+(?:kept\s+)?"
+    r"(?:\w+\s+(?:and\s+)?)?(?:descriptive|factual|objective|informative|encyclopedic|"
+    r"matter-of-fact|journalistic)\b"
     # The outcome named as a graded text: "The result is a fluent, factual description."
     r"|\b(?:the|this)\s+(?:result|outcome|output)\s+is\s+(?:now\s+)?an?\s+(?:[\w-]+,?\s+){1,3}?"
     r"(?:caption|description|sentence|text)\b"
@@ -221,11 +268,18 @@ _GRADED_TEXT = re.compile(
 )
 _GRADED_WORDS = frozenset(
     "caption description sentence text output wording phrasing makes make without balance result "
-    "outcome balanced keeps keep leaves leave".split()
+    "outcome balanced keeps keep leaves leave readability fluency concision conciseness "
+    "coherence grammaticality it this faithful tone register style voice".split()
 )
 # A sentence that is nothing but grades: "Short, clear, and informative."
+# "It's accurate, specific, and free of filler.", "Clean, factual, 58 words."
+_GRADE = (
+    rf"(?:{_QUALITY}|factual|free\s+of\s+(?:filler|fluff|padding|jargon|repetition)|\d+\s+words)"
+)
 _GRADES_ONLY = re.compile(
-    rf"^\W*(?:{_QUALITY})(?:\s*,\s*(?:and\s+)?(?:{_QUALITY})|\s+and\s+(?:{_QUALITY}))+\W*$", _I
+    r"^\W*(?:(?:it['’]s|it\s+is|this\s+is|now)\s+)?"
+    rf"{_GRADE}(?:\s*,\s*(?:and\s+)?{_GRADE}|\s+and\s+{_GRADE})+\W*$",
+    _I,
 )
 
 
@@ -250,7 +304,13 @@ class SelfAssessment(Rule):
 _TAG = re.compile(
     r"[(\[]\s*(?:merged|combined|fused|rewritten|revised|refined|edited|paraphrased|"
     r"knowledge|visual(?:\s+details?)?|(?:from\s+)?(?:the\s+)?(?:alt[\s_-]?text|web\s+text|"
-    r"dense\s+caption))\s*[)\]]",
+    r"dense\s+caption))\s*[)\]]"
+    # A bracketed note of what each input said: "(description: blue; alt: Ming dynasty)".
+    r"|[(\[]\s*(?:description|caption|alt|alt[\s_-]?text|dense(?:\s+caption)?|web(?:\s+text)?|"
+    r"knowledge|visual)\s*:"
+    # A bracketed note ending in its source: "(location from the web)".
+    r"|[(\[][^()\[\]]{0,40}\b(?:from|per|via)\s+(?:the\s+)?(?:web|alt[\s_-]?text|caption|"
+    r"description|text|inputs?|sources?|metadata|title|listing)\s*[)\]]",
     _I,
 )
 
@@ -263,7 +323,7 @@ class SourceTag(Rule):
     kind = "meta_discourse"
     triggers = frozenset(
         "merged combined fused rewritten revised refined edited paraphrased knowledge visual alt "
-        "web dense".split()
+        "web dense description caption from per via".split()
     )
 
     def matches(self, s: Sentence) -> bool:

@@ -78,31 +78,36 @@ _PERSON = re.compile(
 _OPENER = re.compile(
     r"^\W*(?:sure|certainly|of\s+course|okay|ok|absolutely|alright|gladly|happy\s+to\s+help|"
     r"no\s+problem|great\s+question|here\s+you\s+go|apologies|sorry|thank\s+you|thanks)\b"
-    r"|^\W*(?:below|above)\s+(?:is|are)\b|^\W*what\s+follows\b|^\W*the\s+following\s+(?:is|are|sentence|"
+    r"|^\W*(?:(?:everything|all(?:\s+of\s+this)?|the\s+text)\s+)?(?:below|above)\s+(?:is|are)\b|^\W*what\s+follows\b|^\W*the\s+following\s+(?:is|are|sentence|"
     r"caption|description|text)\b"
     r"|^\W*(?:presented|provided|given|shown|offered|included)\s+(?:here|below|above)\s+(?:is|are)\b"
     r"|\b(?:as|being)\s+(?:only\s+|just\s+|merely\s+|simply\s+)?an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|assistant|"
     r"llm|chatbot)\b"
     r"|\bas\s+an?\s+(?:\w+\s+)?(?:caption\s*writer|captioner|copywriter|annotator|describer)\b"
     r"|^\W*(?:best\s+regards|kind\s+regards|cheers|enjoy|good\s+luck|all\s+the\s+best|"
-    r"thanks\s+for\s+\w+ing|happy\s+(?:captioning|writing|editing|label+ing|annotating|tagging))\b|^\W*(?:well|so|alright|right|hmm+|um+|now)\s*,",
+    r"thanks\s+for\s+\w+ing|happy\s+(?:captioning|writing|editing|label+ing|annotating|tagging))\b|"
+    # A sign-off closing the answer: "That's all for this one — cheers!"
+    r"\bthat['’]s\s+(?:all|it)\s+(?:for\s+(?:this\s+one|now|today|this\s+(?:image|photo|picture))|"
+    r"from\s+me)\b|[—–-]\s*(?:cheers|best|thanks)\W*$|^\W*(?:well|so|alright|right|hmm+|um+|now)\s*,",
     _I,
 )
 # A question is put to a user (a sign's question is content: see the rule).
 _QUESTION = re.compile(r"\?[\s\"'”’)]*$")
 _CHATTER = re.compile(
-    r"\bhope\s+(?:this|that|it)\b|\blet\s+me\b|\bfeel\s+free\b|\bplease\s+(?:note|let|see)\b"
+    r"\bhope\s+(?:this|that|it)\b|\blet\s+me\b|\bfeel\s+free\b|\bplease\s+(?:note|let|see|be\s+aware|"
+    r"bear\s+in\s+mind|keep\s+in\s+mind)\b"
     r"|\b(?:cannot|can['’]t|unable\s+to|without|not\s+able\s+to)\s+(?:access(?:ing)?|see(?:ing)?|"
     r"view(?:ing)?|look(?:ing)?\s+at)\s+(?:to\s+)?the\s+(?:actual\s+)?(?:image|photo|picture)\b"
-    r"|\bas\s+(?:requested|instructed|asked|directed|required)\b|\banything\s+else\b"
+    r"|\banything\s+else\b"
     r"|\b(?:not\s+much|nothing|little)\s+(?:more|else)\s+to\s+(?:say|add|describe|note|mention)\b"
     # The answer announced or closed: "The output follows.", "(End of caption)".
     r"|\b(?:caption|description|output|answer|response|result|version)s?\s+(?:\w+\s+)?"
-    r"(?:follows|as\s+follows)(?=\s*(?:[.:!]|below\b|$))"
+    r"(?:follows|as\s+follows|to\s+follow|coming\s+up)(?=\s*(?:[.:!]|below\b|$))"
     r"|[(\[]\s*end\s+of\s+(?:the\s+)?(?:\w+\s+)?(?:caption|description|output|response|answer|"
     r"text)\s*[)\]]"
     r"|\bhere(?:['’]s|\s+is|\s+are)\s+(?:[\w'’-]+\s+){0,4}?(?:caption|description|sentence|"
-    r"text|version|summary|rewrite|output|result|answer|response|attempt)s?\b",
+    r"text|version|summary|rewrite|output|result|answer|response|attempt|look|breakdown|rundown|"
+    r"overview|take|draft|revision)s?\b",
     _I,
 )
 # What a writer does to its subject matter, as a step of the text.
@@ -244,7 +249,10 @@ _FUSING = re.compile(
     # A pronoun standing for the inputs, after a verb that only fuses texts: "Combining them".
     r"|^\W*(?:by\s+)?(?:combining|merging|fusing|blending|synthesi[sz]ing|consolidating|"
     r"reconciling)\s+(?:them|these|those|both)\b"
-    r"|^\W*(?:putting|bringing|pulling)\s+(?:it|this|everything|them)\s+(?:all\s+)?together\b",
+    r"|^\W*(?:putting|bringing|pulling)\s+(?:it|this|everything|them)\s+(?:all\s+)?together\b"
+    # The inputs as one account: "Together, they describe a quiet harbor".
+    r"|^\W*(?:together|taken\s+together|combined),?\s+(?:they|these|the\s+two|both)\s+(?:describe|"
+    r"depict|say|suggest|indicate|paint|portray|mention|agree|tell)\b",
     _I,
 )
 # The writer closing its answer, as the whole sentence: "Done.", "End of caption.",
@@ -258,13 +266,28 @@ _CLOSING = re.compile(
 )
 
 
+# Whether the answer serves the reader, or was written as asked, even after a verb that
+# may also introduce shown text: "Do tell me whether this meets your needs", "Written in
+# a single sentence, as asked".
+_SERVES = re.compile(
+    r"\b(?:meets?|suits?|fits?|serves?)\s+(?:your|the\s+user['’]s)\s+(?:needs|requirements|"
+    r"expectations|purposes?)\b"
+    r"|\bas\s+(?:requested|instructed|asked|directed|required)\b"
+    # Another wording offered: "Or, more simply, ...".
+    r"|^\W*(?:or|alternatively),?\s+(?:more\s+)?(?:simply|briefly|concisely|succinctly)\b",
+    _I,
+)
+
+
 class AssistantNarration(Rule):
     """Assistant chatter, or the writer announcing or narrating its steps."""
 
     name = "assistant_narration"
     kind = "narration"
     triggers = frozenset(
-        """sure certainly course okay ok absolutely alright gladly happy problem great here
+        """together combined or alternatively simply briefly concisely succinctly sure
+        certainly course okay ok absolutely alright gladly happy problem
+        great here
         apologies sorry thank thanks hope let feel please requested instructed asked directed
         required comes come up for
         anything ai artificial language llm chatbot assistant below above following moving
@@ -276,7 +299,9 @@ class AssistantNarration(Rule):
         luck best well so right hmm um cannot can unable without able captioner copywriter
         annotator describer writer much nothing little follows end
         presented provided given shown offered included bringing pulling task job all done
-        finished complete completed end that word words""".split()
+        finished complete completed end that word words everything cheers thanks aware bear
+        keep meets meet suits suit fits fit serves serve follow coming look breakdown
+        rundown overview take draft revision""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
@@ -284,6 +309,8 @@ class AssistantNarration(Rule):
         if _OPENER.search(masked) or _NEXT_STEP.search(masked) or _FUSING.search(masked):
             return True
         if _CLOSING.match(masked):
+            return True
+        if _SERVES.search(masked) and not s.shows_carrier:
             return True
         return any(not s.introduced(m.start()) for m in _CHATTER.finditer(masked))
 
@@ -305,6 +332,7 @@ class Question(Rule):
 _EDIT = re.compile(
     r"\b(?:has|have|had|was|were|is|are|been)\s+(?:\w+ly\s+)?(?:been\s+)?(?:rephrased|reworded|"
     r"restructured|concatenated|rewritten|paraphrased|corrected|fixed|inferred|omitted|left\s+out|"
+    r"consolidated|reconciled|harmoni[sz]ed|supplemented|"
     r"verified|cross-checked|favou?red|incorporated|fused|merged|combined|woven|integrated|"
     r"turned\s+into\s+an?\s+(?:full|complete|proper|coherent)\s+sentence)\b",
     _I,
@@ -316,7 +344,8 @@ _FACTS_KEPT = re.compile(
     r"\b(?:names?|dates?|brands?|locations?|places?|details?|information|facts|knowledge|"
     r"titles?|wording|phrases?|context|years?|words?|descriptions?|claims?|mentions?|"
     r"keywords?|notices?|references?|repetitions?|hashtags?|credits?|urls?|text|adjectives|"
-    r"adverbs|clauses|modifiers|qualifiers|filler)\b"
+    r"adverbs|clauses|modifiers|qualifiers|filler|redundanc(?:y|ies)|overlaps?|duplicates|"
+    r"(?:promotional|marketing|flowery|filler)\s+language)\b"
     r"[^.]*?\b(?:has|have|had|was|were|is|are)\s+(?:not\s+)?(?:\w+ly\s+)?(?:been\s+)?"
     r"(?:retained|kept|preserved|added|(?:taken|drawn|borrowed)\s+(?:from|out)|"
     r"carried\s+over|dropped|removed|reorgani[sz]ed|reordered|rearranged|condensed|"
@@ -342,6 +371,27 @@ _ONTO_THING = re.compile(
 )
 
 
+# Things, not texts, joined: "two strands of yarn are combined into one braid", "pieces
+# are combined on the table". A text joined into a text is still an edit ("merged into
+# one sentence").
+_PHYSICAL_JOIN = re.compile(
+    r"(?:(?<=combined)|(?<=merged)|(?<=fused)|(?<=woven))\s+(?:together\s+)?(?:into|on|onto|with|in|at|to\s+form)\s+"
+    r"(?!(?:[\w'’-]+\s+){0,3}?(?:sentences?|captions?|descriptions?|texts?|versions?|lines?|"
+    r"wording|outputs?|clauses?|phrases?)\b)",
+    _I,
+)
+
+
+# What the writer did not add, claimed as fidelity: "No information was invented", "No
+# assumptions were made about the location".
+_NOTHING_ADDED = re.compile(
+    r"^\W*no\s+(?:new\s+|additional\s+|extra\s+|outside\s+|further\s+)?(?:information|details?|"
+    r"facts|assumptions|speculation|claims|guesses)\s+(?:was|were|has\s+been|have\s+been)\s+"
+    r"(?:invented|made|added|introduced|fabricated|assumed|inferred|hallucinated|made\s+up)\b",
+    _I,
+)
+
+
 class EditNarration(Rule):
     """The writer narrates what it did to the texts ("the grammar has been corrected",
     "the date was taken from ..."); a restored building is not edited text."""
@@ -355,13 +405,17 @@ class EditNarration(Rule):
         carried dropped removed reorganized reorganised reordered rearranged condensed
         streamlined moved changed adjusted simplified shortened tightened smoothed clarified
         improved tweaked altered cut excluded trimmed deleted discarded stripped included
-        collapsed tidied cleaned ignored disregarded skipped""".split()
+        collapsed tidied cleaned ignored disregarded skipped consolidated reconciled harmonized
+        supplemented
+        harmonised invented made introduced fabricated assumed hallucinated""".split()
     )
 
     def matches(self, s: Sentence) -> bool:
         if s.shows_carrier:
             return False
-        if _EDIT.search(s.masked) is not None:
+        if _NOTHING_ADDED.search(s.masked):
+            return True
+        if any(not _PHYSICAL_JOIN.match(s.masked, m.end()) for m in _EDIT.finditer(s.masked)):
             return True
         m = _FACTS_KEPT.search(s.masked)
         # "The name was added to the window in gold letters": put on a thing, not a text.

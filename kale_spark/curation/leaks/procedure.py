@@ -55,6 +55,14 @@ _CHANGE = re.compile(
 )
 
 
+# The writer's points listed by number in one sentence: "Point one: the subject; point
+# two: the background".
+_POINTS = re.compile(
+    r"^\W*(?:point|item|step|part)\s+(?:one|1)\s*:.*\b(?:point|item|step|part)\s+(?:two|2)\s*:",
+    _I,
+)
+
+
 class NumberedStep(Rule):
     """A numbered step of the writer's work, or a bullet of its change log."""
 
@@ -65,13 +73,17 @@ class NumberedStep(Rule):
         if s.shows_carrier:
             return False  # the steps on a recipe card or an instruction poster
         return bool(
-            _STEP.match(s.masked) or _CHANGE.match(s.masked) or _CHANGE_LINE.match(s.masked)
+            _STEP.match(s.masked)
+            or _CHANGE.match(s.masked)
+            or _CHANGE_LINE.match(s.masked)
+            or _POINTS.match(s.masked)
         )
 
 
 # Where a part of the text was put, and why: "placed at the end so the description flows".
 _PLACED = re.compile(
-    r"\b(?:placed|put|moved|positioned|kept|mentioned|listed|named|given|introduced|saved)\s+"
+    r"\b(?:placed|put|moved|positioned|kept|mentioned|listed|named|given|introduced|saved|"
+    r"described|appears?|comes?)\s+"
     r"(?:at\s+the\s+(?:end|start|beginning|front)|first|last|early|later|up\s+front|"
     r"toward\s+the\s+(?:end|start))\s+(?:so|to|because|since|for)\b"
     # The text as the beneficiary of a choice: "so the description flows", "so it reads well".
@@ -79,20 +91,73 @@ _PLACED = re.compile(
     r"(?:flows|reads|sounds|stays|remains|is\s+(?:easier|clearer|shorter|smoother))\b",
     _I,
 )
+# The writer's method and its virtues: a purpose of writing ("For accuracy, ...", "In the
+# interest of brevity, ...", "So as not to mislead, ..."), care and intent ("Care was
+# taken not to ...", "is deliberately neutral"), what a choice of its secures ("This
+# approach preserves accuracy", "This keeps the focus on ..."), what its facts rest on
+# ("can be traced to a source", "grounded in the image"), and its reader ("Mentioning
+# the year gives the reader ...", "The rest is left to the viewer").
+_VIRTUE = (
+    r"accuracy|brevity|clarity|concision|conciseness|readability|fidelity|neutrality|"
+    r"faithfulness|precision|simplicity|completeness"
+)
+# A purpose of writing opens the sentence, and its clause is about what is written
+# ("For accuracy, only visible details are described"; an archer aims "for accuracy").
+_PURPOSE = re.compile(
+    rf"^\W*(?:(?:for|in\s+the\s+interest\s+of|for\s+the\s+sake\s+of)\s+(?:{_VIRTUE})|"
+    rf"for\s+(?:{_VIRTUE})['’]s\s+sake"
+    r"|to\s+(?:stay|remain|be|keep\s+it)\s+(?:accurate|brief|concise|clear|faithful|neutral|"
+    r"factual|safe)|so\s+as\s+not\s+to\s+(?:mislead|speculate|overstate|confuse)|to\s+avoid\s+"
+    r"(?:speculation|speculating|guessing|misleading|overstating|repetition|redundancy))\b"
+    r"(?=[^.]*\b(?:described|mentioned|named|given|stated|included|omitted|left\s+out|summari[sz]ed|"
+    r"kept|noted|listed|identified|specified|dropped|called)\b)",
+    _I,
+)
+_METHOD = re.compile(
+    r"\bcare\s+(?:was|has\s+been)\s+taken\s+(?:not\s+to\s+(?:invent|add|speculate|guess|overstate|"
+    r"mislead|introduce|assume|embellish)|to\s+(?:avoid\s+(?:speculation|speculating|guessing|"
+    r"inventing)|stay\s+(?:faithful|accurate)))\b"
+    r"|\b(?:is|are|was|were|kept|left)\s+(?:intentionally|deliberately|purposely|purposefully)\s+"
+    r"(?:neutral|brief|short|concise|general|vague|factual|unnamed|unspecified|open|out|simple)\b"
+    r"|^\W*(?:this|that)\s+(?:approach|choice|method|strategy|decision|ordering|arrangement)\s+"
+    r"(?:\w+\s+)?(?:preserves|ensures|keeps|avoids|balances|retains|maintains|guarantees)\b"
+    r"|^\W*this\s+(?:keeps|ensures|guarantees|makes\s+sure|avoids|preserves)\s+(?:that\s+)?"
+    r"(?:the\s+)?(?:focus|caption|description|text|accuracy|clarity|facts|reader|account|"
+    r"wording)\b"
+    r"|\b(?:traced|attributed)\s+(?:back\s+)?to\s+(?:a|the|one\s+of\s+the)\s+(?:sources?|inputs?)\b"
+    r"|\b(?:grounded|anchored)\s+in\s+(?:the\s+)?(?:image|photo|picture|inputs?|sources?|"
+    r"evidence)\b"
+    r"|^\W*(?:mentioning|naming|including|adding|stating|giving|placing|noting)\b[^.]*\b(?:gives?|"
+    r"helps?|lets?|tells?|offers?|orients?)\s+the\s+reader\b"
+    r"|\bthe\s+rest\s+is\s+left\s+to\s+the\s+(?:viewer|reader|imagination)\b",
+    _I,
+)
+_METHOD_WORDS = frozenset(
+    f"""{_VIRTUE.replace("|", " ")} to so care intentionally deliberately purposely
+    purposefully this that traced attributed grounded anchored reader rest""".split()
+)
 
 
 class Justification(Rule):
     """The writer gives its reason for how it arranged the text ("The date is placed at
-    the end so the description flows")."""
+    the end so the description flows"), or states its method and its virtues ("For
+    accuracy, ...", "This approach preserves accuracy")."""
 
     name = "justification"
     kind = "narration"
-    triggers = frozenset(
-        """placed put moved positioned kept mentioned listed named given introduced saved
-        so""".split()
+    triggers = (
+        frozenset(
+            """placed put moved positioned kept mentioned listed named given introduced saved
+        so described appears appear comes come""".split()
+        )
+        | _METHOD_WORDS
     )
 
     def matches(self, s: Sentence) -> bool:
         if s.shows_carrier:
             return False
-        return _PLACED.search(s.masked) is not None
+        if _PLACED.search(s.masked) is not None:
+            return True
+        if _METHOD_WORDS.isdisjoint(s.words):
+            return False
+        return bool(_PURPOSE.search(s.masked) or _METHOD.search(s.masked))

@@ -12,6 +12,9 @@ A reference is one of these strengths:
 - *bare*: the caption, the description, the text;
 - *info*: the information, this knowledge - only when cited as a source;
 - *figure3*: KALE's "the visual representation".
+- *provenance*: an input named by where it came from (the web snippet, the scraped
+  string; :mod:`.input_names`), an input even beside shown text;
+- *abbrev*: "S1", "S2", a source only when cited as one.
 
 Named, ordinal and pronoun references leak unless the sentence is about what a text in
 the image says; a bare one leaks only when it is used as a source ("the caption says",
@@ -27,6 +30,7 @@ import re
 from kale_spark.curation.leaks import content
 from kale_spark.curation.leaks.base import Sentence
 from kale_spark.curation.leaks.content import SURFACES, words
+from kale_spark.curation.leaks.input_names import INPUT_NAME_PATTERNS, INPUT_NAME_WORDS
 from kale_spark.curation.leaks.vocab import verb_forms
 
 __all__ = [
@@ -39,7 +43,7 @@ __all__ = [
 ]
 
 _I = re.IGNORECASE
-_TEXT = r"(?:sentence|caption|description|text|version|input|account)"
+_TEXT = r"(?:sentence|caption|description|text|version|input|account|output|draft|response)"
 # Smaller pieces of text: an input only when picked out as one of two ("the first line").
 _PIECE = r"(?:line|statement|phrase|clause|entry|passage|snippet)"
 _ORD = (
@@ -56,7 +60,10 @@ def _parts(*table: tuple[str, str]) -> tuple[tuple[frozenset[str], re.Pattern[st
 
 _TXT = "caption captions description descriptions text texts sentence sentences"
 # Machines that write a caption: "the detector's caption", "the captioner's output".
-_AUTHORS = r"model|ai|vlm|llm|captioner|detector|tagger|classifier|algorithm|network|bot|assistant"
+_AUTHORS = (
+    r"model|ai|vlm|llm|captioner|detector|tagger|classifier|algorithm|network|bot|assistant|"
+    r"(?:captioning|tagging|vision|recognition)\s+(?:system|tool|engine|pipeline)"
+)
 _NAMED = _parts(
     (
         "sentence sentences",
@@ -74,7 +81,7 @@ _NAMED = _parts(
         r"tags?|strings?)\b|\bthe\s+keywords\b",
     ),
     (
-        _TXT,
+        _TXT + " wording input inputs",
         r"\b(?:synthetic|dense|generated|(?:machine|model|ai|auto|computer)[\s-]?(?:generated|"
         r"written)|automatic|automated)[\s-]+(?:(?:visual|image|dense)\s+)?(?:captions?|"
         r"descriptions?|texts?|sentences?)\b"
@@ -102,15 +109,17 @@ _NAMED = _parts(
         r"\bseo[\s-]+(?:keywords?|tags?|terms?|phrases?|text|spam|filler|words|strings?|titles?)\b",
     ),
     (
-        "metadata hashtag hashtags file filename keywords",
+        "metadata hashtag hashtags file filename keywords tag tags title labels",
         r"\b(?:the|its|their|(?:image|photo|picture|file)['’]s)\s+(?:metadata|hashtags?|file\s*name|"
         r"filename|seo\s+keywords)\b"
+        # What the image file carries: "the image's tags", "the photo's title".
+        r"|\b(?:image|photo|picture|file)['’]s\s+(?:tags|title|keywords|labels)\b"
         # The file an image came in: "the title of the image file".
         r"|\b(?:the|its)\s+(?:image|photo|picture)\s+file\b",
     ),
     (
         "caption captions description descriptions output outputs text texts answer answers "
-        "response responses",
+        "response responses label labels tag tags prediction predictions guess guesses",
         r"\b(?:vlm|llm|ai|model|bot|machine|captioner)[\s-]+(?:captions?|descriptions?|outputs?)\b"
         rf"|\b(?:{_AUTHORS})['’]s\s+(?:caption|description|output|text|answer|response|label|"
         r"tag|prediction|guess)s?\b",
@@ -127,15 +136,31 @@ _NAMED = _parts(
         r"|\b(?:website|webpage|site|listing)['’]s\s+(?:description|caption|text|title|copy)\b"
         r"|\b(?:page|site|website|webpage|post|listing|article)\s+(?:that\s+|which\s+)?the\s+"
         r"(?:image|photo|picture)\s+(?:came|comes|was\s+(?:taken|pulled|found))\s+from\b"
+        # ... or "the page it was scraped from".
+        r"|\b(?:page|site|website|webpage|listing|post)\s+(?:that\s+|which\s+)?(?:it|they|the\s+"
+        r"(?:image|photo|picture|text|caption))\s+(?:was|were)\s+(?:scraped|crawled|pulled|taken)\s+"
+        r"from\b"
         r"|\b(?:product|page|listing|image|photo|file)\s+(?:title|tags)\b",
     ),
     ("pieces", r"\b(?:both|two|the|these|those)\s+pieces\s+of\s+(?:text|information|input)\b"),
+    # The inputs as the material a text was made from: "the source material calls it ...".
+    ("source", r"\bsource\s+(?:materials?|texts?|data|info)\b"),
+    # Knowledge from beyond the picture is an input: "outside knowledge identifies ...".
+    (
+        "outside external",
+        r"\b(?:outside|external)\s+(?:knowledge|information|info|context|sources?|data)\b"
+        r"|\bfrom\s+outside\s+the\s+(?:image|photo|picture)\b",
+    ),
     (
         "input inputs source sources",
         r"\b(?:inputs?|sources?)\s*#?\s*(?:[1-4]|one|two)\b"
         r"|(?-i:\b(?:[Ii]nput|[Ss]ource)\s+[AB]\b)"
-        r"|\b(?:first|second|other|two|both|either|neither)\s+(?:inputs?|sources?)\b(?!\s+of\b)"
-        r"|\bthe\s+inputs?\b(?!\s*(?:and|or|/|&)\s*outputs?\b)",
+        r"|\b(?:first|second|other|two|both|either|neither|each|every)\s+(?:inputs?|sources?)\b"
+        r"(?!\s+of\b)"
+        r"|\bthe\s+inputs?\b(?!\s*(?:and|or|/|&)\s*outputs?\b)"
+        # An input of a physical flow is no text: "the input of fresh water".
+        r"(?!\s+of\s+(?:\w+\s+)?(?:water|air|energy|power|heat|light|current|fuel|nutrients|"
+        r"sediment|steam|gas)\b)",
     ),
     (
         "image images photo photos picture pictures",
@@ -157,7 +182,7 @@ _NAMED = _parts(
 )
 _ORD_WORDS = (
     "sentence sentences caption captions description descriptions text texts version versions "
-    "input inputs account accounts"
+    "input inputs account accounts output outputs draft drafts response responses"
 )
 _ORDINAL = _parts(
     (
@@ -178,8 +203,9 @@ _ORDINAL = _parts(
         rf"(?!\s+(?:the|a|an|it|its|his|her|their)\b)",
     ),
     (
-        "prompt instruction instructions task request user",
-        r"\b(?:the|this|my|your)\s+(?:prompt|instructions?|task|request)\b|\bthe\s+user\b",
+        "prompt instruction instructions task request user guidelines",
+        r"\b(?:the|this|my|your)\s+(?:prompt|instructions?|task|request)\b|\bthe\s+user\b"
+        r"|\b(?:per|following|under)\s+(?:instructions|guidelines)\b",
     ),
     (
         "model models tags captioner captioners tagger taggers",
@@ -196,9 +222,9 @@ _ORDINAL = _parts(
         rf"(?:[\w-]+\s+)?(?:{_AUTHORS}|system|captioner)\s+(?:produced|wrote|generated|gave|"
         r"returned|created|proposed|suggested|output|made|came\s+up\s+with|offered|provided)\b"
         r"|\b(?:caption|description|text|title)s?\s+(?:taken\s+|pulled\s+|scraped\s+)?from\s+the\s+"
-        r"(?:web|internet|site|website|webpage|listing|source)\b"
+        r"(?:web(?:\s*page|\s*site)?|internet|site|website|webpage|listing|source)\b"
         rf"|\bwhat\s+the\s+(?:[\w-]+\s+)?(?:{_AUTHORS}|system|captioner)\s+(?:wrote|produced|"
-        r"generated|said|says|returned|described|output)\b"
+        r"generated|said|says|returned|described|output|saw|sees|noticed|detected|picked\s+up)\b"
         r"|\b(?:caption|description|text)s?\s+(?:was\s+|were\s+)?(?:produced|generated|written|"
         r"created)\s+(?:automatically|by\s+(?:a\s+)?(?:machine|software|computer)|for\s+(?:this|the)\s+"
         r"(?:image|photo|picture))\b"
@@ -210,7 +236,11 @@ _ORDINAL = _parts(
 )
 # "The former is vague", "of the original": an ordinal standing for a text.
 _PRONOUN = re.compile(
-    r"\bthe\s+(?:original|former|latter|above|(?:first|second|other)\s+one)\b", _I
+    r"\bthe\s+(?:original|former|latter|above|(?:other|first|second)\s+one)\b", _I
+)
+# "Taken from the second,": an ordinal alone, as a source that ends its clause.
+_SOURCE_ORDINAL = re.compile(
+    r"(?:(?<=\bfrom\s)|(?<=\bper\s)|(?<=\bto\s))the\s+(?:first|second)\b(?=\s*(?:[,.;:]|$))", _I
 )
 # Information as a source: "According to the information, ...", "this knowledge places".
 _INFO = re.compile(
@@ -222,7 +252,9 @@ _INFO = re.compile(
 # sentence"); a modifier that names a surface makes it that surface's text.
 _BARE = re.compile(
     r"\b(?:the|that|its|their)\s+(?P<mods>(?:[a-z][\w-]*(?<!s)(?:['’]s)?\s+){0,2}?)"
-    r"(?:caption|description|sentence|text|source|listing|metadata)s?\b",
+    r"(?:caption|description|sentence|text|source|listing|metadata|snippet|blurb|alt|title)s?\b"
+    # The head is the last text noun: "the alt description", "the snippet text".
+    r"(?![\s_-]*(?:caption|description|sentence|text|listing|snippet|blurb)s?\b)",
     _I,
 )
 
@@ -235,7 +267,8 @@ _HEAD_FOLLOWERS = frozenset(
     already still even further again however though thus too and or but nor as that which
     who where whose than so yet about of in on at by for from with within into to over under
     above below between after before here there it its itself alone instead put gave told
-    wrote kept made got""".split()
+    wrote kept made got cannot can't can’t won't won’t isn't isn’t wasn't wasn’t doesn't
+    doesn’t didn't didn’t seem appear saw came went took thought knew left let set""".split()
 )
 _NEXT = re.compile(r"^\s*([A-Za-z][\w'’-]*)")
 _PROMPTISH = re.compile(
@@ -258,12 +291,13 @@ _ATTRIB_BEFORE = re.compile(
     r"|\baccording\s+to|\b(?:as\s+)?per|\bbased\s+on|\bgoing\s+by|\bthanks\s+to|"
     r"\bjudging\s+(?:by|from)|\b(?:in\s+line|consistent|in\s+keeping|in\s+accordance|"
     r"in\s+agreement|along|together)\s+with|\bmatching|\b(?:unlike|like|than|from|between|following|"
-    r"besides|beyond|without|despite|given|considering|drawing\s+(?:on|from)|combining|merging|fusing|"
+    r"besides|beyond|without|despite|contrary\s+to|given|considering|drawing\s+(?:on|from)|combining|merging|fusing|"
     r"blending|integrating|comparing|summari[sz]ing|to\s+summari[sz]e|taking|using|trusting|"
     r"favou?ring|prioriti[sz]ing|preferring|deferring\s+to|relying\s+on|relies\s+on|"
     r"rely\s+on|depends?\s+on|via|courtesy\s+of)"
     r"|^\W*(?:for|of|in|within))\s+"
-    r"(?:(?:the|a|an|this|that|these|those|both|each|its|their|of\s+the|all)\s+|[\w-]+(?:'s|’s)\s+)*$",
+    r"(?:(?:the|a|an|this|that|these|those|both|each|its|their|of\s+the|all|what)\s+|"
+    r"[\w-]+(?:'s|’s)\s+)*$",
     _I,
 )
 # What a text does when it is used as a source: "the alt-text names ...", "Sentence 2
@@ -278,16 +312,24 @@ _SOURCE_VERBS = verb_forms(
     bring record hint assert insist situate center centre stress enumerate corroborate
     conflict disagree match miss ignore skip overlook neglect forget mistake reference quote
     support term dub tag merge combine blend fuse integrate weave keep retain preserve
-    maintain avoid drop leave describe specify allude""".split()
+    maintain avoid drop leave describe specify allude ask request instruct hallucinate
+    invent guess overuse repeat overstate understate exaggerate oversell undersell confuse
+    promise mislabel""".split()
 )
 _ATTRIB_AFTER = re.compile(
-    r"^(?:'s|’s)?\s+(?:(?:also|only|clearly|explicitly|further|then|simply|just|merely|"
+    # A relative that only says the text came with the image: "the title attached to the
+    # image says ...", "the snippet that accompanies the picture calls it ...".
+    r"^(?:'s|’s)?(?:\s+(?:(?:that|which)\s+(?:accompanies|accompanied|came\s+with|comes\s+with)|"
+    r"(?:attached|paired|supplied|given|provided)\s+(?:to|with))\s+the\s+(?:image|photo|picture))?"
+    r"\s+(?:(?:also|only|clearly|explicitly|further|then|simply|just|merely|probably|likely|"
+    r"possibly|apparently|presumably|evidently|"
     r"correctly|wrongly|incorrectly|instead|however|actually|specifically)\s+)?"
     r"(?:(?:does|do|did)\s+not\s+|doesn't\s+|don't\s+|didn't\s+|never\s+|could\s+|may\s+|"
     r"might\s+|can\s+|fails?\s+to\s+|seems?\s+to\s+|appears?\s+to\s+)?"
     rf"(?:{_SOURCE_VERBS}|said|told|gave|given|brought|left|kept|got|spelt|made\s+clear)\b"
     r"|^(?:'s|’s)?\s+(?:is|are|was|were)\s+(?:mostly\s+|mainly\s+|all\s+)?about\b"
     r"|^(?:'s|’s)?\s+(?:talks?|deals?)\s+(?:about|with)\b|^(?:'s|’s)?\s+concerns\b"
+    r"|^(?:'s|’s)?\s+makes?\s+(?:it\s+)?clear\b"
     r"|^(?:'s|’s)?\s+(?:is|are|was|were)\s+(?:\w+\s+)?(?:silent|vague|unclear|explicit|specific|"
     r"clear|wrong|right|correct|mistaken|accurate|confident|sure|inaccurate)\s+(?:about|on|that|"
     r"regarding|in|as\s+to)\b",
@@ -307,6 +349,8 @@ def is_modifier(masked: str, start: int, end: int) -> bool:
     """The text noun at ``start:end`` modifies the next word ("caption contest")."""
     if masked[end - 1 : end].lower() == "s" or masked[end : end + 1] in "'’":
         return False  # a plural or possessive text is a head: "the instructions ask"
+    if re.search(r"\bpieces\s+of\b", masked[start:end], _I):
+        return False  # "both pieces of information point to ...": plural
     if re.search(r"(?:\d|one|two|three|four)$", masked[start:end], _I):
         return False  # "Sentence 2 fills in ...": a numbered text modifies nothing
     m = _NEXT.match(masked[end:])
@@ -337,9 +381,15 @@ def attributed(s: Sentence, start: int, end: int) -> bool:
     return bool(after) and not _QUOTE_NEXT.match(masked[end + after.end() :])
 
 
-def _pronoun(masked: str, end: int) -> bool:
+def _pronoun(masked: str, end: int, start: int = 0) -> bool:
     """ "The original" stands for an input: punctuation, a verb or a function word
-    follows. "The second one" needs a verb ("the second one names ...")."""
+    follows. "The second one" needs a verb ("the second one names ..."); "the second"
+    alone is a text only as a source that ends its clause ("taken from the second,"):
+    "the second-floor windows", "a copy of the first" and "the first shows" are not."""
+    if masked[end - 5 : end].lower() in ("first", "econd"):
+        return bool(
+            re.match(r"\s*(?:[,.;:]|$)", masked[end:]) and _FROM_BEFORE.search(masked[:start])
+        )
     m = _NEXT.match(masked[end:])
     if m is None:
         return not masked[end:].lstrip()[:1].isdigit()  # "the original 1920s tiles"
@@ -354,18 +404,22 @@ _FIGURE3 = re.compile(r"\bthe\s+visual\s+representation\b", _I)
 # Each pattern, with words one of which it needs (a cheap test before the regex).
 _TEXT_WORDS = frozenset(
     """sentence sentences caption captions description descriptions text texts source sources
-    listing listings metadata""".split()
+    listing listings metadata snippet snippets blurb blurbs alt title titles""".split()
 )
 _PATTERNS = (
     *(("named", rx, needs) for needs, rx in _NAMED),
     *(("ordinal", rx, needs) for needs, rx in _ORDINAL),
     ("pronoun", _PRONOUN, frozenset("original former latter above one".split())),
+    ("pronoun", _SOURCE_ORDINAL, frozenset("first second".split())),
     ("bare", _BARE, _TEXT_WORDS),
     ("figure3", _FIGURE3, frozenset({"representation"})),
     ("info", _INFO, frozenset("information info knowledge data context details facts".split())),
+    *((k, rx, needs) for k, needs, rx in INPUT_NAME_PATTERNS),
 )
 
 
+_FROM_BEFORE = re.compile(r"\b(?:from|according\s+to|per)\s+$", _I)
+_AS_BEFORE = re.compile(r"\b(?:just\s+)?as\s+$", _I)
 _OF_THE_IMAGE = re.compile(r"\s+of\s+(?:the|this|that)\s+(?:image|photo|picture)\b", _I)
 
 
@@ -377,7 +431,7 @@ def _before(masked: str, a: int) -> str:
 def _keep_span(s: Sentence, a: int, b: int, strength: str, m: re.Match[str]) -> bool:
     """Whether a found span is a text the sentence talks about (see find_references)."""
     masked = s.masked
-    if strength == "named":
+    if strength in ("named", "provenance"):
         # What an input says is never shown by a text verb ("the alt-text reads"), and an
         # input stays one whatever it is of ("the alt-text of a web image", "the given
         # description of the image").
@@ -390,11 +444,14 @@ def _keep_span(s: Sentence, a: int, b: int, strength: str, m: re.Match[str]) -> 
     if strength == "info":
         # A source only when cited as one ("according to the information"), or, for
         # "this information", when it says something.
-        this = masked[a:b].lower().startswith(("this", "that", "such", "said"))
+        # "As the information suggests": a source that says something, like "this".
+        this = masked[a:b].lower().startswith(("this", "that", "such", "said")) or (
+            _AS_BEFORE.search(_before(masked, a)) is not None and not s.shows_carrier
+        )
         cited = _ATTRIB_BEFORE.search(_before(masked, a))
         if is_modifier(masked, a, b) or not (cited or this and _ATTRIB_AFTER.match(masked[b:])):
             return False
-    if strength == "pronoun" and not _pronoun(masked, b):
+    if strength == "pronoun" and not _pronoun(masked, b, a):
         return False
     if strength == "bare" and not SURFACES.isdisjoint(words(m.group("mods"))):
         return False
@@ -418,6 +475,10 @@ def reference_leaks(s: Sentence, a: int, b: int, strength: str) -> bool:
     """Whether one found reference makes the sentence a leak (see the module docstring)."""
     if attributed(s, a, b):
         return True
+    if strength == "provenance":
+        # "The scraped label reads ...": its own noun is no carrier in the picture; a
+        # screen showing scraped data is.
+        return not content.carrier_displays(s.words - words(s.masked[a:b]))
     if strength == "named":  # "the alt-text is poorly written": an input all the same
         return not content.carrier_displays(s.words)
     if strength in ("ordinal", "pronoun"):
@@ -426,8 +487,9 @@ def reference_leaks(s: Sentence, a: int, b: int, strength: str) -> bool:
 
 
 # Every reference pattern above needs one of these words.
-REFERENCE_WORDS = frozenset(
-    """sentence sentences alt alternative alternate keyword keywords caption captions
+REFERENCE_WORDS = (
+    frozenset(
+        """sentence sentences alt alternative alternate keyword keywords caption captions
     description descriptions text texts input inputs wording model models ai assistant
     system captioner llm vlm knowledge pieces source sources information details context
     facts data version versions account accounts prompt instruction instructions task
@@ -439,4 +501,6 @@ REFERENCE_WORDS = frozenset(
     pair pairs statements phrases clauses entries passages snippets blip2 gpt4 gpt3 gpt4o
     page webpage site website post listing listings product title metadata detector tagger
     classifier algorithm network captioners tagger taggers""".split()
+    )
+    | INPUT_NAME_WORDS
 )
