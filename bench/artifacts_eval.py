@@ -4,7 +4,7 @@ Run by hand::
 
     python bench/artifacts_eval.py                     # dev splits only
     python bench/artifacts_eval.py --show-errors dev   # dev misses (dev splits only)
-    python bench/artifacts_eval.py --holdout           # + holdout v4, aggregates only
+    python bench/artifacts_eval.py --holdout           # + holdout v5, aggregates only
     python bench/artifacts_eval.py --speed             # sentences/s and ms per caption
     python bench/artifacts_eval.py --holdout --speed --record   # bench/figures/artifacts.json
 
@@ -31,7 +31,10 @@ Labelled sets (``tests/data``):
 - ``dev_v6`` (``artifact_dev_v6.jsonl``): written by a third author who never saw the
   rules, for the long tail (oblique names for the inputs, leaks mid-sentence, in the
   passive, as questions). Scored once with the rules as they were, then tuned on.
-- ``holdout_v4`` (``artifact_holdout_v4.jsonl``): written by a fourth author who never saw
+- ``dev_holdout_v4`` (``artifact_holdout_v4.jsonl``): the fourth holdout, by a fourth
+  author who never saw the rules, scored 3 times as the headline (its misses never
+  printed) until holdout v5 replaced it; dev history since.
+- ``holdout_v5`` (``artifact_holdout_v5.jsonl``): written by a fifth author who never saw
   the rules, the dev sets or the earlier holdouts, and committed before any rule change;
   the headline. This script prints its aggregates only (counts, precision, recall),
   never a sentence, and appends one line per scoring to
@@ -90,9 +93,10 @@ DEV_SETS = {
     "dev_v5": DATA / "artifact_dev_v5.jsonl",
     "dev_v3": DATA / "artifact_holdout_v3.jsonl",
     "dev_v6": DATA / "artifact_dev_v6.jsonl",
+    "dev_holdout_v4": DATA / "artifact_holdout_v4.jsonl",
 }
-HOLDOUT = "holdout_v4"
-HOLDOUT_PATH = DATA / "artifact_holdout_v4.jsonl"
+HOLDOUT = "holdout_v5"
+HOLDOUT_PATH = DATA / "artifact_holdout_v5.jsonl"
 CONTEXT_BEFORE = "The photo was taken on a clear afternoon."
 CONTEXT_AFTER = "Soft shadows fall across the ground."
 
@@ -364,7 +368,7 @@ def _keep_holdout_figures(out: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show-errors", choices=tuple(DEV_SETS), help="list a dev split's misses")
-    parser.add_argument("--holdout", action="store_true", help="also score holdout v4 (aggregates)")
+    parser.add_argument("--holdout", action="store_true", help="also score holdout v5 (aggregates)")
     parser.add_argument("--speed", action="store_true", help="sentences/s and ms per caption")
     parser.add_argument("--record", action="store_true", help="write bench/figures/artifacts.json")
     args = parser.parse_args(argv)

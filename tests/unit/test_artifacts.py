@@ -1,5 +1,5 @@
 """Leaked-prompt removal: the splitter, clean_caption, the KALE keyword rule, the labelled
-sets (dev, dev history, and the frozen holdouts v2 and v3 by hash only); holdout v4 by
+sets (dev, dev history, and the frozen holdouts v2 to v4 by hash only); holdout v5 by
 its record only."""
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ HOLDOUT_V2_PATH = EVAL_PATH.with_name("artifact_holdout_v2.jsonl")
 HOLDOUT_V3_PATH = EVAL_PATH.with_name("artifact_holdout_v3.jsonl")
 HOLDOUT_V4_PATH = EVAL_PATH.with_name("artifact_holdout_v4.jsonl")
 HOLDOUT_V4_SHA256 = "605d32df320887683995ac6f8b053b91b5a77fe115d685c8c1134f671b0fdef9"
+HOLDOUT_V5_PATH = EVAL_PATH.with_name("artifact_holdout_v5.jsonl")
+HOLDOUT_V5_SHA256 = "deca17f8ff9ca174f863523b58976bd500d0063fb851b020c0d0213be83bb85c"
 DEV_V6_PATH = EVAL_PATH.with_name("artifact_dev_v6.jsonl")
 BENCH_EVAL_PATH = Path(__file__).resolve().parents[2] / "bench" / "artifacts_eval.py"
 HOLDOUT_V3_SHA256 = "cd610289ae9acf96e5b54c1cc660b1519030792e73df41c225f08458a2931d93"
@@ -343,13 +345,14 @@ def test_dev_history_is_frozen_and_apart_from_dev() -> None:
 @pytest.mark.parametrize(
     ("path", "sha256", "sizes"),
     [
-        # Each written by an author who never saw the rules (v3 and v4: nor the dev sets
+        # Each written by an author who never saw the rules (v3 to v5: nor the dev sets
         # or the earlier holdouts) and committed before any rule change after it.
         (HOLDOUT_V2_PATH, HOLDOUT_V2_SHA256, (376, 168)),
         (HOLDOUT_V3_PATH, HOLDOUT_V3_SHA256, (422, 200)),
         (HOLDOUT_V4_PATH, HOLDOUT_V4_SHA256, (559, 311)),
+        (HOLDOUT_V5_PATH, HOLDOUT_V5_SHA256, (470, 264)),
     ],
-    ids=["v2", "v3", "v4"],
+    ids=["v2", "v3", "v4", "v5"],
 )
 def test_holdouts_are_frozen(path: Path, sha256: str, sizes: tuple[int, int]) -> None:
     # Only the hash and sizes are checked; the sentences are never printed.
@@ -358,11 +361,10 @@ def test_holdouts_are_frozen(path: Path, sha256: str, sizes: tuple[int, int]) ->
     assert (len(rows), sum(bool(r["leak"]) for r in rows)) == sizes
 
 
-def test_holdout_v4_figures_are_of_todays_rules() -> None:
+def test_holdout_v5_figures_are_of_todays_rules() -> None:
     """The headline in bench/figures/artifacts.json (written by bench/artifacts_eval.py
     --record, which logs each look) was scored with the rules as they are now, and its
-    recall beats KALE's keyword rule (whose precision on holdout v4 is already 1.0, so
-    precision can at best equal it). The test reads the record and never scores the
+    precision and recall are at least KALE's keyword rule's, recall above it. The test reads the record and never scores the
     holdout itself: a look per test run would make it a dev set. The targets (>= 0.95
     both) are reported in the record and the README, not asserted here."""
     import importlib.util
@@ -374,13 +376,13 @@ def test_holdout_v4_figures_are_of_todays_rules() -> None:
     spec.loader.exec_module(bench)
     record = json.loads(FIGURES_PATH.read_text(encoding="utf-8"))
     assert record["rules_digest"] == bench.rules_digest(), (
-        "the rules changed since holdout v4 was scored: run bench/artifacts_eval.py "
+        "the rules changed since holdout v5 was scored: run bench/artifacts_eval.py "
         "--holdout --record once"
     )
-    base = record["splits"]["holdout_v4"]["keyword_baseline"]
+    base = record["splits"]["holdout_v5"]["keyword_baseline"]
     for method in ("clean_caption+prompt", "clean_caption+prompt+learned"):
-        ours = record["splits"]["holdout_v4"][method]
-        assert ours["tp"] + ours["fn"] == 311 and ours["tn"] + ours["fp"] == 248
+        ours = record["splits"]["holdout_v5"][method]
+        assert ours["tp"] + ours["fn"] == 264 and ours["tn"] + ours["fp"] == 206
         assert ours["precision"] >= base["precision"] and ours["recall"] > base["recall"]
 
 

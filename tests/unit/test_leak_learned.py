@@ -243,7 +243,7 @@ def test_the_filter_runs_and_counts_the_learned_step_when_configured() -> None:
 def test_training_is_deterministic_refuses_the_holdout_and_reproduces_the_shipped_file() -> None:
     train = _bench("train_leak_model")
     with pytest.raises(SystemExit):
-        train.split_rows(["holdout_v4"])
+        train.split_rows(["holdout_v5"])
     rows = train.split_rows(["dev"])
     texts, labels = [r["sentence"] for r in rows], [r["leak"] for r in rows]
     first, second = train.fit(texts, labels, steps=50), train.fit(texts, labels, steps=50)
