@@ -5,8 +5,9 @@
 For each size N (``--urls``, default 3000):
 
 1. Writes a DataComp-format sample of N drawn images (JPEG/PNG/WebP, up to
-   --max-side px) whose URLs point at one static server on 127.0.0.1 (its own
-   process; stopped at the end), and ingests it once into a template lake with
+   --max-side px) whose URLs point at one static server on 127.0.0.1 (``--server``:
+   nginx by default, with one worker and no access log, as the independent check; or
+   Python's http.server), and ingests it once into a template lake with
    `kale ingest` (untimed: the lake is "already ingested", as after a user's ingest).
 2. Repeats (``--repeats``, default 3), alternating which tool goes first:
    - kale: a fresh copy of the template lake, then `kale fetch` exactly as a user
@@ -64,7 +65,8 @@ def _free_port() -> int:
 
 
 def _server(directory: Path, port: int) -> subprocess.Popen:
-    """A static server in its own process (its threads do not share kale's GIL)."""
+    """Python's static server in its own process (its threads do not share kale's GIL);
+    it takes a good share of the 2 cores from both clients."""
     code = (
         "import functools, http.server, sys\n"
         "class S(http.server.ThreadingHTTPServer):\n"
@@ -84,6 +86,56 @@ def _server(directory: Path, port: int) -> subprocess.Popen:
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("static server did not start")
+
+
+NGINX_CONF = """
+daemon off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    keepalive_requests 100000;
+    client_body_temp_path {work}/nginx-tmp;
+    proxy_temp_path {work}/nginx-tmp;
+    fastcgi_temp_path {work}/nginx-tmp;
+    uwsgi_temp_path {work}/nginx-tmp;
+    scgi_temp_path {work}/nginx-tmp;
+    types {{ image/jpeg jpg; image/png png; image/webp webp; }}
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+"""
+
+
+def _nginx(directory: Path, port: int) -> subprocess.Popen:
+    """nginx on loopback (one worker, no access log): the server the independent check
+    uses, and one that leaves the clients nearly all the CPU."""
+    conf = directory / "nginx.conf"
+    (directory / "nginx-tmp").mkdir(exist_ok=True)
+    conf.write_text(NGINX_CONF.format(work=directory, port=port, root=directory))
+    proc = subprocess.Popen([_nginx_binary(), "-c", str(conf), "-p", str(directory)])
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"nginx did not start (see {directory}/nginx-error.log)")
+
+
+def _nginx_binary() -> str:
+    found = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
+    if not found:
+        raise SystemExit("--server nginx: no nginx binary (apt-get install nginx-light)")
+    return found
 
 
 def _run(cmd: list[str], env: dict | None = None) -> float:
@@ -286,6 +338,12 @@ def main() -> None:
     parser.add_argument("--kale-set", action="append", default=[], help="extra kale --set")
     parser.add_argument("--event-log", help="write Spark's JSON event log of `kale fetch` here")
     parser.add_argument("--out", default=str(FIGURES), help="figures JSON ('' = none)")
+    parser.add_argument(
+        "--server",
+        choices=("nginx", "python"),
+        default="nginx",
+        help="the local image server: nginx (as the independent check) or Python's http.server",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -296,7 +354,8 @@ def main() -> None:
         same.pop(per_run)
     figures = {**provenance(), "settings": {"img2dataset": same, "kale": list(KALE_SETS)}}
     port = _free_port()
-    server = _server(work, port)
+    figures["server"] = args.server
+    server = (_nginx if args.server == "nginx" else _server)(work, port)
     try:
         sizes = [int(x) for x in args.urls.split(",") if x.strip()]
         figures["urls"] = {str(n): one_size(work, port, n, args) for n in sizes}
