@@ -34,6 +34,10 @@ Labelled sets (``tests/data``):
 - ``dev_holdout_v4`` (``artifact_holdout_v4.jsonl``): the fourth holdout, by a fourth
   author who never saw the rules, scored 3 times as the headline (its misses never
   printed) until holdout v5 replaced it; dev history since.
+- ``dev_v7`` (``artifact_dev_v7.jsonl``): written by a sixth author who never saw the
+  rules, for the long tail (hearsay, summaries, reported speech, questions, leaks with
+  no keyword, drift from the image into the texts); scored with the rules as they were,
+  a dev split from then on.
 - ``holdout_v5`` (``artifact_holdout_v5.jsonl``): written by a fifth author who never saw
   the rules, the dev sets or the earlier holdouts, and committed before any rule change;
   the headline. This script prints its aggregates only (counts, precision, recall),
@@ -94,6 +98,7 @@ DEV_SETS = {
     "dev_v3": DATA / "artifact_holdout_v3.jsonl",
     "dev_v6": DATA / "artifact_dev_v6.jsonl",
     "dev_holdout_v4": DATA / "artifact_holdout_v4.jsonl",
+    "dev_v7": DATA / "artifact_dev_v7.jsonl",
 }
 HOLDOUT = "holdout_v5"
 HOLDOUT_PATH = DATA / "artifact_holdout_v5.jsonl"
