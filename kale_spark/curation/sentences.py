@@ -49,6 +49,17 @@ def _quote_open(prefix: str) -> bool:
     return straight or curly
 
 
+# A single-quoted span: opened after a space or a bracket, closed before a space,
+# punctuation or the end (an apostrophe, "Don't", neither opens nor closes one).
+_SINGLE_QUOTED = re.compile(r"(?<![\w'’])['‘](?=\S).*?(?<=\S)['’](?=[\s.,;:!?)\]]|$)")
+
+
+def _inside_single_quote(line: str, m: re.Match[str]) -> bool:
+    """True when the candidate end ``m`` lies inside a single quotation that closes later
+    ("a poster asks 'Need help? Just ask.' in large type")."""
+    return any(q.start() < m.start(1) and q.end() > m.end(2) for q in _SINGLE_QUOTED.finditer(line))
+
+
 # Lower-case abbreviations of four letters or more, which a lower-case word may follow.
 _LOWER_ABBREV = frozenset(
     "approx incl excl esp govt dept misc temp mins secs hrs yrs pcs qty mfg assn intl natl "
@@ -81,6 +92,8 @@ def _is_boundary(line: str, m: re.Match[str], start: int) -> bool:
     # Inside a quotation that closes later on the line: not an end.
     prefix = line[: m.end(2)]
     if line.count('"') % 2 == 0 and line.count("“") == line.count("”") and _quote_open(prefix):
+        return False
+    if ("'" in line or "‘" in line) and _inside_single_quote(line, m):
         return False
     punct = m.group(1)
     if punct != ".":
@@ -123,7 +136,7 @@ def split_sentences(text: str) -> list[str]:
     whitespace and a word that does not start in lower case (or one that does, after a
     period that closes a plain lower-case word of four letters or more), except after titles
     (Mr., Dr., Prof., e.g., i.e., vs.), initials (J. R. R. Tolkien), numbered
-    abbreviations (No. 10) and inside a double quotation that closes later. After
+    abbreviations (No. 10) and inside a quotation (double or single) that closes later. After
     ambiguous abbreviations (Inc., St., U.S., a.m.) a sentence ends only when a
     typical sentence opener ("The", "A", "In", "It", ...) follows. Decimals
     (3.5) and domains (example.com) never split because no space follows the dot, and a

@@ -33,7 +33,18 @@ from kale_spark.stages.filter import filter_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = FUSE_CAPSFUSION_V1.template
-DEV_SPLITS = {"dev", "dev_history", "dev_kinds", "dev_v2", "dev_v3", "dev_v4", "dev_v5", "dev_v6"}
+DEV_SPLITS = {
+    "dev",
+    "dev_history",
+    "dev_kinds",
+    "dev_v2",
+    "dev_v3",
+    "dev_v4",
+    "dev_v5",
+    "dev_v6",
+    "dev_holdout_v4",
+    "dev_v7",
+}
 
 # Written from the kinds' definitions (kale_spark/curation/leaks/base.py KINDS): a leak
 # of each kind, in words a reader of the definition would use.

@@ -63,7 +63,8 @@ CARRIERS = _nouns(
     infographic chart diagram presentation lecture lesson classroom exam quiz inscription
     engraving comic cartoon meme subtitle tweet website webpage catalogue catalog receipt
     marquee teleprompter prompter slogan motto quote quotation verse teacher student
-    instructor shirt sheet dictionary touchscreen kiosk stamp scoreboard"""
+    instructor shirt sheet dictionary touchscreen kiosk stamp scoreboard yearbook booklet
+    guidebook scrapbook calendar timetable invitation"""
 ) | {"quizzes", "dictionaries"}
 # Nouns that name shown text without naming a thing that bears it.
 _TEXT_NOUNS = frozenset({"lettering", "inscription", "inscriptions"})
@@ -92,7 +93,7 @@ _STRONG_VERBS = (
 TEXT_VERBS = frozenset(
     """read reads reading titled entitled labeled labelled written printed engraved inscribed
     handwritten typed spelled spells stamped embroidered etched scrawled lettered
-    signed""".split()
+    signed annotated emblazoned""".split()
 )
 WEAK_TEXT_VERBS = (
     rf"{_STRONG_VERBS}|painted|carved|projected|underlined|circled|highlighted|erased|"

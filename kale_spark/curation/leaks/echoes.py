@@ -333,7 +333,8 @@ _OVERRIDE_WORDS = frozenset("ignore disregard forget embedded injected hidden tr
 _OVERRIDE = re.compile(
     r"\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:the\s+|your\s+|my\s+)?(?:previous|"
     r"prior|above|earlier|preceding|foregoing|original|system)\b"
-    r"|\b(?:embedded|injected|hidden)\s+(?:commands?|instructions?|prompts?|orders?)\b"
+    r"|\b(?:embedded|injected|hidden)\s+(?:commands?|instructions?|prompts?|orders?|directives?|"
+    r"requests?)\b"
     r"|\btreated\s+as\s+(?:data|plain\s+text|content)\b",
     _I,
 )

@@ -99,7 +99,8 @@ _TRUST = re.compile(
     r"say|know|confirm|verify|determine))\b"
     r"|\bwhich(?:ever)?\s+(?:[\w-]+\s+){0,3}?(?:is|was|are)\s+(?:correct|right|accurate|true|wrong|"
     r"mistaken)\b"
-    r"|\b(?:hard|difficult|impossible)\s+to\s+(?:say|tell|know|determine|confirm|verify)\b"
+    r"|\b(?:hard|difficult|impossible|not\s+possible|no\s+way)\s+to\s+(?:say|tell|know|determine|"
+    r"confirm|verify)\b"
     r"|\b(?:remains?|stays?)\s+(?:unclear|uncertain|ambiguous|unconfirmed|unverified)\b"
     r"|\bmay\s+or\s+may\s+not\b"
     r"|\b(?:one\s+of\s+(?:them|the\s+two)|either|both|they)\s+(?:must|may|might|could|"
@@ -215,7 +216,7 @@ _THEY_AGREE = re.compile(
 # the conflict patterns need one of these stems.
 _TRUST_WORDS = frozenset(
     """if assuming provided supposing long cannot can could couldn unverified unconfirmed
-    unclear uncertain not impossible which whichever hard difficult remains remain stays stay
+    unclear uncertain not impossible no which whichever hard difficult remains remain stays stay
     may one either both they""".split()
 )
 _SEVERAL_WORDS = frozenset(

@@ -25,14 +25,14 @@ _I = re.IGNORECASE
 
 # Where an input came from: words no object in a picture is said to be.
 _PROVENANCE = (
-    r"web|scraped|crawled|supplied|provided|given|handed[\s-]over|"
+    r"web|scraped|crawled|supplied|provided|given|handed[\s-]over|tagged|"
     r"user[\s-](?:supplied|provided|given)"
 )
 # What names an input once its provenance is said.
 _HEADS = (
     r"snippets?|blurbs?|strings?|hints?|info|information|inputs?|texts?|captions?|"
     r"descriptions?|sentences?|lines?|wording|labels?|notes?|copy|data|titles?|tags|"
-    r"accounts?|sources?|listings?|entry|entries"
+    r"accounts?|sources?|listings?|entry|entries|content"
 )
 # Who published the page an input was taken from: "the store's own text".
 _PUBLISHER = r"store|seller|shop|retailer|vendor|uploader|listing|product|site|website|page"
@@ -61,7 +61,7 @@ INPUT_NAME_PATTERNS: tuple[tuple[str, frozenset[str], re.Pattern[str]], ...] = (
     # lists the given information"): named, content when a carrier shows it.
     (
         "named",
-        frozenset("web scraped crawled supplied provided given handed user".split()),
+        frozenset("web scraped crawled supplied provided given handed user tagged".split()),
         re.compile(rf"\b(?:{_PROVENANCE})[\s-]+(?:{_HEADS})\b", _I),
     ),
     # A publisher's text may also be on a box or a screen in the picture: named, so a
@@ -121,6 +121,19 @@ INPUT_NAME_PATTERNS: tuple[tuple[str, frozenset[str], re.Pattern[str]], ...] = (
             r"claimed|states|stated|listed|lists|calls|called)\b"
             r"|\bwhat\s+(?:was|were|is|has\s+been|had\s+been)\s+(?:handed\s+over|supplied|"
             r"provided|given|passed\s+along)(?!\s+(?:to|by|as|out|away|up|for|in)\b)",
+            _I,
+        ),
+    ),
+    # The page's publisher as the speaker of an input (hearsay): "according to the
+    # uploader", "the seller writes that".
+    (
+        "named",
+        frozenset("uploader seller vendor retailer listing per".split()),
+        re.compile(
+            r"\b(?:according\s+to|per)\s+(?:the|its)\s+(?:uploader|seller|vendor|retailer|listing)\b"
+            r"|\b(?:the|its)\s+(?:uploader|seller|vendor|retailer|listing)\s+(?:writes|wrote|says|said|"
+            r"claims|claimed|states|stated|describes|described|calls|called|notes|noted|adds|added|"
+            r"mentions|mentioned|lists|listed|insists|reports|reported|swears)\b",
             _I,
         ),
     ),

@@ -125,7 +125,9 @@ _AUGMENTED = re.compile(
     r"\b(?:caption|description|text|version|sentence)s?\s+(?:\w+\s+)?(?:augmented|enriched|"
     r"enhanced|supplemented|infused)\s+with\s+(?:\w+\s+)?(?:knowledge|facts|information|context)\b"
     r"|\b(?:the|this|our|my)\s+(?:merged|combined|fused|blended|knowledge-augmented)\s+(?:result|"
-    r"product|outcome|piece|whole)\b",
+    r"product|outcome|piece|whole)\b"
+    r"|\bknowledge[\s-](?:rich|augmented|enriched|infused|laden|heavy)\s+(?:depiction|caption|"
+    r"description|summary|rendering|account|version|portrayal|overview)\b",
     _I,
 )
 
@@ -141,7 +143,7 @@ class SelfReference(Rule):
     )
     triggers = triggers | {w + "s" for w in triggers} | {"count", "words", "option"}
     triggers = triggers | frozenset(
-        "merge fusion rewrite revision combination synthesis blend result".split()
+        "merge fusion rewrite revision combination synthesis blend result knowledge".split()
     )
 
     def matches(self, s: Sentence) -> bool:
@@ -241,8 +243,14 @@ _GRADED_TEXT = re.compile(
     r"is)\s+(?:been\s+)?(?:\w+ly\s+)?(?:improved|increased|enhanced|preserved|kept|maintained|"
     r"prioriti[sz]ed)\b"
     # The text said to read well or stay true to its inputs: "it reads well and stays faithful".
-    r"|^\W*(?:it|this|the\s+(?:caption|text|result|wording|description))\s+(?:now\s+)?reads\s+"
-    r"(?:well|smoothly|naturally|cleanly|fluently|nicely)\b"
+    r"|^\W*(?:overall,?\s+)?(?:it|this|the\s+(?:caption|text|result|wording|description))\s+"
+    r"(?:now\s+)?reads\s+(?:well|smoothly|naturally|cleanly|fluently|nicely)\b"
+    # The same without a subject: "Reads far more fluently than before", "Much more
+    # readable now!"
+    r"|^\W*reads\s+(?:far\s+|much\s+|a\s+lot\s+)?(?:more\s+)?(?:fluently|naturally|smoothly|"
+    r"cleanly|better)\b"
+    r"|^\W*(?:much|far|a\s+lot)\s+(?:more|less)\s+(?:readable|fluent|concise|natural|coherent|"
+    r"informative|polished|wordy|repetitive)\b"
     r"|\b(?:stays?|remains?)\s+faithful\s+to\s+(?:the\s+|both\s+)?(?:inputs?|sources?|originals?|"
     r"facts)\b|^\W*it\s+(?:\w+\s+){0,4}?(?:stays|remains)\s+faithful\b"
     # The register of the writing: "The tone is neutral and descriptive throughout."
@@ -269,15 +277,18 @@ _GRADED_TEXT = re.compile(
 _GRADED_WORDS = frozenset(
     "caption description sentence text output wording phrasing makes make without balance result "
     "outcome balanced keeps keep leaves leave readability fluency concision conciseness "
-    "coherence grammaticality it this faithful tone register style voice".split()
+    "coherence grammaticality it this faithful tone register style voice overall reads much far "
+    "lot".split()
 )
 # A sentence that is nothing but grades: "Short, clear, and informative."
 # "It's accurate, specific, and free of filler.", "Clean, factual, 58 words."
 _GRADE = (
-    rf"(?:{_QUALITY}|factual|free\s+of\s+(?:filler|fluff|padding|jargon|repetition)|\d+\s+words)"
+    rf"(?:{_QUALITY}|factual|free\s+of\s+(?:filler|fluff|padding|jargon|repetition|errors|typos|"
+    r"mistakes|speculation)|error-free|easy\s+to\s+read|no\s+speculation|(?:present|past)\s+"
+    r"tense|(?:under|below|within)\s+\d+\s+words|\d+\s+words)"
 )
 _GRADES_ONLY = re.compile(
-    r"^\W*(?:(?:it['’]s|it\s+is|this\s+is|now)\s+)?"
+    r"^\W*(?:(?:it['’]s|it\s+is|this\s+is|now)\s+(?:(?:both|now)\s+){0,2})?"
     rf"{_GRADE}(?:\s*,\s*(?:and\s+)?{_GRADE}|\s+and\s+{_GRADE})+\W*$",
     _I,
 )

@@ -45,6 +45,10 @@ _IDENTITY = re.compile(
     r"assistant|program|tool|captioner|network|ai)\b"
     r"|\bthe\s+(?:writer|author)\s+(?:here\s+|of\s+this\s+\w+\s+)?(?:is|was)\s+an?\s+(?:\w+\s+)?"
     r"(?:ai|assistant|model|machine|program|bot)\b"
+    # The writer's signature, a model: "(Generated with Mistral-7B-Instruct.)"
+    r"|^\W*(?:generated|written|produced|created|captioned)\s+(?:with|by|using)\s+(?:an?\s+)?"
+    r"(?:mistral|llama|gpt|chatgpt|cogvlm|llava|qwen|gemma|claude|blip|vicuna|(?:language|vision|"
+    r"ai)\s+model|ai\b)"
     r"|\b(?:the|this)\s+(?:assistant|model|ai|system|captioner)\s+(?:has|had)\s+no\s+"
     r"(?:\w+\s+)?(?:view|access|sight|way\s+to\s+see|eyes)\b",
     _I,
@@ -58,7 +62,8 @@ class ModelIdentity(Rule):
     name = "model_identity"
     kind = "narration"
     triggers = frozenset(
-        "model system assistant program tool captioner network ai machine bot".split()
+        "model system assistant program tool captioner network ai machine bot generated "
+        "written produced created captioned".split()
     )
 
     def matches(self, s: Sentence) -> bool:
@@ -69,9 +74,10 @@ class ModelIdentity(Rule):
 _I_CLAUSE = re.compile(r"(?<![\w'’.-])I(?:['’](?:m|ve|ll|d)\b|\s+(?=[a-z]))")
 _PREV_WORD = re.compile(r"([A-Za-z][\w'’-]*)\W*$")
 # First person plural and second person, case kept so "US" and "U.S." are not "us".
+# A pronoun inside a hyphenated word is not one: "a thank-you card".
 _PERSON = re.compile(
-    r"\b(?:[Mm]y|[Mm]e|[Mm]yself|[Mm]ine|[Ww]e|[Ww]e['’](?:re|ve|ll|d)|[Oo]ur|[Oo]urselves|us|"
-    r"[Yy]ou|[Yy]our|[Yy]ours|[Yy]ou['’](?:re|ve|ll|d)|[Ll]et['’]s|[Ll]et\s+us)\b"
+    r"(?<![-‐])\b(?:[Mm]y|[Mm]e|[Mm]yself|[Mm]ine|[Ww]e|[Ww]e['’](?:re|ve|ll|d)|[Oo]ur|[Oo]urselves|us|"
+    r"[Yy]ou|[Yy]our|[Yy]ours|[Yy]ou['’](?:re|ve|ll|d)|[Ll]et['’]s|[Ll]et\s+us)\b(?![-‐])"
 )
 # Chatter that opens a sentence, and chatter anywhere (which, in a sentence about text
 # in the image, may be that text: a sign saying "Please note: ...").
@@ -85,7 +91,8 @@ _OPENER = re.compile(
     r"llm|chatbot)\b"
     r"|\bas\s+an?\s+(?:\w+\s+)?(?:caption\s*writer|captioner|copywriter|annotator|describer)\b"
     r"|^\W*(?:best\s+regards|kind\s+regards|cheers|enjoy|good\s+luck|all\s+the\s+best|"
-    r"thanks\s+for\s+\w+ing|happy\s+(?:captioning|writing|editing|label+ing|annotating|tagging))\b|"
+    r"thanks\s+for\s+\w+ing|happy\s+(?:captioning|writing|editing|label+ing|annotating|tagging)|"
+    r"have\s+an?\s+(?:great|good|nice|wonderful|lovely)\s+(?:day|one|evening|weekend)|take\s+care)\b|"
     # A sign-off closing the answer: "That's all for this one — cheers!"
     r"\bthat['’]s\s+(?:all|it)\s+(?:for\s+(?:this\s+one|now|today|this\s+(?:image|photo|picture))|"
     r"from\s+me)\b|[—–-]\s*(?:cheers|best|thanks)\W*$|^\W*(?:well|so|alright|right|hmm+|um+|now)\s*,",
@@ -300,7 +307,7 @@ class AssistantNarration(Rule):
         annotator describer writer much nothing little follows end
         presented provided given shown offered included bringing pulling task job all done
         finished complete completed end that word words everything cheers thanks aware bear
-        keep meets meet suits suit fits fit serves serve follow coming look breakdown
+        keep meets meet suits suit fits fit serves serve follow coming look breakdown have take
         rundown overview take draft revision""".split()
     )
 

@@ -38,12 +38,45 @@ _STEP = re.compile(
 _EDITED = (
     r"(?:removed|kept|merged|added|dropped|combined|fixed|corrected|rephrased|reworded|"
     r"replaced|deleted|omitted|cut|trimmed|moved|reordered|retained|preserved|excluded|"
-    r"simplified|shortened|condensed|converted|rewrote)"
+    r"simplified|shortened|condensed|converted|rewrote|changed|swapped|switched|substituted|"
+    r"spelled\s+out|capitali[sz]ed|lower-?cased|expanded|translated|standardi[sz]ed|"
+    r"normali[sz]ed|updated|edited|revised|adjusted|tweaked|turned)"
+)
+# The parts of a text an edit works on.
+_TEXT_PARTS = (
+    r"phrases?|words?|keywords?|hashtags?|sentences?|clauses?|mentions?|references?|"
+    r"repetitions?|wording|phrasing|adjectives?|urls?|links?|claims?|typos?|grammar|spelling|"
+    r"punctuation|capitali[sz]ation|fragments?|details|order|tense|terms?|numerals?|"
+    r"abbreviations?|jargon|filler|emojis?"
 )
 _CHANGE_LINE = re.compile(
-    rf"^\W*{_EDITED}\s+(?:the|a|an|all|any|both|every)\s+(?:[\w'’-]+\s+){{0,2}}?(?:phrases?|words?|"
-    r"keywords?|hashtags?|sentences?|clauses?|mentions?|references?|repetitions?|wording|"
-    r"adjectives?|urls?|links?|claims?|typos?|grammar|spelling|punctuation)\b",
+    rf"^\W*{_EDITED}\s+(?:(?:the|a|an|all|any|both|every)\s+(?:[\w'’-]+\s+){{0,2}}?"
+    rf"(?:{_TEXT_PARTS})\b"
+    # A piece of the wording itself, quoted: "Changed 'colour' to 'color'".
+    r"|['‘\"“]___['’\"”]\s+(?:to|into|as|for|with|by)\b)",
+    _I,
+)
+# The same edit in the passive, said of a part of the text: "Tense changed from past
+# to present", "That part about the discount stays out", "The rest ... has been dropped".
+_EDITED_PART = re.compile(
+    r"^\W*(?:the\s+)?(?:tense|capitali[sz]ation|spelling|wording|phrasing|word\s+order)\s+"
+    r"(?:was\s+|has\s+been\s+|is\s+)?(?:changed|switched|shifted|converted|normali[sz]ed|"
+    r"standardi[sz]ed|updated|fixed|corrected|kept)\b"
+    r"|\b(?:written|put|kept|rewritten)\s+in\s+the\s+(?:present|past|future)\s+tense\b"
+    r"|^\W*(?:the\s+rest|(?:that|this|the)\s+(?:part|bit|line|remainder)|(?:the\s+)?(?:marketing\s+)?"
+    r"(?:fluff|filler))\b[^.]*?\b(?:dropped|removed|omitted|left\s+out|stays?\s+out|kept\s+out|"
+    r"discarded|skipped|ignored|cut)\b"
+    # A quality of the writing, worked on: "Structure improved, grammar fixed throughout".
+    r"|^\W*(?:the\s+)?(?:structure|grammar|flow|punctuation)\s+(?:was\s+|"
+    r"has\s+been\s+)?(?:improved|fixed|corrected|tightened|polished|cleaned\s+up|smoothed)\b"
+    # The inputs joined in the passive: "everything gets stitched together", "Both
+    # accounts were folded into one clause", "was integrated into the description".
+    r"|\b(?:everything|it\s+all|all\s+of\s+it|both|the\s+two)\s+(?:gets?|got|is|was|were|are)\s+"
+    r"(?:then\s+|now\s+|finally\s+)?(?:stitched|merged|blended|combined|fused|woven|folded|pulled)\s+"
+    r"together\b"
+    r"|\b(?:were|was|is|are|gets?|got|been)\s+(?:\w+ly\s+)?(?:folded|stitched|integrated|merged|"
+    r"woven|blended|combined|fused|incorporated|worked)\s+into\s+(?:one|a\s+single|the)\s+(?:clause|"
+    r"sentence|caption|description|text|paragraph|line)\b",
     _I,
 )
 _CHANGE = re.compile(
@@ -76,6 +109,7 @@ class NumberedStep(Rule):
             _STEP.match(s.masked)
             or _CHANGE.match(s.masked)
             or _CHANGE_LINE.match(s.masked)
+            or _EDITED_PART.search(s.masked)
             or _POINTS.match(s.masked)
         )
 
@@ -114,6 +148,9 @@ _PURPOSE = re.compile(
     _I,
 )
 _METHOD = re.compile(
+    # An input's wording accepted as it came: "The spelling has been taken as written".
+    r"\b(?:taken|accepted|kept|used|treated)\s+as\s+(?:written|given|provided|supplied|"
+    r"stated|fact|facts)\b|"
     r"\bcare\s+(?:was|has\s+been)\s+taken\s+(?:not\s+to\s+(?:invent|add|speculate|guess|overstate|"
     r"mislead|introduce|assume|embellish)|to\s+(?:avoid\s+(?:speculation|speculating|guessing|"
     r"inventing)|stay\s+(?:faithful|accurate)))\b"
@@ -134,7 +171,8 @@ _METHOD = re.compile(
 )
 _METHOD_WORDS = frozenset(
     f"""{_VIRTUE.replace("|", " ")} to so care intentionally deliberately purposely
-    purposefully this that traced attributed grounded anchored reader rest""".split()
+    purposefully this that traced attributed grounded anchored reader rest taken accepted
+    kept used treated""".split()
 )
 
 

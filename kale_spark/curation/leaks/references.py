@@ -73,7 +73,7 @@ _NAMED = _parts(
     (
         "alt alternative alternate",
         # "alt_text" is the tag name of the fenced prompts.
-        r"\b(?:alt|alternative|alternate)[\s_-]?(?:text|tag|attribute)s?\b",
+        r"\b(?:alt|alternative|alternate)[\s_-]?(?:text|txt|tag|attribute)s?\b",
     ),
     (
         "keyword keywords",
@@ -483,7 +483,13 @@ def reference_leaks(s: Sentence, a: int, b: int, strength: str) -> bool:
         return not content.carrier_displays(s.words)
     if strength in ("ordinal", "pronoun"):
         return not s.displays_text
+    if strength == "abbrev":
+        # Cited in brackets, as a source: "a crystal chandelier (S2)".
+        return bool(_BRACKETED.match(s.masked[max(0, a - 1) : b + 1]))
     return strength in ("figure3", "info")
+
+
+_BRACKETED = re.compile(r"[(\[]S[1-4][)\]]")
 
 
 # Every reference pattern above needs one of these words.
@@ -500,7 +506,8 @@ REFERENCE_WORDS = (
     stated noted indicated specified claimed reported suggested implied first second other
     pair pairs statements phrases clauses entries passages snippets blip2 gpt4 gpt3 gpt4o
     page webpage site website post listing listings product title metadata detector tagger
-    classifier algorithm network captioners tagger taggers""".split()
+    classifier algorithm network captioners tagger taggers response responses draft drafts
+    previous""".split()
     )
     | INPUT_NAME_WORDS
 )
