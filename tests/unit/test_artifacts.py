@@ -364,9 +364,10 @@ def test_holdouts_are_frozen(path: Path, sha256: str, sizes: tuple[int, int]) ->
 def test_holdout_v5_figures_are_of_todays_rules() -> None:
     """The headline in bench/figures/artifacts.json (written by bench/artifacts_eval.py
     --record, which logs each look) was scored with the rules as they are now, and its
-    precision and recall are at least KALE's keyword rule's, recall above it. The test reads the record and never scores the
-    holdout itself: a look per test run would make it a dev set. The targets (>= 0.95
-    both) are reported in the record and the README, not asserted here."""
+    precision and recall are at least KALE's keyword rule's, recall above it. The test
+    reads the record and never scores the holdout itself: a look per test run would make
+    it a dev set. The targets (>= 0.95 both) are reported in the record and the README,
+    not asserted here."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("artifacts_eval", BENCH_EVAL_PATH)
