@@ -90,21 +90,17 @@ def _plan(lake: Lake, cfg: FetchConfig, fresh: bool) -> Plan:
     fetched, none a retry, and no join with it is planned or run."""
     from pyspark.sql import functions as F
 
-    from kale_spark.fetch.hosts import registered_domain_column
+    from kale_spark.fetch.hosts import registered_domain_sql
 
+    # The host as one SQL expression, and a first fetch's rows in one projection: each
+    # DataFrame call is an analysis in the JVM, slow on a fresh driver.
+    host = "''" if cfg.webdataset else registered_domain_sql("url")
     if fresh:
-        every = lake.read(schema.SAMPLES).select(
-            "uid",
-            "url",
-            "sha256",
-            "text",
-            F.lit(0).alias("prev_attempts"),
-            F.lit(True).alias("_todo"),
+        every = lake.read(schema.SAMPLES).selectExpr(
+            "uid", "url", "sha256", "text", "0 AS prev_attempts", "true AS _todo", f"{host} AS _host"
         )
     else:
-        every = _samples_to_fetch(lake, cfg)
-    host = F.lit("") if cfg.webdataset else registered_domain_column("url")
-    every = every.withColumn("_host", host)
+        every = _samples_to_fetch(lake, cfg).withColumn("_host", F.expr(host))
     todo_flag = F.col("_todo").cast("long")
     per_host = every.groupBy("_host").agg(
         F.count(F.lit(1)).alias("n"),
