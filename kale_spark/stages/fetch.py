@@ -97,7 +97,13 @@ def _plan(lake: Lake, cfg: FetchConfig, fresh: bool) -> Plan:
     host = "''" if cfg.webdataset else registered_domain_sql("url")
     if fresh:
         every = lake.read(schema.SAMPLES).selectExpr(
-            "uid", "url", "sha256", "text", "0 AS prev_attempts", "true AS _todo", f"{host} AS _host"
+            "uid",
+            "url",
+            "sha256",
+            "text",
+            "0 AS prev_attempts",
+            "true AS _todo",
+            f"{host} AS _host",
         )
     else:
         every = _samples_to_fetch(lake, cfg).withColumn("_host", F.expr(host))
