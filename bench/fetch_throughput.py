@@ -64,6 +64,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _serving(proc: subprocess.Popen, port: int, failure: str) -> subprocess.Popen:
+    """``proc`` once it accepts connections on ``port`` (10 s at most; killed if not)."""
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(failure)
+
+
 def _server(directory: Path, port: int) -> subprocess.Popen:
     """Python's static server in its own process (its threads do not share kale's GIL);
     it takes a good share of the 2 cores from both clients."""
@@ -78,14 +90,7 @@ def _server(directory: Path, port: int) -> subprocess.Popen:
         "S(('127.0.0.1', int(sys.argv[2])), h).serve_forever()\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(directory), str(port)])
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("static server did not start")
+    return _serving(proc, port, "static server did not start")
 
 
 NGINX_CONF = """
@@ -119,14 +124,7 @@ def _nginx(directory: Path, port: int) -> subprocess.Popen:
     (directory / "nginx-tmp").mkdir(exist_ok=True)
     conf.write_text(NGINX_CONF.format(work=directory, port=port, root=directory))
     proc = subprocess.Popen([_nginx_binary(), "-c", str(conf), "-p", str(directory)])
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"nginx did not start (see {directory}/nginx-error.log)")
+    return _serving(proc, port, f"nginx did not start (see {directory}/nginx-error.log)")
 
 
 def _nginx_binary() -> str:

@@ -31,3 +31,17 @@ def assert_each_rule_removes_its_sentences(
     for name, sentences in by_rule.items():
         assert reasons.count(name) == len(sentences), name
     assert set(out["caption"]) == {lead}
+
+
+def assert_gates_never_change_a_decision(texts, gates, prompt: str) -> None:
+    """Word gates only spare work: wherever a gated regex (``gates``: (words, regex)
+    pairs) or a rule matches one of ``texts``, its gate lets the sentence through."""
+    from kale_spark.curation import RULES
+    from kale_spark.curation.leaks import Sentence
+
+    for text in texts:
+        s = Sentence(text, prompt)
+        for words, rx in gates:
+            assert not rx.search(s.masked) or not words.isdisjoint(s.words), text
+        for rule in RULES:
+            assert not rule.matches(s) or rule.applies(s), (rule.name, text)
