@@ -221,6 +221,7 @@ def test_registered_domain_column_is_the_python_rule(spark) -> None:
     urls = [
         "http://images.example.com/a.jpg",
         "https://A.B.Example.COM./x",
+        "HTTP://WWW.EXAMPLE.ORG/UPPER.JPG",
         "http://cdn.shop.example.co.uk:8080/p?q=1",
         "http://someone.github.io/i.png",
         "http://127.0.0.1:9/x",
