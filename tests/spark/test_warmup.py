@@ -88,3 +88,23 @@ def test_workers_import_pyspark_from_the_package_not_from_sparks_zips(spark):
     for row in spark.range(0, 2, 1, 2).mapInPandas(probe, "worker string, zips string").collect():
         assert row["worker"].endswith("site-packages/pyspark/worker.py"), row["worker"]
         assert row["zips"] == "[]"
+
+
+def test_workers_start_with_the_daemons_imports(spark):
+    # The daemon imports pandas, pyarrow and pyspark's worker once, before it forks:
+    # a worker's own pid is not the importer's, its parent's is.
+    def probe(batches):
+        import os
+
+        import pandas as pd
+
+        for _ in batches:
+            pass
+        marker = os.environ.get("KALE_WORKER_PRELOADED", "")
+        yield pd.DataFrame({"marker": [marker], "pid": [os.getpid()], "ppid": [os.getppid()]})
+
+    rows = spark.range(0, 2, 1, 2).mapInPandas(probe, "marker string, pid long, ppid long")
+    for row in rows.collect():
+        importer, _, modules = row["marker"].partition(":")
+        assert int(importer) == row["ppid"] != row["pid"], row
+        assert {"pandas", "pyarrow", "pyspark.worker"} <= set(modules.split(",")), row

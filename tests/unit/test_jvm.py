@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,12 @@ def test_the_python_daemon_drops_only_sparks_zips_from_the_path() -> None:
         "/venv/lib/python3.11/site-packages",
         "/data/deps.zip",
     ]
+
+
+def test_the_daemons_preload_skips_a_module_that_fails(monkeypatch) -> None:
+    from kale_spark.spark import pydaemon
+
+    monkeypatch.setenv(pydaemon.PRELOADED_ENV, "")  # restored after the test
+    loaded = pydaemon.preload(("json", "kale_spark_no_such_module", "csv"))
+    assert loaded == ["json", "csv"]
+    assert os.environ[pydaemon.PRELOADED_ENV] == f"{os.getpid()}:json,csv"
