@@ -90,23 +90,21 @@ def _plan(lake: Lake, cfg: FetchConfig, fresh: bool) -> Plan:
     fetched, none a retry, and no join with it is planned or run."""
     from pyspark.sql import functions as F
 
-    from kale_spark.fetch.hosts import registered_domain_sql
+    from kale_spark.fetch.hosts import with_registered_domain
 
-    # The host as one SQL expression, and a first fetch's rows in one projection: each
-    # DataFrame call is an analysis in the JVM, slow on a fresh driver.
-    host = "''" if cfg.webdataset else registered_domain_sql("url")
+    # The host as SQL expressions, and a first fetch's rows in as few projections as
+    # the rule allows: each DataFrame call is an analysis in the JVM, slow on a fresh
+    # driver.
     if fresh:
-        every = lake.read(schema.SAMPLES).selectExpr(
-            "uid",
-            "url",
-            "sha256",
-            "text",
-            "0 AS prev_attempts",
-            "true AS _todo",
-            f"{host} AS _host",
-        )
+        rows = lake.read(schema.SAMPLES)
+        keep = ["uid", "url", "sha256", "text", "0 AS prev_attempts", "true AS _todo"]
     else:
-        every = _samples_to_fetch(lake, cfg).withColumn("_host", F.expr(host))
+        rows = _samples_to_fetch(lake, cfg)
+        keep = rows.columns
+    if cfg.webdataset:  # shards: no connections, no hosts
+        every = rows.selectExpr(*keep, "'' AS _host")
+    else:
+        every = with_registered_domain(rows, "url", "_host", keep)
     todo_flag = F.col("_todo").cast("long")
     per_host = every.groupBy("_host").agg(
         F.count(F.lit(1)).alias("n"),

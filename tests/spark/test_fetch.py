@@ -216,7 +216,7 @@ def test_datacomp_download_layout_reads_images_from_shards(spark, tmp_path: Path
 
 def test_registered_domain_column_is_the_python_rule(spark) -> None:
     """The Spark form (partitioning) and the Python form (the task's gates) agree."""
-    from kale_spark.fetch.hosts import host_of, registered_domain_column
+    from kale_spark.fetch.hosts import host_of, registered_domain_column, with_registered_domain
 
     urls = [
         "http://images.example.com/a.jpg",
@@ -231,9 +231,13 @@ def test_registered_domain_column_is_the_python_rule(spark) -> None:
         "not a url",
         "https://co.uk/",
     ]
-    frame = spark.createDataFrame([(u,) for u in urls], "url string")
-    got = [r[0] for r in frame.select(registered_domain_column("url")).collect()]
-    assert got == [host_of(u) for u in urls]
+    frame = spark.createDataFrame([(i, u) for i, u in enumerate(urls)], "i int, url string")
+    want = [host_of(u) for u in urls]
+    assert [r[0] for r in frame.select(registered_domain_column("url")).collect()] == want
+    # The plan's form: the host in one projection, the rule over it in the next.
+    two = with_registered_domain(frame, "url", "_host", ["i", "url"]).orderBy("i")
+    assert two.columns == ["i", "url", "_host"]
+    assert [r["_host"] for r in two.collect()] == want
 
 
 def _write_metadata(folder: Path, urls: list[str]) -> None:
