@@ -142,7 +142,7 @@ def registered_domain_sql(url_col: str = "url", host_col: str | None = None) -> 
 
     ``host_col``: a column already holding ``host_sql(url_col)``. The rule names the
     host eight times; given as a column it is parsed and computed once per row, and
-    the expression is a tenth of the size to analyse (see with_registered_domain)."""
+    the expression is half the size to analyse (see with_registered_domain)."""
     host = f"`{host_col}`" if host_col else host_sql(url_col)
     labels = rf"split({host}, '\\.')"
     last2 = f"concat_ws('.', slice({labels}, -2, 2))"
