@@ -54,10 +54,13 @@ def _kill_executor_when(ready, work_dir: Path, submit: subprocess.Popen, what: s
     while time.monotonic() < deadline:
         if submit.poll() is not None:
             raise AssertionError(f"the application ended before the {what} kill")
-        if ready():
-            (executor,) = _executors(work_dir)
-            executor.send_signal(signal.SIGKILL)
-            return executor.pid
+        live = _executors(work_dir) if ready() else []
+        if live:
+            # Normally one; a replaced executor may still be exiting beside its
+            # successor (seen once in CI). Kill every one; the newest is the app's.
+            for executor in live:
+                executor.send_signal(signal.SIGKILL)
+            return max(live, key=lambda p: p.create_time()).pid
         time.sleep(kills.POLL_S)
     raise AssertionError(f"never reached the {what} kill point")
 
