@@ -314,15 +314,17 @@ def decode_gate(slots: int) -> DecodeGate:
 # ---------------------------------------------------------------- decode
 
 
-def decode_and_resize(data: bytes, opts: ImageOptions) -> ImageResult:
+def decode_and_resize(data: bytes, opts: ImageOptions, digest: str | None = None) -> ImageResult:
     """Decode ``data``, apply EXIF orientation, convert to RGB, resize, re-encode.
 
     Never raises: a bad input returns a result with status not_an_image,
     too_large or decode_error and an error message (never a preview of the
     content). ``sha256`` is always the hash of ``data`` (DataComp's ``sha256`` is
-    of the original bytes).
+    of the original bytes): ``digest`` when the caller has already hashed them (the
+    fetch does, for its hash check), so that no image is hashed twice.
     """
-    digest = sha256_hex(data)
+    if digest is None:
+        digest = sha256_hex(data)
     mime = sniff_mime(data)
     if mime is None:
         what = "empty body" if not data else f"unrecognised content ({len(data)} bytes)"

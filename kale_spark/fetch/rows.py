@@ -109,7 +109,7 @@ def _finish(
             sha256=digest,
             sha256_match=False,
         )
-    result: ImageResult = decode_and_resize(data, opts.image)
+    result: ImageResult = decode_and_resize(data, opts.image, digest)
     ok = result.status == Status.OK
     known_w = entry.original_width if entry is not None and ok else None
     known_h = entry.original_height if entry is not None and ok else None

@@ -240,6 +240,19 @@ def test_registered_domain_column_is_the_python_rule(spark) -> None:
     assert [r["_host"] for r in two.collect()] == want
 
 
+def test_big_hosts_are_a_local_relation(spark) -> None:
+    """The salted hosts reach the plan as a local relation: no Spark job (with Python
+    workers) runs to build them, before the fetch job can start."""
+    frame = fetch.big_hosts_frame(spark, ("cdn.example.com", "img.example.org"))
+    logical = frame._jdf.queryExecution().analyzed()
+    assert logical.getClass().getSimpleName() == "LocalRelation"
+    assert sorted(tuple(r) for r in frame.collect()) == [
+        ("cdn.example.com", True),
+        ("img.example.org", True),
+    ]
+    assert fetch.big_hosts_frame(spark, ()).count() == 0
+
+
 def _write_metadata(folder: Path, urls: list[str]) -> None:
     """A DataComp metadata parquet of these URLs (no hashes: any image is right)."""
     import pyarrow as pa

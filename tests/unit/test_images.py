@@ -65,6 +65,16 @@ def test_sniff_and_decode_each_format(image_bytes, fmt: str, mime: str) -> None:
     assert (out.format, out.mode, out.size) == ("JPEG", "RGB", (40, 30))
 
 
+def test_a_digest_the_caller_computed_is_used_not_recomputed(image_bytes) -> None:
+    data = image_bytes("PNG", size=(40, 30))
+    assert decode_and_resize(data, DEFAULT).sha256 == hashlib.sha256(data).hexdigest()
+    given = "ab" * 32  # not the bytes' hash: proves the given digest is the one kept
+    result = decode_and_resize(data, DEFAULT, digest=given)
+    assert (result.status, result.sha256) == (Status.OK, given)
+    bad = decode_and_resize(b"<html>gone</html>", DEFAULT, digest=given)
+    assert (bad.status, bad.sha256) == (Status.NOT_AN_IMAGE, given)
+
+
 def test_sniff_ignores_non_images() -> None:
     assert sniff_mime(b"<!DOCTYPE html><html><body>404</body></html>") is None
     assert sniff_mime(b"") is None
