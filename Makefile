@@ -9,9 +9,9 @@ BIN    := $(VENV)/bin
 STAMPS := .stamps
 SAMPLE_ROWS ?= 120
 
-.PHONY: setup jvm-archive demo test lint bench bench-fusion clean-lake dist conf bench-fetch bench-scale bench-report chaos
+.PHONY: setup jvm-archive bytecode demo test lint bench bench-fusion clean-lake dist conf bench-fetch bench-scale bench-report chaos
 
-setup: $(STAMPS)/venv jars jvm-archive
+setup: $(STAMPS)/venv jars jvm-archive bytecode
 
 $(STAMPS)/venv: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ $(STAMPS)/venv: pyproject.toml
 # The coordinate comes from the installed delta-spark (kale_spark/spark/jars.py).
 jars: $(STAMPS)/venv
 	$(BIN)/python -m kale_spark.spark.jars ensure
+
+# The package's bytecode, once: every `kale` command and every Spark Python worker
+# imports kale_spark, and where PYTHONDONTWRITEBYTECODE is set (CI images often set it)
+# each process would compile it from source again (~0.05 s of CPU per process).
+bytecode: $(STAMPS)/venv
+	$(BIN)/python -m compileall -q kale_spark
 
 # The driver JVM's class-data-sharing archive (kale_spark/spark/jvm.py): built once per
 # machine, JDK and Spark/Delta jars (about 30 s); local sessions map it at start.
