@@ -8,6 +8,7 @@
     versioning.py  table versions, ``VERSION AS OF`` diffs
     connect.py     Spark Connect refused at start (``Lake`` needs a driver JVM)
     lock.py        the lake's run lock: one run per lake (``LakeBusy`` names the holder)
+    frames.py      small driver-side rows as local relations (no Spark job to convert them)
 
 May import: the core modules (config, schema, hashing). Stages, release and the CLI
 import it; it imports none of them.

@@ -110,11 +110,8 @@ def _log_run(lake: Lake, run: StageRun) -> None:
         __version__,
         {k: float(v) for k, v in run.metrics.items()},
     )
-    import pandas as pd
+    from kale_spark.lake.frames import local_frame
 
-    # From pandas (Arrow): a local relation. A Python list would become an RDD that
-    # a Spark job with Python workers has to convert (about a second per run).
-    names = [f.name for f in schema.RUNS_SCHEMA.fields]
-    df = lake.spark.createDataFrame(pd.DataFrame([row], columns=names), schema=schema.RUNS_SCHEMA)
+    df = local_frame(lake.spark, [row], schema.RUNS_SCHEMA)  # no Spark job (lake/frames.py)
     # mergeSchema: a `runs` table from before a column was added gains it.
     lake.append(schema.RUNS, df, run.commit(), merge_schema=True)

@@ -192,15 +192,14 @@ def by_host(spark: SparkSession, plan: Plan, cfg: FetchConfig, parts: int) -> Da
 
 
 def big_hosts_frame(spark: SparkSession, hosts: tuple[str, ...]) -> DataFrame:
-    """(_host, _salted=true) per big host, as a local relation broadcast from the driver.
+    """(_host, _salted=true) per big host, as a local relation broadcast from the driver
+    (lake/frames.py: a Python list would cost a Spark job before the fetch job starts)."""
+    from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
-    Built from pandas (Arrow), not from a Python list: a list becomes an RDD whose
-    conversion is a Spark job with Python workers, about half a second on the critical
-    path of every fetch that has a big host (measured in the event log)."""
-    import pandas as pd
+    from kale_spark.lake.frames import local_frame
 
-    frame = pd.DataFrame({"_host": list(hosts), "_salted": [True] * len(hosts)})
-    return spark.createDataFrame(frame, "_host string, _salted boolean")
+    fields = [StructField("_host", StringType(), False), StructField("_salted", BooleanType())]
+    return local_frame(spark, [(h, True) for h in hosts], StructType(fields))
 
 
 def _shard_index(pdf) -> dict:

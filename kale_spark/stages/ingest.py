@@ -152,6 +152,8 @@ def _unreadable_rows(spark: SparkSession, unreadable: dict[str, str], run_id: st
     """One quarantine row per input file that could not be read (no uid, row -1)."""
     import datetime as dt
 
+    from kale_spark.lake.frames import local_frame
+
     now = dt.datetime.now(dt.timezone.utc)
     rows = [
         (
@@ -166,7 +168,7 @@ def _unreadable_rows(spark: SparkSession, unreadable: dict[str, str], run_id: st
         )
         for f, why in sorted(unreadable.items())
     ]
-    return spark.createDataFrame(rows, schema.QUARANTINE_SCHEMA)
+    return local_frame(spark, rows, schema.QUARANTINE_SCHEMA)
 
 
 def _insert(lake: Lake, table: str, rows: DataFrame, keys: list[str], run: StageRun):

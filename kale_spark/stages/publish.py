@@ -162,7 +162,9 @@ def _record_release(
         info.run_id,
         path,
     )
-    df = lake.spark.createDataFrame([row], schema=schema.RELEASES_SCHEMA)
+    from kale_spark.lake.frames import local_frame
+
+    df = local_frame(lake.spark, [row], schema.RELEASES_SCHEMA)
     return lake.append(schema.RELEASES, df, {**commit, "step": "release"}).version
 
 

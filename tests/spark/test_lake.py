@@ -126,3 +126,33 @@ def test_apply_changes_deletes_updates_and_inserts(spark, lake) -> None:
     op, meta = _commits(lake)[-1]
     assert op == "OPTIMIZE" and meta["step"] == "optimize"
     assert _table(lake) == {"b": 22, "c": 3, "x": 7, "y": 8, "z": 26}
+
+
+def test_driver_rows_become_a_local_relation_with_every_kind_of_column(spark) -> None:
+    """A release row (int, timestamp, map, null string) and quarantine rows (a null uid)
+    reach Spark as a LocalRelation, with their values intact: no Spark job converts them."""
+    import datetime as dt
+
+    from kale_spark import schema
+    from kale_spark.lake.frames import local_frame
+
+    when = dt.datetime(2026, 12, 7, 10, 30, tzinfo=dt.timezone.utc)
+    release = (3, 12, when, 50, 2, 1, 0, {"images": 4, "samples": 1}, "cfg", "run-1", None)
+    quarantine = [
+        ("ingest", "a.parquet", -1, None, "unreadable_file", {"error": "bad magic"}, when, "r"),
+        ("ingest", "b.parquet", -1, None, "unreadable_file", {"error": "cut"}, when, "r"),
+    ]
+    for rows, table_schema, stamp in (
+        ([release], schema.RELEASES_SCHEMA, "published_at"),
+        (quarantine, schema.QUARANTINE_SCHEMA, "quarantined_at"),
+    ):
+        frame = local_frame(spark, rows, table_schema)
+        plan = frame._jdf.queryExecution().analyzed()
+        assert plan.getClass().getSimpleName() == "LocalRelation"
+        assert frame.schema == table_schema
+        names = table_schema.fieldNames()
+        at = names.index(stamp)
+        others = [n for n in names if n != stamp]
+        got = frame.selectExpr(*others, f"CAST({stamp} AS LONG) AS _s").orderBy(names[1])
+        want = [(*(v for i, v in enumerate(r) if i != at), int(when.timestamp())) for r in rows]
+        assert [tuple(r) for r in got.collect()] == want
