@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from kale_spark import __version__, schema
 from kale_spark.config import Config
 from kale_spark.lake.contracts import check_reads
+from kale_spark.lake.frames import local_frame
 from kale_spark.lake.tables import Lake
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,6 @@ def _log_run(lake: Lake, run: StageRun) -> None:
         __version__,
         {k: float(v) for k, v in run.metrics.items()},
     )
-    from kale_spark.lake.frames import local_frame
-
     df = local_frame(lake.spark, [row], schema.RUNS_SCHEMA)  # no Spark job (lake/frames.py)
     # mergeSchema: a `runs` table from before a column was added gains it.
     lake.append(schema.RUNS, df, run.commit(), merge_schema=True)

@@ -27,6 +27,7 @@ from kale_spark.config import Config, FetchConfig
 from kale_spark.faults import byte_corrupter
 from kale_spark.fetch.options import FetchStageOptions
 from kale_spark.fetch.status import Status, retryable_condition
+from kale_spark.lake.frames import local_frame
 from kale_spark.lake.progress import Progress, counter_accumulator
 from kale_spark.lake.runs import StageRun, stage_run
 from kale_spark.lake.tables import Lake
@@ -195,8 +196,6 @@ def big_hosts_frame(spark: SparkSession, hosts: tuple[str, ...]) -> DataFrame:
     """(_host, _salted=true) per big host, as a local relation broadcast from the driver
     (lake/frames.py: a Python list would cost a Spark job before the fetch job starts)."""
     from pyspark.sql.types import BooleanType, StringType, StructField, StructType
-
-    from kale_spark.lake.frames import local_frame
 
     fields = [StructField("_host", StringType(), False), StructField("_salted", BooleanType())]
     return local_frame(spark, [(h, True) for h in hosts], StructType(fields))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from kale_spark import schema
 from kale_spark.config import Config, IngestConfig
+from kale_spark.lake.frames import local_frame
 from kale_spark.lake.runs import StageRun, stage_run
 from kale_spark.lake.tables import Lake
 from kale_spark.sources.datacomp import read_raw
@@ -151,8 +152,6 @@ def _quarantine_rows(df: DataFrame, run_id: str) -> DataFrame:
 def _unreadable_rows(spark: SparkSession, unreadable: dict[str, str], run_id: str) -> DataFrame:
     """One quarantine row per input file that could not be read (no uid, row -1)."""
     import datetime as dt
-
-    from kale_spark.lake.frames import local_frame
 
     now = dt.datetime.now(dt.timezone.utc)
     rows = [

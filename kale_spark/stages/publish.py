@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from kale_spark import schema
 from kale_spark.config import Config
 from kale_spark.curation import quality
+from kale_spark.lake.frames import local_frame
 from kale_spark.lake.progress import Progress
 from kale_spark.lake.runs import StageRun, stage_run
 from kale_spark.lake.tables import Lake
@@ -162,8 +163,6 @@ def _record_release(
         info.run_id,
         path,
     )
-    from kale_spark.lake.frames import local_frame
-
     df = local_frame(lake.spark, [row], schema.RELEASES_SCHEMA)
     return lake.append(schema.RELEASES, df, {**commit, "step": "release"}).version
 
