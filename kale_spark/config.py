@@ -88,6 +88,9 @@ class LakeConfig(_Checked):
     _section = "lake"
     root: str = "./lake"
     database: str = "kale"
+    # Read a small plain table as the Parquet files its version checksum lists, not
+    # through Delta's log replay (lake/checksum.py): ~2 s off a fresh driver's fetch.
+    checksum_reads: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

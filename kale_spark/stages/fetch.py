@@ -48,12 +48,12 @@ def stage_options(cfg: FetchConfig) -> FetchStageOptions:
     return cfg
 
 
-def _samples_to_fetch(lake: Lake, cfg: FetchConfig) -> DataFrame:
+def _samples_to_fetch(samples: DataFrame, images: DataFrame, cfg: FetchConfig) -> DataFrame:
     """Every sample with `_todo` (fetch it now) and the attempts its images row spent."""
     from pyspark.sql import functions as F
 
-    samples = lake.read(schema.SAMPLES).select("uid", "url", "sha256", "text")
-    images = lake.read(schema.IMAGES).select("uid", "status", "http_status", "attempts")
+    samples = samples.select("uid", "url", "sha256", "text")
+    images = images.select("uid", "status", "http_status", "attempts")
     retryable = retryable_condition()
     todo = F.col("status").isNull() | (retryable & (F.col("attempts") < cfg.max_attempts_total))
     return samples.join(images, "uid", "left").select(
@@ -64,11 +64,6 @@ def _samples_to_fetch(lake: Lake, cfg: FetchConfig) -> DataFrame:
         F.coalesce("attempts", F.lit(0)).alias("prev_attempts"),
         F.coalesce(todo, F.lit(False)).alias("_todo"),
     )
-
-
-def candidates(lake: Lake, cfg: FetchConfig) -> DataFrame:
-    """Samples still to fetch, with the attempts their earlier rows already spent."""
-    return _samples_to_fetch(lake, cfg).where("_todo").drop("_todo")
 
 
 @dataclass(frozen=True)
@@ -84,11 +79,11 @@ class Plan:
     big_hosts: tuple[str, ...]
 
 
-def _plan(lake: Lake, cfg: FetchConfig, fresh: bool) -> Plan:
+def _plan(samples: DataFrame, images: DataFrame | None, cfg: FetchConfig) -> Plan:
     """The plan in one job: counts per host, then their sums and the big hosts.
 
-    ``fresh``: the images table was created by this run, so it is empty: every sample is
-    fetched, none a retry, and no join with it is planned or run."""
+    ``images`` None: the images table was created by this run, so it is empty: every
+    sample is fetched, none a retry, and no join with it is planned or run."""
     from pyspark.sql import functions as F
 
     from kale_spark.fetch.hosts import with_registered_domain
@@ -96,11 +91,11 @@ def _plan(lake: Lake, cfg: FetchConfig, fresh: bool) -> Plan:
     # The host as SQL expressions, and a first fetch's rows in as few projections as
     # the rule allows: each DataFrame call is an analysis in the JVM, slow on a fresh
     # driver.
-    if fresh:
-        rows = lake.read(schema.SAMPLES)
+    if images is None:
+        rows = samples
         keep = ["uid", "url", "sha256", "text", "0 AS prev_attempts", "true AS _todo"]
     else:
-        rows = _samples_to_fetch(lake, cfg)
+        rows = _samples_to_fetch(samples, images, cfg)
         keep = rows.columns
     if cfg.webdataset:  # shards: no connections, no hosts
         every = rows.selectExpr(*keep, "'' AS _host")
@@ -238,7 +233,9 @@ def _candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -> 
     from pyspark import StorageLevel
 
     fresh = not lake.exists(schema.IMAGES)  # first fetch: every sample is new
-    run.input_versions = {schema.SAMPLES: lake.version(schema.SAMPLES)}
+    # The tables as the plan reads them, with their versions (lake.read_latest: a small
+    # table without Delta's log replay, the largest fixed cost of a small fetch).
+    samples, run.input_versions[schema.SAMPLES] = lake.read_latest(schema.SAMPLES)
     # A first fetch plans from `samples` alone: `images` is created meanwhile (two
     # driver threads; each is a second or more of planning on a fresh JVM).
     with ThreadPoolExecutor(1) as pool:
@@ -247,11 +244,14 @@ def _candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -> 
         created = pool.submit(
             lake.ensure_table, schema.IMAGES, schema.IMAGES_SCHEMA, change_feed=True
         )
+        images = None
         if not fresh:
             created.result()  # the plan joins with `images`
-        plan = _plan(lake, cfg.fetch, fresh)
+            images, run.input_versions[schema.IMAGES] = lake.read_latest(schema.IMAGES)
+        plan = _plan(samples, images, cfg.fetch)
         created.result()
-    run.input_versions[schema.IMAGES] = lake.version(schema.IMAGES)
+    if fresh:
+        run.input_versions[schema.IMAGES] = lake.version(schema.IMAGES)
     if cfg.fetch.webdataset:  # indexing the tars is costly: do it once
         todo = plan.todo.join(_shard_entries(spark, cfg.fetch.webdataset), "uid", "left")
         plan = replace(plan, todo=todo.persist(StorageLevel.DISK_ONLY))

@@ -9,6 +9,7 @@ import pytest
 from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
 
 from kale_spark.config import LakeConfig
+from kale_spark.lake.checksum import NotPlain, checksum_path, plain_parquet_files
 from kale_spark.lake.tables import USER_METADATA_CONF, Lake
 
 SCHEMA = StructType([StructField("k", StringType(), False), StructField("v", LongType(), True)])
@@ -156,3 +157,67 @@ def test_driver_rows_become_a_local_relation_with_every_kind_of_column(spark) ->
         got = frame.selectExpr(*others, f"CAST({stamp} AS LONG) AS _s").orderBy(names[1])
         want = [(*(v for i, v in enumerate(r) if i != at), int(when.timestamp())) for r in rows]
         assert [tuple(r) for r in got.collect()] == want
+
+
+WIDER = StructType([*SCHEMA.fields, StructField("note", StringType(), True)])
+
+
+def test_a_small_plain_table_is_read_from_its_checksum_at_its_version(spark, lake) -> None:
+    """The read Delta's checksum allows (lake/checksum.py) gives Delta's rows, from
+    version `version` even after a later commit: those files, no log replay."""
+    lake.ensure_table("t", SCHEMA)
+    frame, version = lake.read_latest("t")
+    assert (frame.collect(), version) == ([], 0)
+    lake.append("t", _df(spark, [("a", 1), ("b", 2)]), {"step": "one"})
+    lake.upsert("t", _df(spark, [("a", 10), ("c", 3)]), ["k"], {"step": "up"}, "true")
+    lake.ensure_table("t", WIDER)  # a column added: older files lack it
+    lake.append("t", _df(spark, [("d", 4, "new")], WIDER), {"step": "wider"})
+    # Delta writes every file into a small table's checksum: the fast read's premise.
+    crc = lake.read_text(checksum_path(lake.path("t"), lake.version("t")))
+    assert len(plain_parquet_files(crc, lake.path("t")).paths) == lake.file_count("t")
+
+    frame, version = lake.read_latest("t")
+    expected = sorted(lake.read("t").collect())
+    assert version == lake.version("t")
+    # The table's columns and types; nullable, as any Parquet read is in Spark.
+    assert [(f.name, f.dataType) for f in frame.schema] == [
+        (f.name, f.dataType) for f in lake.read("t").schema
+    ]
+    assert sorted(frame.collect()) == expected == [
+        ("a", 10, None),
+        ("b", 2, None),
+        ("c", 3, None),
+        ("d", 4, "new"),
+    ]
+    lake.append("t", _df(spark, [("e", 5, None)], WIDER), {"step": "later"})
+    assert sorted(frame.collect()) == expected  # still the version it named
+    assert len(lake.read("t").collect()) == 5  # Delta's reader moves on
+
+
+def test_tables_the_checksum_cannot_answer_are_read_through_delta(spark, lake, lake_root) -> None:
+    """A deletion vector, partitions, or `lake.checksum_reads` off: Delta's reader, so
+    a deleted row stays deleted and partition values come back."""
+    dv = f"delta.`{lake.path('dv')}`"
+    spark.sql(
+        f"CREATE TABLE {dv} (k STRING, v LONG) USING delta "
+        "TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')"
+    )
+    spark.sql(f"INSERT INTO {dv} VALUES ('a', 1), ('b', 2), ('c', 3)")
+    spark.sql(f"DELETE FROM {dv} WHERE k = 'b'")
+    crc = lake.read_text(checksum_path(lake.path("dv"), lake.version("dv")))
+    with pytest.raises(NotPlain, match="deletion vector"):
+        plain_parquet_files(crc, lake.path("dv"))
+    frame, version = lake.read_latest("dv")
+    assert version == 2 and sorted(frame.collect()) == [("a", 1), ("c", 3)]
+
+    parts = f"delta.`{lake.path('parts')}`"
+    spark.sql(f"CREATE TABLE {parts} (k STRING, day INT) USING delta PARTITIONED BY (day)")
+    spark.sql(f"INSERT INTO {parts} VALUES ('a', 1), ('b', 2)")
+    frame, _ = lake.read_latest("parts")
+    assert sorted(frame.select("k", "day").collect()) == [("a", 1), ("b", 2)]
+
+    off = Lake(spark, LakeConfig(root=str(lake_root), database=lake.database, checksum_reads=False))
+    frame, version = off.read_latest("dv")
+    assert version == 2 and sorted(frame.collect()) == [("a", 1), ("c", 3)]
+    with pytest.raises(LookupError, match="no table 'absent'"):
+        lake.read_latest("absent")
