@@ -183,12 +183,16 @@ def test_a_small_plain_table_is_read_from_its_checksum_at_its_version(spark, lak
     assert [(f.name, f.dataType) for f in frame.schema] == [
         (f.name, f.dataType) for f in lake.read("t").schema
     ]
-    assert sorted(frame.collect()) == expected == [
-        ("a", 10, None),
-        ("b", 2, None),
-        ("c", 3, None),
-        ("d", 4, "new"),
-    ]
+    assert (
+        sorted(frame.collect())
+        == expected
+        == [
+            ("a", 10, None),
+            ("b", 2, None),
+            ("c", 3, None),
+            ("d", 4, "new"),
+        ]
+    )
     lake.append("t", _df(spark, [("e", 5, None)], WIDER), {"step": "later"})
     assert sorted(frame.collect()) == expected  # still the version it named
     assert len(lake.read("t").collect()) == 5  # Delta's reader moves on
