@@ -9,6 +9,8 @@
     connect.py     Spark Connect refused at start (``Lake`` needs a driver JVM)
     lock.py        the lake's run lock: one run per lake (``LakeBusy`` names the holder)
     frames.py      small driver-side rows as local relations (no Spark job to convert them)
+    checksum.py    a small plain table's files from its version checksum (``Lake.read_latest``:
+                   no log replay in Spark jobs)
 
 May import: the core modules (config, schema, hashing). Stages, release and the CLI
 import it; it imports none of them.
