@@ -9,6 +9,7 @@ import pytest
 from kale_spark import schema
 from kale_spark.config import load_config
 from kale_spark.fetch.status import is_retryable, retryable_condition
+from kale_spark.lake.checksum import checksum_path, plain_parquet_files
 from kale_spark.lake.tables import Lake
 from kale_spark.sources.sample import FETCH_DEFECTS, generate_sample
 from kale_spark.stages import fetch, ingest
@@ -65,9 +66,16 @@ def test_file_sample_every_uid_has_one_images_row(spark, tmp_path: Path) -> None
     assert first.counts["fetched"] == len(samples)
     assert sum(v for k, v in first.counts.items() if k.startswith("status.")) == len(samples)
 
+    # Both runs planned from the tables' version checksums (Lake.read_latest), not
+    # through Delta's log replay: what ingest and fetch write is a plain table.
+    for table in (schema.SAMPLES, schema.IMAGES):
+        crc = lake.read_text(checksum_path(lake.path(table), lake.version(table)))
+        assert plain_parquet_files(crc, lake.path(table)).paths
     again = fetch.run(spark, cfg)
     assert again.counts["candidates"] == 0
     assert lake.count(schema.IMAGES) == len(samples)
+    assert first.input_versions[schema.SAMPLES] == lake.version(schema.SAMPLES)
+    assert again.input_versions[schema.IMAGES] == first.output_versions[schema.IMAGES]
 
 
 def test_a_file_root_that_blocks_every_row_says_which_key_to_set(
