@@ -204,22 +204,24 @@ class Lake:
         Spark jobs, about 2 s on a fresh driver; its columns are all nullable, as in any
         Parquet read. Any other table, or `lake.checksum_reads` off, goes through Delta's
         reader, which may see a commit made after `version`."""
+        from pyspark.sql.types import StructType
+
         from kale_spark.lake.checksum import NotPlain, checksum_path, plain_parquet_files
 
         version = self.version(name)
         if version is None:
             raise LookupError(f"no table {name!r} under {self.root}")
-        text = self.read_text(checksum_path(self.path(name), version))
-        if not self.checksum_reads or text is None:
+        if not self.checksum_reads:
             return self.read(name), version
         try:
+            text = self.read_text(checksum_path(self.path(name), version))
+            if text is None:
+                raise NotPlain("no checksum file")
             plain = plain_parquet_files(text, self.path(name))
-        except NotPlain as why:
+            schema = StructType.fromJson(json.loads(plain.schema_json))
+        except Exception as why:  # NotPlain; py4j errors reading the file: Delta decides
             log.info("%s v%d read through Delta: %s", name, version, why)
             return self.read(name), version
-        from pyspark.sql.types import StructType
-
-        schema = StructType.fromJson(json.loads(plain.schema_json))
         if not plain.paths:
             return local_frame(self.spark, [], schema), version
         return self.spark.read.schema(schema).parquet(*plain.paths), version

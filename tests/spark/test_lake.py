@@ -4,6 +4,7 @@ row counts come from that commit, and the caller's session conf is never written
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
@@ -219,6 +220,12 @@ def test_tables_the_checksum_cannot_answer_are_read_through_delta(spark, lake, l
     spark.sql(f"INSERT INTO {parts} VALUES ('a', 1), ('b', 2)")
     frame, _ = lake.read_latest("parts")
     assert sorted(frame.select("k", "day").collect()) == [("a", 1), ("b", 2)]
+
+    lake.ensure_table("gone", SCHEMA)
+    lake.append("gone", _df(spark, [("a", 1)]), {"step": "one"})
+    Path(checksum_path(lake.path("gone"), 1)).unlink()  # e.g. a writer that writes none
+    frame, version = lake.read_latest("gone")
+    assert version == 1 and frame.collect() == [("a", 1)]
 
     off = Lake(spark, LakeConfig(root=str(lake_root), database=lake.database, checksum_reads=False))
     frame, version = off.read_latest("dv")
