@@ -204,27 +204,34 @@ class Lake:
         Spark jobs, about 2 s on a fresh driver; its columns are all nullable, as in any
         Parquet read. Any other table, or `lake.checksum_reads` off, goes through Delta's
         reader, which may see a commit made after `version`."""
-        from pyspark.sql.types import StructType
-
-        from kale_spark.lake.checksum import NotPlain, checksum_path, plain_parquet_files
-
         version = self.version(name)
         if version is None:
             raise LookupError(f"no table {name!r} under {self.root}")
-        if not self.checksum_reads:
+        plain = self._checksum_files(name, version) if self.checksum_reads else None
+        if plain is None:
             return self.read(name), version
+        paths, schema = plain
+        if not paths:
+            return local_frame(self.spark, [], schema), version
+        return self.spark.read.schema(schema).parquet(*paths), version
+
+    def _checksum_files(self, name: str, version: int) -> tuple[tuple[str, ...], StructType] | None:
+        """(data files, schema) of `version` from its checksum, or None (logged why):
+        not a plain table, no checksum file, or any error reading it."""
+        from pyspark.sql.types import StructType
+
+        from kale_spark.lake.checksum import checksum_path, plain_parquet_files
+
         try:
             text = self.read_text(checksum_path(self.path(name), version))
             if text is None:
-                raise NotPlain("no checksum file")
+                log.info("%s v%d read through Delta: no checksum file", name, version)
+                return None
             plain = plain_parquet_files(text, self.path(name))
-            schema = StructType.fromJson(json.loads(plain.schema_json))
+            return plain.paths, StructType.fromJson(json.loads(plain.schema_json))
         except Exception as why:  # NotPlain; py4j errors reading the file: Delta decides
             log.info("%s v%d read through Delta: %s", name, version, why)
-            return self.read(name), version
-        if not plain.paths:
-            return local_frame(self.spark, [], schema), version
-        return self.spark.read.schema(schema).parquet(*plain.paths), version
+            return None
 
     def read_changes(self, name: str, start: int, end: int) -> DataFrame:
         """The change data feed of versions `start`..`end` (inclusive). Raises (an
